@@ -1,0 +1,100 @@
+// Package checkout holds flashorder's stock-deduction strategies, each a
+// flashorder.OrderPlacer written against the root interfaces: Row (one
+// transaction per order) and the strategies built on its transaction.
+package checkout
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/flashorder/flashorder"
+)
+
+// NewOrder returns the order that req will create, with a fresh id and
+// creation time and no prices yet. Ids are UUIDv7: time-ordered, unguessable
+// (74 random bits) and made without coordination between instances.
+func NewOrder(req *flashorder.PlaceOrderRequest, now time.Time) (*flashorder.Order, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("checkout: new order id: %w", err)
+	}
+	items := make([]flashorder.OrderItem, len(req.Items))
+	for i, it := range req.Items {
+		items[i] = flashorder.OrderItem{SKU: it.SKU, Quantity: it.Quantity}
+	}
+	return &flashorder.Order{
+		ID:             id.String(),
+		UserID:         req.UserID,
+		Status:         flashorder.StatusCreated,
+		Items:          items,
+		CreatedAt:      now.UTC().Truncate(time.Microsecond),
+		IdempotencyKey: req.IdempotencyKey,
+		Fingerprint:    req.Fingerprint,
+	}, nil
+}
+
+// sortedSKUs returns the order's SKUs in ascending order: every strategy locks
+// rows in this order, so that two multi-item orders cannot deadlock.
+func sortedSKUs(o *flashorder.Order) []string {
+	skus := make([]string, len(o.Items))
+	for i, it := range o.Items {
+		skus[i] = it.SKU
+	}
+	slices.SortFunc(skus, strings.Compare)
+	return skus
+}
+
+// quantityOf returns the quantity of sku in o.
+func quantityOf(o *flashorder.Order, sku string) int64 {
+	for _, it := range o.Items {
+		if it.SKU == sku {
+			return it.Quantity
+		}
+	}
+	return 0
+}
+
+// placeInTx runs the checks and writes of one order inside tx, in the order the
+// API promises: unknown product, per-user limit, stock. It prices the order
+// from the products. Any refusal is returned as an error, so that the
+// transaction rolls back and nothing changes.
+func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus []string) error {
+	products, err := tx.Products(ctx, skus)
+	if err != nil {
+		return err
+	}
+	for _, sku := range skus {
+		if products[sku] == nil {
+			return flashorder.Errorf(flashorder.EUNKNOWNPRODUCT, "unknown product %q", sku)
+		}
+	}
+	for _, sku := range skus {
+		ok, err := tx.ReserveQuota(ctx, o.UserID, sku, quantityOf(o, sku), products[sku].PerUserLimit)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return flashorder.Errorf(flashorder.ELIMITEXCEEDED, "user %q would exceed the limit of %d units of %q", o.UserID, products[sku].PerUserLimit, sku)
+		}
+	}
+	for _, sku := range skus {
+		ok, err := tx.TakeStock(ctx, sku, quantityOf(o, sku))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return flashorder.Errorf(flashorder.ESOLDOUT, "not enough stock of %q", sku)
+		}
+	}
+	o.TotalCents = 0
+	for i := range o.Items {
+		o.Items[i].PriceCents = products[o.Items[i].SKU].PriceCents
+		o.TotalCents += o.Items[i].PriceCents * o.Items[i].Quantity
+	}
+	return tx.InsertOrders(ctx, o)
+}

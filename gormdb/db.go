@@ -1,0 +1,241 @@
+// Package gormdb implements flashorder.Store on GORM for three engines: SQLite
+// (pure Go, the embedded default), PostgreSQL (pgx) and MySQL/MariaDB. The
+// engines share one schema and one set of queries; the few differences (DSN,
+// pool size, table options, retryable error codes) are kept in this file.
+package gormdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
+	gormmysql "gorm.io/driver/mysql"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/flashorder/flashorder"
+)
+
+var _ flashorder.Store = (*DB)(nil)
+
+// Engine names, as the scheme of the database URL.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+	MySQL    = "mysql"
+)
+
+// DefaultMaxConns is the default connection pool size for PostgreSQL and MySQL.
+// SQLite always uses one connection: it has one writer, and a single
+// connection avoids busy-waiting on its file lock.
+const DefaultMaxConns = 64
+
+// maxTxAttempts bounds how often InTx runs a transaction that the database
+// aborted as a deadlock or serialization victim.
+const maxTxAttempts = 4
+
+// DB is a flashorder.Store on a GORM database.
+type DB struct {
+	gorm   *gorm.DB
+	engine string
+}
+
+// Options tunes Open.
+type Options struct {
+	// MaxConns is the connection pool size for PostgreSQL and MySQL; the
+	// default is DefaultMaxConns.
+	MaxConns int
+}
+
+// Open connects to the database named by rawURL, creates or updates the schema,
+// and returns the store. URLs:
+//
+//	sqlite://relative/path.db  sqlite:///absolute/path.db
+//	postgres://user:pass@host:port/db?sslmode=disable
+//	mysql://user:pass@host:port/db
+func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
+	engine, dialector, err := dialectorFor(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	g, err := gorm.Open(dialector, &gorm.Config{
+		SkipDefaultTransaction: true,
+		TranslateError:         true,
+		Logger:                 logger.Discard,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gormdb: open %s: %w", engine, err)
+	}
+	sqlDB, err := g.DB()
+	if err != nil {
+		return nil, fmt.Errorf("gormdb: open %s: %w", engine, err)
+	}
+	if engine == SQLite {
+		sqlDB.SetMaxOpenConns(1)
+	} else {
+		n := opts.MaxConns
+		if n <= 0 {
+			n = DefaultMaxConns
+		}
+		sqlDB.SetMaxOpenConns(n)
+		sqlDB.SetMaxIdleConns(n)
+		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	}
+	db := &DB{gorm: g, engine: engine}
+	if err := db.migrate(ctx); err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Engine returns the engine name: SQLite, Postgres or MySQL.
+func (db *DB) Engine() string { return db.engine }
+
+// Close closes the connection pool.
+func (db *DB) Close() error {
+	sqlDB, err := db.gorm.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Ping implements flashorder.Store.
+func (db *DB) Ping(ctx context.Context) error {
+	sqlDB, err := db.gorm.DB()
+	if err != nil {
+		return err
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("gormdb: ping: %w", err)
+	}
+	return nil
+}
+
+// Exec runs a raw statement; tests and tools use it for setup.
+func (db *DB) Exec(ctx context.Context, sql string, args ...any) error {
+	return db.gorm.WithContext(ctx).Exec(sql, args...).Error
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	g := db.gorm.WithContext(ctx)
+	if db.engine == MySQL {
+		// A binary collation: SKUs and user ids are case-sensitive.
+		g = g.Set("gorm:table_options", "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+	}
+	if err := g.AutoMigrate(&productRow{}, &orderRow{}, &orderItemRow{}, &userPurchaseRow{}); err != nil {
+		return fmt.Errorf("gormdb: migrate %s schema: %w", db.engine, err)
+	}
+	return nil
+}
+
+func dialectorFor(rawURL string) (string, gorm.Dialector, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("gormdb: database URL: %w", err)
+	}
+	switch u.Scheme {
+	case SQLite:
+		path := strings.TrimPrefix(rawURL, "sqlite://")
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		if path == "" {
+			return "", nil, fmt.Errorf("gormdb: sqlite URL %q names no file", rawURL)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return "", nil, fmt.Errorf("gormdb: create sqlite directory: %w", err)
+		}
+		// WAL lets readers run beside the writer; synchronous(FULL) makes every
+		// commit durable before the order is answered.
+		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)"
+		return SQLite, sqlite.Open(dsn), nil
+	case Postgres, "postgresql":
+		return Postgres, postgres.Open(rawURL), nil
+	case MySQL, "mariadb":
+		cfg := mysql.NewConfig()
+		cfg.Net = "tcp"
+		cfg.Addr = u.Host
+		cfg.User = u.User.Username()
+		cfg.Passwd, _ = u.User.Password()
+		cfg.DBName = strings.TrimPrefix(u.Path, "/")
+		cfg.ParseTime = true
+		cfg.Loc = time.UTC
+		// READ COMMITTED avoids InnoDB's gap locks on the hot rows; the
+		// conditional updates are correct under it.
+		cfg.Params = map[string]string{"transaction_isolation": "'READ-COMMITTED'"}
+		for k, v := range u.Query() {
+			cfg.Params[k] = v[0]
+		}
+		return MySQL, gormmysql.Open(cfg.FormatDSN()), nil
+	default:
+		return "", nil, fmt.Errorf("gormdb: unsupported database URL scheme %q (want sqlite, postgres or mysql)", u.Scheme)
+	}
+}
+
+// InTx implements flashorder.Store.
+func (db *DB) InTx(ctx context.Context, fn func(tx flashorder.Tx) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error {
+			return fn(&tx{g: g})
+		})
+		if err == nil || attempt == maxTxAttempts || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * time.Millisecond)
+	}
+	return translate(err)
+}
+
+// readTx runs fn in a read-only transaction that sees one snapshot.
+func (db *DB) readTx(ctx context.Context, fn func(g *gorm.DB) error) error {
+	opts := &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	if db.engine == SQLite {
+		opts = nil // a SQLite read transaction is a snapshot already
+	}
+	return translate(db.gorm.WithContext(ctx).Transaction(fn, opts))
+}
+
+// retryable reports whether the database aborted a transaction that would
+// succeed when run again.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "40001" || pgErr.Code == "40P01" // serialization failure, deadlock
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		return myErr.Number == 1213 || myErr.Number == 1205 // deadlock, lock wait timeout
+	}
+	return strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked")
+}
+
+// translate turns driver errors into domain errors at the store's boundary.
+// Domain errors pass through; a database that failed to answer becomes
+// EUNAVAILABLE, so that the client retries instead of seeing internals.
+func translate(err error) error {
+	var ferr *flashorder.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ferr), errors.Is(err, flashorder.ErrIdempotencyKeyTaken):
+		return err
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return &flashorder.Error{Code: flashorder.ENOTFOUND, Message: "not found", Err: err}
+	default:
+		return &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "the database did not complete the request; retry later", Err: err}
+	}
+}

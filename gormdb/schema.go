@@ -1,0 +1,92 @@
+package gormdb
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/flashorder/flashorder"
+)
+
+// productRow is a product and its stock counters.
+type productRow struct {
+	SKU          string `gorm:"column:sku;primaryKey;size:64"`
+	Name         string `gorm:"column:name;size:800;not null"`
+	PriceCents   int64  `gorm:"column:price_cents;not null"`
+	Stock        int64  `gorm:"column:stock;not null"`
+	Restocked    int64  `gorm:"column:restocked;not null"`
+	PerUserLimit int64  `gorm:"column:per_user_limit;not null"`
+}
+
+func (productRow) TableName() string { return "products" }
+
+func (r *productRow) product() *flashorder.Product {
+	return &flashorder.Product{SKU: r.SKU, Name: r.Name, PriceCents: r.PriceCents, Stock: r.Stock,
+		Sold: r.Restocked - r.Stock, PerUserLimit: r.PerUserLimit, Restocked: r.Restocked}
+}
+
+// orderRow is an order. Ids are UUIDv7 strings, so ordering by id is ordering
+// by creation time. created_us is microseconds since the Unix epoch: an integer
+// compares and round-trips the same on every engine.
+type orderRow struct {
+	ID         string `gorm:"column:id;primaryKey;size:36;index:idx_orders_user_id,priority:2"`
+	UserID     string `gorm:"column:user_id;size:64;not null;index:idx_orders_user_id,priority:1"`
+	Status     string `gorm:"column:status;size:16;not null;index:idx_orders_status_created,priority:1"`
+	TotalCents int64  `gorm:"column:total_cents;not null"`
+	CreatedUS  int64  `gorm:"column:created_us;not null;index:idx_orders_status_created,priority:2"`
+	// KeyHash is the hex SHA-256 of the Idempotency-Key: fixed length, and
+	// immune to collations that ignore case or trailing spaces.
+	KeyHash     *string `gorm:"column:idempotency_key_hash;size:64;uniqueIndex"`
+	Fingerprint string  `gorm:"column:fingerprint;size:64;not null"`
+}
+
+func (orderRow) TableName() string { return "orders" }
+
+// orderItemRow is one line of an order; position keeps the request's order.
+type orderItemRow struct {
+	OrderID    string `gorm:"column:order_id;primaryKey;size:36"`
+	SKU        string `gorm:"column:sku;primaryKey;size:64"`
+	Position   int    `gorm:"column:position;not null"`
+	Quantity   int64  `gorm:"column:quantity;not null"`
+	PriceCents int64  `gorm:"column:price_cents;not null"`
+}
+
+func (orderItemRow) TableName() string { return "order_items" }
+
+// userPurchaseRow counts the units of a SKU that a user holds in active
+// orders. Updating it in the order's transaction enforces per_user_limit
+// atomically.
+type userPurchaseRow struct {
+	UserID   string `gorm:"column:user_id;primaryKey;size:64"`
+	SKU      string `gorm:"column:sku;primaryKey;size:64"`
+	Quantity int64  `gorm:"column:quantity;not null"`
+}
+
+func (userPurchaseRow) TableName() string { return "user_purchases" }
+
+func keyHash(key string) *string {
+	if key == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(key))
+	h := hex.EncodeToString(sum[:])
+	return &h
+}
+
+func orderRows(orders []*flashorder.Order) ([]orderRow, []orderItemRow) {
+	rows := make([]orderRow, 0, len(orders))
+	var items []orderItemRow
+	for _, o := range orders {
+		rows = append(rows, orderRow{ID: o.ID, UserID: o.UserID, Status: string(o.Status), TotalCents: o.TotalCents,
+			CreatedUS: o.CreatedAt.UnixMicro(), KeyHash: keyHash(o.IdempotencyKey), Fingerprint: o.Fingerprint})
+		for i, it := range o.Items {
+			items = append(items, orderItemRow{OrderID: o.ID, SKU: it.SKU, Position: i, Quantity: it.Quantity, PriceCents: it.PriceCents})
+		}
+	}
+	return rows, items
+}
+
+func (r *orderRow) order() *flashorder.Order {
+	return &flashorder.Order{ID: r.ID, UserID: r.UserID, Status: flashorder.Status(r.Status), TotalCents: r.TotalCents,
+		CreatedAt: time.UnixMicro(r.CreatedUS).UTC(), Fingerprint: r.Fingerprint, Items: []flashorder.OrderItem{}}
+}

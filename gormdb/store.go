@@ -1,0 +1,168 @@
+package gormdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/flashorder/flashorder"
+)
+
+// PutProduct implements flashorder.Store. The stock change is added to
+// restocked in the same statement, against the row's current stock, so that a
+// PUT racing with orders keeps restocked == stock + sold.
+func (db *DB) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder.Product, error) {
+	var out *flashorder.Product
+	err := db.InTx(ctx, func(ftx flashorder.Tx) error {
+		g := ftx.(*tx).g.WithContext(ctx)
+		row := productRow{SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Stock: p.Stock, Restocked: p.Stock, PerUserLimit: p.PerUserLimit}
+		res := g.Clauses(clause.OnConflict{DoNothing: true}).Create(&row)
+		if res.Error != nil {
+			return fmt.Errorf("gormdb: insert product %q: %w", p.SKU, res.Error)
+		}
+		if res.RowsAffected == 0 {
+			// restocked is assigned before stock: MySQL evaluates SET
+			// left to right, the others against the old row; both
+			// read the old stock here.
+			err := g.Exec("UPDATE products SET restocked = restocked + ? - stock, stock = ?, name = ?, price_cents = ?, per_user_limit = ? WHERE sku = ?",
+				p.Stock, p.Stock, p.Name, p.PriceCents, p.PerUserLimit, p.SKU).Error
+			if err != nil {
+				return fmt.Errorf("gormdb: update product %q: %w", p.SKU, err)
+			}
+		}
+		var stored productRow
+		if err := g.Where("sku = ?", p.SKU).Take(&stored).Error; err != nil {
+			return fmt.Errorf("gormdb: read product %q: %w", p.SKU, err)
+		}
+		out = stored.product()
+		return nil
+	})
+	return out, err
+}
+
+// Product implements flashorder.Store.
+func (db *DB) Product(ctx context.Context, sku string) (*flashorder.Product, error) {
+	var row productRow
+	err := db.gorm.WithContext(ctx).Where("sku = ?", sku).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, flashorder.Errorf(flashorder.ENOTFOUND, "product %q not found", sku)
+	}
+	if err != nil {
+		return nil, translate(fmt.Errorf("gormdb: read product %q: %w", sku, err))
+	}
+	return row.product(), nil
+}
+
+// Order implements flashorder.Store.
+func (db *DB) Order(ctx context.Context, id string) (*flashorder.Order, error) {
+	return db.oneOrder(ctx, "id = ?", id)
+}
+
+// OrderByIdempotencyKey implements flashorder.Store.
+func (db *DB) OrderByIdempotencyKey(ctx context.Context, key string) (*flashorder.Order, error) {
+	return db.oneOrder(ctx, "idempotency_key_hash = ?", *keyHash(key))
+}
+
+func (db *DB) oneOrder(ctx context.Context, where string, arg string) (*flashorder.Order, error) {
+	var rows []orderRow
+	if err := db.gorm.WithContext(ctx).Where(where, arg).Limit(1).Find(&rows).Error; err != nil {
+		return nil, translate(fmt.Errorf("gormdb: read order: %w", err))
+	}
+	if len(rows) == 0 {
+		return nil, flashorder.Errorf(flashorder.ENOTFOUND, "order not found")
+	}
+	orders, err := db.withItems(ctx, rows)
+	if err != nil {
+		return nil, err
+	}
+	return orders[0], nil
+}
+
+// Orders implements flashorder.Store.
+func (db *DB) Orders(ctx context.Context, f flashorder.OrderFilter) (*flashorder.OrderPage, error) {
+	q := db.gorm.WithContext(ctx).Where("user_id = ?", f.UserID)
+	if f.Before != "" {
+		q = q.Where("id < ?", f.Before)
+	}
+	var rows []orderRow
+	if err := q.Order("id DESC").Limit(f.Limit + 1).Find(&rows).Error; err != nil {
+		return nil, translate(fmt.Errorf("gormdb: list orders of %q: %w", f.UserID, err))
+	}
+	page := &flashorder.OrderPage{}
+	if len(rows) > f.Limit {
+		rows = rows[:f.Limit]
+		page.Next = rows[len(rows)-1].ID
+	}
+	orders, err := db.withItems(ctx, rows)
+	if err != nil {
+		return nil, err
+	}
+	page.Orders = orders
+	return page, nil
+}
+
+// withItems turns rows into orders and loads their items in one query.
+func (db *DB) withItems(ctx context.Context, rows []orderRow) ([]*flashorder.Order, error) {
+	orders := make([]*flashorder.Order, len(rows))
+	byID := make(map[string]*flashorder.Order, len(rows))
+	ids := make([]string, len(rows))
+	for i := range rows {
+		orders[i] = rows[i].order()
+		byID[rows[i].ID] = orders[i]
+		ids[i] = rows[i].ID
+	}
+	if len(ids) == 0 {
+		return orders, nil
+	}
+	var items []orderItemRow
+	if err := db.gorm.WithContext(ctx).Where("order_id IN ?", ids).Order("order_id, position").Find(&items).Error; err != nil {
+		return nil, translate(fmt.Errorf("gormdb: read order items: %w", err))
+	}
+	for _, it := range items {
+		o := byID[it.OrderID]
+		o.Items = append(o.Items, flashorder.OrderItem{SKU: it.SKU, Quantity: it.Quantity, PriceCents: it.PriceCents})
+	}
+	return orders, nil
+}
+
+// Audit implements flashorder.Store. Both queries read one snapshot, so that
+// orders committed meanwhile cannot make a sound database look broken.
+func (db *DB) Audit(ctx context.Context) (*flashorder.Audit, error) {
+	audit := &flashorder.Audit{OK: true, Products: []flashorder.AuditLine{}}
+	err := db.readTx(ctx, func(g *gorm.DB) error {
+		var products []productRow
+		if err := g.Order("sku").Find(&products).Error; err != nil {
+			return fmt.Errorf("gormdb: audit products: %w", err)
+		}
+		var sold []struct {
+			SKU  string
+			Sold int64
+		}
+		err := g.Table("order_items AS i").Select("i.sku AS sku, SUM(i.quantity) AS sold").
+			Joins("JOIN orders AS o ON o.id = i.order_id").
+			Where("o.status IN ?", []string{string(flashorder.StatusCreated), string(flashorder.StatusPaid)}).
+			Group("i.sku").Scan(&sold).Error
+		if err != nil {
+			return fmt.Errorf("gormdb: audit sold units: %w", err)
+		}
+		soldBySKU := make(map[string]int64, len(sold))
+		for _, s := range sold {
+			soldBySKU[s.SKU] = s.Sold
+		}
+		audit.Products = audit.Products[:0]
+		audit.OK = true
+		for _, p := range products {
+			line := flashorder.NewAuditLine(p.SKU, p.Restocked, p.Stock, soldBySKU[p.SKU])
+			audit.OK = audit.OK && line.OK
+			audit.Products = append(audit.Products, line)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return audit, nil
+}

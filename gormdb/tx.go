@@ -1,0 +1,86 @@
+package gormdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/flashorder/flashorder"
+)
+
+var _ flashorder.Tx = (*tx)(nil)
+
+// insertBatchSize bounds the rows of one INSERT, well below every engine's
+// limit on bound parameters.
+const insertBatchSize = 500
+
+// tx implements flashorder.Tx inside one GORM transaction.
+type tx struct {
+	g *gorm.DB
+}
+
+// Products implements flashorder.Tx.
+func (t *tx) Products(ctx context.Context, skus []string) (map[string]*flashorder.Product, error) {
+	var rows []productRow
+	if err := t.g.WithContext(ctx).Where("sku IN ?", skus).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("gormdb: read products: %w", err)
+	}
+	m := make(map[string]*flashorder.Product, len(rows))
+	for i := range rows {
+		m[rows[i].SKU] = rows[i].product()
+	}
+	return m, nil
+}
+
+// ReserveQuota implements flashorder.Tx. A first purchase inserts the counter
+// row; later ones add to it with a conditional update, so two concurrent
+// orders of one user can never both pass the limit.
+func (t *tx) ReserveQuota(ctx context.Context, userID, sku string, qty, limit int64) (bool, error) {
+	if limit > 0 && qty > limit {
+		return false, nil
+	}
+	g := t.g.WithContext(ctx)
+	res := g.Clauses(clause.OnConflict{DoNothing: true}).Create(&userPurchaseRow{UserID: userID, SKU: sku, Quantity: qty})
+	if res.Error != nil {
+		return false, fmt.Errorf("gormdb: reserve quota of %q for %q: %w", sku, userID, res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return true, nil
+	}
+	res = g.Exec("UPDATE user_purchases SET quantity = quantity + ? WHERE user_id = ? AND sku = ? AND (? = 0 OR quantity + ? <= ?)",
+		qty, userID, sku, limit, qty, limit)
+	if res.Error != nil {
+		return false, fmt.Errorf("gormdb: reserve quota of %q for %q: %w", sku, userID, res.Error)
+	}
+	return res.RowsAffected == 1, nil
+}
+
+// TakeStock implements flashorder.Tx with one conditional decrement: the row
+// lock it takes serialises concurrent orders of the SKU, and the condition is
+// re-checked on the latest row version, so stock never goes below zero.
+func (t *tx) TakeStock(ctx context.Context, sku string, qty int64) (bool, error) {
+	res := t.g.WithContext(ctx).Exec("UPDATE products SET stock = stock - ? WHERE sku = ? AND stock >= ?", qty, sku, qty)
+	if res.Error != nil {
+		return false, fmt.Errorf("gormdb: take %d of %q: %w", qty, sku, res.Error)
+	}
+	return res.RowsAffected == 1, nil
+}
+
+// InsertOrders implements flashorder.Tx.
+func (t *tx) InsertOrders(ctx context.Context, orders ...*flashorder.Order) error {
+	rows, items := orderRows(orders)
+	g := t.g.WithContext(ctx)
+	if err := g.CreateInBatches(rows, insertBatchSize).Error; err != nil {
+		if errors.Is(err, gorm.ErrDuplicatedKey) {
+			return flashorder.ErrIdempotencyKeyTaken
+		}
+		return fmt.Errorf("gormdb: insert %d orders: %w", len(rows), err)
+	}
+	if err := g.CreateInBatches(items, insertBatchSize).Error; err != nil {
+		return fmt.Errorf("gormdb: insert %d order items: %w", len(items), err)
+	}
+	return nil
+}

@@ -1,0 +1,211 @@
+package http
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/flashorder/flashorder"
+)
+
+// IdempotencyKeyHeader carries the client's idempotency key; ReplayedHeader
+// marks an answer replayed from an earlier request.
+const (
+	IdempotencyKeyHeader = "Idempotency-Key"
+	ReplayedHeader       = "Idempotent-Replayed"
+)
+
+// maxOrderID bounds the id in a path before it reaches the database.
+const maxOrderID = 64
+
+func (s *Server) createOrder(c *gin.Context) {
+	var req flashorder.OrderRequest
+	if err := decodeJSON(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if err := req.Validate(); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	keys, keyed := c.Request.Header[IdempotencyKeyHeader]
+	if !keyed {
+		order, err := s.placer.PlaceOrder(c, &flashorder.PlaceOrderRequest{OrderRequest: req, Fingerprint: req.Fingerprint()})
+		if err != nil {
+			s.writeError(c, err)
+			return
+		}
+		s.writeAnswer(c, orderAnswer(order), false)
+		return
+	}
+	if len(keys) != 1 {
+		s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "send one Idempotency-Key header"))
+		return
+	}
+	key := keys[0]
+	if err := flashorder.ValidateIdempotencyKey(key); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	s.createOrderOnce(c, &flashorder.PlaceOrderRequest{OrderRequest: req, IdempotencyKey: key, Fingerprint: req.Fingerprint()})
+}
+
+// createOrderOnce places an order under an idempotency key: the first request
+// claims the key and runs; later ones with the same content replay its answer,
+// and ones with other content are refused.
+func (s *Server) createOrderOnce(c *gin.Context, req *flashorder.PlaceOrderRequest) {
+	key := req.IdempotencyKey
+	rec, err := s.idempotency.Claim(c, key, req.Fingerprint)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if rec != nil {
+		switch {
+		case rec.Fingerprint != req.Fingerprint:
+			s.writeError(c, flashorder.Errorf(flashorder.EKEYREUSED, "this Idempotency-Key was used for another request"))
+		case rec.Answer == nil:
+			s.writeError(c, flashorder.Errorf(flashorder.EINPROGRESS, "a request with this Idempotency-Key is still in flight"))
+		default:
+			s.writeAnswer(c, rec.Answer, true)
+		}
+		return
+	}
+
+	// The claim is ours: it must end completed or released, even on panic.
+	completed := false
+	defer func() {
+		if !completed {
+			if err := s.idempotency.Release(context.WithoutCancel(c), key); err != nil {
+				s.Logger.Warn("release idempotency claim", "err", err)
+			}
+		}
+	}()
+
+	order, err := s.placer.PlaceOrder(c, req)
+	if err != nil && (storable(err) || errors.Is(err, flashorder.ErrIdempotencyKeyTaken)) {
+		// The key may belong to an order this process never saw (a restart,
+		// another instance): the database is the final word.
+		stored, lookupErr := s.store.OrderByIdempotencyKey(c, key)
+		switch {
+		case lookupErr == nil && stored.Fingerprint != req.Fingerprint:
+			s.writeError(c, flashorder.Errorf(flashorder.EKEYREUSED, "this Idempotency-Key was used for another request"))
+			return
+		case lookupErr == nil:
+			answer := orderAnswer(stored)
+			completed = s.complete(c, key, answer)
+			s.writeAnswer(c, answer, true)
+			return
+		case flashorder.ErrorCode(lookupErr) != flashorder.ENOTFOUND:
+			err = lookupErr
+		case errors.Is(err, flashorder.ErrIdempotencyKeyTaken):
+			err = &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "retry later", Err: err}
+		}
+	}
+	if err != nil {
+		if !storable(err) {
+			s.writeError(c, err)
+			return
+		}
+		status, body := errorAnswer(err)
+		answer := &flashorder.StoredAnswer{Status: status, Body: body}
+		completed = s.complete(c, key, answer)
+		s.writeAnswer(c, answer, false)
+		return
+	}
+	answer := orderAnswer(order)
+	completed = s.complete(c, key, answer)
+	s.writeAnswer(c, answer, false)
+}
+
+// complete stores answer for key and reports whether it did.
+func (s *Server) complete(c *gin.Context, key string, answer *flashorder.StoredAnswer) bool {
+	if err := s.idempotency.Complete(context.WithoutCancel(c), key, *answer); err != nil {
+		s.Logger.Warn("store idempotent answer", "err", err)
+		return false
+	}
+	return true
+}
+
+// storable reports whether err is a business refusal whose answer is kept for
+// replays: retrying it would not change the outcome by itself.
+func storable(err error) bool {
+	switch flashorder.ErrorCode(err) {
+	case flashorder.ESOLDOUT, flashorder.ELIMITEXCEEDED, flashorder.EUNKNOWNPRODUCT:
+		return true
+	}
+	return false
+}
+
+func orderAnswer(o *flashorder.Order) *flashorder.StoredAnswer {
+	body, _ := json.Marshal(o)
+	return &flashorder.StoredAnswer{Status: http.StatusCreated, Body: body, Location: "/api/v1/orders/" + o.ID}
+}
+
+func (s *Server) writeAnswer(c *gin.Context, a *flashorder.StoredAnswer, replayed bool) {
+	if a.Location != "" {
+		c.Header("Location", a.Location)
+	}
+	if replayed {
+		c.Header(ReplayedHeader, "true")
+	}
+	c.Data(a.Status, jsonContentType, a.Body)
+}
+
+func (s *Server) getOrder(c *gin.Context) {
+	id := c.Param("id")
+	if len(id) > maxOrderID {
+		s.writeError(c, flashorder.Errorf(flashorder.ENOTFOUND, "order not found"))
+		return
+	}
+	o, err := s.store.Order(c, id)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, o)
+}
+
+type orderList struct {
+	Orders     []*flashorder.Order `json:"orders"`
+	NextCursor string              `json:"next_cursor"`
+}
+
+func (s *Server) listOrders(c *gin.Context) {
+	f := flashorder.OrderFilter{UserID: c.Query("user_id"), Limit: flashorder.DefaultListLimit}
+	if err := flashorder.ValidateUserID(f.UserID); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if v, ok := c.GetQuery("limit"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > flashorder.MaxListLimit {
+			s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "limit must be an integer 1..%d", flashorder.MaxListLimit))
+			return
+		}
+		f.Limit = n
+	}
+	if v := c.Query("cursor"); v != "" {
+		id, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(id) == 0 || len(id) > maxOrderID {
+			s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "cursor is not one this API returned"))
+			return
+		}
+		f.Before = string(id)
+	}
+	page, err := s.store.Orders(c, f)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	out := orderList{Orders: page.Orders}
+	if page.Next != "" {
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(page.Next))
+	}
+	s.writeJSON(c, http.StatusOK, out)
+}

@@ -1,0 +1,175 @@
+// Package http is flashorder's HTTP API v1 on Gin, and a Go client for it.
+// Import it as orderhttp.
+package http
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flashorder/flashorder"
+)
+
+// MaxBodyBytes is the largest request body the API reads.
+const MaxBodyBytes = 65536
+
+// Server timeouts: a client cannot hold a connection open by sending slowly.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 15 * time.Second
+	WriteTimeout      = 30 * time.Second
+	IdleTimeout       = 120 * time.Second
+)
+
+var ginModeOnce sync.Once
+
+// Server serves the API over HTTP.
+type Server struct {
+	store       flashorder.Store
+	placer      flashorder.OrderPlacer
+	idempotency flashorder.IdempotencyStore
+	adminToken  string
+
+	// Logger receives errors and request logs; the default is slog.Default().
+	Logger *slog.Logger
+
+	checks   []readyCheck
+	registry *prometheus.Registry
+	metrics  *httpMetrics
+	router   *gin.Engine
+	server   *http.Server
+	ln       net.Listener
+}
+
+type readyCheck struct {
+	name  string
+	check func(context.Context) error
+}
+
+// NewServer returns a server for the given backends. adminToken guards the
+// admin endpoints and must not be empty.
+func NewServer(store flashorder.Store, placer flashorder.OrderPlacer, idem flashorder.IdempotencyStore, adminToken string) *Server {
+	ginModeOnce.Do(func() { gin.SetMode(gin.ReleaseMode) })
+	s := &Server{
+		store:       store,
+		placer:      placer,
+		idempotency: idem,
+		adminToken:  adminToken,
+		Logger:      slog.Default(),
+		registry:    prometheus.NewRegistry(),
+	}
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = newHTTPMetrics(s.registry)
+	s.AddReadyCheck("db", store.Ping)
+	s.router = s.routes()
+	s.server = &http.Server{
+		Handler:           s.router,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxBodyBytes,
+	}
+	return s
+}
+
+// AddReadyCheck adds a backend that /readyz checks under name.
+func (s *Server) AddReadyCheck(name string, check func(context.Context) error) {
+	s.checks = append(s.checks, readyCheck{name: name, check: check})
+}
+
+// Registry returns the Prometheus registry that /metrics serves, for other
+// packages to register their collectors.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Handler returns the API as an http.Handler.
+func (s *Server) Handler() http.Handler { return s.router }
+
+// Open starts serving on addr (":0" picks a free port) in the background.
+func (s *Server) Open(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	s.server.ErrorLog = slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn)
+	go func() {
+		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Logger.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr returns the address the server listens on, once Open returned.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// URL returns the server's base URL on the loopback interface.
+func (s *Server) URL() string {
+	port := s.ln.Addr().(*net.TCPAddr).Port
+	return "http://" + net.JoinHostPort("127.0.0.1", itoa(port))
+}
+
+// Close stops accepting connections and waits, until ctx ends, for in-flight
+// requests to finish.
+func (s *Server) Close(ctx context.Context) error {
+	if s.ln == nil {
+		return nil
+	}
+	return s.server.Shutdown(ctx)
+}
+
+func (s *Server) routes() *gin.Engine {
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
+		s.Logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", err)
+		s.writeError(c, flashorder.Errorf(flashorder.EINTERNAL, "internal error"))
+	}))
+	r.Use(s.metrics.middleware, limitBody)
+	r.NoRoute(func(c *gin.Context) { s.writeError(c, flashorder.Errorf(flashorder.ENOTFOUND, "no such route")) })
+	r.NoMethod(func(c *gin.Context) {
+		s.writeError(c, flashorder.Errorf(flashorder.EMETHODNOTALLOWED, "method %s not allowed here", c.Request.Method))
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.Data(http.StatusOK, jsonContentType, []byte(`{"status":"ok"}`)) })
+	r.GET("/readyz", s.readyz)
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
+
+	v1 := r.Group("/api/v1")
+	v1.GET("/products/:sku", s.getProduct)
+	v1.PUT("/products/:sku", s.requireAdmin, s.putProduct)
+	v1.POST("/orders", s.createOrder)
+	v1.GET("/orders", s.listOrders)
+	v1.GET("/orders/:id", s.getOrder)
+	v1.GET("/admin/audit", s.requireAdmin, s.audit)
+	return r
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	checks := make(map[string]string, len(s.checks))
+	status, code := "ok", http.StatusOK
+	for _, rc := range s.checks {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		err := rc.check(ctx)
+		cancel()
+		if err != nil {
+			s.Logger.Warn("readiness check failed", "backend", rc.name, "err", err)
+			checks[rc.name] = "unavailable"
+			status, code = "unavailable", http.StatusServiceUnavailable
+			continue
+		}
+		checks[rc.name] = "ok"
+	}
+	s.writeJSON(c, code, gin.H{"status": status, "checks": checks})
+}
