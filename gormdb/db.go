@@ -165,24 +165,30 @@ func dialectorFor(rawURL string) (string, gorm.Dialector, error) {
 	case Postgres, "postgresql":
 		return Postgres, postgres.Open(rawURL), nil
 	case MySQL, "mariadb":
-		cfg := mysql.NewConfig()
-		cfg.Net = "tcp"
-		cfg.Addr = u.Host
-		cfg.User = u.User.Username()
-		cfg.Passwd, _ = u.User.Password()
-		cfg.DBName = strings.TrimPrefix(u.Path, "/")
-		cfg.ParseTime = true
-		cfg.Loc = time.UTC
-		// READ COMMITTED avoids InnoDB's gap locks on the hot rows; the
-		// conditional updates are correct under it.
-		cfg.Params = map[string]string{"transaction_isolation": "'READ-COMMITTED'"}
-		for k, v := range u.Query() {
-			cfg.Params[k] = v[0]
-		}
-		return MySQL, gormmysql.Open(cfg.FormatDSN()), nil
+		return MySQL, gormmysql.Open(MySQLDSN(u)), nil
 	default:
 		return "", nil, fmt.Errorf("gormdb: unsupported database URL scheme %q (want sqlite, postgres or mysql)", u.Scheme)
 	}
+}
+
+// MySQLDSN turns a mysql://user:pass@host:port/db?param=value URL into a
+// go-sql-driver DSN, with the session settings orderd relies on.
+func MySQLDSN(u *url.URL) string {
+	cfg := mysql.NewConfig()
+	cfg.Net = "tcp"
+	cfg.Addr = u.Host
+	cfg.User = u.User.Username()
+	cfg.Passwd, _ = u.User.Password()
+	cfg.DBName = strings.TrimPrefix(u.Path, "/")
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	// READ COMMITTED avoids InnoDB's gap locks on the hot rows; the
+	// conditional updates are correct under it.
+	cfg.Params = map[string]string{"transaction_isolation": "'READ-COMMITTED'"}
+	for k, v := range u.Query() {
+		cfg.Params[k] = v[0]
+	}
+	return cfg.FormatDSN()
 }
 
 // InTx implements flashorder.Store.
