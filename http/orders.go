@@ -35,7 +35,7 @@ func (s *Server) createOrder(c *gin.Context) {
 	}
 	keys, keyed := c.Request.Header[IdempotencyKeyHeader]
 	if !keyed {
-		order, err := s.placer.PlaceOrder(c, &flashorder.PlaceOrderRequest{OrderRequest: req, Fingerprint: req.Fingerprint()})
+		order, err := s.placer.PlaceOrder(c.Request.Context(), &flashorder.PlaceOrderRequest{OrderRequest: req, Fingerprint: req.Fingerprint()})
 		if err != nil {
 			s.writeError(c, err)
 			return
@@ -60,7 +60,7 @@ func (s *Server) createOrder(c *gin.Context) {
 // and ones with other content are refused.
 func (s *Server) createOrderOnce(c *gin.Context, req *flashorder.PlaceOrderRequest) {
 	key := req.IdempotencyKey
-	rec, err := s.idempotency.Claim(c, key, req.Fingerprint)
+	rec, err := s.idempotency.Claim(c.Request.Context(), key, req.Fingerprint)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -81,17 +81,17 @@ func (s *Server) createOrderOnce(c *gin.Context, req *flashorder.PlaceOrderReque
 	completed := false
 	defer func() {
 		if !completed {
-			if err := s.idempotency.Release(context.WithoutCancel(c), key); err != nil {
+			if err := s.idempotency.Release(context.WithoutCancel(c.Request.Context()), key); err != nil {
 				s.Logger.Warn("release idempotency claim", "err", err)
 			}
 		}
 	}()
 
-	order, err := s.placer.PlaceOrder(c, req)
+	order, err := s.placer.PlaceOrder(c.Request.Context(), req)
 	if err != nil && (storable(err) || errors.Is(err, flashorder.ErrIdempotencyKeyTaken)) {
 		// The key may belong to an order this process never saw (a restart,
 		// another instance): the database is the final word.
-		stored, lookupErr := s.store.OrderByIdempotencyKey(c, key)
+		stored, lookupErr := s.store.OrderByIdempotencyKey(c.Request.Context(), key)
 		switch {
 		case lookupErr == nil && stored.Fingerprint != req.Fingerprint:
 			s.writeError(c, flashorder.Errorf(flashorder.EKEYREUSED, "this Idempotency-Key was used for another request"))
@@ -125,7 +125,7 @@ func (s *Server) createOrderOnce(c *gin.Context, req *flashorder.PlaceOrderReque
 
 // complete stores answer for key and reports whether it did.
 func (s *Server) complete(c *gin.Context, key string, answer *flashorder.StoredAnswer) bool {
-	if err := s.idempotency.Complete(context.WithoutCancel(c), key, *answer); err != nil {
+	if err := s.idempotency.Complete(context.WithoutCancel(c.Request.Context()), key, *answer); err != nil {
 		s.Logger.Warn("store idempotent answer", "err", err)
 		return false
 	}
@@ -163,7 +163,7 @@ func (s *Server) getOrder(c *gin.Context) {
 		s.writeError(c, flashorder.Errorf(flashorder.ENOTFOUND, "order not found"))
 		return
 	}
-	o, err := s.store.Order(c, id)
+	o, err := s.store.Order(c.Request.Context(), id)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -198,7 +198,7 @@ func (s *Server) listOrders(c *gin.Context) {
 		}
 		f.Before = string(id)
 	}
-	page, err := s.store.Orders(c, f)
+	page, err := s.store.Orders(c.Request.Context(), f)
 	if err != nil {
 		s.writeError(c, err)
 		return

@@ -131,7 +131,6 @@ func (s *Server) Close(ctx context.Context) error {
 func (s *Server) routes() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.ContextWithFallback = true
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
 		s.Logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", err)
 		s.writeError(c, flashorder.Errorf(flashorder.EINTERNAL, "internal error"))
