@@ -82,7 +82,9 @@ func order(user string, items ...flashorder.ItemRequest) flashorder.OrderRequest
 	return flashorder.OrderRequest{UserID: user, Items: items}
 }
 
-func item(sku string, q int64) flashorder.ItemRequest { return flashorder.ItemRequest{SKU: sku, Quantity: q} }
+func item(sku string, q int64) flashorder.ItemRequest {
+	return flashorder.ItemRequest{SKU: sku, Quantity: q}
+}
 
 // errCode returns the API error code of err, "" for nil.
 func errCode(t *testing.T, err error) string {
