@@ -68,12 +68,18 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := gorm.Open(dialector, &gorm.Config{
+	gormConfig := &gorm.Config{
 		SkipDefaultTransaction: true,
 		TranslateError:         true,
 		Logger:                 logger.Discard,
 		NowFunc:                func() time.Time { return time.Now().UTC() },
-	})
+	}
+	g, err := gorm.Open(dialector, gormConfig)
+	var myErr *mysql.MySQLError
+	if engine == MySQL && errors.As(err, &myErr) && myErr.Number == 1193 { // unknown system variable
+		u, _ := url.Parse(rawURL)
+		g, err = gorm.Open(gormmysql.Open(MySQLDSN(u, "tx_isolation")), gormConfig)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("gormdb: open %s: %w", engine, err)
 	}
@@ -165,15 +171,17 @@ func dialectorFor(rawURL string) (string, gorm.Dialector, error) {
 	case Postgres, "postgresql":
 		return Postgres, postgres.Open(rawURL), nil
 	case MySQL, "mariadb":
-		return MySQL, gormmysql.Open(MySQLDSN(u)), nil
+		return MySQL, gormmysql.Open(MySQLDSN(u, "transaction_isolation")), nil
 	default:
 		return "", nil, fmt.Errorf("gormdb: unsupported database URL scheme %q (want sqlite, postgres or mysql)", u.Scheme)
 	}
 }
 
 // MySQLDSN turns a mysql://user:pass@host:port/db?param=value URL into a
-// go-sql-driver DSN, with the session settings orderd relies on.
-func MySQLDSN(u *url.URL) string {
+// go-sql-driver DSN, with the session settings orderd relies on. isolationVar
+// names the isolation system variable: transaction_isolation on MySQL 8 and
+// MariaDB 11.1+, tx_isolation on older MariaDB.
+func MySQLDSN(u *url.URL, isolationVar string) string {
 	cfg := mysql.NewConfig()
 	cfg.Net = "tcp"
 	cfg.Addr = u.Host
@@ -184,7 +192,7 @@ func MySQLDSN(u *url.URL) string {
 	cfg.Loc = time.UTC
 	// READ COMMITTED avoids InnoDB's gap locks on the hot rows; the
 	// conditional updates are correct under it.
-	cfg.Params = map[string]string{"transaction_isolation": "'READ-COMMITTED'"}
+	cfg.Params = map[string]string{isolationVar: "'READ-COMMITTED'"}
 	for k, v := range u.Query() {
 		cfg.Params[k] = v[0]
 	}

@@ -100,12 +100,13 @@ func freshDatabase(t testing.TB, driver, dsn, baseURL string) string {
 	return u.String()
 }
 
-// mysqlDSN turns a mysql:// URL into a go-sql-driver DSN.
+// mysqlDSN turns a mysql:// URL into a go-sql-driver DSN for the MariaDB that
+// the services script starts.
 func mysqlDSN(t testing.TB, raw string) string {
 	t.Helper()
 	u, err := url.Parse(raw)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	return gormdb.MySQLDSN(u)
+	return gormdb.MySQLDSN(u, "tx_isolation")
 }
