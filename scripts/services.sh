@@ -1,0 +1,943 @@
+#!/usr/bin/env bash
+# Start/stop the real backing services the flashorder tests run against:
+# PostgreSQL, MariaDB, Redis, ZooKeeper (single node or a 3-node ensemble) and etcd.
+#
+# Usage:
+#   scripts/services.sh start [SERVICE...]    start (default: postgres mariadb redis zookeeper etcd)
+#   scripts/services.sh stop [SERVICE...]     without SERVICE: stop everything and delete the state dir;
+#                                             with SERVICE: stop just those, keeping port and data
+#   scripts/services.sh restart SERVICE...    (re)start on the same port and data dir (fault tests)
+#   scripts/services.sh kill SERVICE...       SIGKILL, to simulate a crash (restart brings it back)
+#   scripts/services.sh env                   print the export lines of the running set
+#   scripts/services.sh status                one line per service
+#
+# SERVICE: postgres mariadb redis zookeeper etcd zk3 (3-node ZooKeeper ensemble, only on request);
+# zk3-1, zk3-2, zk3-3 address single ensemble members for stop/kill/restart.
+#
+# Everything (data, logs, pid files, configs) lives in one throw-away state directory:
+# $FLASHORDER_SERVICES_DIR if set, else a fresh mktemp -d remembered in
+# ${TMPDIR:-/tmp}/flashorder-services.current so that later `stop`/`env` find it.
+# Every service listens on 127.0.0.1 on a free port picked at start: the machine is shared, so
+# fixed defaults (5432, 3306, 6379, 2181, 2379, 8080) are never used.
+#
+# Environment knobs:
+#   FLASHORDER_DURABLE=1              durable settings (fsync on etc.) instead of the fast test mode
+#   FLASHORDER_SERVICES_TIMEOUT=60    seconds to wait for each service to become ready
+#
+# Needs root on a fresh Debian 12 (installs packages with apt-get, runs PostgreSQL as user postgres).
+# Deliberately depends on nothing but bash, coreutils and util-linux (+ ss when present).
+set -euo pipefail
+
+# Non-login root shells sometimes lack the sbin dirs (mariadbd lives in /usr/sbin).
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+POINTER="${TMPDIR:-/tmp}/flashorder-services.current"
+# Port claims must be visible to every concurrent run, whatever its TMPDIR, hence a fixed path.
+PORT_CLAIMS=/tmp/flashorder-ports
+MARKER=.flashorder-services
+DEFAULT_SERVICES=(postgres mariadb redis zookeeper etcd)
+TIMEOUT=${FLASHORDER_SERVICES_TIMEOUT:-60}
+DURABLE=${FLASHORDER_DURABLE:-0}
+DIR=""
+
+log() { printf 'services.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------
+
+# Microseconds since the epoch, without forking (EPOCHREALTIME may use ',' in some locales).
+now_us() { local t=${EPOCHREALTIME//[.,]/}; echo "$t"; }
+fmt_secs() { printf '%d.%02ds' $(($1 / 1000000)) $(($1 % 1000000 / 10000)); }
+
+# pid_alive PID: the process exists and is not a zombie. Killed children here can linger as
+# zombies for ~2 s until PID 1 reaps them, so state Z counts as dead.
+pid_alive() {
+	local pid=$1 stat
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+	stat=${stat##*) } # drop "pid (comm) ", comm may contain spaces
+	[[ ${stat:0:1} != Z ]]
+}
+
+# wait_dead SECONDS PID...: wait until none of the PIDs is alive; return 1 on timeout.
+wait_dead() {
+	local deadline=$(($(now_us) + $1 * 1000000)) pid alive
+	shift
+	while :; do
+		alive=0
+		for pid in "$@"; do pid_alive "$pid" && alive=1; done
+		((alive)) || return 0
+		(($(now_us) < deadline)) || return 1
+		sleep 0.05
+	done
+}
+
+# Children of a process (PostgreSQL backends call setsid(), so a process-group kill misses them).
+child_pids() {
+	local p stat
+	for p in /proc/[0-9]*; do
+		stat=$(cat "$p/stat" 2>/dev/null) || continue
+		stat=${stat##*) }
+		read -r _ ppid _ <<<"$stat"
+		[[ $ppid == "$1" ]] && echo "${p#/proc/}"
+	done
+	return 0
+}
+
+# tail_log FILE: last lines of a service log, for error messages.
+tail_log() {
+	[[ -s $1 ]] || { echo "    (no log at $1)"; return 0; }
+	echo "    --- last lines of $1 ---"
+	tail -n 25 "$1" | sed 's/^/    /'
+}
+
+# Is anything listening on (or accepting on) 127.0.0.1:PORT?
+port_busy() {
+	local port=$1
+	if command -v ss >/dev/null 2>&1 && [[ -n $(ss -Htln "sport = :$port" 2>/dev/null) ]]; then
+		return 0
+	fi
+	# Fallback/extra check without ss: a refused connect means free.
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+}
+
+# free_port: print a free port and claim it for $DIR.
+# Ports come from below the kernel's ephemeral range (so outgoing connections never sit on them),
+# are checked with ss and a connect, and are claimed with an atomic symlink
+# /tmp/flashorder-ports/PORT -> state dir, so two concurrent runs never pick the same port in the
+# window before the services bind. Claims whose state dir is gone are stale and get reused.
+free_port() {
+	local lo=20000 hi=32767 elo ehi span port target i
+	if read -r elo ehi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
+		if ((elo > 21000)); then
+			hi=$((elo - 1))
+		elif ((ehi < 64000)); then
+			lo=$((ehi + 1)) hi=65000
+		fi
+	fi
+	span=$((hi - lo + 1))
+	mkdir -p "$PORT_CLAIMS"
+	chmod 1777 "$PORT_CLAIMS" 2>/dev/null || true
+	for ((i = 0; i < 500; i++)); do
+		port=$((lo + ((RANDOM << 15) | RANDOM) % span))
+		if ! ln -s "$DIR" "$PORT_CLAIMS/$port" 2>/dev/null; then
+			target=$(readlink "$PORT_CLAIMS/$port" 2>/dev/null) || continue
+			[[ -d $target ]] && continue # claimed by a live run
+			rm -f "$PORT_CLAIMS/$port"
+			ln -s "$DIR" "$PORT_CLAIMS/$port" 2>/dev/null || continue
+		fi
+		if port_busy "$port"; then
+			# Someone else (not one of our runs) uses it: leave the claim to die with our dir.
+			continue
+		fi
+		echo "$port"
+		return 0
+	done
+	die "could not find a free port in $lo-$hi"
+}
+
+release_ports() {
+	local claim
+	[[ -d $PORT_CLAIMS ]] || return 0
+	for claim in "$PORT_CLAIMS"/*; do
+		[[ -L $claim && $(readlink "$claim") == "$1" ]] && rm -f "$claim"
+	done
+	return 0
+}
+
+# spawn PIDFILE LOG CMD...: start CMD detached in its own session, stdio to LOG, and write its pid.
+# The inner bash writes $$ and then execs CMD, so the pid file holds the service's own pid whether
+# or not setsid had to fork. fd 9 (our lock) is closed so the daemon never holds it.
+spawn() {
+	local pidfile=$1 logfile=$2
+	shift 2
+	rm -f "$pidfile"
+	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
+	setsid bash -c 'echo $$ >"$0" && exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
+}
+
+# AS_PG CMD...: run as the postgres user (PostgreSQL refuses to run as root). setpriv execs in
+# place (unlike runuser/su, which stay around as a parent), so spawn's pid is the postmaster itself.
+# An array rather than a function because spawn's inner bash must be able to exec it.
+AS_PG=()
+((EUID == 0)) && AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --reset-env --)
+as_pg() { "${AS_PG[@]}" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# Packages: installed with apt-get only when the binaries are missing.
+# ---------------------------------------------------------------------------------------------
+
+APT_UPDATED=0
+apt_install() {
+	((EUID == 0)) || die "missing packages ($*); run as root or install them"
+	command -v apt-get >/dev/null 2>&1 || die "missing packages ($*) and no apt-get"
+	local aptlog="${TMPDIR:-/tmp}/flashorder-apt.log"
+	# Wait for the dpkg lock (another apt-get may be running) instead of failing at once.
+	local opts=(-q -o DPkg::Lock::Timeout=600)
+	log "installing $* (apt-get log: $aptlog)"
+	if ((!APT_UPDATED)); then
+		DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" update >>"$aptlog" 2>&1 ||
+			{ tail -n 20 "$aptlog" >&2; die "apt-get update failed"; }
+		APT_UPDATED=1
+	fi
+	# Where init scripts work (containers without systemd), the packages' postinst would start
+	# the system-wide daemons on their default ports (5432, 3306, 6379, ...) on this shared
+	# machine. A temporary policy-rc.d (exit 101 = "action forbidden") stops that.
+	local policy=/usr/sbin/policy-rc.d ours=0 rc=0
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\n# temporary, from flashorder scripts/services.sh\nexit 101\n' >"$policy"
+		chmod 0755 "$policy"
+		ours=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y "$@" >>"$aptlog" 2>&1 || rc=$?
+	((ours)) && rm -f "$policy"
+	((rc == 0)) || { tail -n 20 "$aptlog" >&2; die "apt-get install $* failed"; }
+}
+
+pg_bindir() {
+	local d
+	d=$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+	[[ -n $d && -x $d/initdb ]] && echo "$d"
+}
+
+zk_jar() {
+	local j
+	for j in /usr/share/java/zookeeper.jar /usr/share/java/zookeeper-[0-9]*.jar; do
+		[[ -f $j ]] && { echo "$j"; return 0; }
+	done
+	return 1
+}
+
+# slf4j binding for ZooKeeper. The Debian zookeeper.jar's manifest Class-Path already names its
+# runtime dependencies (zookeeper-jute, netty, slf4j-api, metrics, snappy, ...) as absolute
+# /usr/share/java paths, so `java -cp zookeeper.jar:BINDING` is complete; without a binding slf4j
+# drops every log line, so add slf4j-simple (logs to stderr, i.e. our log file).
+slf4j_binding() {
+	local j
+	for j in /usr/share/java/slf4j-simple.jar /usr/share/java/slf4j-simple-*.jar \
+		/usr/share/java/slf4j-jdk14.jar /usr/share/java/slf4j-nop.jar; do
+		[[ -f $j ]] && { echo "$j"; return 0; }
+	done
+	return 1
+}
+
+ensure_packages() {
+	local pkgs=() k
+	for k in "$@"; do
+		case $k in
+		postgres)
+			pg_bindir >/dev/null || pkgs+=(postgresql)
+			command -v pg_isready >/dev/null 2>&1 || pkgs+=(postgresql-client)
+			;;
+		mariadb)
+			command -v mariadbd >/dev/null 2>&1 && command -v mariadb-install-db >/dev/null 2>&1 ||
+				pkgs+=(mariadb-server)
+			command -v mariadb-admin >/dev/null 2>&1 && command -v mariadb >/dev/null 2>&1 ||
+				pkgs+=(mariadb-client)
+			;;
+		redis)
+			command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+			command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
+			;;
+		zookeeper | zk3)
+			{ zk_jar >/dev/null && command -v java >/dev/null 2>&1; } || pkgs+=(zookeeper)
+			slf4j_binding >/dev/null || pkgs+=(libslf4j-java)
+			;;
+		etcd)
+			command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server)
+			command -v etcdctl >/dev/null 2>&1 || pkgs+=(etcd-client) # for humans and tests
+			;;
+		esac
+	done
+	command -v ss >/dev/null 2>&1 || pkgs+=(iproute2)
+	command -v setsid >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || pkgs+=(util-linux)
+	if ((${#pkgs[@]})); then
+		# shellcheck disable=SC2207 # package names have no spaces
+		pkgs=($(printf '%s\n' "${pkgs[@]}" | sort -u))
+		apt_install "${pkgs[@]}"
+	fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# State directory
+# ---------------------------------------------------------------------------------------------
+
+# Directory of an existing run (for stop/env/status/restart/kill): env var, else the pointer file.
+find_dir() {
+	if [[ -n ${FLASHORDER_SERVICES_DIR:-} ]]; then
+		DIR=$FLASHORDER_SERVICES_DIR
+	elif [[ -s $POINTER ]]; then
+		DIR=$(cat "$POINTER")
+	else
+		DIR=""
+	fi
+	[[ -z $DIR ]] || DIR=$(cd "$DIR" 2>/dev/null && pwd) || DIR=""
+	[[ -n $DIR && -f $DIR/$MARKER ]]
+}
+
+# Directory for start: env var (created if needed; must be empty or ours), else reuse the one the
+# pointer names (so `start postgres; start redis` builds one set), else a fresh mktemp -d.
+make_dir() {
+	if [[ -n ${FLASHORDER_SERVICES_DIR:-} ]]; then
+		mkdir -p "$FLASHORDER_SERVICES_DIR"
+		DIR=$(cd "$FLASHORDER_SERVICES_DIR" && pwd)
+		if [[ ! -f $DIR/$MARKER && -n $(ls -A "$DIR") ]]; then
+			die "$DIR is not empty and not a services dir; refusing to use it (stop would delete it)"
+		fi
+	elif find_dir; then
+		:
+	else
+		DIR=$(mktemp -d "${TMPDIR:-/tmp}/flashorder-services.XXXXXX")
+		echo "$DIR" >"$POINTER"
+	fi
+	touch "$DIR/$MARKER"
+	# Durability is baked into the configs at first start; keep one setting per state dir so a
+	# later `start X`/`restart X` and the env file agree with what is actually running.
+	if [[ -s $DIR/durable ]]; then DURABLE=$(cat "$DIR/durable"); else echo "$DURABLE" >"$DIR/durable"; fi
+	# mktemp makes 0700; PostgreSQL runs as user postgres and must traverse into it.
+	chmod 0755 "$DIR"
+}
+
+lock_dir() {
+	exec 9>"$DIR/.lock"
+	if command -v flock >/dev/null 2>&1; then flock 9; fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Units. A unit is one server process: postgres mariadb redis zookeeper etcd zk3-1 zk3-2 zk3-3.
+# Each has $DIR/UNIT/{port,pid,log,data/} plus its config file; restart reuses all of it.
+# ---------------------------------------------------------------------------------------------
+
+kind_of() { case $1 in zk3-[123]) echo zk ;; zookeeper) echo zk ;; *) echo "$1" ;; esac; }
+udir() { echo "$DIR/$1"; }
+uport() { cat "$DIR/$1/port" 2>/dev/null; }
+
+# check_services NAME...: validate service names. Called in the main shell: a die inside the
+# $(...) or <(...) that expand_units runs in would not stop the script.
+check_services() {
+	local s
+	for s in "$@"; do
+		case $s in
+		postgres | mariadb | redis | zookeeper | etcd | zk3 | zk3-[123]) ;;
+		*) die "unknown service '$s' (want postgres mariadb redis zookeeper zk3 etcd)" ;;
+		esac
+	done
+}
+
+# expand_units NAME...: (checked) service names -> unit names (zk3 is three units).
+expand_units() {
+	local s
+	for s in "$@"; do
+		if [[ $s == zk3 ]]; then printf "%s\n" zk3-1 zk3-2 zk3-3; else echo "$s"; fi
+	done
+}
+
+# Units present in the state dir, in a stable order.
+known_units() {
+	local u
+	for u in postgres mariadb redis zookeeper etcd zk3-1 zk3-2 zk3-3; do
+		[[ -f $DIR/$u/port ]] && echo "$u"
+	done
+	return 0
+}
+
+# unit_pid UNIT: print the pid if the unit's process is alive and really ours. The cmdline check
+# guards against a stale pid file whose pid was reused by an unrelated process.
+unit_pid() {
+	local u=$1 pid cmd
+	[[ -s $DIR/$u/pid ]] || return 1
+	read -r pid <"$DIR/$u/pid" || return 1
+	pid_alive "$pid" || return 1
+	cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+	if [[ $cmd == *"$DIR/"* ]]; then
+		echo "$pid"
+	elif [[ $u == redis && $cmd == *redis-server*":$(uport redis)"* ]]; then
+		echo "$pid" # redis rewrites its argv to "redis-server 127.0.0.1:PORT"
+	else
+		return 1
+	fi
+}
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+prepare_postgres() {
+	local d
+	d=$(udir postgres)
+	mkdir -p "$d"
+	free_port >"$d/port"
+	if ((EUID == 0)); then
+		chown postgres:postgres "$d"
+		as_pg test -w "$d" -a -x "$d" ||
+			die "user postgres cannot write $d: every parent directory needs o+x (0755)"
+	fi
+	# Unix socket paths are limited to 107 bytes.
+	((${#d} + 20 < 107)) || die "state dir path too long for a unix socket: $d"
+}
+
+init_postgres() {
+	local d bin
+	d=$(udir postgres)
+	bin=$(pg_bindir)
+	[[ -f $d/data/PG_VERSION ]] && return 0
+	# --no-sync: the cluster is throw-away. trust auth covers local and 127.0.0.1 (user postgres).
+	as_pg "$bin/initdb" -D "$d/data" -U postgres -A trust -E UTF8 --no-locale --no-sync >"$d/initdb.log" 2>&1 ||
+		{ cat "$d/initdb.log"; return 1; }
+	local fast=off
+	((DURABLE)) && fast=on
+	# Settings go into postgresql.conf (later lines win) so a restart comes back identically.
+	cat >>"$d/data/postgresql.conf" <<EOF
+
+# --- flashorder services.sh ---
+listen_addresses = '127.0.0.1'
+port = $(uport postgres)
+unix_socket_directories = '$d'
+max_connections = 300
+# FLASHORDER_DURABLE=$DURABLE: off = fast throw-away test mode, on = real durability
+fsync = $fast
+synchronous_commit = $fast
+full_page_writes = $fast
+EOF
+}
+
+launch_postgres() {
+	local d pid cmd lock
+	d=$(udir postgres)
+	# After a crash (kill) postmaster.pid and the socket's .s.PGSQL.PORT.lock stay behind, and a
+	# killed postmaster can linger here as a zombie for seconds; PostgreSQL treats a zombie pid as
+	# "another postmaster is running" and refuses to start. A lock whose pid is dead, a zombie or
+	# not a postmaster on this data dir is stale. (The old shared memory segment is found and
+	# cleaned up via the data dir's inode anyway.)
+	for lock in "$d/data/postmaster.pid" "$d"/.s.PGSQL.*.lock; do
+		[[ -f $lock ]] || continue
+		read -r pid <"$lock" || pid=""
+		cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || cmd=""
+		if ! pid_alive "$pid" || [[ $cmd != *"$d/data"* ]]; then
+			rm -f "$lock"
+		fi
+	done
+	# The postmaster runs in the foreground under spawn (pid file = postmaster pid); stopping goes
+	# through pg_ctl stop -m fast.
+	spawn "$d/pid" "$d/log" "${AS_PG[@]}" "$(pg_bindir)/postgres" -D "$d/data"
+}
+
+ready_postgres() { pg_isready -q -t 2 -h 127.0.0.1 -p "$(uport postgres)" -U postgres -d postgres; }
+
+stop_postgres() {
+	local d
+	d=$(udir postgres)
+	if [[ -f $d/data/postmaster.pid ]]; then
+		as_pg "$(pg_bindir)/pg_ctl" stop -D "$d/data" -m fast -w -t 30 >>"$d/log" 2>&1 || true
+	fi
+}
+
+# --- MariaDB ------------------------------------------------------------------------------------
+
+prepare_mariadb() {
+	local d
+	d=$(udir mariadb)
+	# Private tmpdir: concurrent instances sharing /tmp collide on internal temp table names
+	# (seen: two parallel mariadb-install-db runs, one failed with "Error on delete of /tmp/#sql-temptable-...").
+	mkdir -p "$d/tmp"
+	free_port >"$d/port"
+	((${#d} + 12 < 107)) || die "state dir path too long for a unix socket: $d"
+	local flush=2 sync=0 dblwr=0
+	((DURABLE)) && flush=1 sync=1 dblwr=1
+	# A private defaults file (mariadbd --defaults-file reads nothing else, e.g. not /etc/mysql).
+	cat >"$d/my.cnf" <<EOF
+[mysqld]
+datadir=$d/data
+socket=$d/mysqld.sock
+pid-file=$d/mariadbd.pid
+tmpdir=$d/tmp
+port=$(uport mariadb)
+bind-address=127.0.0.1
+log-error=$d/log
+$( ((EUID == 0)) && echo user=root)
+# No DNS lookups for 127.0.0.1 (root@127.0.0.1 exists, created by mariadb-install-db).
+skip-name-resolve
+skip-log-bin
+max-connections=1000
+# Fault tests make many failed connects; don't let the host get blocked.
+max-connect-errors=1000000
+character-set-server=utf8mb4
+collation-server=utf8mb4_general_ci
+innodb-log-file-size=16M
+# FLASHORDER_DURABLE=$DURABLE: 2/0/0 = fast test mode, 1/1/1 = durable
+innodb-flush-log-at-trx-commit=$flush
+sync-binlog=$sync
+innodb-doublewrite=$dblwr
+EOF
+}
+
+init_mariadb() {
+	local d asroot=()
+	d=$(udir mariadb)
+	[[ -d $d/data/mysql ]] && return 0
+	((EUID == 0)) && asroot=(--user=root)
+	# normal root auth = root without password (also root@127.0.0.1), as Go clients need.
+	mariadb-install-db --no-defaults --datadir="$d/data" --auth-root-authentication-method=normal \
+		--skip-test-db --skip-name-resolve --innodb-log-file-size=16M --tmpdir="$d/tmp" \
+		"${asroot[@]}" >"$d/install.log" 2>&1 ||
+		{ cat "$d/install.log"; return 1; }
+}
+
+launch_mariadb() {
+	local d
+	d=$(udir mariadb)
+	spawn "$d/pid" "$d/log" mariadbd --defaults-file="$d/my.cnf"
+}
+
+mariadb_client() {
+	local bin=$1
+	shift
+	"$bin" --no-defaults --protocol=tcp -h 127.0.0.1 -P "$(uport mariadb)" -u root --connect-timeout=2 "$@"
+}
+
+ready_mariadb() { mariadb_client mariadb-admin ping >/dev/null 2>&1; }
+
+# `ping` also succeeds when access is denied, so prove root over TCP really works.
+verify_mariadb() { mariadb_client mariadb -N -e 'SELECT 1' >/dev/null; }
+
+stop_mariadb() { mariadb_client mariadb-admin shutdown >/dev/null 2>&1 || true; }
+
+# --- Redis --------------------------------------------------------------------------------------
+
+prepare_redis() {
+	local d aof=no
+	d=$(udir redis)
+	mkdir -p "$d/data"
+	free_port >"$d/port"
+	((DURABLE)) && aof=yes
+	cat >"$d/redis.conf" <<EOF
+port $(uport redis)
+bind 127.0.0.1
+daemonize no
+dir $d/data
+logfile ""
+# Fast mode: no persistence at all. FLASHORDER_DURABLE=1: AOF fsynced every second.
+save ""
+appendonly $aof
+appendfsync everysec
+EOF
+}
+
+init_redis() { :; }
+launch_redis() { spawn "$(udir redis)/pid" "$(udir redis)/log" redis-server "$(udir redis)/redis.conf"; }
+ready_redis() { [[ $(redis-cli -h 127.0.0.1 -p "$(uport redis)" ping 2>/dev/null) == PONG ]]; }
+stop_redis() { redis-cli -h 127.0.0.1 -p "$(uport redis)" shutdown nosave >/dev/null 2>&1 || true; }
+
+# --- ZooKeeper (single node "zookeeper" and ensemble members "zk3-N") ----------------------------
+
+# zk_conf UNIT CLIENTPORT [server lines...]: write zoo.cfg.
+zk_conf() {
+	local u=$1 port=$2 d sync=no
+	shift 2
+	d=$(udir "$u")
+	((DURABLE)) && sync=yes
+	mkdir -p "$d/data"
+	echo "$port" >"$d/port"
+	{
+		cat <<EOF
+# tickTime=500: short minimum session timeout (1 s) and fast leader election (~1 s) for fault tests.
+tickTime=500
+initLimit=20
+syncLimit=10
+minSessionTimeout=1000
+maxSessionTimeout=60000
+dataDir=$d/data
+clientPort=$port
+clientPortAddress=127.0.0.1
+# The AdminServer would take port 8080 on all interfaces.
+admin.enableServer=false
+4lw.commands.whitelist=*
+# Default is 60 connections per client IP; every test client comes from 127.0.0.1.
+maxClientCnxns=0
+# FLASHORDER_DURABLE=$DURABLE: no fsync of the transaction log in fast test mode.
+forceSync=$sync
+EOF
+		printf '%s\n' "$@"
+	} >"$d/zoo.cfg"
+}
+
+prepare_zookeeper() {
+	local port
+	port=$(free_port)
+	zk_conf zookeeper "$port"
+}
+
+# The ensemble needs all nine ports before any member's config can be written.
+prepare_zk3() {
+	local n quorum election servers=() ports=()
+	for n in 1 2 3; do
+		ports[n]=$(free_port)
+		quorum=$(free_port)
+		election=$(free_port)
+		servers+=("server.$n=127.0.0.1:$quorum:$election")
+	done
+	for n in 1 2 3; do
+		zk_conf "zk3-$n" "${ports[n]}" "${servers[@]}"
+		echo "$n" >"$(udir "zk3-$n")/data/myid"
+	done
+}
+
+init_zk() { :; }
+
+launch_zk() {
+	local u=$1 d cp
+	d=$(udir "$u")
+	local jar binding
+	jar=$(zk_jar) || die "zookeeper.jar not found (package libzookeeper-java)"
+	binding=$(slf4j_binding) || die "no slf4j binding jar found (package libslf4j-java)"
+	cp="$jar:$binding"
+	# Debian's zkServer.sh logs to /var/log/zookeeper and reads /etc/zookeeper; run the main class
+	# directly instead. Small heap + serial GC: several JVMs share 2 cores here.
+	local main=org.apache.zookeeper.server.ZooKeeperServerMain
+	[[ $u == zk3-* ]] && main=org.apache.zookeeper.server.quorum.QuorumPeerMain
+	spawn "$d/pid" "$d/log" java -Xms32m -Xmx256m -XX:+UseSerialGC -XX:-UsePerfData \
+		-Djava.net.preferIPv4Stack=true \
+		-Dorg.slf4j.simpleLogger.showDateTime=true \
+		-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS \
+		-cp "$cp" "$main" "$d/zoo.cfg"
+}
+
+# four_letter PORT WORD: a ZooKeeper four-letter-word command over bash's /dev/tcp.
+four_letter() {
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && printf %s "$1" >&3 && cat <&3' "$1" "$2" 2>/dev/null
+}
+
+zk_mode() { four_letter "$(uport "$1")" srvr | sed -n "s/^Mode: //p" || true; }
+
+ready_zk() {
+	local mode
+	mode=$(zk_mode "$1")
+	case $1 in
+	zookeeper) [[ $mode == standalone ]] ;;
+	*) [[ $mode == leader || $mode == follower ]] ;;
+	esac
+}
+
+# SIGTERM is the normal shutdown for ZooKeeper and etcd.
+stop_zk() { kill -TERM "$2" 2>/dev/null || true; }
+
+# --- etcd ---------------------------------------------------------------------------------------
+
+prepare_etcd() {
+	local d port peer
+	d=$(udir etcd)
+	mkdir -p "$d"
+	port=$(free_port)
+	peer=$(free_port)
+	echo "$port" >"$d/port"
+	echo "$peer" >"$d/peer_port"
+	# One flag per line; on restart etcd ignores the --initial-* flags (the data dir has them).
+	cat >"$d/etcd.args" <<EOF
+--name=n1
+--data-dir=$d/data
+--listen-client-urls=http://127.0.0.1:$port
+--advertise-client-urls=http://127.0.0.1:$port
+--listen-peer-urls=http://127.0.0.1:$peer
+--initial-advertise-peer-urls=http://127.0.0.1:$peer
+--initial-cluster=n1=http://127.0.0.1:$peer
+--initial-cluster-state=new
+--initial-cluster-token=flashorder-$port
+--logger=zap
+--log-outputs=stderr
+EOF
+}
+
+init_etcd() { :; }
+
+launch_etcd() {
+	local d args
+	d=$(udir etcd)
+	mapfile -t args <"$d/etcd.args"
+	# etcd also reads ETCD_* variables and refuses flags that conflict with them.
+	local unset_env=() v
+	for v in $(compgen -e | grep '^ETCD_' || true); do unset_env+=(-u "$v"); done
+	spawn "$d/pid" "$d/log" env "${unset_env[@]}" etcd "${args[@]}"
+}
+
+# http_get PORT PATH: minimal HTTP/1.0 GET over /dev/tcp (no curl needed).
+http_get() {
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" &&
+		printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$1" >&3 && cat <&3' "$1" "$2" 2>/dev/null
+}
+
+ready_etcd() { http_get "$(uport etcd)" /health | grep -q '"health": *"true"'; }
+stop_etcd() { kill -TERM "$2" 2>/dev/null || true; }
+
+# ---------------------------------------------------------------------------------------------
+# Generic unit operations
+# ---------------------------------------------------------------------------------------------
+
+# stop_unit UNIT: graceful stop via the service's own tool, then SIGTERM, then SIGKILL.
+stop_unit() {
+	local u=$1 pid k
+	pid=$(unit_pid "$u") || return 0
+	k=$(kind_of "$u")
+	"stop_$k" "$u" "$pid"
+	wait_dead 30 "$pid" && return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	wait_dead 30 "$pid" && return 0
+	log "$u (pid $pid) ignored SIGTERM for 30s; sending SIGKILL"
+	kill_unit "$u"
+}
+
+# listens_ours UNIT: the unit's port is bound by the unit's own process. Without this a restart
+# could "succeed" because some other server grabbed the port meanwhile and answers the ping.
+# Skipped when ss is missing (the port was free when picked, so this only matters on restart).
+listens_ours() {
+	local pid
+	pid=$(unit_pid "$1") || return 1
+	command -v ss >/dev/null 2>&1 || return 0
+	[[ $(ss -Hltnp "sport = :$(uport "$1")" 2>/dev/null) == *"pid=$pid,"* ]]
+}
+
+# kill_unit UNIT: SIGKILL the process and its children (a crash). PostgreSQL backends are killed
+# too, or a restart would find the old shared memory still attached and refuse to start.
+kill_unit() {
+	local u=$1 pid pids
+	pid=$(unit_pid "$u") || return 0
+	# shellcheck disable=SC2207
+	pids=("$pid" $(child_pids "$pid"))
+	kill -KILL "${pids[@]}" 2>/dev/null || true
+	wait_dead 30 "${pids[@]}" || die "$u (pid $pid) survived SIGKILL"
+}
+
+# emit NAME VALUE...: export lines, single-quoted so that both `. env` and humans read them plainly.
+emit() {
+	while (($# >= 2)); do
+		printf "export %s='%s'\n" "$1" "${2//\'/\'\\\'\'}"
+		shift 2
+	done
+}
+
+write_env() {
+	local f=$DIR/env.tmp u up d
+	{
+		echo "# written by $SELF; source with: set -a; . $DIR/env; set +a"
+		emit FLASHORDER_SERVICES_DIR "$DIR" FLASHORDER_SERVICES_SCRIPT "$SELF" \
+			FLASHORDER_DURABLE "$DURABLE"
+		for u in $(known_units); do
+			d=$(udir "$u")
+			up=$(echo "$u" | tr 'a-z-' 'A-Z_')
+			case $u in
+			postgres) emit FLASHORDER_TEST_POSTGRES_URL \
+				"postgres://postgres@127.0.0.1:$(uport "$u")/postgres?sslmode=disable" ;;
+			mariadb) emit FLASHORDER_TEST_MYSQL_URL \
+				"mysql://root@127.0.0.1:$(uport "$u")/mysql" ;;
+			redis) emit FLASHORDER_TEST_REDIS_URL "redis://127.0.0.1:$(uport "$u")/0" ;;
+			zookeeper) emit FLASHORDER_TEST_ZK_ADDRS "127.0.0.1:$(uport "$u")" ;;
+			etcd)
+				emit FLASHORDER_TEST_ETCD_ENDPOINTS "127.0.0.1:$(uport "$u")" \
+					FLASHORDER_ETCD_PEER_PORT "$(cat "$d/peer_port")"
+				;;
+			zk3-1)
+				emit FLASHORDER_TEST_ZK3_ADDRS \
+					"127.0.0.1:$(uport zk3-1),127.0.0.1:$(uport zk3-2),127.0.0.1:$(uport zk3-3)"
+				;;
+			esac
+			# Per-unit handles for fault tests: kill $(cat PIDFILE), then `services.sh restart UNIT`.
+			emit "FLASHORDER_${up}_PORT" "$(uport "$u")" \
+				"FLASHORDER_${up}_PIDFILE" "$d/pid" \
+				"FLASHORDER_${up}_DATA" "$d/data" \
+				"FLASHORDER_${up}_LOG" "$d/log"
+		done
+	} >"$f"
+	mv "$f" "$DIR/env"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+cmd_start() {
+	local services=("$@") units=() u k kinds=()
+	((${#services[@]})) || services=("${DEFAULT_SERVICES[@]}")
+	mapfile -t units < <(expand_units "${services[@]}")
+	for u in "${units[@]}"; do
+		k=$(kind_of "$u")
+		[[ $u == zk3-* ]] && k=zk3
+		[[ $k == zk ]] && k=zookeeper
+		kinds+=("$k")
+	done
+	ensure_packages "${kinds[@]}"
+	make_dir
+	lock_dir
+
+	# 1. Ports and configs (fast, sequential: keeps port claiming simple).
+	local todo=()
+	for u in "${units[@]}"; do
+		if unit_pid "$u" >/dev/null; then
+			log "$u already running on 127.0.0.1:$(uport "$u")"
+			continue
+		fi
+		if [[ ! -f $DIR/$u/port ]]; then
+			case $u in
+			zk3-*) [[ -f $DIR/zk3-1/port ]] || prepare_zk3 ;;
+			*) "prepare_$u" ;;
+			esac
+		fi
+		todo+=("$u")
+	done
+	((${#todo[@]})) || { write_env; return 0; }
+
+	# 2. Init + launch every unit in the background, so initdb, mariadb-install-db and the JVMs
+	#    overlap; each records its exit status in start.rc.
+	declare -A t0
+	for u in "${todo[@]}"; do
+		k=$(kind_of "$u")
+		rm -f "$DIR/$u/start.rc"
+		t0[$u]=$(now_us)
+		(
+			# Inner subshell: even a `die` in init/launch ends up as a status in start.rc.
+			set +e
+			("init_$k" "$u" && "launch_$k" "$u") >"$DIR/$u/start.log" 2>&1
+			echo $? >"$DIR/$u/start.rc"
+		) 9>&- &
+	done
+
+	# 3. Poll all pending units round-robin so each one's ready time is measured fairly.
+	local deadline=$(($(now_us) + TIMEOUT * 1000000)) pending=("${todo[@]}") still rc failed=0
+	while ((${#pending[@]})); do
+		still=()
+		for u in "${pending[@]}"; do
+			k=$(kind_of "$u")
+			rc=$(cat "$DIR/$u/start.rc" 2>/dev/null || true)
+			if [[ -z $rc ]]; then
+				still+=("$u")
+			elif ((rc != 0)); then
+				log "$u failed to initialise/launch (exit $rc):"
+				{ tail_log "$DIR/$u/start.log"; tail_log "$DIR/$u/log"; } >&2
+				failed=1
+			elif listens_ours "$u" && "ready_$k" "$u"; then
+				log "$u ready on 127.0.0.1:$(uport "$u") in $(fmt_secs $(($(now_us) - ${t0[$u]})))"
+			elif ! unit_pid "$u" >/dev/null && [[ -s $DIR/$u/pid ]]; then
+				log "$u exited during startup:"
+				tail_log "$DIR/$u/log" >&2
+				failed=1
+			else
+				still+=("$u")
+			fi
+		done
+		pending=("${still[@]}")
+		((${#pending[@]})) || break
+		if (($(now_us) > deadline)); then
+			for u in "${pending[@]}"; do
+				log "$u not ready after ${TIMEOUT}s:"
+				tail_log "$DIR/$u/log" >&2
+			done
+			failed=1
+			break
+		fi
+		sleep 0.05
+	done
+	wait # the launcher subshells
+	if [[ " ${todo[*]} " == *" mariadb "* ]] && ((!failed)); then
+		verify_mariadb || { log "mariadb: root over TCP without password does not work"; failed=1; }
+	fi
+	write_env
+	((!failed)) || die "some services failed to start; state dir $DIR (run '$SELF stop' to clean up)"
+}
+
+cmd_stop() {
+	if ! find_dir; then
+		# Nothing (left) to stop. Clean a leftover empty dir handed to us via the env var.
+		[[ -n ${FLASHORDER_SERVICES_DIR:-} && -d $FLASHORDER_SERVICES_DIR ]] &&
+			rmdir "$FLASHORDER_SERVICES_DIR" 2>/dev/null
+		return 0
+	fi
+	lock_dir
+	local units=() u pids=()
+	if (($#)); then
+		mapfile -t units < <(expand_units "$@")
+	else
+		mapfile -t units < <(known_units)
+	fi
+	# Stop in parallel: each waits for its own process to be gone.
+	for u in "${units[@]}"; do
+		stop_unit "$u" 9>&- &
+		pids+=($!)
+	done
+	local rc=0 p
+	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	(($#)) && return $rc
+
+	# Full stop: make sure nothing of ours survives, then delete the state dir.
+	for u in $(known_units); do
+		unit_pid "$u" >/dev/null && { log "$u still running"; rc=1; }
+	done
+	((rc == 0)) || die "not removing $DIR: some services still run"
+	release_ports "$DIR"
+	[[ -s $POINTER && $(cat "$POINTER") == "$DIR" ]] && rm -f "$POINTER"
+	exec 9>&-
+	rm -rf "$DIR"
+	log "stopped; removed $DIR"
+}
+
+cmd_restart() {
+	(($#)) || die "usage: $0 restart SERVICE..."
+	find_dir || die "no running services dir (start first)"
+	local units=() u
+	mapfile -t units < <(expand_units "$@")
+	for u in "${units[@]}"; do
+		[[ -f $DIR/$u/port ]] || die "$u was never started in $DIR"
+	done
+	# Stop (if running) without deleting anything, then start again: same port, same data.
+	cmd_stop "$@"
+	exec 9>&-
+	FLASHORDER_SERVICES_DIR=$DIR cmd_start "$@"
+}
+
+cmd_kill() {
+	(($#)) || die "usage: $0 kill SERVICE..."
+	find_dir || die "no running services dir"
+	local u
+	for u in $(expand_units "$@"); do kill_unit "$u"; done
+}
+
+cmd_env() {
+	find_dir || die "no services running (no FLASHORDER_SERVICES_DIR and no $POINTER)"
+	[[ -f $DIR/env ]] || die "$DIR/env missing"
+	cat "$DIR/env"
+}
+
+cmd_status() {
+	find_dir || { echo "no services dir"; return 0; }
+	local u pid extra
+	echo "dir: $DIR"
+	for u in $(known_units); do
+		extra=""
+		[[ $u == zookeeper || $u == zk3-* ]] && extra=" mode=$(zk_mode "$u")"
+		if pid=$(unit_pid "$u"); then
+			echo "$u: running pid=$pid port=$(uport "$u")$extra"
+		else
+			echo "$u: stopped port=$(uport "$u")"
+		fi
+	done
+}
+
+main() {
+	local cmd=${1:-}
+	(($#)) && shift
+	case $cmd in start | stop | restart | start-again | kill) check_services "$@" ;; esac
+	case $cmd in
+	start) cmd_start "$@" ;;
+	stop) cmd_stop "$@" ;;
+	restart | start-again) cmd_restart "$@" ;;
+	kill) cmd_kill "$@" ;;
+	env) cmd_env ;;
+	status) cmd_status ;;
+	*)
+		sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//' >&2
+		exit 2
+		;;
+	esac
+}
+
+main "$@"
