@@ -44,17 +44,35 @@ type Store interface {
 
 // Tx is the set of primitives that checkout strategies compose inside one
 // database transaction. Every method may also return a database error.
+//
+// Lock order: a transaction locks product rows (sorted by SKU) before it
+// touches the user_purchases counters of those SKUs. Every writer of a
+// counter holds its product's row lock, so counters never deadlock and a
+// read of them under that lock is current.
 type Tx interface {
 	// Products returns the products among skus that exist, keyed by SKU,
 	// without locking them.
 	Products(ctx context.Context, skus []string) (map[string]*Product, error)
+	// LockStock locks the product row of sku until the transaction ends and
+	// returns its available stock.
+	LockStock(ctx context.Context, sku string) (int64, error)
+	// TakeStock takes qty units of sku when at least qty are available, and
+	// returns false, changing nothing, when fewer are. When it returns true
+	// the product row stays locked until the transaction ends.
+	TakeStock(ctx context.Context, sku string, qty int64) (bool, error)
+	// Quotas returns how many units of sku each of users holds in active
+	// orders (absent users hold none).
+	Quotas(ctx context.Context, sku string, users []string) (map[string]int64, error)
 	// ReserveQuota adds qty to what userID holds of sku in active orders. When
 	// limit > 0 and the new total would exceed it, nothing changes and it
-	// returns false. The counter row stays locked until the transaction ends.
+	// returns false.
 	ReserveQuota(ctx context.Context, userID, sku string, qty, limit int64) (bool, error)
-	// TakeStock takes qty units of sku when at least qty are available, and
-	// returns false, changing nothing, when fewer are.
-	TakeStock(ctx context.Context, sku string, qty int64) (bool, error)
+	// AddQuotas adds, for each user in add, that many units to what the user
+	// holds of sku, in one statement.
+	AddQuotas(ctx context.Context, sku string, add map[string]int64) error
+	// TakenKeys returns which of the idempotency keys already belong to a
+	// stored order.
+	TakenKeys(ctx context.Context, keys []string) (map[string]bool, error)
 	// InsertOrders inserts orders with their items. It returns
 	// ErrIdempotencyKeyTaken when one of them reuses a stored idempotency key.
 	InsertOrders(ctx context.Context, orders ...*Order) error

@@ -59,10 +59,12 @@ func quantityOf(o *flashorder.Order, sku string) int64 {
 	return 0
 }
 
-// placeInTx runs the checks and writes of one order inside tx, in the order the
-// API promises: unknown product, per-user limit, stock. It prices the order
-// from the products. Any refusal is returned as an error, so that the
-// transaction rolls back and nothing changes.
+// placeInTx runs one order inside tx: it takes stock for each SKU in sorted
+// order (the conditional decrement locks the product row), then reserves the
+// user's quota under those locks, then prices and inserts the order. Any
+// refusal is returned as an error, so that the transaction rolls back and
+// nothing changes. Refusals keep the API's precedence: unknown product, then
+// per-user limit, then stock.
 func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus []string) error {
 	products, err := tx.Products(ctx, skus)
 	if err != nil {
@@ -74,27 +76,63 @@ func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus 
 		}
 	}
 	for _, sku := range skus {
-		ok, err := tx.ReserveQuota(ctx, o.UserID, sku, quantityOf(o, sku), products[sku].PerUserLimit)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return flashorder.Errorf(flashorder.ELIMITEXCEEDED, "user %q would exceed the limit of %d units of %q", o.UserID, products[sku].PerUserLimit, sku)
-		}
-	}
-	for _, sku := range skus {
 		ok, err := tx.TakeStock(ctx, sku, quantityOf(o, sku))
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return flashorder.Errorf(flashorder.ESOLDOUT, "not enough stock of %q", sku)
+			if err := checkLimits(ctx, tx, o, skus, products); err != nil {
+				return err
+			}
+			return soldOut(sku)
 		}
 	}
+	for _, sku := range skus {
+		limit := products[sku].PerUserLimit
+		ok, err := tx.ReserveQuota(ctx, o.UserID, sku, quantityOf(o, sku), limit)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return limitExceeded(o.UserID, sku, limit)
+		}
+	}
+	priceOrder(o, products)
+	return tx.InsertOrders(ctx, o)
+}
+
+// checkLimits tells an order refused for stock whether it was over a per-user
+// limit too, which the API reports first. It only reads.
+func checkLimits(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus []string, products map[string]*flashorder.Product) error {
+	for _, sku := range skus {
+		limit := products[sku].PerUserLimit
+		if limit == 0 {
+			continue
+		}
+		held, err := tx.Quotas(ctx, sku, []string{o.UserID})
+		if err != nil {
+			return err
+		}
+		if held[o.UserID]+quantityOf(o, sku) > limit {
+			return limitExceeded(o.UserID, sku, limit)
+		}
+	}
+	return nil
+}
+
+func limitExceeded(user, sku string, limit int64) error {
+	return flashorder.Errorf(flashorder.ELIMITEXCEEDED, "user %q would exceed the limit of %d units of %q", user, limit, sku)
+}
+
+func soldOut(sku string) error {
+	return flashorder.Errorf(flashorder.ESOLDOUT, "not enough stock of %q", sku)
+}
+
+// priceOrder sets each item's price from its product and the order's total.
+func priceOrder(o *flashorder.Order, products map[string]*flashorder.Product) {
 	o.TotalCents = 0
 	for i := range o.Items {
 		o.Items[i].PriceCents = products[o.Items[i].SKU].PriceCents
 		o.TotalCents += o.Items[i].PriceCents * o.Items[i].Quantity
 	}
-	return tx.InsertOrders(ctx, o)
 }

@@ -204,7 +204,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx flashorder.Tx) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error {
-			return fn(&tx{g: g})
+			return fn(&tx{g: g, engine: db.engine})
 		})
 		if err == nil || attempt == maxTxAttempts || !retryable(err) || ctx.Err() != nil {
 			break
