@@ -26,7 +26,7 @@ func TestParseFlagsEnvAndPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := m.Config
-	if c.Listen != ":7777" || c.DB != "postgres://x@h:1/db" || c.AdminToken != "from-env" || c.ShutdownTimeout != 5*time.Second || c.Strategy != "row" {
+	if c.Listen != ":7777" || c.DB != "postgres://x@h:1/db" || c.AdminToken != "from-env" || c.ShutdownTimeout != 5*time.Second || c.Strategy != "batch" {
 		t.Fatalf("config %+v", c)
 	}
 	defaults := NewMain(io.Discard)

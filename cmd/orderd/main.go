@@ -1,6 +1,6 @@
 // Command orderd is the flashorder order server. With no flags it runs the
-// embedded default: a SQLite file under ./data, in-process idempotency, port
-// 8080. Every flag --some-name can also be set as ORDERD_SOME_NAME; a flag wins
+// embedded default: a SQLite file under ./data, the batch strategy, in-process
+// idempotency, port 8080. Every flag --some-name can also be set as ORDERD_SOME_NAME; a flag wins
 // over its variable.
 package main
 
@@ -61,6 +61,8 @@ type Config struct {
 	DB              string
 	DBMaxConns      int
 	Strategy        string
+	BatchMax        int
+	BatchQueue      int
 	Lock            string
 	Idempotency     string
 	AdminToken      string
@@ -91,7 +93,9 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
 	fs.StringVar(&cfg.DB, "db", "sqlite://data/flashorder.db", "database URL: sqlite://path, postgres://user:pass@host:port/db?sslmode=disable or mysql://user:pass@host:port/db")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
-	fs.StringVar(&cfg.Strategy, "strategy", "row", "stock deduction strategy: row")
+	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch or row")
+	fs.IntVar(&cfg.BatchMax, "batch-max", checkout.DefaultMaxBatch, "batch strategy: most orders in one transaction")
+	fs.IntVar(&cfg.BatchQueue, "batch-queue", checkout.DefaultMaxQueue, "batch strategy: most orders waiting per SKU before 503 overloaded")
 	fs.StringVar(&cfg.Lock, "lock", "memory", "distributed lock backend: memory")
 	fs.StringVar(&cfg.Idempotency, "idempotency", "memory", "idempotency store: memory")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for the admin endpoints (generated and logged when empty)")
@@ -163,8 +167,15 @@ func (m *Main) Run(ctx context.Context) error {
 	switch cfg.Strategy {
 	case "row":
 		placer = checkout.NewRow(db)
+	case "batch":
+		if cfg.BatchMax < 1 || cfg.BatchQueue < 1 {
+			return fmt.Errorf("--batch-max and --batch-queue must be at least 1")
+		}
+		b := checkout.NewBatch(db)
+		b.MaxBatch, b.MaxQueue = cfg.BatchMax, cfg.BatchQueue
+		placer = b
 	default:
-		return fmt.Errorf("--strategy %q is not supported (want row)", cfg.Strategy)
+		return fmt.Errorf("--strategy %q is not supported (want batch or row)", cfg.Strategy)
 	}
 
 	if cfg.Lock != "memory" {

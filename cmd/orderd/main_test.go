@@ -41,23 +41,33 @@ func startOrderd(t *testing.T, dbURL string, args ...string) (*Main, *orderhttp.
 	return m, c
 }
 
-// TestOrderd runs the whole API end to end on every database.
+// strategies are the deduction strategies that every end-to-end test runs.
+var strategies = []string{"row", "batch"}
+
+// TestOrderd runs the whole API end to end on every database and strategy.
 func TestOrderd(t *testing.T) {
-	for _, db := range testenv.Databases(t) {
-		t.Run(db.Engine, func(t *testing.T) {
-			t.Parallel()
-			m, c := startOrderd(t, db.URL)
-			t.Run("Products", func(t *testing.T) { testProducts(t, c) })
-			t.Run("BadInput", func(t *testing.T) { testBadInput(t, m, c) })
-			t.Run("HotSKUConcurrency", func(t *testing.T) { testHotSKU(t, c) })
-			t.Run("PerUserLimitConcurrency", func(t *testing.T) { testPerUserLimit(t, c) })
-			t.Run("MultiItemAllOrNothing", func(t *testing.T) { testMultiItem(t, c) })
-			t.Run("Idempotency", func(t *testing.T) { testIdempotency(t, c) })
-			t.Run("Pagination", func(t *testing.T) { testPagination(t, c) })
-			t.Run("ReplayAfterRestart", func(t *testing.T) { testReplayAfterRestart(t, db.URL) })
-			assertAudit(t, c)
-		})
+	for _, strategy := range strategies {
+		for _, db := range testenv.Databases(t) {
+			t.Run(db.Engine+"/"+strategy, func(t *testing.T) {
+				t.Parallel()
+				testAPI(t, db.URL, "--strategy", strategy)
+			})
+		}
 	}
+}
+
+// testAPI runs the API suite against an orderd on dbURL started with args.
+func testAPI(t *testing.T, dbURL string, args ...string) {
+	m, c := startOrderd(t, dbURL, args...)
+	t.Run("Products", func(t *testing.T) { testProducts(t, c) })
+	t.Run("BadInput", func(t *testing.T) { testBadInput(t, m, c) })
+	t.Run("HotSKUConcurrency", func(t *testing.T) { testHotSKU(t, c) })
+	t.Run("PerUserLimitConcurrency", func(t *testing.T) { testPerUserLimit(t, c) })
+	t.Run("MultiItemAllOrNothing", func(t *testing.T) { testMultiItem(t, c) })
+	t.Run("Idempotency", func(t *testing.T) { testIdempotency(t, c) })
+	t.Run("Pagination", func(t *testing.T) { testPagination(t, c) })
+	t.Run("ReplayAfterRestart", func(t *testing.T) { testReplayAfterRestart(t, dbURL, args...) })
+	assertAudit(t, c)
 }
 
 func putProduct(t *testing.T, c *orderhttp.Client, sku string, stock, limit int64) *flashorder.Product {
@@ -530,8 +540,8 @@ func testPagination(t *testing.T, c *orderhttp.Client) {
 
 // testReplayAfterRestart checks that the database guards a key that the
 // in-process store forgot: a fresh orderd replays the order, never a second.
-func testReplayAfterRestart(t *testing.T, dbURL string) {
-	first, c1 := startOrderd(t, dbURL)
+func testReplayAfterRestart(t *testing.T, dbURL string, args ...string) {
+	first, c1 := startOrderd(t, dbURL, args...)
 	putProduct(t, c1, "restart-1", 1, 0)
 	orig := postRaw(t, c1.BaseURL, "restart-key", `{"user_id":"ru-1","items":[{"sku":"restart-1","quantity":1}]}`)
 	if orig.status != 201 {
@@ -540,7 +550,7 @@ func testReplayAfterRestart(t *testing.T, dbURL string) {
 	if err := first.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	_, c2 := startOrderd(t, dbURL)
+	_, c2 := startOrderd(t, dbURL, args...)
 	// Stock is 0 now: a replay must return the order, not sold_out.
 	replay := postRaw(t, c2.BaseURL, "restart-key", `{"user_id":"ru-1","items":[{"sku":"restart-1","quantity":1}]}`)
 	if replay.status != 201 || replay.body != orig.body || replay.location != orig.location || replay.replayed != "true" {
@@ -548,7 +558,7 @@ func testReplayAfterRestart(t *testing.T, dbURL string) {
 	}
 	// With stock back, still no second order.
 	putProduct(t, c2, "restart-1", 5, 0)
-	_, c3 := startOrderd(t, dbURL)
+	_, c3 := startOrderd(t, dbURL, args...)
 	replay = postRaw(t, c3.BaseURL, "restart-key", `{"user_id":"ru-1","items":[{"sku":"restart-1","quantity":1}]}`)
 	if replay.status != 201 || replay.body != orig.body {
 		t.Fatalf("replay after restart with stock: %+v", replay)
