@@ -13,6 +13,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -69,6 +72,7 @@ type Config struct {
 	LogFormat       string
 	LogLevel        string
 	ShutdownTimeout time.Duration
+	DebugListen     string
 }
 
 // Main is the orderd program: its configuration and the backends it opened.
@@ -79,6 +83,7 @@ type Main struct {
 	stderr io.Writer
 	db     *gormdb.DB
 	server *orderhttp.Server
+	debug  *http.Server
 }
 
 // NewMain returns a Main that logs to stderr.
@@ -102,6 +107,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a stop waits for in-flight requests")
+	fs.StringVar(&cfg.DebugListen, "debug-listen", "", "address for pprof at /debug/pprof/ (off when empty; keep it on loopback)")
 	return fs
 }
 
@@ -200,6 +206,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.server.Open(cfg.Listen); err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	if cfg.DebugListen != "" {
+		if err := m.openDebug(cfg.DebugListen); err != nil {
+			return err
+		}
+	}
 	m.Logger.Info("orderd listening", "addr", m.server.Addr().String(), "db", db.Engine(), "strategy", cfg.Strategy,
 		"lock", cfg.Lock, "idempotency", cfg.Idempotency)
 	return nil
@@ -215,10 +226,31 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.server != nil {
 		errs = append(errs, m.server.Close(ctx))
 	}
+	if m.debug != nil {
+		errs = append(errs, m.debug.Close())
+	}
 	if m.db != nil {
 		errs = append(errs, m.db.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// openDebug serves pprof on its own listener, apart from the API.
+func (m *Main) openDebug(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--debug-listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: orderhttp.ReadHeaderTimeout}
+	go func() { _ = m.debug.Serve(ln) }()
+	m.Logger.Info("pprof listening", "addr", ln.Addr().String())
+	return nil
 }
 
 func randomToken() string {
