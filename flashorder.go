@@ -60,6 +60,14 @@ type Tx interface {
 	// returns false, changing nothing, when fewer are. When it returns true
 	// the product row stays locked until the transaction ends.
 	TakeStock(ctx context.Context, sku string, qty int64) (bool, error)
+	// TakeFromSegment takes qty units of sku from one of its n stock
+	// segments that has them, chosen at random, and returns false, changing
+	// nothing, when no single segment has qty units.
+	TakeFromSegment(ctx context.Context, sku string, qty int64, n int) (bool, error)
+	// RefillSegments locks sku's product row and all its segments, takes
+	// qty units from their total, and spreads the rest evenly over n
+	// segments. It returns false, changing nothing, when the total is short.
+	RefillSegments(ctx context.Context, sku string, qty int64, n int) (bool, error)
 	// Quotas returns how many units of sku each of users holds in active
 	// orders (absent users hold none).
 	Quotas(ctx context.Context, sku string, users []string) (map[string]int64, error)

@@ -59,13 +59,21 @@ func quantityOf(o *flashorder.Order, sku string) int64 {
 	return 0
 }
 
+// takeFunc takes qty units of sku inside tx, or reports false when the stock
+// is short: the one step in which the per-order strategies differ.
+type takeFunc func(ctx context.Context, tx flashorder.Tx, sku string, qty int64) (bool, error)
+
+// takeFromRow takes stock with the product row's conditional decrement.
+func takeFromRow(ctx context.Context, tx flashorder.Tx, sku string, qty int64) (bool, error) {
+	return tx.TakeStock(ctx, sku, qty)
+}
+
 // placeInTx runs one order inside tx: it takes stock for each SKU in sorted
-// order (the conditional decrement locks the product row), then reserves the
-// user's quota under those locks, then prices and inserts the order. Any
-// refusal is returned as an error, so that the transaction rolls back and
-// nothing changes. Refusals keep the API's precedence: unknown product, then
-// per-user limit, then stock.
-func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus []string) error {
+// order with take, then reserves the user's quota, then prices and inserts
+// the order. Any refusal is returned as an error, so that the transaction
+// rolls back and nothing changes. Refusals keep the API's precedence: unknown
+// product, then per-user limit, then stock.
+func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus []string, take takeFunc) error {
 	products, err := tx.Products(ctx, skus)
 	if err != nil {
 		return err
@@ -76,7 +84,7 @@ func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus 
 		}
 	}
 	for _, sku := range skus {
-		ok, err := tx.TakeStock(ctx, sku, quantityOf(o, sku))
+		ok, err := take(ctx, tx, sku, quantityOf(o, sku))
 		if err != nil {
 			return err
 		}

@@ -32,7 +32,7 @@ func (r *Row) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderRequest)
 	}
 	skus := sortedSKUs(o)
 	if err := r.store.InTx(ctx, func(tx flashorder.Tx) error {
-		return placeInTx(ctx, tx, o, skus)
+		return placeInTx(ctx, tx, o, skus, takeFromRow)
 	}); err != nil {
 		return nil, err
 	}

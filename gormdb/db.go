@@ -141,7 +141,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		// A binary collation: SKUs and user ids are case-sensitive.
 		g = g.Set("gorm:table_options", "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
 	}
-	if err := g.AutoMigrate(&productRow{}, &orderRow{}, &orderItemRow{}, &userPurchaseRow{}); err != nil {
+	if err := g.AutoMigrate(&productRow{}, &orderRow{}, &orderItemRow{}, &userPurchaseRow{}, &segmentRow{}); err != nil {
 		return fmt.Errorf("gormdb: migrate %s schema: %w", db.engine, err)
 	}
 	return nil

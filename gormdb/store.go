@@ -11,24 +11,32 @@ import (
 	"github.com/flashorder/flashorder"
 )
 
-// PutProduct implements flashorder.Store. The stock change is added to
-// restocked in the same statement, against the row's current stock, so that a
-// PUT racing with orders keeps restocked == stock + sold.
+// PutProduct implements flashorder.Store. Under the product row's lock it
+// moves any stock segments back into the row and records the difference
+// between the new stock and the available stock it replaces as a restock, so
+// that a PUT racing with orders keeps restocked == available + sold.
 func (db *DB) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder.Product, error) {
 	var out *flashorder.Product
 	err := db.InTx(ctx, func(ftx flashorder.Tx) error {
-		g := ftx.(*tx).g.WithContext(ctx)
+		t := ftx.(*tx)
+		g := t.g.WithContext(ctx)
 		row := productRow{SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Stock: p.Stock, Restocked: p.Stock, PerUserLimit: p.PerUserLimit}
 		res := g.Clauses(clause.OnConflict{DoNothing: true}).Create(&row)
 		if res.Error != nil {
 			return fmt.Errorf("gormdb: insert product %q: %w", p.SKU, res.Error)
 		}
 		if res.RowsAffected == 0 {
-			// restocked is assigned before stock: MySQL evaluates SET
-			// left to right, the others against the old row; both
-			// read the old stock here.
-			err := g.Exec("UPDATE products SET restocked = restocked + ? - stock, stock = ?, name = ?, price_cents = ?, per_user_limit = ? WHERE sku = ?",
-				p.Stock, p.Stock, p.Name, p.PriceCents, p.PerUserLimit, p.SKU).Error
+			available, err := t.LockStock(ctx, p.SKU)
+			if err != nil {
+				return err
+			}
+			segmented, err := t.collapseSegments(ctx, p.SKU)
+			if err != nil {
+				return err
+			}
+			available += segmented
+			err = g.Exec("UPDATE products SET restocked = restocked + ?, stock = ?, name = ?, price_cents = ?, per_user_limit = ? WHERE sku = ?",
+				p.Stock-available, p.Stock, p.Name, p.PriceCents, p.PerUserLimit, p.SKU).Error
 			if err != nil {
 				return fmt.Errorf("gormdb: update product %q: %w", p.SKU, err)
 			}
@@ -43,7 +51,8 @@ func (db *DB) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder
 	return out, err
 }
 
-// Product implements flashorder.Store.
+// Product implements flashorder.Store. Its stock includes the stock held in
+// segments.
 func (db *DB) Product(ctx context.Context, sku string) (*flashorder.Product, error) {
 	var row productRow
 	err := db.gorm.WithContext(ctx).Where("sku = ?", sku).Take(&row).Error
@@ -53,6 +62,12 @@ func (db *DB) Product(ctx context.Context, sku string) (*flashorder.Product, err
 	if err != nil {
 		return nil, translate(fmt.Errorf("gormdb: read product %q: %w", sku, err))
 	}
+	var segmented int64
+	err = db.gorm.WithContext(ctx).Model(&segmentRow{}).Where("sku = ?", sku).Select("COALESCE(SUM(stock), 0)").Scan(&segmented).Error
+	if err != nil {
+		return nil, translate(fmt.Errorf("gormdb: read segments of %q: %w", sku, err))
+	}
+	row.Stock += segmented
 	return row.product(), nil
 }
 
@@ -149,13 +164,25 @@ func (db *DB) Audit(ctx context.Context) (*flashorder.Audit, error) {
 			return fmt.Errorf("gormdb: audit sold units: %w", err)
 		}
 		soldBySKU := make(map[string]int64, len(sold))
+		segmentedBySKU := map[string]int64{}
 		for _, s := range sold {
 			soldBySKU[s.SKU] = s.Sold
+		}
+		var segmented []struct {
+			SKU   string
+			Stock int64
+		}
+		err = g.Model(&segmentRow{}).Select("sku, SUM(stock) AS stock").Group("sku").Scan(&segmented).Error
+		if err != nil {
+			return fmt.Errorf("gormdb: audit stock segments: %w", err)
+		}
+		for _, s := range segmented {
+			segmentedBySKU[s.SKU] = s.Stock
 		}
 		audit.Products = audit.Products[:0]
 		audit.OK = true
 		for _, p := range products {
-			line := flashorder.NewAuditLine(p.SKU, p.Restocked, p.Stock, soldBySKU[p.SKU])
+			line := flashorder.NewAuditLine(p.SKU, p.Restocked, p.Stock+segmentedBySKU[p.SKU], soldBySKU[p.SKU])
 			audit.OK = audit.OK && line.OK
 			audit.Products = append(audit.Products, line)
 		}

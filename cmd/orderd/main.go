@@ -66,6 +66,7 @@ type Config struct {
 	Strategy        string
 	BatchMax        int
 	BatchQueue      int
+	Segments        int
 	Lock            string
 	Idempotency     string
 	AdminToken      string
@@ -98,9 +99,10 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
 	fs.StringVar(&cfg.DB, "db", "sqlite://data/flashorder.db", "database URL: sqlite://path, postgres://user:pass@host:port/db?sslmode=disable or mysql://user:pass@host:port/db")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
-	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch or row")
+	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch, row or segment")
 	fs.IntVar(&cfg.BatchMax, "batch-max", checkout.DefaultMaxBatch, "batch strategy: most orders in one transaction")
 	fs.IntVar(&cfg.BatchQueue, "batch-queue", checkout.DefaultMaxQueue, "batch strategy: most orders waiting per SKU before 503 overloaded")
+	fs.IntVar(&cfg.Segments, "segments", checkout.DefaultSegments, "segment strategy: stock rows per SKU")
 	fs.StringVar(&cfg.Lock, "lock", "memory", "distributed lock backend: memory")
 	fs.StringVar(&cfg.Idempotency, "idempotency", "memory", "idempotency store: memory")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for the admin endpoints (generated and logged when empty)")
@@ -180,8 +182,15 @@ func (m *Main) Run(ctx context.Context) error {
 		b := checkout.NewBatch(db)
 		b.MaxBatch, b.MaxQueue = cfg.BatchMax, cfg.BatchQueue
 		placer = b
+	case "segment":
+		if cfg.Segments < 1 {
+			return fmt.Errorf("--segments must be at least 1")
+		}
+		sg := checkout.NewSegment(db)
+		sg.Segments = cfg.Segments
+		placer = sg
 	default:
-		return fmt.Errorf("--strategy %q is not supported (want batch or row)", cfg.Strategy)
+		return fmt.Errorf("--strategy %q is not supported (want batch, row or segment)", cfg.Strategy)
 	}
 
 	if cfg.Lock != "memory" {

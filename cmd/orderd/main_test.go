@@ -42,7 +42,7 @@ func startOrderd(t *testing.T, dbURL string, args ...string) (*Main, *orderhttp.
 }
 
 // strategies are the deduction strategies that every end-to-end test runs.
-var strategies = []string{"row", "batch"}
+var strategies = []string{"row", "batch", "segment"}
 
 // TestOrderd runs the whole API end to end on every database and strategy.
 func TestOrderd(t *testing.T) {
