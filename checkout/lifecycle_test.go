@@ -270,3 +270,120 @@ func TestLifecycleRaces(t *testing.T) {
 		})
 	}
 }
+
+// TestLifecycleUnderLoad places multi-item orders while others are cancelled
+// and a sweeper expires the rest, all at once: lock order keeps them free of
+// deadlocks that outlast the retries, and the stock audit holds throughout.
+func TestLifecycleUnderLoad(t *testing.T) {
+	for _, tdb := range testenv.Databases(t) {
+		t.Run(tdb.Engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := openDB(t, tdb.URL)
+			row := checkout.NewRow(db)
+			lc := checkout.NewLifecycle(db, nil)
+			late := lateLifecycle(db)
+			skus := []string{"load-a", "load-b", "load-c"}
+			for _, sku := range skus {
+				putProduct(t, db, sku, 40, 3)
+			}
+			stop := make(chan struct{})
+			sweepDone := make(chan int)
+			go func() {
+				n := 0
+				for {
+					select {
+					case <-stop:
+						sweepDone <- n
+						return
+					default:
+					}
+					expired, err := late.ExpireDue(ctx, 5)
+					if err != nil {
+						t.Errorf("sweep: %v", err)
+					}
+					n += len(expired)
+				}
+			}()
+			var wg sync.WaitGroup
+			for g := range 24 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					user := fmt.Sprintf("lu-%d", g%8) // users share quota rows
+					for i := range 15 {
+						// Items in varying order; placement sorts them.
+						a, b := skus[(g+i)%3], skus[(g+2*i+1)%3]
+						items := []flashorder.ItemRequest{{SKU: a, Quantity: 1}}
+						if b != a {
+							items = append(items, flashorder.ItemRequest{SKU: b, Quantity: 1})
+						}
+						req := flashorder.OrderRequest{UserID: user, Items: items}
+						o, err := row.PlaceOrder(ctx, &flashorder.PlaceOrderRequest{OrderRequest: req, Fingerprint: req.Fingerprint()})
+						switch flashorder.ErrorCode(err) {
+						case "":
+						case flashorder.ESOLDOUT, flashorder.ELIMITEXCEEDED:
+							continue
+						default:
+							t.Errorf("place: %v", err)
+							continue
+						}
+						switch i % 3 {
+						case 0:
+							_, err = lc.CancelOrder(ctx, o.ID)
+						case 1:
+							_, err = lc.PayOrder(ctx, o.ID)
+						default:
+							// Left to the sweeper.
+						}
+						if err != nil && flashorder.ErrorCode(err) != flashorder.EINVALIDSTATE {
+							t.Errorf("end order: %v", err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(stop)
+			swept := <-sweepDone
+			assertAudit(t, db)
+			// Every order still created expires now: only paid ones hold stock.
+			if _, err := late.ExpireDue(ctx, 1000); err != nil {
+				t.Fatal(err)
+			}
+			assertAudit(t, db)
+			// The quota counters hold exactly the units of paid orders: each
+			// user can buy precisely the rest of the limit.
+			for _, sku := range skus {
+				putProduct(t, db, sku, 1000, 3)
+			}
+			for u := range 8 {
+				user := fmt.Sprintf("lu-%d", u)
+				paid := map[string]int64{}
+				page, err := db.Orders(ctx, flashorder.OrderFilter{UserID: user, Limit: flashorder.MaxListLimit})
+				if err != nil || page.Next != "" {
+					t.Fatalf("orders of %s: %v (more than one page)", user, err)
+				}
+				for _, o := range page.Orders {
+					if o.Status == flashorder.StatusCreated {
+						t.Fatalf("order %s still created after the final sweep", o.ID)
+					}
+					if o.Status == flashorder.StatusPaid {
+						for _, it := range o.Items {
+							paid[it.SKU] += it.Quantity
+						}
+					}
+				}
+				for _, sku := range skus {
+					if rest := 3 - paid[sku]; rest > 0 {
+						place(t, row, user, flashorder.ItemRequest{SKU: sku, Quantity: rest})
+					}
+					req := flashorder.OrderRequest{UserID: user, Items: []flashorder.ItemRequest{{SKU: sku, Quantity: 1}}}
+					if _, err := row.PlaceOrder(ctx, &flashorder.PlaceOrderRequest{OrderRequest: req}); flashorder.ErrorCode(err) != flashorder.ELIMITEXCEEDED {
+						t.Fatalf("%s with %d paid units of %s: one unit over the limit gave %v", user, paid[sku], sku, err)
+					}
+				}
+			}
+			t.Logf("%s: sweeper expired %d orders during the load", tdb.Engine, swept)
+		})
+	}
+}
