@@ -388,3 +388,38 @@ func TestOrderdCloseStopsSweeper(t *testing.T) {
 	}
 	goleak.VerifyNone(t, ignore)
 }
+
+func TestLifecycleFlags(t *testing.T) {
+	m := NewMain(io.Discard)
+	if err := m.ParseFlags(nil, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if c := m.Config; c.PaymentTimeout != 15*time.Minute || c.SweepInterval != 10*time.Second || c.SweepBatch != 100 || c.PaymentWebhookSecret != "" {
+		t.Fatalf("defaults %+v", c)
+	}
+	env := map[string]string{
+		"ORDERD_PAYMENT_TIMEOUT":        "2m",
+		"ORDERD_SWEEP_INTERVAL":         "250ms",
+		"ORDERD_SWEEP_BATCH":            "9",
+		"ORDERD_PAYMENT_WEBHOOK_SECRET": "from-env",
+	}
+	m = NewMain(io.Discard)
+	if err := m.ParseFlags([]string{"--sweep-batch", "11"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c := m.Config; c.PaymentTimeout != 2*time.Minute || c.SweepInterval != 250*time.Millisecond || c.SweepBatch != 11 || c.PaymentWebhookSecret != "from-env" {
+		t.Fatalf("from env and flags: %+v", c)
+	}
+	for _, bad := range [][]string{{"--sweep-batch", "0"}, {"--payment-timeout", "0s"}, {"--sweep-interval", "-1s"}} {
+		m := NewMain(io.Discard)
+		args := append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t), "--admin-token", adminToken}, bad...)
+		if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Run(context.Background())
+		m.Close(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "must be positive") {
+			t.Fatalf("%v: Run gave %v, want a refusal", bad, err)
+		}
+	}
+}
