@@ -44,7 +44,9 @@ func (s *Server) payOrder(c *gin.Context) {
 }
 
 func (s *Server) cancelOrder(c *gin.Context) {
-	s.endOrder(c, func(ctx context.Context, id string) (*flashorder.Order, error) { return s.Lifecycle.CancelOrder(ctx, id) })
+	s.endOrder(c, func(ctx context.Context, id string) (*flashorder.Order, error) {
+		return s.Lifecycle.CancelOrder(ctx, id)
+	})
 }
 
 func (s *Server) endOrder(c *gin.Context, end func(context.Context, string) (*flashorder.Order, error)) {
