@@ -84,6 +84,20 @@ type Tx interface {
 	// InsertOrders inserts orders with their items. It returns
 	// ErrIdempotencyKeyTaken when one of them reuses a stored idempotency key.
 	InsertOrders(ctx context.Context, orders ...*Order) error
+
+	// TransitionOrder moves order id from status from to status to with one
+	// conditional update, and returns the order as it is now, with its items.
+	// When the order is not in status from it changes nothing and returns
+	// EINVALIDSTATE; when there is no such order, ENOTFOUND.
+	TransitionOrder(ctx context.Context, id string, from, to Status) (*Order, error)
+	// OrdersCreatedBefore returns the ids of at most limit orders still
+	// created that were created before t, oldest first, without locking them.
+	OrdersCreatedBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
+	// ReturnStock adds qty units of sku back to its available stock.
+	ReturnStock(ctx context.Context, sku string, qty int64) error
+	// ReleaseQuota subtracts qty from what userID holds of sku in active
+	// orders (never below zero).
+	ReleaseQuota(ctx context.Context, userID, sku string, qty int64) error
 }
 
 // OrderPlacer turns an order request into an order: one implementation per

@@ -19,7 +19,9 @@ const DefaultSegments = 16
 // different rows. When no single segment has the units, the order locks the
 // product row and every segment, takes from their total and spreads the rest
 // evenly again; it is sold out only when the total is short. Otherwise an
-// order is the row strategy's transaction.
+// order is the row strategy's transaction. Cancelled and expired orders give
+// their stock back to the product row (the lifecycle's default), which counts
+// as available and moves into the segments at the next refill.
 type Segment struct {
 	store flashorder.Store
 	// Segments is the number of segments per SKU; the default is

@@ -41,6 +41,12 @@ type Server struct {
 
 	// Logger receives errors and request logs; the default is slog.Default().
 	Logger *slog.Logger
+	// Lifecycle pays and cancels orders; set it before Open. Without it the
+	// pay and cancel endpoints answer 404.
+	Lifecycle flashorder.OrderLifecycle
+	// PaymentWebhookSecret is the HMAC key of the payment webhook; set it
+	// before Open. Empty (the default) disables the webhook: 404.
+	PaymentWebhookSecret string
 
 	checks   []readyCheck
 	registry *prometheus.Registry
@@ -152,6 +158,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/orders", s.listOrders)
 	v1.GET("/orders/:id", s.getOrder)
 	v1.GET("/admin/audit", s.requireAdmin, s.audit)
+	s.lifecycleRoutes(v1)
 	return r
 }
 

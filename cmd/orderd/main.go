@@ -74,6 +74,11 @@ type Config struct {
 	LogLevel        string
 	ShutdownTimeout time.Duration
 	DebugListen     string
+
+	PaymentTimeout       time.Duration
+	SweepInterval        time.Duration
+	SweepBatch           int
+	PaymentWebhookSecret string
 }
 
 // Main is the orderd program: its configuration and the backends it opened.
@@ -81,10 +86,17 @@ type Main struct {
 	Config Config
 	Logger *slog.Logger
 
-	stderr io.Writer
-	db     *gormdb.DB
-	server *orderhttp.Server
-	debug  *http.Server
+	// Locker, when set before Run, is used instead of the --lock backend and
+	// is not closed by Close: tests share one in-process Locker between two
+	// Mains to elect one expiry sweeper.
+	Locker flashorder.Locker
+
+	stderr  io.Writer
+	db      *gormdb.DB
+	server  *orderhttp.Server
+	locker  flashorder.Locker
+	sweeper *checkout.Sweeper
+	debug   *http.Server
 }
 
 // NewMain returns a Main that logs to stderr.
@@ -110,6 +122,10 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a stop waits for in-flight requests")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", "", "address for pprof at /debug/pprof/ (off when empty; keep it on loopback)")
+	fs.DurationVar(&cfg.PaymentTimeout, "payment-timeout", flashorder.DefaultPaymentTimeout, "how long an order may stay unpaid before it expires and its stock returns")
+	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", checkout.DefaultSweepInterval, "how often the elected sweeper expires unpaid orders")
+	fs.IntVar(&cfg.SweepBatch, "sweep-batch", checkout.DefaultExpireBatch, "how many orders one expiry transaction ends at most")
+	fs.StringVar(&cfg.PaymentWebhookSecret, "payment-webhook-secret", "", "HMAC-SHA256 key of POST /api/v1/payments/webhook (disabled when empty)")
 	return fs
 }
 
@@ -212,6 +228,9 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.server = orderhttp.NewServer(db, placer, idem, cfg.AdminToken)
 	m.server.Logger = m.Logger
+	if err := m.startLifecycle(placer); err != nil {
+		return err
+	}
 	if err := m.server.Open(cfg.Listen); err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
@@ -238,6 +257,7 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.debug != nil {
 		errs = append(errs, m.debug.Close())
 	}
+	errs = append(errs, m.stopLifecycle())
 	if m.db != nil {
 		errs = append(errs, m.db.Close())
 	}

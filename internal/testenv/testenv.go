@@ -42,10 +42,16 @@ func Databases(t testing.TB) []Database {
 	return dbs
 }
 
-// SQLiteURL returns the URL of a new SQLite file in the test's temp dir.
+// SQLiteURL returns the URL of a new SQLite file in the test's temp dir. Like
+// the servers the services script starts, it trades durability on power loss
+// for speed (synchronous=normal) unless FLASHORDER_DURABLE=1.
 func SQLiteURL(t testing.TB) string {
 	t.Helper()
-	return "sqlite://" + filepath.Join(t.TempDir(), "flashorder.db")
+	u := "sqlite://" + filepath.Join(t.TempDir(), "flashorder.db")
+	if os.Getenv("FLASHORDER_DURABLE") != "1" {
+		u += "?synchronous=normal"
+	}
+	return u
 }
 
 // Service returns the value of the service variable name, or "" when unset.

@@ -1,0 +1,186 @@
+package checkout
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flashorder/flashorder"
+)
+
+// SweeperLockKey is the lock whose holder is the one instance that expires
+// unpaid orders.
+const SweeperLockKey = "flashorder/sweeper"
+
+// DefaultSweepInterval is how often the leading sweeper looks for orders due
+// to expire.
+const DefaultSweepInterval = 10 * time.Second
+
+// maxBatchesPerSweep bounds one sweep, so that a huge backlog is worked off
+// over several ticks instead of in one long burst.
+const maxBatchesPerSweep = 100
+
+// Sweeper expires unpaid orders on exactly one instance at a time. Every
+// instance runs one; they elect a leader through the Locker: the instance
+// holding SweeperLockKey sweeps every Interval until it loses the lock, and
+// the others wait in Lock. When the leader dies, its lock is released by the
+// backend (session or lease expiry) and a waiting instance takes over.
+type Sweeper struct {
+	lifecycle *Lifecycle
+	locker    flashorder.Locker
+
+	// Interval is the time between sweeps; the default is
+	// DefaultSweepInterval.
+	Interval time.Duration
+	// Batch is how many orders one transaction expires at most; the default
+	// is DefaultExpireBatch.
+	Batch int
+	// Logger receives leadership changes and errors; the default is
+	// slog.Default().
+	Logger *slog.Logger
+	// OnExpire, when set, is called after each committed batch with the
+	// orders it expired.
+	OnExpire func(orders []*flashorder.Order)
+	// OnLeader, when set, is called with true when this instance becomes the
+	// leader and with false when it steps down.
+	OnLeader func(leading bool)
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewSweeper returns a sweeper that expires orders of lifecycle, elected
+// through locker.
+func NewSweeper(lifecycle *Lifecycle, locker flashorder.Locker) *Sweeper {
+	return &Sweeper{lifecycle: lifecycle, locker: locker, Interval: DefaultSweepInterval, Batch: DefaultExpireBatch, Logger: slog.Default()}
+}
+
+// Start runs the sweeper in the background until Stop.
+func (s *Sweeper) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done = cancel, make(chan struct{})
+	go func() {
+		defer close(s.done)
+		s.Run(ctx)
+	}()
+}
+
+// Stop stops a started sweeper and waits until it stepped down and released
+// its lock.
+func (s *Sweeper) Stop() {
+	s.mu.Lock()
+	cancel, done := s.cancel, s.done
+	s.mu.Unlock()
+	if done == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+// Run competes for leadership and sweeps while leading, until ctx ends.
+func (s *Sweeper) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		lock, err := s.locker.Lock(ctx, SweeperLockKey)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.Logger.Warn("sweeper: acquire leadership", "err", err)
+				sleep(ctx, s.interval())
+			}
+			continue
+		}
+		s.lead(ctx, lock)
+	}
+}
+
+// lead sweeps while lock is held and ctx lives, then steps down.
+func (s *Sweeper) lead(ctx context.Context, lock flashorder.Lock) {
+	s.Logger.Info("sweeper: leading", "token", lock.Token())
+	if s.OnLeader != nil {
+		s.OnLeader(true)
+	}
+	// Work runs under a context that also ends when the lock is lost, so
+	// that a batch still open then rolls back instead of committing.
+	lctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-lock.Lost():
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+	ticker := time.NewTicker(s.interval())
+	for lctx.Err() == nil {
+		s.sweep(lctx)
+		select {
+		case <-lctx.Done():
+		case <-ticker.C:
+		}
+	}
+	ticker.Stop()
+	cancel()
+	if s.OnLeader != nil {
+		s.OnLeader(false)
+	}
+	unlockCtx, cancelUnlock := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelUnlock()
+	select {
+	case <-lock.Lost():
+		s.Logger.Warn("sweeper: lost leadership")
+	default:
+		if err := lock.Unlock(unlockCtx); err != nil {
+			s.Logger.Warn("sweeper: release leadership", "err", err)
+		}
+	}
+}
+
+// sweep expires due orders batch by batch, until none is due, ctx ends or the
+// sweep's bound is reached.
+func (s *Sweeper) sweep(ctx context.Context) {
+	batch := s.Batch
+	if batch <= 0 {
+		batch = DefaultExpireBatch
+	}
+	for range maxBatchesPerSweep {
+		expired, err := s.lifecycle.ExpireDue(ctx, batch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.Logger.Warn("sweeper: expire orders", "err", err)
+			}
+			return
+		}
+		if len(expired) > 0 {
+			s.Logger.Debug("sweeper: expired orders", "count", len(expired))
+			if s.OnExpire != nil {
+				s.OnExpire(expired)
+			}
+		}
+		if len(expired) < batch {
+			return
+		}
+	}
+}
+
+func (s *Sweeper) interval() time.Duration {
+	if s.Interval <= 0 {
+		return DefaultSweepInterval
+	}
+	return s.Interval
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,154 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/flashorder/flashorder"
+)
+
+// SignatureHeader carries the payment webhook's signature:
+// "sha256=" and the hex HMAC-SHA256 of the raw body under the shared secret.
+const SignatureHeader = "X-Flashorder-Signature"
+
+// WebhookEventPaid is the webhook event that pays an order.
+const WebhookEventPaid = "paid"
+
+// PaymentEvent is the body of POST /api/v1/payments/webhook.
+type PaymentEvent struct {
+	OrderID string `json:"order_id"`
+	Event   string `json:"event"`
+}
+
+// lifecycleRoutes registers the endpoints that end orders.
+func (s *Server) lifecycleRoutes(v1 *gin.RouterGroup) {
+	v1.POST("/orders/:id/pay", s.payOrder)
+	v1.POST("/orders/:id/cancel", s.cancelOrder)
+	v1.POST("/payments/webhook", s.paymentWebhook)
+}
+
+func (s *Server) payOrder(c *gin.Context) {
+	s.endOrder(c, func(ctx context.Context, id string) (*flashorder.Order, error) { return s.Lifecycle.PayOrder(ctx, id) })
+}
+
+func (s *Server) cancelOrder(c *gin.Context) {
+	s.endOrder(c, func(ctx context.Context, id string) (*flashorder.Order, error) {
+		return s.Lifecycle.CancelOrder(ctx, id)
+	})
+}
+
+func (s *Server) endOrder(c *gin.Context, end func(context.Context, string) (*flashorder.Order, error)) {
+	id := c.Param("id")
+	if s.Lifecycle == nil || len(id) > maxOrderID {
+		s.writeError(c, flashorder.Errorf(flashorder.ENOTFOUND, "order not found"))
+		return
+	}
+	o, err := end(c.Request.Context(), id)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, o)
+}
+
+// paymentWebhook pays an order on a signed notice from the payment provider.
+// Providers deliver at least once, so a replay for an order that is already
+// paid answers 200 with the order instead of 409.
+func (s *Server) paymentWebhook(c *gin.Context) {
+	if s.PaymentWebhookSecret == "" || s.Lifecycle == nil {
+		s.writeError(c, flashorder.Errorf(flashorder.ENOTFOUND, "no such route"))
+		return
+	}
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		s.writeError(c, jsonError(err))
+		return
+	}
+	if !validSignature(c.GetHeader(SignatureHeader), body, s.PaymentWebhookSecret) {
+		s.writeError(c, flashorder.Errorf(flashorder.EUNAUTHORIZED, "the %s header is missing or does not match the body", SignatureHeader))
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
+		s.writeError(c, flashorder.Errorf(flashorder.EUNSUPPORTEDMEDIA, "the body must be application/json"))
+		return
+	}
+	var ev PaymentEvent
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ev); err != nil {
+		s.writeError(c, jsonError(err))
+		return
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "unexpected data after the JSON value"))
+		return
+	}
+	switch {
+	case ev.OrderID == "" || len(ev.OrderID) > maxOrderID:
+		s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "order_id must be 1..%d characters", maxOrderID))
+		return
+	case ev.Event != WebhookEventPaid:
+		s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "event must be %q", WebhookEventPaid))
+		return
+	}
+	ctx := c.Request.Context()
+	o, err := s.Lifecycle.PayOrder(ctx, ev.OrderID)
+	if flashorder.ErrorCode(err) == flashorder.EINVALIDSTATE {
+		if cur, lookupErr := s.store.Order(ctx, ev.OrderID); lookupErr == nil && cur.Status == flashorder.StatusPaid {
+			o, err = cur, nil
+		}
+	}
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, o)
+}
+
+// validSignature checks header against the HMAC-SHA256 of body, in constant
+// time.
+func validSignature(header string, body []byte, secret string) bool {
+	got, ok := strings.CutPrefix(header, "sha256=")
+	if !ok {
+		return false
+	}
+	sig, err := hex.DecodeString(got)
+	if err != nil {
+		return false
+	}
+	return hmac.Equal(sig, SignBody(body, secret))
+}
+
+// SignBody returns the HMAC-SHA256 of body under secret: what a payment
+// provider sends, hex-encoded after "sha256=", in SignatureHeader.
+func SignBody(body []byte, secret string) []byte {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return mac.Sum(nil)
+}
+
+// PayOrder pays a created order.
+func (c *Client) PayOrder(ctx context.Context, id string) (*flashorder.Order, error) {
+	var out flashorder.Order
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/orders/"+url.PathEscape(id)+"/pay", nil, nil, false, &out)
+	return &out, err
+}
+
+// CancelOrder cancels a created order.
+func (c *Client) CancelOrder(ctx context.Context, id string) (*flashorder.Order, error) {
+	var out flashorder.Order
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/orders/"+url.PathEscape(id)+"/cancel", nil, nil, false, &out)
+	return &out, err
+}
