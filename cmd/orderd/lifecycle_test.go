@@ -50,7 +50,8 @@ func TestOrderdLifecycle(t *testing.T) {
 	}
 }
 
-// startOrderdWithLocker is startOrderd with an injected Locker.
+// startOrderdWithLocker is startOrderd with an injected Locker (nil: the
+// one --lock names).
 func startOrderdWithLocker(t *testing.T, dbURL string, locker flashorder.Locker, args ...string) (*Main, *orderhttp.Client) {
 	t.Helper()
 	m := NewMain(io.Discard)

@@ -27,18 +27,7 @@ var transport = &http.Transport{MaxIdleConns: 2000, MaxIdleConnsPerHost: 2000, I
 // with these flags, and stops it when the test ends.
 func startOrderd(t *testing.T, dbURL string, args ...string) (*Main, *orderhttp.Client) {
 	t.Helper()
-	m := NewMain(io.Discard)
-	args = append([]string{"--listen", "127.0.0.1:0", "--db", dbURL, "--admin-token", adminToken}, args...)
-	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
-		t.Fatalf("parse flags: %v", err)
-	}
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatalf("run orderd: %v", err)
-	}
-	t.Cleanup(func() { m.Close(context.Background()) })
-	c := orderhttp.NewClient(m.URL(), adminToken)
-	c.HTTPClient = &http.Client{Transport: transport, Timeout: time.Minute}
-	return m, c
+	return startOrderdWithLocker(t, dbURL, nil, args...)
 }
 
 // strategies are the deduction strategies that every end-to-end test runs.
