@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return err
 	}
+	goredis.SetLogger(&redisLogger{logger: m.Logger})
 	if err := m.Run(ctx); err != nil {
 		m.Close(context.Background())
 		return err

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -107,4 +110,22 @@ func parseRate(v string) (int, time.Duration, error) {
 		return n, time.Hour, nil
 	}
 	return 0, 0, fmt.Errorf("%q: the period must be s, m or h", v)
+}
+
+// redisLogger sends go-redis's own log lines (a failed dial per request while
+// Redis is down) to orderd's logger, at most one a second: orderd's Redis
+// backends already report their fallbacks.
+type redisLogger struct {
+	logger *slog.Logger
+	last   atomic.Int64
+}
+
+// Printf implements go-redis's logging interface.
+func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if now-last < int64(time.Second) || !l.last.CompareAndSwap(last, now) {
+		return
+	}
+	l.logger.Warn("redis client", "msg", fmt.Sprintf(format, v...))
 }
