@@ -163,7 +163,10 @@ func TestOrderdRedisShared(t *testing.T) {
 		putProduct(t, a, "so-1", 0, 0)
 		// A user per request: the rate limit of 3/s must not interfere.
 		n := 0
-		body := func() string { n++; return fmt.Sprintf(`{"user_id":"sou-%d","items":[{"sku":"so-1","quantity":1}]}`, n) }
+		body := func() string {
+			n++
+			return fmt.Sprintf(`{"user_id":"sou-%d","items":[{"sku":"so-1","quantity":1}]}`, n)
+		}
 		for range 3 {
 			if st, _ := postWithHeaders(t, a.BaseURL, "", body()); st != 409 {
 				t.Fatalf("sold out: %d", st)
