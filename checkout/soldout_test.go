@@ -48,7 +48,9 @@ func place(m flashorder.OrderPlacer, user string, items ...flashorder.ItemReques
 	return flashorder.ErrorCode(err)
 }
 
-func item(sku string, q int64) flashorder.ItemRequest { return flashorder.ItemRequest{SKU: sku, Quantity: q} }
+func item(sku string, q int64) flashorder.ItemRequest {
+	return flashorder.ItemRequest{SKU: sku, Quantity: q}
+}
 
 func TestSoldOutMemo(t *testing.T) {
 	db := openDB(t, testenv.SQLiteURL(t))
