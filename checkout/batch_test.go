@@ -10,7 +10,6 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
-	"github.com/flashorder/flashorder/gormdb"
 	"github.com/flashorder/flashorder/internal/testenv"
 )
 
@@ -37,16 +36,6 @@ func (t *faultyTx) InsertOrders(ctx context.Context, orders ...*flashorder.Order
 		return errInjected
 	}
 	return t.Tx.InsertOrders(ctx, orders...)
-}
-
-func openStore(t *testing.T, url string) *gormdb.DB {
-	t.Helper()
-	db, err := gormdb.Open(context.Background(), url, gormdb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 func placeMany(b *checkout.Batch, n int, sku string, limitUser bool) []error {
@@ -76,7 +65,7 @@ func TestBatchFaultMidTransaction(t *testing.T) {
 		t.Run(dbi.Engine, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db := openStore(t, dbi.URL)
+			db := openDB(t, dbi.URL)
 			store := &faultyStore{Store: db}
 			b := checkout.NewBatch(store)
 			if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "fault-1", Name: "x", PriceCents: 5, Stock: 50, PerUserLimit: 0}); err != nil {
@@ -130,7 +119,7 @@ func TestBatchFaultMidTransaction(t *testing.T) {
 // TestBatchQueueBound refuses orders beyond the queue bound at once.
 func TestBatchQueueBound(t *testing.T) {
 	ctx := context.Background()
-	db := openStore(t, testenv.SQLiteURL(t))
+	db := openDB(t, testenv.SQLiteURL(t))
 	if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "q-1", Name: "x", PriceCents: 5, Stock: 1000}); err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,9 @@ func (s *Server) createOrder(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	if !s.allowOrder(c, req.UserID) {
+		return
+	}
 	keys, keyed := c.Request.Header[IdempotencyKeyHeader]
 	if !keyed {
 		order, err := s.placer.PlaceOrder(c.Request.Context(), &flashorder.PlaceOrderRequest{OrderRequest: req, Fingerprint: req.Fingerprint()})

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -47,6 +48,16 @@ type Server struct {
 	// PaymentWebhookSecret is the HMAC key of the payment webhook; set it
 	// before Open. Empty (the default) disables the webhook: 404.
 	PaymentWebhookSecret string
+	// MaxInflight bounds the order requests in flight; beyond it POST
+	// /api/v1/orders answers 503 overloaded at once. 0, the default, means
+	// no bound (orderd sets DefaultMaxInflight). Set it before Open.
+	MaxInflight int
+	// RateLimiter, when set, limits the orders of each user (429
+	// rate_limited). Set it before Open.
+	RateLimiter flashorder.RateLimiter
+
+	inflight   atomic.Int64
+	rateWarnAt atomic.Int64
 
 	checks   []readyCheck
 	registry *prometheus.Registry
@@ -154,7 +165,7 @@ func (s *Server) routes() *gin.Engine {
 	v1 := r.Group("/api/v1")
 	v1.GET("/products/:sku", s.getProduct)
 	v1.PUT("/products/:sku", s.requireAdmin, s.putProduct)
-	v1.POST("/orders", s.createOrder)
+	v1.POST("/orders", s.shed, s.createOrder)
 	v1.GET("/orders", s.listOrders)
 	v1.GET("/orders/:id", s.getOrder)
 	v1.GET("/admin/audit", s.requireAdmin, s.audit)

@@ -22,11 +22,14 @@ import (
 	"syscall"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/redis"
 )
 
 func main() {
@@ -47,6 +50,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return err
 	}
+	goredis.SetLogger(&redisLogger{logger: m.Logger})
 	if err := m.Run(ctx); err != nil {
 		m.Close(context.Background())
 		return err
@@ -79,6 +83,14 @@ type Config struct {
 	SweepInterval        time.Duration
 	SweepBatch           int
 	PaymentWebhookSecret string
+
+	IdempotencyRetention time.Duration
+	IdempotencyClaimTTL  time.Duration
+	RateLimitUser        string
+	RateLimitBurst       int
+	RateLimitStore       string
+	MaxInflight          int
+	SoldOutTTL           time.Duration
 }
 
 // Main is the orderd program: its configuration and the backends it opened.
@@ -97,6 +109,8 @@ type Main struct {
 	locker  flashorder.Locker
 	sweeper *checkout.Sweeper
 	debug   *http.Server
+	// redisClients holds one client per Redis URL in use, by URL.
+	redisClients map[string]*goredis.Client
 }
 
 // NewMain returns a Main that logs to stderr.
@@ -116,7 +130,14 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.BatchQueue, "batch-queue", checkout.DefaultMaxQueue, "batch strategy: most orders waiting per SKU before 503 overloaded")
 	fs.IntVar(&cfg.Segments, "segments", checkout.DefaultSegments, "segment strategy: stock rows per SKU")
 	fs.StringVar(&cfg.Lock, "lock", "memory", "distributed lock backend: memory")
-	fs.StringVar(&cfg.Idempotency, "idempotency", "memory", "idempotency store: memory")
+	fs.StringVar(&cfg.Idempotency, "idempotency", "memory", "idempotency store: memory or redis://host:port/db")
+	fs.DurationVar(&cfg.IdempotencyRetention, "idempotency-retention", flashorder.DefaultIdempotencyRetention, "how long stored idempotent answers are kept")
+	fs.DurationVar(&cfg.IdempotencyClaimTTL, "idempotency-claim-ttl", redis.DefaultClaimTTL, "how long an in-flight Redis claim outlives an owner that died")
+	fs.StringVar(&cfg.RateLimitUser, "rate-limit-user", "", "per-user order rate limit, N/s, N/m or N/h (empty: off)")
+	fs.IntVar(&cfg.RateLimitBurst, "rate-limit-burst", 0, "orders a user may burst above the rate (0: the rate's N)")
+	fs.StringVar(&cfg.RateLimitStore, "rate-limit-store", "", "rate limit state: memory or redis://host:port/db (empty: the --idempotency Redis, else memory)")
+	fs.IntVar(&cfg.MaxInflight, "max-inflight", orderhttp.DefaultMaxInflight, "order requests in flight per instance before 503 overloaded (0: no bound)")
+	fs.DurationVar(&cfg.SoldOutTTL, "sold-out-ttl", checkout.DefaultSoldOutTTL, "how long a sold-out SKU is answered without the database (0: off)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for the admin endpoints (generated and logged when empty)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -214,11 +235,38 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	var idem flashorder.IdempotencyStore
-	switch cfg.Idempotency {
+	var idemRedis *goredis.Client
+	switch scheme(cfg.Idempotency) {
 	case "memory":
-		idem = inmem.NewIdempotencyStore()
+		s := inmem.NewIdempotencyStore()
+		s.Retention = cfg.IdempotencyRetention
+		idem = s
+	case "redis":
+		if idemRedis, err = m.redisClient(cfg.Idempotency); err != nil {
+			return fmt.Errorf("--idempotency: %w", err)
+		}
+		s := redis.NewIdempotencyStore(idemRedis)
+		s.Retention = cfg.IdempotencyRetention
+		s.ClaimTTL = cfg.IdempotencyClaimTTL
+		s.Logger = m.Logger
+		idem = s
 	default:
-		return fmt.Errorf("--idempotency %q is not supported (want memory)", cfg.Idempotency)
+		return fmt.Errorf("--idempotency %q is not supported (want memory or redis://host:port/db)", cfg.Idempotency)
+	}
+
+	var store flashorder.Store = db
+	if cfg.SoldOutTTL > 0 {
+		memo := checkout.NewSoldOutMemo(placer, db)
+		memo.TTL = cfg.SoldOutTTL
+		if idemRedis != nil {
+			memo.Shared = redis.NewSoldOutCache(idemRedis)
+		}
+		placer, store = memo, memo.Store()
+	}
+
+	limiter, err := m.rateLimiter(idemRedis)
+	if err != nil {
+		return err
 	}
 
 	if cfg.AdminToken == "" {
@@ -226,8 +274,22 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger.Warn("no --admin-token given; generated one for this run", "admin_token", cfg.AdminToken)
 	}
 
-	m.server = orderhttp.NewServer(db, placer, idem, cfg.AdminToken)
+	m.server = orderhttp.NewServer(store, placer, idem, cfg.AdminToken)
 	m.server.Logger = m.Logger
+	m.server.MaxInflight = cfg.MaxInflight
+	m.server.RateLimiter = limiter
+	for u, c := range m.redisClients {
+		name := "redis"
+		if len(m.redisClients) > 1 {
+			name = "redis " + redactURL(u)
+		}
+		m.server.AddReadyCheck(name, func(ctx context.Context) error {
+			if err := c.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis %s: %w", redactURL(u), err)
+			}
+			return nil
+		})
+	}
 	if err := m.startLifecycle(placer); err != nil {
 		return err
 	}
@@ -260,6 +322,9 @@ func (m *Main) Close(ctx context.Context) error {
 	errs = append(errs, m.stopLifecycle())
 	if m.db != nil {
 		errs = append(errs, m.db.Close())
+	}
+	for _, c := range m.redisClients {
+		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
 }

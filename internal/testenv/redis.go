@@ -1,0 +1,78 @@
+package testenv
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// RedisURL returns the URL of the Redis server that the services script
+// started (shared by every test package), or "" when it is not running.
+func RedisURL(t testing.TB) string {
+	t.Helper()
+	return Service(t, "FLASHORDER_TEST_REDIS_URL")
+}
+
+// RedisServer is a Redis server of one test's own, started with the services
+// script in a private state directory, so that the test can stop, restart or
+// flush it without disturbing the tests that share the common one.
+type RedisServer struct {
+	// URL is the server's redis:// URL; it stays the same across Restart.
+	URL string
+
+	script, dir string
+}
+
+// PrivateRedis starts a Redis server for t alone and stops it when t ends. It
+// returns nil when the services script is unknown (FLASHORDER_SERVICES_SCRIPT,
+// exported by the script's env) and the services are not required.
+func PrivateRedis(t testing.TB) *RedisServer {
+	t.Helper()
+	script := Service(t, "FLASHORDER_SERVICES_SCRIPT")
+	if script == "" {
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "flashorder-redis-")
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	r := &RedisServer{script: script, dir: dir}
+	t.Cleanup(func() { r.run(t, "stop") })
+	r.run(t, "start", "redis")
+	sc := bufio.NewScanner(bytes.NewReader(r.run(t, "env")))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "export FLASHORDER_TEST_REDIS_URL="); ok {
+			r.URL = strings.Trim(v, `'"`)
+		}
+	}
+	if r.URL == "" {
+		t.Fatalf("testenv: the services script printed no FLASHORDER_TEST_REDIS_URL")
+	}
+	return r
+}
+
+// Stop stops the server, keeping its port for Restart.
+func (r *RedisServer) Stop(t testing.TB) { t.Helper(); r.run(t, "stop", "redis") }
+
+// Restart starts the stopped server again on the same port, empty.
+func (r *RedisServer) Restart(t testing.TB) { t.Helper(); r.run(t, "restart", "redis") }
+
+func (r *RedisServer) run(t testing.TB, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.script, args...)
+	cmd.Env = append(os.Environ(), "FLASHORDER_SERVICES_DIR="+r.dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("testenv: services.sh %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out
+}

@@ -1,0 +1,260 @@
+package redis_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/redis"
+)
+
+// client returns a client on the shared test Redis; every test uses keys under
+// its own random prefix, so tests and runs never see each other's keys.
+func client(t *testing.T) *goredis.Client {
+	t.Helper()
+	u := testenv.RedisURL(t)
+	if u == "" {
+		t.Skip("no Redis")
+	}
+	c, err := redis.OpenClient(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func prefix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "fotest:" + hex.EncodeToString(b) + ":"
+}
+
+func newStore(c goredis.UniversalClient, prefix string) *redis.IdempotencyStore {
+	s := redis.NewIdempotencyStore(c)
+	s.Prefix = prefix
+	s.Strict = true
+	s.Timeout = time.Second // the machine is shared; a slow moment is no failure here
+	return s
+}
+
+func TestIdempotencyStore(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(client(t), prefix())
+
+	if rec, err := s.Claim(ctx, "k", "fp1"); rec != nil || err != nil {
+		t.Fatalf("first claim: %+v %v", rec, err)
+	}
+	if rec, err := s.Claim(ctx, "k", "fp2"); err != nil || rec == nil || rec.Answer != nil || rec.Fingerprint != "fp1" {
+		t.Fatalf("claim while in flight: %+v %v", rec, err)
+	}
+	answer := flashorder.StoredAnswer{Status: 201, Body: []byte(`{"id":"o-1"}` + "\x00\xff"), Location: "/api/v1/orders/o-1"}
+	if err := s.Complete(ctx, "k", answer); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Claim(ctx, "k", "fp1")
+	if err != nil || rec == nil || rec.Fingerprint != "fp1" || rec.Answer == nil ||
+		rec.Answer.Status != 201 || string(rec.Answer.Body) != string(answer.Body) || rec.Answer.Location != answer.Location {
+		t.Fatalf("claim after completion: %+v %v", rec, err)
+	}
+	// A stored refusal has no Location.
+	if rec, _ := s.Claim(ctx, "r", "fp"); rec != nil {
+		t.Fatal("fresh key held")
+	}
+	if err := s.Complete(ctx, "r", flashorder.StoredAnswer{Status: 409, Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := s.Claim(ctx, "r", "fp"); rec == nil || rec.Answer == nil || rec.Answer.Status != 409 || rec.Answer.Location != "" {
+		t.Fatalf("stored refusal: %+v", rec)
+	}
+	// Release drops an in-flight claim but never a stored answer.
+	if err := s.Release(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := s.Claim(ctx, "k", "fp1"); rec == nil || rec.Answer == nil {
+		t.Fatal("release dropped a stored answer")
+	}
+	if rec, _ := s.Claim(ctx, "x", "fp"); rec != nil {
+		t.Fatal("fresh key held")
+	}
+	if err := s.Release(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := s.Claim(ctx, "x", "fp9"); rec != nil {
+		t.Fatalf("released key still held: %+v", rec)
+	}
+}
+
+// TestIdempotencyStoreConcurrentClaims claims one key from 100 goroutines
+// spread over four stores, as four orderd instances would: one wins.
+func TestIdempotencyStoreConcurrentClaims(t *testing.T) {
+	c, p := client(t), prefix()
+	stores := make([]*redis.IdempotencyStore, 4)
+	for i := range stores {
+		stores[i] = newStore(c, p)
+	}
+	var winners, held atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec, err := stores[i%4].Claim(context.Background(), "same", "fp")
+			switch {
+			case err != nil:
+				t.Error(err)
+			case rec == nil:
+				winners.Add(1)
+			case rec.Fingerprint == "fp" && rec.Answer == nil:
+				held.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if winners.Load() != 1 || held.Load() != 99 {
+		t.Fatalf("%d winners, %d saw the claim; want 1 and 99", winners.Load(), held.Load())
+	}
+}
+
+// TestIdempotencyStoreExpiry checks that a claim whose owner died expires,
+// that a stale owner cannot overwrite the next claim, and that answers expire
+// after the retention.
+func TestIdempotencyStoreExpiry(t *testing.T) {
+	ctx := context.Background()
+	c, p := client(t), prefix()
+	dead, next := newStore(c, p), newStore(c, p)
+	dead.ClaimTTL, next.ClaimTTL = 200*time.Millisecond, time.Minute
+	next.Retention = 300 * time.Millisecond
+
+	if rec, _ := dead.Claim(ctx, "k", "fp-dead"); rec != nil {
+		t.Fatal("fresh key held")
+	}
+	if rec, _ := next.Claim(ctx, "k", "fp-next"); rec == nil || rec.Fingerprint != "fp-dead" {
+		t.Fatalf("live claim not seen: %+v", rec)
+	}
+	waitFor(t, func() bool { rec, _ := next.Claim(ctx, "k", "fp-next"); return rec == nil })
+	// The first owner wakes up: its answer must not replace the new claim.
+	if err := dead.Complete(ctx, "k", flashorder.StoredAnswer{Status: 201, Body: []byte("stale")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.Release(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := dead.Claim(ctx, "k", "fp-x"); rec == nil || rec.Fingerprint != "fp-next" || rec.Answer != nil {
+		t.Fatalf("a stale owner changed the next claim: %+v", rec)
+	}
+	if err := next.Complete(ctx, "k", flashorder.StoredAnswer{Status: 201, Body: []byte("fresh")}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := dead.Claim(ctx, "k", "fp-x"); rec == nil || rec.Answer == nil || string(rec.Answer.Body) != "fresh" {
+		t.Fatalf("answer not stored: %+v", rec)
+	}
+	// Past the retention the key is free again.
+	waitFor(t, func() bool { rec, _ := dead.Claim(ctx, "k", "fp-y"); return rec == nil })
+}
+
+// TestIdempotencyStoreRedisDown points the store at a port where no Redis
+// listens: a strict store reports the error, the default one grants the claim
+// so that the database guard decides.
+func TestIdempotencyStoreRedisDown(t *testing.T) {
+	ctx := context.Background()
+	c, err := redis.OpenClient("redis://127.0.0.1:1/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	strict := newStore(c, prefix())
+	if _, err := strict.Claim(ctx, "k", "fp"); err == nil {
+		t.Fatal("strict claim without Redis succeeded")
+	}
+	lenient := redis.NewIdempotencyStore(c)
+	if rec, err := lenient.Claim(ctx, "k", "fp"); rec != nil || err != nil {
+		t.Fatalf("fallback claim: %+v %v", rec, err)
+	}
+	// A second request for the same key in this process waits for the first.
+	if rec, err := lenient.Claim(ctx, "k", "fp"); err != nil || rec == nil || rec.Answer != nil {
+		t.Fatalf("local duplicate during fallback: %+v %v", rec, err)
+	}
+	if err := lenient.Complete(ctx, "k", flashorder.StoredAnswer{Status: 201}); err == nil {
+		t.Fatal("complete without Redis succeeded")
+	}
+	if rec, err := lenient.Claim(ctx, "k", "fp"); rec != nil || err != nil {
+		t.Fatalf("claim after the first finished: %+v %v", rec, err)
+	}
+	if lenient.Fallbacks() != 2 {
+		t.Fatalf("%d fallbacks, want 2", lenient.Fallbacks())
+	}
+}
+
+func TestRateLimiter(t *testing.T) {
+	ctx := context.Background()
+	c, p := client(t), prefix()
+	// Two limiters on one Redis, as two instances: they share each user's budget.
+	a, b := redis.NewRateLimiter(c, 3, time.Second, 3), redis.NewRateLimiter(c, 3, time.Second, 3)
+	a.Prefix, b.Prefix = p, p
+	for i := range 3 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		if ok, _, err := l.Allow(ctx, "u1"); !ok || err != nil {
+			t.Fatalf("request %d within the burst: %v %v", i, ok, err)
+		}
+	}
+	ok, retry, err := b.Allow(ctx, "u1")
+	if ok || err != nil || retry <= 0 || retry > time.Second {
+		t.Fatalf("past the burst: ok=%v retry=%v err=%v", ok, retry, err)
+	}
+	if ok, _, _ := a.Allow(ctx, "u2"); !ok {
+		t.Fatal("another user was limited")
+	}
+	time.Sleep(retry)
+	if ok, _, err := a.Allow(ctx, "u1"); !ok || err != nil {
+		t.Fatalf("after Retry-After: %v %v", ok, err)
+	}
+}
+
+func TestSoldOutCache(t *testing.T) {
+	ctx := context.Background()
+	c := redis.NewSoldOutCache(client(t))
+	c.Prefix = prefix()
+	if sold, err := c.SoldOut(ctx, "s1"); sold || err != nil {
+		t.Fatalf("unmarked: %v %v", sold, err)
+	}
+	if err := c.MarkSoldOut(ctx, "s1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MarkSoldOut(ctx, "s2", 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if sold, _ := c.SoldOut(ctx, "s1"); !sold {
+		t.Fatal("mark not seen")
+	}
+	if err := c.ClearSoldOut(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if sold, _ := c.SoldOut(ctx, "s1"); sold {
+		t.Fatal("cleared mark still seen")
+	}
+	waitFor(t, func() bool { sold, _ := c.SoldOut(ctx, "s2"); return !sold })
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
