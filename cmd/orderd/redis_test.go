@@ -345,7 +345,7 @@ func TestOrderdOverload(t *testing.T) {
 		t.Skip("needs PostgreSQL")
 	}
 	t.Run("Shedding", func(t *testing.T) {
-		_, c := startOrderd(t, dbURL, "--max-inflight", "4")
+		_, c := startOrderd(t, dbURL, "--strategy", "row", "--max-inflight", "4") // row: one database waiter per request
 		putProduct(t, c, "shed-1", 100, 0)
 		unlock := lockProduct(t, dbURL, "shed-1")
 		var wg sync.WaitGroup
