@@ -76,7 +76,9 @@ type Config struct {
 	// Duration is the measured time; the default is 10s unless Requests is
 	// set.
 	Duration time.Duration `json:"duration,omitempty"`
-	// Requests, when > 0, ends the run after this many measured requests.
+	// Requests, when > 0, ends the run after this many requests sent after
+	// the warmup. Statistics count answers received after the warmup, so
+	// with a warmup they may include up to Concurrency more.
 	Requests int64 `json:"requests,omitempty"`
 	// Warmup is load before the measurement starts; its answers are audited
 	// but not counted in the statistics.
