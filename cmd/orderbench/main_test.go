@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,5 +133,44 @@ func TestUsage(t *testing.T) {
 	}
 	if _, err := runArgs(t, "run", "--url", "http://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "admin-token") {
 		t.Errorf("run without a token: %v", err)
+	}
+}
+
+// TestCompare runs compare with the real orderd binary: the ceiling row, the
+// row strategy with a passing audit, and a strategy orderd refuses, reported
+// as a failed row rather than skipped.
+func TestCompare(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "orderd")
+	build := exec.Command("go", "build", "-o", bin, "github.com/flashorder/flashorder/cmd/orderd")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build orderd: %v\n%s", err, out)
+	}
+	html := filepath.Join(t.TempDir(), "c.html")
+	out, err := runArgs(t, "compare", "--orderd", bin, "--strategies", "row,no-such-strategy", "--duration", "1s",
+		"--concurrency", "4", "--quiet", "--html", html)
+	if err != nil {
+		t.Fatalf("compare: %v", err)
+	}
+	lines := strings.Split(out, "\n")
+	find := func(prefix string) string {
+		for _, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		}
+		t.Fatalf("no table row %q", prefix)
+		return ""
+	}
+	if l := find("no-op ceiling "); !strings.Contains(l, "100.0%") || !strings.HasSuffix(l, "n/a") {
+		t.Errorf("ceiling row: %q", l)
+	}
+	if l := find("row "); !strings.HasSuffix(l, " ok") {
+		t.Errorf("row strategy row: %q", l)
+	}
+	if l := find("no-such-strategy "); !strings.Contains(l, "FAILED") || !strings.Contains(l, "not supported") {
+		t.Errorf("refused strategy row: %q", l)
+	}
+	if page, err := os.ReadFile(html); err != nil || !bytes.Contains(page, []byte("Orders per second")) {
+		t.Errorf("compare HTML report: %v", err)
 	}
 }
