@@ -109,7 +109,7 @@ func (c *collector) run(ctx context.Context, loadDone <-chan struct{}) {
 		t := time.NewTimer(time.Until(next))
 		select {
 		case now := <-t.C:
-			c.tick(now)
+			c.tick(now, false)
 		case <-loadDone:
 			t.Stop()
 			return
@@ -156,8 +156,8 @@ func (c *collector) pollStock(ctx context.Context, loadDone <-chan struct{}) {
 	}
 }
 
-// tick closes the interval that ends at now.
-func (c *collector) tick(now time.Time) {
+// tick closes the interval that ends at now; final marks the last one.
+func (c *collector) tick(now time.Time, final bool) {
 	iv := c.cur
 	iv.hist.Reset()
 	clear(iv.answers)
@@ -194,8 +194,13 @@ func (c *collector) tick(now time.Time) {
 		c.errors += errs
 		c.lateness.Merge(iv.lateness)
 	}
-	c.series = append(c.series, out)
 	c.last = now
+	if final && secs < 0.25 && len(c.series) > 0 {
+		// A sliver after the last full second: counted in the totals, but
+		// too short to chart or print as a rate.
+		return
+	}
+	c.series = append(c.series, out)
 	c.progress(out)
 }
 
@@ -255,7 +260,7 @@ func (a Answer) String() string {
 // result closes the last interval at end and summarises the measured time.
 func (c *collector) result(end time.Time) *Result {
 	if end.After(c.last) {
-		c.tick(end)
+		c.tick(end, true)
 	}
 	if c.r.cfg.Terminal && c.r.cfg.Progress != nil {
 		fmt.Fprintln(c.r.cfg.Progress)

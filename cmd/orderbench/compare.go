@@ -66,6 +66,11 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	progressTo(&cfg, stderr, out.Quiet)
+	stopProfile, err := startProfile(out.CPUProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 
 	var rows []compareRow
 	fmt.Fprintf(stdout, "== no-op ceiling: in-process Gin handler answering 201\n")

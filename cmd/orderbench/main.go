@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -85,9 +86,10 @@ func (s *stringList) Set(v string) error {
 
 // outputs are the report files a command writes.
 type outputs struct {
-	JSON  string
-	HTML  string
-	Quiet bool
+	JSON       string
+	HTML       string
+	Quiet      bool
+	CPUProfile string
 }
 
 // loadFlags binds the flags shared by run, compare and demo to cfg.
@@ -116,6 +118,7 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	fs.StringVar(&out.JSON, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&out.HTML, "html", "", "write a self-contained HTML report to this file")
 	fs.BoolVar(&out.Quiet, "quiet", false, "no live progress")
+	fs.StringVar(&out.CPUProfile, "cpuprofile", "", "write orderbench's own CPU profile to this file (to find the tool's limits)")
 }
 
 // progressTo sets where live progress goes: stderr, as one updating line when
@@ -162,7 +165,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // runAndReport runs cfg, prints the summary and writes the reports. A failed
 // audit is returned as an error after the reports are written.
 func runAndReport(ctx context.Context, cfg loadtest.Config, out outputs, stdout io.Writer) error {
+	stopProfile, err := startProfile(out.CPUProfile)
+	if err != nil {
+		return err
+	}
 	res, err := loadtest.Run(ctx, cfg)
+	stopProfile()
 	if res == nil {
 		return err
 	}
@@ -201,4 +209,21 @@ func finishFlags(fs *flag.FlagSet, cfg *loadtest.Config) {
 	if cfg.Requests > 0 && !set["duration"] {
 		cfg.Duration = 0
 	}
+}
+
+// startProfile starts a CPU profile into path ("" for none) and returns the
+// function that stops it.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start CPU profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
