@@ -119,35 +119,33 @@ func (c *collector) run(ctx context.Context, loadDone <-chan struct{}) {
 
 // pollStock keeps the remaining stock of the scenario's products for the
 // progress line: read from the server for up to 8 SKUs, estimated from the
-// client's 201s beyond.
+// client's 201s beyond that or when the server does not answer within 0.9s.
 func (c *collector) pollStock(ctx context.Context, loadDone <-chan struct{}) {
 	tk := time.NewTicker(time.Second)
 	defer tk.Stop()
 	for {
-		if len(c.r.skus) <= 8 {
-			var sum int64
-			ok := true
-			for _, sku := range c.r.skus {
-				pctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
-				p, err := c.admin.Product(pctx, sku)
-				cancel()
-				if err != nil {
-					ok = false
-					break
-				}
-				sum += p.Stock
+		var sum int64
+		ok := len(c.r.skus) <= 8
+		for _, sku := range c.r.skus {
+			if !ok {
+				break
 			}
-			if ok {
-				c.stock.Store(sum)
-			}
-		} else {
-			sum := int64(len(c.r.skus)) * c.r.cfg.Scenario.Stock
+			pctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+			p, err := c.admin.Product(pctx, sku)
+			cancel()
+			sum += p.Stock
+			ok = err == nil
+		}
+		if !ok {
+			// Too many SKUs, or the server is too busy to answer in time:
+			// estimate from the client's own 201s.
+			sum = int64(len(c.r.skus)) * c.r.cfg.Scenario.Stock
 			for i := range c.r.soldByClient {
 				sum -= c.r.soldByClient[i].Load()
 			}
-			c.stock.Store(sum)
-			c.guess.Store(true)
 		}
+		c.stock.Store(sum)
+		c.guess.Store(!ok)
 		select {
 		case <-tk.C:
 		case <-loadDone:
