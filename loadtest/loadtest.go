@@ -247,16 +247,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.NoServer {
 		return res, ctx.Err()
 	}
+	// An interrupted run is audited too: requests cut short count as
+	// outcomes unknown, which the audit allows for.
+	var interrupted error
 	if ctx.Err() != nil {
-		return res, fmt.Errorf("loadtest: run interrupted: %w", ctx.Err())
+		interrupted = fmt.Errorf("loadtest: run interrupted: %w", ctx.Err())
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
 	res.Audit = r.audit(actx, admin, before, res.workers)
 	if !res.Audit.OK {
-		return res, fmt.Errorf("%w: %d violation(s)", ErrAuditFailed, len(res.Audit.Violations))
+		return res, errors.Join(fmt.Errorf("%w: %d violation(s)", ErrAuditFailed, len(res.Audit.Violations)), interrupted)
 	}
-	return res, nil
+	return res, interrupted
 }
 
 // setup creates or resets the scenario's products and returns the audit lines

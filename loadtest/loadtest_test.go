@@ -140,3 +140,24 @@ func TestOpenLoopOnTime(t *testing.T) {
 		t.Errorf("100 requests at 200/s took %.2fs, want about 0.5s", res.Seconds)
 	}
 }
+
+// TestInterruptedRunIsAudited: a run cut short still audits, allowing for the
+// requests whose outcome it never learnt.
+func TestInterruptedRunIsAudited(t *testing.T) {
+	fake := fakeorderd.New(fakeorderd.None)
+	fake.Delay = 30 * time.Millisecond
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	cfg := fakeConfig(srv.URL)
+	cfg.Requests = 0
+	cfg.Duration = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	res, err := loadtest.Run(ctx, cfg)
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, loadtest.ErrAuditFailed) {
+		t.Fatalf("run returned %v, want interrupted without an audit failure", err)
+	}
+	if res == nil || res.Audit == nil || !res.Audit.OK || res.Audit.Orders == 0 {
+		t.Fatalf("audit of the interrupted run: %+v", res)
+	}
+}
