@@ -101,6 +101,9 @@ type Config struct {
 	Progress io.Writer `json:"-"`
 	// Terminal reports whether Progress is a terminal.
 	Terminal bool `json:"-"`
+	// StdHTTP makes the hot loop use net/http instead of the built-in
+	// HTTP/1.1 client (which is used for plain http URLs otherwise).
+	StdHTTP bool `json:"std_http,omitempty"`
 	// Label names the run in reports.
 	Label string `json:"label,omitempty"`
 }
@@ -328,6 +331,13 @@ func (r *runner) load(ctx context.Context, admin *orderhttp.Client) *Result {
 	workers := make([]*worker, cfg.Concurrency)
 	for i := range workers {
 		workers[i] = newWorker(r, i)
+		if !cfg.StdHTTP {
+			if raw, stop, err := newRawClient(ctx, cfg.URLs, cfg.Timeout); err == nil {
+				workers[i].raw = raw
+				defer raw.Close()
+				defer stop()
+			}
+		}
 	}
 	var wg sync.WaitGroup
 	var notSent int64

@@ -28,16 +28,19 @@ const (
 // worker is one client. All of its state is its own; it touches shared state
 // only through its stats shard and atomics.
 type worker struct {
-	r     *runner
-	id    int
-	rng   *rand.Rand
-	zipf  *rand.Zipf
-	shard *shard
-	seq   int64
-	url   int
-	buf   bytes.Buffer
-	body  []byte
-	state workerState
+	r       *runner
+	id      int
+	rng     *rand.Rand
+	zipf    *rand.Zipf
+	shard   *shard
+	seq     int64
+	url     int
+	buf     bytes.Buffer
+	state   workerState
+	scratch answerBody
+	// raw is the hot-loop HTTP client for plain http targets; nil means
+	// net/http through runner.client.
+	raw *rawClient
 
 	last       *request // the previous request, for retries
 	lastStatus int
@@ -181,16 +184,16 @@ type answerBody struct {
 // send sends one request and records its answer; latency runs from intended.
 func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) {
 	rq := w.next()
-	url := w.r.orderURLs[w.url]
+	target := w.url
 	w.url = (w.url + 1) % len(w.r.orderURLs)
 
-	status, ans, err := w.do(ctx, url, rq)
+	status, ans, resent, err := w.do(ctx, target, rq)
 	done := time.Now()
 	var a Answer
 	switch {
-	case err != nil && errors.Is(err, context.Canceled) && ctx.Err() != nil:
+	case err != nil && ctx.Err() != nil:
 		a = Answer{Code: "cancelled"}
-	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)):
+	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)):
 		a = Answer{Code: CodeTimeout}
 	case err != nil:
 		a = Answer{Code: CodeTransport}
@@ -209,8 +212,10 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 			w.state.uncertain[it.SKU] += it.Quantity
 		}
 	}
-	if a.Status == http.StatusCreated {
-		replayed := ans.replayed
+	if a.Status == http.StatusCreated && !w.r.cfg.NoServer {
+		// A request resent on a fresh connection may replay its own first
+		// attempt: that order is still new to this client.
+		replayed := ans.replayed && !(resent && !rq.retry)
 		w.check201(rq, ans)
 		w.state.orders = append(w.state.orders, record{ID: ans.ID, Key: rq.key, User: rq.user, Items: rq.items, Replayed: replayed})
 		if !replayed {
@@ -260,28 +265,50 @@ type answer struct {
 
 var emptyAnswer = &answer{}
 
-// do sends rq to url and decodes the answer.
-func (w *worker) do(ctx context.Context, url string, rq *request) (int, *answer, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(rq.body))
-	if err != nil {
-		return 0, emptyAnswer, err
+// do sends rq to target and decodes the answer. resent reports that the raw
+// client sent it twice (see rawClient.post).
+func (w *worker) do(ctx context.Context, target int, rq *request) (status int, ans *answer, resent bool, err error) {
+	ans = &answer{}
+	if w.raw != nil {
+		var ra rawAnswer
+		ra, resent, err = w.raw.post(ctx, target, rq.key, rq.body, &w.buf)
+		if err != nil {
+			return 0, emptyAnswer, resent, err
+		}
+		status, ans.replayed = ra.status, ra.replayed
+	} else {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.r.orderURLs[target], bytes.NewReader(rq.body))
+		if err != nil {
+			return 0, emptyAnswer, false, err
+		}
+		req.Header = http.Header{"Content-Type": jsonContentType, orderhttp.IdempotencyKeyHeader: []string{rq.key}}
+		resp, err := w.r.client.Do(req)
+		if err != nil {
+			return 0, emptyAnswer, false, err
+		}
+		w.buf.Reset()
+		_, err = w.buf.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return 0, emptyAnswer, false, err
+		}
+		status, ans.replayed = resp.StatusCode, resp.Header.Get(orderhttp.ReplayedHeader) == "true"
 	}
-	req.Header = http.Header{"Content-Type": jsonContentType, orderhttp.IdempotencyKeyHeader: []string{rq.key}}
-	resp, err := w.r.client.Do(req)
-	if err != nil {
-		return 0, emptyAnswer, err
+	body := w.buf.Bytes()
+	switch {
+	case status != http.StatusCreated:
+		if ans.Error.Code = errorCode(body); ans.Error.Code == "" {
+			_ = json.Unmarshal(body, &ans.answerBody)
+		}
+	case w.r.cfg.NoServer:
+		// The no-op ceiling: decode like a real run, keep nothing.
+		_ = json.Unmarshal(body, &w.scratch)
+	default:
+		if err := json.Unmarshal(body, &ans.answerBody); err != nil {
+			ans.ID = ""
+		}
 	}
-	w.buf.Reset()
-	_, err = w.buf.ReadFrom(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return 0, emptyAnswer, err
-	}
-	ans := &answer{replayed: resp.Header.Get(orderhttp.ReplayedHeader) == "true"}
-	if err := json.Unmarshal(w.buf.Bytes(), &ans.answerBody); err != nil && resp.StatusCode == http.StatusCreated {
-		ans.ID = ""
-	}
-	return resp.StatusCode, ans, nil
+	return status, ans, resent, nil
 }
 
 // skuIndex returns the index of a SKU of the scenario.
@@ -294,4 +321,21 @@ func (r *runner) skuIndex(sku string) int {
 		return 0
 	}
 	return n
+}
+
+// errorCode extracts the code from an error body
+// {"error":{"code":"sold_out",...}} without a full JSON decode; the API's
+// codes are plain ASCII words. It returns "" when there is none.
+func errorCode(body []byte) string {
+	const key = `"code":"`
+	i := bytes.Index(body, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || j > 64 {
+		return ""
+	}
+	return string(rest[:j])
 }

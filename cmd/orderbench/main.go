@@ -117,6 +117,7 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	fs.Float64Var(&s.RetryShare, "retry-share", 0, "share (0..1) of requests that resend the previous request with the same Idempotency-Key")
 	fs.StringVar(&out.JSON, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&out.HTML, "html", "", "write a self-contained HTML report to this file")
+	fs.BoolVar(&cfg.StdHTTP, "std-http", false, "send orders with net/http instead of the built-in HTTP/1.1 keep-alive client")
 	fs.BoolVar(&out.Quiet, "quiet", false, "no live progress")
 	fs.StringVar(&out.CPUProfile, "cpuprofile", "", "write orderbench's own CPU profile to this file (to find the tool's limits)")
 }
@@ -143,6 +144,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var urls stringList
 	fs.Var(&urls, "url", "orderd base URL, repeatable or comma-separated; requests go round-robin (default http://127.0.0.1:8080)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", os.Getenv("ORDERD_ADMIN_TOKEN"), "orderd's admin token, for setup and audit (default $ORDERD_ADMIN_TOKEN)")
+	fs.BoolVar(&cfg.NoServer, "no-server", false, "the target is not orderd (a no-op server, to measure the tool itself): no setup, no audit")
 	loadFlags(fs, &cfg, &out)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -154,7 +156,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(urls) == 0 {
 		urls = stringList{"http://127.0.0.1:8080"}
 	}
-	if cfg.AdminToken == "" {
+	if cfg.AdminToken == "" && !cfg.NoServer {
 		return errors.New("--admin-token (or ORDERD_ADMIN_TOKEN) is required for setup and audit")
 	}
 	cfg.URLs = urls
