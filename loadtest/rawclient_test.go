@@ -161,4 +161,3 @@ func newRawClientURL(u string) (*rawClient, error) {
 	}
 	return rc, err
 }
-
