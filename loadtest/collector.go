@@ -99,7 +99,9 @@ func newCollector(r *runner, admin *orderhttp.Client) *collector {
 // loadDone is closed.
 func (c *collector) run(ctx context.Context, loadDone <-chan struct{}) {
 	if !c.r.cfg.NoServer {
-		go c.pollStock(ctx, loadDone)
+		polled := make(chan struct{})
+		go func() { c.pollStock(ctx, loadDone); close(polled) }()
+		defer func() { <-polled }()
 	}
 	for {
 		next := c.last.Add(time.Second)
