@@ -69,7 +69,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// The demo's own defaults: a short flash sale of one hot SKU that sells
 	// out, one unit per user.
 	_ = fs.Set("duration", "6s")
-	_ = fs.Set("stock", "3000")
+	_ = fs.Set("stock", "2000")
 	_ = fs.Set("per-user-limit", "1")
 	_ = fs.Set("users", "20000")
 	if err := fs.Parse(args); err != nil {
