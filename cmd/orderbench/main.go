@@ -143,7 +143,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var out outputs
 	var urls stringList
 	fs.Var(&urls, "url", "orderd base URL, repeatable or comma-separated; requests go round-robin (default http://127.0.0.1:8080)")
-	fs.StringVar(&cfg.AdminToken, "admin-token", os.Getenv("ORDERD_ADMIN_TOKEN"), "orderd's admin token, for setup and audit (default $ORDERD_ADMIN_TOKEN)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "orderd's admin token, for setup and audit (default $ORDERD_ADMIN_TOKEN)")
 	fs.BoolVar(&cfg.NoServer, "no-server", false, "the target is not orderd (a no-op server, to measure the tool itself): no setup, no audit")
 	loadFlags(fs, &cfg, &out)
 	if err := fs.Parse(args); err != nil {
@@ -155,6 +155,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	finishFlags(fs, &cfg)
 	if len(urls) == 0 {
 		urls = stringList{"http://127.0.0.1:8080"}
+	}
+	if cfg.AdminToken == "" {
+		// Read here, not as the flag's default, so that -h never prints it.
+		cfg.AdminToken = os.Getenv("ORDERD_ADMIN_TOKEN")
 	}
 	if cfg.AdminToken == "" && !cfg.NoServer {
 		return errors.New("--admin-token (or ORDERD_ADMIN_TOKEN) is required for setup and audit")
