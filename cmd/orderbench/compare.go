@@ -43,6 +43,8 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&orderdBin, "orderd", "", "orderd binary (default: go build ./cmd/orderd when run in the source tree, else orderd on PATH)")
 	fs.StringVar(&db, "db", "", "orderd --db URL for every strategy (default: a fresh SQLite file per strategy)")
 	fs.StringVar(&lock, "lock", "memory", "orderd --lock URL")
+	var fresh bool
+	fs.BoolVar(&fresh, "fresh-db", false, "with a postgres:// or mysql:// --db: run each strategy on a new empty database on that server, dropped afterwards")
 	fs.Var(&extra, "orderd-arg", "extra orderd argument, repeatable (e.g. --orderd-arg=--db-max-conns=32)")
 	loadFlags(fs, &cfg, &out)
 	if err := fs.Parse(args); err != nil {
@@ -89,10 +91,23 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "== strategy %s\n", s)
 		dbURL := db
-		if dbURL == "" {
-			dbURL = "sqlite://" + filepath.Join(tmp, s+".db")
+		var drop func() error
+		switch {
+		case dbURL == "":
+			dbURL = "sqlite://" + filepath.Join(tmp, databaseName(s)+".db")
+		case fresh:
+			if dbURL, drop, err = freshDatabase(ctx, db, databaseName(s)); err != nil {
+				rows = append(rows, compareRow{Name: s, Failed: err.Error()})
+				fmt.Fprintf(stdout, "strategy %s FAILED: %v\n", s, err)
+				continue
+			}
 		}
 		row := compareStrategy(ctx, cfg, orderdBin, s, dbURL, lock, extra, stdout)
+		if drop != nil {
+			if err := drop(); err != nil {
+				fmt.Fprintf(stdout, "warning: %v\n", err)
+			}
+		}
 		if row.Result != nil && row.Result.Audit != nil && !row.Result.Audit.OK {
 			auditFailed = true
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flashorder/flashorder/internal/fakeorderd"
+	"github.com/flashorder/flashorder/internal/testenv"
 	"github.com/flashorder/flashorder/loadtest"
 )
 
@@ -138,39 +139,54 @@ func TestUsage(t *testing.T) {
 
 // TestCompare runs compare with the real orderd binary: the ceiling row, the
 // row strategy with a passing audit, and a strategy orderd refuses, reported
-// as a failed row rather than skipped.
+// as a failed row rather than skipped; on SQLite, and with --fresh-db on
+// PostgreSQL and MariaDB.
 func TestCompare(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "orderd")
 	build := exec.Command("go", "build", "-o", bin, "github.com/flashorder/flashorder/cmd/orderd")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build orderd: %v\n%s", err, out)
 	}
-	html := filepath.Join(t.TempDir(), "c.html")
-	out, err := runArgs(t, "compare", "--orderd", bin, "--strategies", "row,no-such-strategy", "--duration", "1s",
-		"--concurrency", "4", "--quiet", "--html", html)
-	if err != nil {
-		t.Fatalf("compare: %v", err)
-	}
-	lines := strings.Split(out, "\n")
-	find := func(prefix string) string {
-		for _, l := range lines {
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
+	targets := [][]string{{"sqlite"}}
+	for _, v := range []string{"FLASHORDER_TEST_POSTGRES_URL", "FLASHORDER_TEST_MYSQL_URL"} {
+		if u := testenv.Service(t, v); u != "" {
+			targets = append(targets, []string{strings.ToLower(strings.Split(u, ":")[0]), "--db", u, "--fresh-db"})
 		}
-		t.Fatalf("no table row %q", prefix)
-		return ""
 	}
-	if l := find("no-op ceiling "); !strings.Contains(l, "100.0%") || !strings.HasSuffix(l, "n/a") {
-		t.Errorf("ceiling row: %q", l)
-	}
-	if l := find("row "); !strings.HasSuffix(l, " ok") {
-		t.Errorf("row strategy row: %q", l)
-	}
-	if l := find("no-such-strategy "); !strings.Contains(l, "FAILED") || !strings.Contains(l, "not supported") {
-		t.Errorf("refused strategy row: %q", l)
-	}
-	if page, err := os.ReadFile(html); err != nil || !bytes.Contains(page, []byte("Orders per second")) {
-		t.Errorf("compare HTML report: %v", err)
+	for _, target := range targets {
+		t.Run(target[0], func(t *testing.T) {
+			html := filepath.Join(t.TempDir(), "c.html")
+			args := append([]string{"compare", "--orderd", bin, "--strategies", "row,no-such-strategy", "--duration", "1s",
+				"--concurrency", "4", "--quiet", "--html", html}, target[1:]...)
+			out, err := runArgs(t, args...)
+			if err != nil {
+				t.Fatalf("compare: %v", err)
+			}
+			lines := strings.Split(out, "\n")
+			find := func(prefix string) string {
+				for _, l := range lines {
+					if strings.HasPrefix(l, prefix) {
+						return l
+					}
+				}
+				t.Fatalf("no table row %q", prefix)
+				return ""
+			}
+			if l := find("no-op ceiling "); !strings.Contains(l, "100.0%") || !strings.HasSuffix(l, "n/a") {
+				t.Errorf("ceiling row: %q", l)
+			}
+			if l := find("row "); !strings.HasSuffix(l, " ok") {
+				t.Errorf("row strategy row: %q", l)
+			}
+			if l := find("no-such-strategy "); !strings.Contains(l, "FAILED") || !strings.Contains(l, "not supported") {
+				t.Errorf("refused strategy row: %q", l)
+			}
+			if strings.Contains(out, "warning:") {
+				t.Errorf("compare warned (a fresh database not dropped?)")
+			}
+			if page, err := os.ReadFile(html); err != nil || !bytes.Contains(page, []byte("Orders per second")) {
+				t.Errorf("compare HTML report: %v", err)
+			}
+		})
 	}
 }
