@@ -8,10 +8,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
-
 	orderhttp "github.com/flashorder/flashorder/http"
 )
+
+// sliver is the length under which the last interval of a run (what came
+// after the last full second) is kept in the results but not charted or
+// printed: its rates would be noise.
+const sliver = 0.25
 
 // Interval is one second (or the last, shorter, part) of a run.
 type Interval struct {
@@ -45,7 +48,7 @@ type Result struct {
 	Mode string `json:"mode"`
 	// Seconds is the measured time (after warmup).
 	Seconds float64 `json:"seconds"`
-	// Requests is the number of answers in the measured time.
+	// Requests is the number of answers to requests sent after the warmup.
 	Requests int64 `json:"requests"`
 	// OfferedRate is the open loop's target rate; in a closed loop it equals
 	// AchievedRate, since the clients send only when answered.
@@ -72,25 +75,23 @@ type Result struct {
 // collector drains the shards once a second into the time series, and prints
 // progress.
 type collector struct {
-	r        *runner
-	admin    *orderhttp.Client
-	total    *hdrhistogram.Histogram
-	answers  map[Answer]int64 // measured
-	seen     map[Answer]int64 // including warmup, for progress
-	orders   int64
-	requests int64
-	errors   int64
-	lateness Lateness
-	series   []Interval
-	last     time.Time
-	cur      *interval
-	stock    atomic.Int64
-	guess    atomic.Bool
+	r     *runner
+	admin *orderhttp.Client
+	// total is every answer to a request sent after the warmup.
+	total  counts
+	seen   map[Answer]int64 // every answer, for progress
+	series []Interval
+	last   time.Time
+	cur    counts // scratch for one interval
+	curM   counts // scratch for its measured part
+	stock  atomic.Int64
+	guess  atomic.Bool
 }
 
 func newCollector(r *runner, admin *orderhttp.Client) *collector {
-	c := &collector{r: r, admin: admin, total: NewHistogram(), answers: map[Answer]int64{},
-		seen: map[Answer]int64{}, last: r.start, cur: newInterval(), lateness: Lateness{Threshold: r.cfg.LateThreshold}}
+	th := r.cfg.LateThreshold
+	c := &collector{r: r, admin: admin, total: newCounts(th), seen: map[Answer]int64{}, last: r.start,
+		cur: newCounts(th), curM: newCounts(th)}
 	c.stock.Store(-1)
 	return c
 }
@@ -158,14 +159,13 @@ func (c *collector) pollStock(ctx context.Context, loadDone <-chan struct{}) {
 
 // tick closes the interval that ends at now; final marks the last one.
 func (c *collector) tick(now time.Time, final bool) {
-	iv := c.cur
-	iv.hist.Reset()
-	clear(iv.answers)
-	iv.orders, iv.units = 0, 0
-	iv.lateness = Lateness{Threshold: c.r.cfg.LateThreshold}
+	iv := &c.cur
+	iv.reset()
+	c.curM.reset()
 	for _, s := range c.r.shards {
-		s.drain(iv)
+		s.drain(iv, &c.curM)
 	}
+	c.curM.moveTo(&c.total)
 	secs := now.Sub(c.last).Seconds()
 	warm := c.last.Before(c.r.measureStart)
 	var answers, errs int64
@@ -184,24 +184,11 @@ func (c *collector) tick(now time.Time, final bool) {
 		out.AnswersPerS = float64(answers) / secs
 		out.OrdersPerS = float64(iv.orders) / secs
 	}
-	if !warm {
-		c.total.Merge(iv.hist)
-		for k, v := range iv.answers {
-			c.answers[k] += v
-		}
-		c.orders += iv.orders
-		c.requests += answers
-		c.errors += errs
-		c.lateness.Merge(iv.lateness)
-	}
 	c.last = now
-	if final && secs < 0.25 && len(c.series) > 0 {
-		// A sliver after the last full second: counted in the totals, but
-		// too short to chart or print as a rate.
-		return
-	}
 	c.series = append(c.series, out)
-	c.progress(out)
+	if !(final && secs < sliver && len(c.series) > 1) {
+		c.progress(out)
+	}
 }
 
 func (c *collector) progress(iv Interval) {
@@ -266,15 +253,23 @@ func (c *collector) result(end time.Time) *Result {
 		fmt.Fprintln(c.r.cfg.Progress)
 	}
 	cfg := c.r.cfg
-	res := &Result{Label: cfg.Label, Started: c.r.start, Mode: "closed", Requests: c.requests, Orders: c.orders,
-		Errors: c.errors, Answers: sortedAnswers(c.answers), Late: c.lateness.Late,
-		MaxLagMs: float64(c.lateness.MaxLag.Microseconds()) / 1000,
-		Latency:  PercentilesOf(c.total), Dist: Distribution(c.total), Series: c.series}
+	t := &c.total
+	var requests, errs int64
+	for k, v := range t.answers {
+		requests += v
+		if k.Status != 201 {
+			errs += v
+		}
+	}
+	res := &Result{Label: cfg.Label, Started: c.r.start, Mode: "closed", Requests: requests, Orders: t.orders,
+		Errors: errs, Answers: sortedAnswers(t.answers), Late: t.lateness.Late,
+		MaxLagMs: float64(t.lateness.MaxLag.Microseconds()) / 1000,
+		Latency:  PercentilesOf(t.hist), Dist: Distribution(t.hist), Series: c.series}
 	measureStart := c.r.measureStart
 	if end.After(measureStart) {
 		res.Seconds = end.Sub(measureStart).Seconds()
-		res.AchievedRate = float64(c.requests) / res.Seconds
-		res.OrdersPerSec = float64(c.orders) / res.Seconds
+		res.AchievedRate = float64(requests) / res.Seconds
+		res.OrdersPerSec = float64(t.orders) / res.Seconds
 	}
 	res.OfferedRate = res.AchievedRate
 	if cfg.Rate > 0 {

@@ -179,7 +179,10 @@ func Charts(res *Result) []template.HTML {
 	var orders, answers, p50, p90, p99, pmax Line
 	orders.Name, answers.Name = "orders/s", "answers/s"
 	p50.Name, p90.Name, p99.Name, pmax.Name = "p50", "p90", "p99", "max"
-	for _, iv := range res.Series {
+	for i, iv := range res.Series {
+		if i > 0 && i == len(res.Series)-1 && iv.Seconds < sliver {
+			break
+		}
 		orders.Points = append(orders.Points, [2]float64{iv.T, iv.OrdersPerS})
 		answers.Points = append(answers.Points, [2]float64{iv.T, iv.AnswersPerS})
 		if iv.Answers > 0 {

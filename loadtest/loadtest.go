@@ -77,11 +77,11 @@ type Config struct {
 	// set.
 	Duration time.Duration `json:"duration,omitempty"`
 	// Requests, when > 0, ends the run after this many requests sent after
-	// the warmup. Statistics count answers received after the warmup, so
-	// with a warmup they may include up to Concurrency more.
+	// the warmup (the measured requests).
 	Requests int64 `json:"requests,omitempty"`
-	// Warmup is load before the measurement starts; its answers are audited
-	// but not counted in the statistics.
+	// Warmup is load before the measurement starts: requests sent during
+	// it are audited but not counted in the summary (they are in the time
+	// series, marked as warmup).
 	Warmup time.Duration `json:"warmup,omitempty"`
 	// Timeout bounds each request; the default is 10s.
 	Timeout time.Duration `json:"timeout"`

@@ -161,3 +161,36 @@ func TestInterruptedRunIsAudited(t *testing.T) {
 		t.Fatalf("audit of the interrupted run: %+v", res)
 	}
 }
+
+// TestWarmupAndRequests: --requests counts the requests sent after the
+// warmup, exactly; warmup answers are in the series but not the summary, and
+// the audit covers both.
+func TestWarmupAndRequests(t *testing.T) {
+	fake := fakeorderd.New(fakeorderd.None)
+	fake.Delay = 2 * time.Millisecond
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	cfg := fakeConfig(srv.URL)
+	cfg.Warmup = 300 * time.Millisecond
+	cfg.Requests = 80
+	res, err := loadtest.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if res.Requests != 80 || res.Orders != 80 || res.Latency.Count != 80 {
+		t.Errorf("requests %d orders %d latency count %d, want 80 each", res.Requests, res.Orders, res.Latency.Count)
+	}
+	var warm, all int64
+	for _, iv := range res.Series {
+		all += iv.Answers
+		if iv.Warmup {
+			warm += iv.Answers
+		}
+	}
+	if warm == 0 || all <= 80 {
+		t.Errorf("series: %d answers, %d in warmup; want warmup answers beyond the 80", all, warm)
+	}
+	if res.Audit.Orders != int(all) {
+		t.Errorf("audit covered %d orders, want all %d (warmup included)", res.Audit.Orders, all)
+	}
+}

@@ -100,62 +100,80 @@ type AnswerCount struct {
 // so that no mutex is shared by all of them; the collector drains each shard
 // once a second.
 type shard struct {
-	mu       sync.Mutex
+	mu sync.Mutex
+	// all is every answer, for the time series and progress.
+	all counts
+	// measured is the answers to requests sent after the warmup, for the
+	// summary.
+	measured counts
+}
+
+// counts is what a shard or an interval gathers.
+type counts struct {
 	hist     *hdrhistogram.Histogram
 	answers  map[Answer]int64
 	orders   int64
-	units    int64
 	lateness Lateness
+}
+
+func newCounts(threshold time.Duration) counts {
+	return counts{hist: NewHistogram(), answers: map[Answer]int64{}, lateness: Lateness{Threshold: threshold}}
+}
+
+func (c *counts) add(lat time.Duration, a Answer, units int64, intended, sent time.Time, open bool) {
+	RecordLatency(c.hist, lat)
+	c.answers[a]++
+	if units > 0 {
+		c.orders++
+	}
+	if open {
+		c.lateness.Record(intended, sent)
+	}
+}
+
+// moveTo adds c to into and empties c.
+func (c *counts) moveTo(into *counts) {
+	into.hist.Merge(c.hist)
+	c.hist.Reset()
+	for k, v := range c.answers {
+		into.answers[k] += v
+	}
+	clear(c.answers)
+	into.orders += c.orders
+	c.orders = 0
+	into.lateness.Merge(c.lateness)
+	c.lateness = Lateness{Threshold: c.lateness.Threshold}
+}
+
+func (c *counts) reset() {
+	c.hist.Reset()
+	clear(c.answers)
+	c.orders = 0
+	c.lateness = Lateness{Threshold: c.lateness.Threshold}
 }
 
 func newShard(threshold time.Duration) *shard {
-	return &shard{hist: NewHistogram(), answers: map[Answer]int64{}, lateness: Lateness{Threshold: threshold}}
+	return &shard{all: newCounts(threshold), measured: newCounts(threshold)}
 }
 
 // record accounts one answer. units is the number of stock units a new
-// order (a 201 that is not a replay) took; 0 for any other answer.
-func (s *shard) record(lat time.Duration, a Answer, units int64, intended, sent time.Time, open bool) {
+// order (a 201 that is not a replay) took; 0 for any other answer. measured
+// tells whether the request was sent after the warmup.
+func (s *shard) record(lat time.Duration, a Answer, units int64, intended, sent time.Time, open, measured bool) {
 	s.mu.Lock()
-	RecordLatency(s.hist, lat)
-	s.answers[a]++
-	if units > 0 {
-		s.orders++
-		s.units += units
-	}
-	if open {
-		s.lateness.Record(intended, sent)
+	s.all.add(lat, a, units, intended, sent, open)
+	if measured {
+		s.measured.add(lat, a, units, intended, sent, open)
 	}
 	s.mu.Unlock()
 }
 
-// interval is what the shards gathered since the last drain.
-type interval struct {
-	hist     *hdrhistogram.Histogram
-	answers  map[Answer]int64
-	orders   int64
-	units    int64
-	lateness Lateness
-}
-
-// drain moves the shard's counts into into, leaving the shard empty.
-func (s *shard) drain(into *interval) {
+// drain moves the shard's counts into all and measured, leaving it empty.
+func (s *shard) drain(all, measured *counts) {
 	s.mu.Lock()
-	into.hist.Merge(s.hist)
-	s.hist.Reset()
-	for k, v := range s.answers {
-		into.answers[k] += v
-	}
-	clear(s.answers)
-	into.orders += s.orders
-	into.units += s.units
-	into.lateness.Merge(s.lateness)
-	s.orders, s.units = 0, 0
-	s.lateness = Lateness{Threshold: s.lateness.Threshold}
+	s.all.moveTo(all)
+	s.measured.moveTo(measured)
 	s.mu.Unlock()
-}
-
-func newInterval() *interval {
-	return &interval{hist: NewHistogram(), answers: map[Answer]int64{}}
 }
 
 // sortedAnswers returns m as a list, successes first, then by status and code.

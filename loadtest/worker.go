@@ -233,7 +233,7 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 	if !rq.retry || w.lastStatus == 0 || w.lastStatus >= 500 {
 		w.last, w.lastStatus, w.lastID = rq, a.Status, ans.ID
 	}
-	w.shard.record(done.Sub(intended), a, units, intended, sent, open)
+	w.shard.record(done.Sub(intended), a, units, intended, sent, open, !sent.Before(w.r.measureStart))
 }
 
 // check201 compares a 201's body with the request.
