@@ -185,6 +185,8 @@ func compareReport(rows []compareRow, table string) loadtest.Report {
 	var dist []loadtest.Line
 	for _, r := range rows {
 		if r.Result == nil {
+			// Shown as an empty bar: a failed strategy is never left out.
+			labels, values = append(labels, r.Name+" (FAILED)"), append(values, 0)
 			continue
 		}
 		v := r.Result.OrdersPerSec
