@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"html/template"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/flashorder/flashorder/loadtest"
+)
+
+// compareRow is one line of the comparison: a strategy's result, or why it
+// has none.
+type compareRow struct {
+	Name   string           `json:"name"`
+	Result *loadtest.Result `json:"result,omitempty"`
+	Failed string           `json:"failed,omitempty"`
+}
+
+func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("orderbench compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg loadtest.Config
+	var out outputs
+	strategies := stringList{}
+	var orderdBin, db, lock string
+	var extra stringList
+	fs.Var(&strategies, "strategies", "strategies to compare, comma-separated (default row)")
+	fs.StringVar(&orderdBin, "orderd", "", "orderd binary (default: go build ./cmd/orderd when run in the source tree, else orderd on PATH)")
+	fs.StringVar(&db, "db", "", "orderd --db URL for every strategy (default: a fresh SQLite file per strategy)")
+	fs.StringVar(&lock, "lock", "memory", "orderd --lock URL")
+	var fresh bool
+	fs.BoolVar(&fresh, "fresh-db", false, "with a postgres:// or mysql:// --db: run each strategy on a new empty database on that server, dropped afterwards")
+	fs.Var(&extra, "orderd-arg", "extra orderd argument, repeatable (e.g. --orderd-arg=--db-max-conns=32)")
+	loadFlags(fs, &cfg, &out)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	finishFlags(fs, &cfg)
+	if len(strategies) == 0 {
+		strategies = stringList{"row"}
+	}
+	tmp, err := os.MkdirTemp("", "orderbench-compare-")
+	if err != nil {
+		return fmt.Errorf("create temp dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if orderdBin == "" {
+		if orderdBin, err = findOrderd(ctx, tmp, stderr); err != nil {
+			return err
+		}
+	}
+	progressTo(&cfg, stderr, out.Quiet)
+	stopProfile, err := startProfile(out.CPUProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+
+	var rows []compareRow
+	fmt.Fprintf(stdout, "== no-op ceiling: in-process Gin handler answering 201\n")
+	ceiling, err := runCeiling(ctx, cfg)
+	if err != nil {
+		rows = append(rows, compareRow{Name: "no-op ceiling", Failed: err.Error()})
+	} else {
+		loadtest.WriteSummary(stdout, ceiling)
+		rows = append(rows, compareRow{Name: "no-op ceiling", Result: ceiling})
+	}
+	auditFailed := false
+	for _, s := range strategies {
+		if ctx.Err() != nil {
+			rows = append(rows, compareRow{Name: s, Failed: "interrupted"})
+			continue
+		}
+		fmt.Fprintf(stdout, "== strategy %s\n", s)
+		dbURL := db
+		var drop func() error
+		switch {
+		case dbURL == "":
+			dbURL = "sqlite://" + filepath.Join(tmp, databaseName(s)+".db")
+		case fresh:
+			if dbURL, drop, err = freshDatabase(ctx, db, databaseName(s)); err != nil {
+				rows = append(rows, compareRow{Name: s, Failed: err.Error()})
+				fmt.Fprintf(stdout, "strategy %s FAILED: %v\n", s, err)
+				continue
+			}
+		}
+		row := compareStrategy(ctx, cfg, orderdBin, s, dbURL, lock, extra, stdout)
+		if drop != nil {
+			if err := drop(); err != nil {
+				fmt.Fprintf(stdout, "warning: %v\n", err)
+			}
+		}
+		if row.Result != nil && row.Result.Audit != nil && !row.Result.Audit.OK {
+			auditFailed = true
+		}
+		if row.Failed != "" {
+			fmt.Fprintf(stdout, "strategy %s FAILED: %s\n", s, row.Failed)
+		}
+		rows = append(rows, row)
+	}
+
+	table := compareTable(rows)
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, table)
+	if out.JSON != "" {
+		if err := loadtest.WriteJSON(out.JSON, map[string]any{"rows": rows}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "JSON results: %s\n", out.JSON)
+	}
+	if out.HTML != "" {
+		if err := loadtest.WriteHTMLFile(out.HTML, compareReport(rows, table)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "HTML report: %s\n", out.HTML)
+	}
+	if auditFailed {
+		return fmt.Errorf("%w: see the table", loadtest.ErrAuditFailed)
+	}
+	return nil
+}
+
+// compareTable renders the comparison.
+func compareTable(rows []compareRow) string {
+	var ceiling float64
+	if len(rows) > 0 && rows[0].Result != nil {
+		ceiling = rows[0].Result.AchievedRate
+	}
+	var b strings.Builder
+	const head = "%-16s %10s %11s %9s %9s %8s  %s\n"
+	fmt.Fprintf(&b, head, "strategy", "orders/s", "vs ceiling", "p50 ms", "p99 ms", "errors", "audit")
+	for _, r := range rows {
+		if r.Result == nil {
+			fmt.Fprintf(&b, head, r.Name, "-", "-", "-", "-", "-", "FAILED: "+firstLine(r.Failed))
+			continue
+		}
+		res := r.Result
+		rate, audit := res.OrdersPerSec, "n/a"
+		if res.Config.NoServer {
+			rate = res.AchievedRate
+		}
+		if res.Audit != nil {
+			audit = "ok"
+			if !res.Audit.OK {
+				audit = fmt.Sprintf("FAILED (%d violations)", len(res.Audit.Violations))
+			}
+		}
+		ratio := "-"
+		if ceiling > 0 {
+			ratio = fmt.Sprintf("%.1f%%", 100*rate/ceiling)
+		}
+		fmt.Fprintf(&b, head, r.Name, fmt.Sprintf("%.0f", rate), ratio, fmt.Sprintf("%.2f", res.Latency.P50),
+			fmt.Sprintf("%.2f", res.Latency.P99), fmt.Sprint(res.Errors), audit)
+	}
+	return b.String()
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+func compareReport(rows []compareRow, table string) loadtest.Report {
+	rep := loadtest.Report{Title: "orderbench compare", Table: table}
+	var labels []string
+	var values []float64
+	var dist []loadtest.Line
+	for _, r := range rows {
+		if r.Result == nil {
+			// Shown as an empty bar: a failed strategy is never left out.
+			labels, values = append(labels, r.Name+" (FAILED)"), append(values, 0)
+			continue
+		}
+		v := r.Result.OrdersPerSec
+		if r.Result.Config.NoServer {
+			v = r.Result.AchievedRate
+		}
+		labels, values = append(labels, r.Name), append(values, v)
+		dist = append(dist, loadtest.DistLine(r.Result, r.Name))
+		rep.Runs = append(rep.Runs, r.Result)
+	}
+	rep.Summary = []template.HTML{
+		loadtest.BarChart("Orders per second (no-op: answers per second)", "per second", labels, values),
+		loadtest.LineChart("Latency distribution", "percentile", "ms (log)", dist, true,
+			map[float64]string{0: "0%", 1: "90%", 2: "99%", 3: "99.9%", 4: "99.99%", 5: "99.999%", 5.5: "max"}),
+	}
+	return rep
+}
+
+// runCeiling measures the tool's own ceiling: the same load against a Gin
+// handler that does nothing but answer 201 with a small JSON body.
+func runCeiling(ctx context.Context, cfg loadtest.Config) (*loadtest.Result, error) {
+	url, stop, err := startNoop()
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	cfg.URLs = []string{url}
+	cfg.NoServer = true
+	cfg.Label = "no-op ceiling"
+	return loadtest.Run(ctx, cfg)
+}
+
+// noopBody is what the no-op handler answers: the size of a real order.
+var noopBody = []byte(`{"id":"00000000000000000000000000","user_id":"u-1","status":"created","items":[{"sku":"bench-0","quantity":1,"price_cents":1999}],"total_cents":1999,"created_at":"2025-01-01T00:00:00Z"}`)
+
+// startNoop starts the no-op Gin server on a free loopback port.
+func startNoop() (string, func(), error) {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.POST("/api/v1/orders", func(c *gin.Context) {
+		_, _ = io.Copy(io.Discard, c.Request.Body)
+		c.Data(http.StatusCreated, "application/json; charset=utf-8", noopBody)
+	})
+	srv := httptestServer(r)
+	if err := srv.start(); err != nil {
+		return "", nil, err
+	}
+	return srv.url, srv.stop, nil
+}
+
+// findOrderd builds orderd from the source tree when orderbench runs in it,
+// else finds it on PATH.
+func findOrderd(ctx context.Context, dir string, stderr io.Writer) (string, error) {
+	if _, err := os.Stat(filepath.Join("cmd", "orderd", "main.go")); err == nil {
+		bin := filepath.Join(dir, "orderd")
+		fmt.Fprintln(stderr, "orderbench: building orderd (go build ./cmd/orderd)")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/orderd")
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("build orderd: %w", err)
+		}
+		return bin, nil
+	}
+	bin, err := exec.LookPath("orderd")
+	if err != nil {
+		return "", errors.New("no orderd: pass --orderd PATH, put orderd on PATH, or run in the source tree")
+	}
+	return bin, nil
+}
+
+var listeningRE = regexp.MustCompile(`msg="orderd listening" addr=(\S+)`)
+
+// compareStrategy starts orderd with one strategy, runs the load against it,
+// and stops it.
+func compareStrategy(ctx context.Context, cfg loadtest.Config, bin, strategy, db, lock string, extra []string, stdout io.Writer) compareRow {
+	row := compareRow{Name: strategy}
+	token := randomToken()
+	args := append([]string{"--listen", "127.0.0.1:0", "--db", db, "--strategy", strategy, "--lock", lock,
+		"--admin-token", token}, extra...)
+	p, err := startProcess(ctx, bin, args)
+	if err != nil {
+		row.Failed = err.Error()
+		return row
+	}
+	defer p.stop()
+	cfg.URLs = []string{"http://" + p.addr}
+	cfg.AdminToken = token
+	cfg.Label = strategy
+	res, err := loadtest.Run(ctx, cfg)
+	if res != nil {
+		loadtest.WriteSummary(stdout, res)
+		row.Result = res
+	}
+	if err != nil && !errors.Is(err, loadtest.ErrAuditFailed) {
+		row.Failed = err.Error()
+		row.Result = nil
+	}
+	return row
+}
+
+// process is a running orderd.
+type process struct {
+	cmd    *exec.Cmd
+	addr   string
+	mu     sync.Mutex
+	tail   []string
+	exited chan struct{}
+}
+
+func (p *process) lastLines() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.tail, "\n")
+}
+
+// startProcess starts orderd and waits until it listens and is ready.
+func startProcess(ctx context.Context, bin string, args []string) (*process, error) {
+	cmd := exec.Command(bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("start orderd: %w", err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start orderd: %w", err)
+	}
+	p := &process{cmd: cmd, exited: make(chan struct{})}
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				select {
+				case addrc <- m[1]:
+				default:
+				}
+			}
+			p.mu.Lock()
+			p.tail = append(p.tail, line)
+			if len(p.tail) > 20 {
+				p.tail = p.tail[1:]
+			}
+			p.mu.Unlock()
+		}
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	timeout := time.NewTimer(60 * time.Second)
+	defer timeout.Stop()
+	select {
+	case p.addr = <-addrc:
+	case <-p.exited:
+		return nil, fmt.Errorf("orderd exited: %s", p.lastLines())
+	case <-timeout.C:
+		p.stop()
+		return nil, fmt.Errorf("orderd did not listen within 60s: %s", p.lastLines())
+	case <-ctx.Done():
+		p.stop()
+		return nil, ctx.Err()
+	}
+	// Ready when /readyz says so.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get("http://" + p.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("orderd at %s not ready within 30s: %s", p.addr, p.lastLines())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop asks orderd to shut down and kills it if it does not within 15s.
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}

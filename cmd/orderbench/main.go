@@ -1,0 +1,235 @@
+// Command orderbench is flashorder's load tester: it drives one or more orderd
+// servers with a closed or open loop, prints live progress and a latency
+// summary, and audits the server after every run (no oversell, no lost order,
+// no double order); a failed audit exits with status 1.
+//
+//	orderbench run --url http://127.0.0.1:8080 --admin-token T [flags]
+//	orderbench compare --strategies row,lock,segment,batch [flags]
+//	orderbench demo
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flashorder/flashorder/loadtest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "orderbench:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: orderbench <command> [flags]
+
+commands:
+  run       load one or more orderd servers and audit them afterwards
+  compare   start orderd once per strategy (plus a no-op ceiling) and compare
+  demo      start an embedded orderd (SQLite, temp dir) and run a short hot-SKU test
+
+orderbench <command> -h lists the command's flags.
+`
+
+// run is orderbench: it parses the subcommand and its flags and runs it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = runCmd(ctx, args[1:], stdout, stderr)
+	case "compare":
+		err = compareCmd(ctx, args[1:], stdout, stderr)
+	case "demo":
+		err = demoCmd(ctx, args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// stringList is a repeatable or comma-separated flag.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+
+func (s *stringList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}
+
+// outputs are the report files a command writes.
+type outputs struct {
+	JSON       string
+	HTML       string
+	Quiet      bool
+	CPUProfile string
+}
+
+// loadFlags binds the flags shared by run, compare and demo to cfg.
+func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
+	fs.IntVar(&cfg.Concurrency, "concurrency", 50, "closed loop: number of clients; open loop: most requests in flight")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests per second, latency from each request's intended send time (0: closed loop)")
+	fs.DurationVar(&cfg.Think, "think", 0, "closed loop: pause of each client between requests")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time (0 with --requests: until that many requests)")
+	fs.Int64Var(&cfg.Requests, "requests", 0, "stop after this many measured requests (0: no limit)")
+	fs.DurationVar(&cfg.Warmup, "warmup", 0, "load before the measurement (audited, not counted)")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "timeout of each request")
+	fs.DurationVar(&cfg.LateThreshold, "late-threshold", time.Millisecond, "open loop: a request sent later than this after its intended time counts as late")
+	fs.IntVar(&cfg.AuditSample, "audit-sample", 20000, "how many 201s the audit reads back with GET /orders/{id} (-1: all)")
+	s := &cfg.Scenario
+	fs.IntVar(&s.SKUs, "skus", 1, "number of products (1: one hot SKU)")
+	fs.StringVar(&s.SKUPrefix, "sku-prefix", "bench-", "product SKUs are PREFIX0, PREFIX1, ...; the run resets them")
+	fs.Int64Var(&s.Stock, "stock", 1_000_000, "stock of each product at setup")
+	fs.Int64Var(&s.PriceCents, "price-cents", 1999, "price of each product")
+	fs.Int64Var(&s.PerUserLimit, "per-user-limit", 0, "per-user limit of each product (0: none)")
+	fs.Float64Var(&s.Zipf, "zipf", 0, "pick SKUs with a Zipf distribution of this exponent (> 1; 0: uniform)")
+	fs.Float64Var(&s.MultiShare, "multi-share", 0, "share (0..1) of orders with several items")
+	fs.IntVar(&s.MultiItems, "multi-items", 2, "distinct SKUs in a multi-item order")
+	fs.Int64Var(&s.Quantity, "quantity", 1, "quantity of every item")
+	fs.IntVar(&s.Users, "users", 0, "size of the user pool, so per-user limits bite (0: a new user per order)")
+	fs.Float64Var(&s.RetryShare, "retry-share", 0, "share (0..1) of requests that resend the previous request with the same Idempotency-Key")
+	fs.StringVar(&out.JSON, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&out.HTML, "html", "", "write a self-contained HTML report to this file")
+	fs.BoolVar(&cfg.StdHTTP, "std-http", false, "send orders with net/http instead of the built-in HTTP/1.1 keep-alive client")
+	fs.BoolVar(&out.Quiet, "quiet", false, "no live progress")
+	fs.StringVar(&out.CPUProfile, "cpuprofile", "", "write orderbench's own CPU profile to this file (to find the tool's limits)")
+}
+
+// progressTo sets where live progress goes: stderr, as one updating line when
+// it is a terminal.
+func progressTo(cfg *loadtest.Config, stderr io.Writer, quiet bool) {
+	if quiet {
+		return
+	}
+	cfg.Progress = stderr
+	if f, ok := stderr.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			cfg.Terminal = true
+		}
+	}
+}
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("orderbench run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg loadtest.Config
+	var out outputs
+	var urls stringList
+	fs.Var(&urls, "url", "orderd base URL, repeatable or comma-separated; requests go round-robin (default http://127.0.0.1:8080)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "orderd's admin token, for setup and audit (default $ORDERD_ADMIN_TOKEN)")
+	fs.BoolVar(&cfg.NoServer, "no-server", false, "the target is not orderd (a no-op server, to measure the tool itself): no setup, no audit")
+	loadFlags(fs, &cfg, &out)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	finishFlags(fs, &cfg)
+	if len(urls) == 0 {
+		urls = stringList{"http://127.0.0.1:8080"}
+	}
+	if cfg.AdminToken == "" {
+		// Read here, not as the flag's default, so that -h never prints it.
+		cfg.AdminToken = os.Getenv("ORDERD_ADMIN_TOKEN")
+	}
+	if cfg.AdminToken == "" && !cfg.NoServer {
+		return errors.New("--admin-token (or ORDERD_ADMIN_TOKEN) is required for setup and audit")
+	}
+	cfg.URLs = urls
+	progressTo(&cfg, stderr, out.Quiet)
+	return runAndReport(ctx, cfg, out, stdout)
+}
+
+// runAndReport runs cfg, prints the summary and writes the reports. A failed
+// audit is returned as an error after the reports are written.
+func runAndReport(ctx context.Context, cfg loadtest.Config, out outputs, stdout io.Writer) error {
+	stopProfile, err := startProfile(out.CPUProfile)
+	if err != nil {
+		return err
+	}
+	res, err := loadtest.Run(ctx, cfg)
+	stopProfile()
+	if res == nil {
+		return err
+	}
+	loadtest.WriteSummary(stdout, res)
+	if werr := writeReports(out, "orderbench run", res); werr != nil {
+		return errors.Join(err, werr)
+	}
+	if out.HTML != "" {
+		fmt.Fprintf(stdout, "HTML report: %s\n", out.HTML)
+	}
+	if out.JSON != "" {
+		fmt.Fprintf(stdout, "JSON results: %s\n", out.JSON)
+	}
+	return err
+}
+
+func writeReports(out outputs, title string, res *loadtest.Result) error {
+	if out.JSON != "" {
+		if err := loadtest.WriteJSON(out.JSON, res); err != nil {
+			return err
+		}
+	}
+	if out.HTML != "" {
+		if err := loadtest.WriteHTMLFile(out.HTML, loadtest.Report{Title: title, Runs: []*loadtest.Result{res}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishFlags applies the rules between flags: --requests without an explicit
+// --duration runs until that many requests.
+func finishFlags(fs *flag.FlagSet, cfg *loadtest.Config) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if cfg.Requests > 0 && !set["duration"] {
+		cfg.Duration = 0
+	}
+}
+
+// startProfile starts a CPU profile into path ("" for none) and returns the
+// function that stops it.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start CPU profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}

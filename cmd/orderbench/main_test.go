@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashorder/flashorder/internal/fakeorderd"
+	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/loadtest"
+)
+
+func runArgs(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, args, &stdout, &stderr)
+	t.Logf("orderbench %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), stdout.String(), stderr.String())
+	return stdout.String(), err
+}
+
+// TestDemo runs `orderbench demo` as a newcomer would, for a few seconds.
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	html, js := filepath.Join(dir, "r.html"), filepath.Join(dir, "r.json")
+	out, err := runArgs(t, "demo", "--duration", "3s", "--concurrency", "16", "--html", html, "--json", js)
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	if !strings.Contains(out, "audit: OK") {
+		t.Errorf("no audit line in the demo's output")
+	}
+	page, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatalf("HTML report: %v", err)
+	}
+	for _, want := range []string{"<svg", "Throughput", "Latency distribution"} {
+		if !bytes.Contains(page, []byte(want)) {
+			t.Errorf("HTML report lacks %q", want)
+		}
+	}
+	if bytes.Contains(page, []byte("http://")) && bytes.Contains(page, []byte("<script src")) {
+		t.Errorf("HTML report loads external resources")
+	}
+	var res loadtest.Result
+	b, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatalf("JSON results: %v", err)
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatalf("JSON results: %v", err)
+	}
+	if res.Audit == nil || !res.Audit.OK || res.Orders == 0 || len(res.Series) < 3 {
+		t.Errorf("results: orders %d, %d intervals, audit %+v", res.Orders, len(res.Series), res.Audit)
+	}
+}
+
+// TestRunEndToEnd runs every scenario knob against an orderd on :0 (SQLite);
+// the audit must pass.
+func TestRunEndToEnd(t *testing.T) {
+	e, err := startEmbedded(context.Background(), t.TempDir(), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	js := filepath.Join(t.TempDir(), "r.json")
+	t.Run("closed", func(t *testing.T) {
+		_, err := runArgs(t, "run", "--url", e.URL+","+e.URL, "--admin-token", e.AdminToken, "--requests", "300",
+			"--concurrency", "8", "--skus", "4", "--zipf", "1.3", "--multi-share", "0.3", "--users", "40",
+			"--per-user-limit", "3", "--retry-share", "0.2", "--warmup", "200ms", "--json", js)
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		var res loadtest.Result
+		b, _ := os.ReadFile(js)
+		if err := json.Unmarshal(b, &res); err != nil {
+			t.Fatal(err)
+		}
+		if !res.Audit.OK || res.Requests != 300 || res.Audit.Orders == 0 {
+			t.Fatalf("requests %d, audit %+v", res.Requests, res.Audit)
+		}
+		limited := false
+		for _, a := range res.Answers {
+			limited = limited || a.Code == "limit_exceeded"
+		}
+		if !limited {
+			t.Errorf("40 users x 300 orders with a limit of 3: no limit_exceeded: %+v", res.Answers)
+		}
+	})
+	t.Run("open", func(t *testing.T) {
+		out, err := runArgs(t, "run", "--url", e.URL, "--admin-token", e.AdminToken, "--rate", "100",
+			"--duration", "1s", "--concurrency", "20", "--stock", "50", "--quiet")
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		// Stock 50 at 100/s for a second: the rest is sold out, and no oversell.
+		if !strings.Contains(out, "409 sold_out") || !strings.Contains(out, "audit: OK") {
+			t.Errorf("want sold_out answers and a passing audit")
+		}
+	})
+}
+
+// TestRunBrokenServerFails: a server that answers 201 for an order it then
+// does not have must fail the run (exit status 1 in main).
+func TestRunBrokenServerFails(t *testing.T) {
+	srv := httptest.NewServer(fakeorderd.New(fakeorderd.LoseOrder))
+	defer srv.Close()
+	out, err := runArgs(t, "run", "--url", srv.URL, "--admin-token", "x", "--requests", "50", "--concurrency", "4")
+	if !errors.Is(err, loadtest.ErrAuditFailed) {
+		t.Fatalf("run returned %v, want ErrAuditFailed", err)
+	}
+	if !strings.Contains(out, "AUDIT FAILED") || !strings.Contains(out, "lost order") {
+		t.Errorf("the failure is not reported loudly")
+	}
+}
+
+func TestUsage(t *testing.T) {
+	if _, err := runArgs(t); err == nil {
+		t.Error("no command: want an error")
+	}
+	if _, err := runArgs(t, "bogus"); err == nil {
+		t.Error("unknown command: want an error")
+	}
+	if _, err := runArgs(t, "run", "--url", "http://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "admin-token") {
+		t.Errorf("run without a token: %v", err)
+	}
+}
+
+// TestCompare runs compare with the real orderd binary: the ceiling row, the
+// row strategy with a passing audit, and a strategy orderd refuses, reported
+// as a failed row rather than skipped; on SQLite, and with --fresh-db on
+// PostgreSQL and MariaDB.
+func TestCompare(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "orderd")
+	build := exec.Command("go", "build", "-o", bin, "github.com/flashorder/flashorder/cmd/orderd")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build orderd: %v\n%s", err, out)
+	}
+	targets := [][]string{{"sqlite"}}
+	for _, v := range []string{"FLASHORDER_TEST_POSTGRES_URL", "FLASHORDER_TEST_MYSQL_URL"} {
+		if u := testenv.Service(t, v); u != "" {
+			targets = append(targets, []string{strings.ToLower(strings.Split(u, ":")[0]), "--db", u, "--fresh-db"})
+		}
+	}
+	for _, target := range targets {
+		t.Run(target[0], func(t *testing.T) {
+			html := filepath.Join(t.TempDir(), "c.html")
+			args := append([]string{"compare", "--orderd", bin, "--strategies", "row,no-such-strategy", "--duration", "1s",
+				"--concurrency", "4", "--quiet", "--html", html}, target[1:]...)
+			out, err := runArgs(t, args...)
+			if err != nil {
+				t.Fatalf("compare: %v", err)
+			}
+			lines := strings.Split(out, "\n")
+			find := func(prefix string) string {
+				for _, l := range lines {
+					if strings.HasPrefix(l, prefix) {
+						return l
+					}
+				}
+				t.Fatalf("no table row %q", prefix)
+				return ""
+			}
+			if l := find("no-op ceiling "); !strings.Contains(l, "100.0%") || !strings.HasSuffix(l, "n/a") {
+				t.Errorf("ceiling row: %q", l)
+			}
+			if l := find("row "); !strings.HasSuffix(l, " ok") {
+				t.Errorf("row strategy row: %q", l)
+			}
+			if l := find("no-such-strategy "); !strings.Contains(l, "FAILED") || !strings.Contains(l, "not supported") {
+				t.Errorf("refused strategy row: %q", l)
+			}
+			if strings.Contains(out, "warning:") {
+				t.Errorf("compare warned (a fresh database not dropped?)")
+			}
+			if page, err := os.ReadFile(html); err != nil || !bytes.Contains(page, []byte("Orders per second")) {
+				t.Errorf("compare HTML report: %v", err)
+			}
+		})
+	}
+}

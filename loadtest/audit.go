@@ -1,0 +1,264 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/flashorder/flashorder"
+	orderhttp "github.com/flashorder/flashorder/http"
+)
+
+// AuditReport is the after-run check of the server against what the client
+// saw. OK is false when any violation was found.
+type AuditReport struct {
+	OK bool `json:"ok"`
+	// Violations describes every problem found (capped per kind).
+	Violations []string `json:"violations"`
+	// ServerAuditOK is the admin audit endpoint's own verdict after the run.
+	ServerAuditOK bool `json:"server_audit_ok"`
+	// Orders is the number of distinct order ids answered with 201.
+	Orders int `json:"orders"`
+	// Checked is how many of them were read back with GET /orders/{id}.
+	Checked int `json:"checked"`
+	// Uncertain is the number of requests whose outcome the client does not
+	// know (timeouts, transport errors, 5xx): the server may have made them.
+	Uncertain int64 `json:"uncertain"`
+	// SKUs is the stock check of each product of the scenario.
+	SKUs []SKUAudit `json:"skus"`
+}
+
+// SKUAudit compares one product's stock movement during the run with the
+// client's 201s.
+type SKUAudit struct {
+	SKU    string               `json:"sku"`
+	Before flashorder.AuditLine `json:"before"`
+	After  flashorder.AuditLine `json:"after"`
+	// Taken is available before minus available after; Sold the growth of
+	// sold units.
+	Taken int64 `json:"taken"`
+	Sold  int64 `json:"sold"`
+	// ClientUnits is the sum of quantities in the distinct orders the client
+	// got 201 for; UncertainUnits those of requests with unknown outcome.
+	ClientUnits    int64 `json:"client_units"`
+	UncertainUnits int64 `json:"uncertain_units"`
+	OK             bool  `json:"ok"`
+}
+
+// maxPerKind caps how many violations of one kind the report lists.
+const maxPerKind = 20
+
+type violations struct {
+	list   []string
+	counts map[string]int
+}
+
+func (v *violations) add(kind, format string, args ...any) {
+	if v.counts == nil {
+		v.counts = map[string]int{}
+	}
+	v.counts[kind]++
+	if v.counts[kind] <= maxPerKind {
+		v.list = append(v.list, kind+": "+fmt.Sprintf(format, args...))
+	} else if v.counts[kind] == maxPerKind+1 {
+		v.list = append(v.list, kind+": more violations of this kind not listed")
+	}
+}
+
+// audit checks the server after the run: the admin audit, the stock deltas
+// against the 201s, every (or a sample of) 201 by GET, per-user limits, and
+// that no order id answered two keys or users.
+func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[string]flashorder.AuditLine, ws []workerState) *AuditReport {
+	rep := &AuditReport{}
+	var v violations
+	uncertain := map[string]int64{}
+	for _, w := range ws {
+		for _, s := range w.violations {
+			v.add("answer", "%s", s)
+		}
+		for sku, q := range w.uncertain {
+			uncertain[sku] += q
+		}
+	}
+
+	// Distinct orders, and the key/user each id answered.
+	type owner struct{ key, user string }
+	byID := map[string]record{}
+	owners := map[string]owner{}
+	keyID := map[string]string{}
+	for _, w := range ws {
+		for _, rec := range w.orders {
+			if prev, ok := keyID[rec.Key]; ok && prev != rec.ID {
+				v.add("double order", "Idempotency-Key %s answered order %s and order %s", rec.Key, prev, rec.ID)
+			}
+			keyID[rec.Key] = rec.ID
+			o := owner{rec.Key, rec.User}
+			if prev, ok := owners[rec.ID]; ok && prev != o {
+				v.add("order answered twice", "order %s answered key %s (user %s) and key %s (user %s)",
+					rec.ID, prev.key, prev.user, rec.Key, rec.User)
+				continue
+			}
+			owners[rec.ID] = o
+			byID[rec.ID] = rec
+		}
+	}
+	rep.Orders = len(byID)
+	for _, w := range ws {
+		rep.Uncertain += w.uncertainRequests
+	}
+
+	// Units per SKU and per user from the distinct orders.
+	units := map[string]int64{}
+	type userSKU struct{ user, sku string }
+	perUser := map[userSKU]int64{}
+	for _, rec := range byID {
+		for _, it := range rec.Items {
+			units[it.SKU] += it.Quantity
+			perUser[userSKU{rec.User, it.SKU}] += it.Quantity
+		}
+	}
+	if limit := r.cfg.Scenario.PerUserLimit; limit > 0 {
+		keys := make([]userSKU, 0)
+		for k, q := range perUser {
+			if q > limit {
+				keys = append(keys, k)
+			}
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i].user < keys[j].user })
+		for _, k := range keys {
+			v.add("per-user limit", "user %s holds %d units of %s in 201s, the limit is %d", k.user, perUser[k], k.sku, limit)
+		}
+	}
+
+	// The server's audit and the stock deltas.
+	a, err := admin.Audit(ctx)
+	if err != nil {
+		v.add("audit endpoint", "%v", err)
+	} else {
+		rep.ServerAuditOK = a.OK
+		if !a.OK {
+			for _, l := range a.Products {
+				if !l.OK {
+					v.add("audit endpoint", "product %s: restocked %d, available %d, sold %d: restocked != available + sold or available < 0",
+						l.SKU, l.Restocked, l.Available, l.Sold)
+				}
+			}
+			if len(v.counts) == 0 || v.counts["audit endpoint"] == 0 {
+				v.add("audit endpoint", "the server's audit says ok=false")
+			}
+		}
+		after := map[string]flashorder.AuditLine{}
+		for _, l := range a.Products {
+			after[l.SKU] = l
+		}
+		for _, sku := range r.skus {
+			s := SKUAudit{SKU: sku, Before: before[sku], ClientUnits: units[sku], UncertainUnits: uncertain[sku], OK: true}
+			l, ok := after[sku]
+			if !ok {
+				v.add("stock", "the audit after the run does not list product %s", sku)
+				s.OK = false
+				rep.SKUs = append(rep.SKUs, s)
+				continue
+			}
+			s.After = l
+			s.Taken = s.Before.Available - l.Available
+			s.Sold = l.Sold - s.Before.Sold
+			fail := func(format string, args ...any) {
+				s.OK = false
+				v.add("stock", "%s: "+format, append([]any{sku}, args...)...)
+			}
+			if l.Sold > l.Restocked {
+				fail("sold %d > restocked %d (oversold)", l.Sold, l.Restocked)
+			}
+			if l.Available < 0 {
+				fail("available %d < 0", l.Available)
+			}
+			if s.Taken != s.Sold {
+				fail("stock taken during the run %d != units sold during the run %d", s.Taken, s.Sold)
+			}
+			if s.Taken < s.ClientUnits {
+				fail("stock taken %d < units in the client's 201s %d (an answered order took no stock, or stock came back)", s.Taken, s.ClientUnits)
+			}
+			if s.Taken > s.ClientUnits+s.UncertainUnits {
+				fail("stock taken %d > units in the client's 201s %d + units of requests with unknown outcome %d (oversell, or orders nobody was told about)",
+					s.Taken, s.ClientUnits, s.UncertainUnits)
+			}
+			rep.SKUs = append(rep.SKUs, s)
+		}
+	}
+
+	// Every (sampled) 201 must exist with the same user and items.
+	ids := make([]string, 0, len(byID))
+	for id := range byID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	if n := r.cfg.AuditSample; n >= 0 && len(ids) > n {
+		rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		ids = ids[:n]
+	}
+	rep.Checked = len(ids)
+	var mu sync.Mutex
+	check := func(id string) {
+		rec := byID[id]
+		o, err := admin.Order(ctx, id)
+		mu.Lock()
+		defer mu.Unlock()
+		var ce *orderhttp.ClientError
+		switch {
+		case errors.As(err, &ce) && ce.Status == 404:
+			v.add("lost order", "order %s (key %s, user %s) was answered 201 but GET says 404", id, rec.Key, rec.User)
+		case err != nil:
+			v.add("lost order", "read order %s: %v", id, err)
+		case o.UserID != rec.User || !sameOrderItems(o.Items, rec.Items):
+			v.add("order mismatch", "order %s is user %s items %v in the database, the 201 was for user %s items %v", id, o.UserID, o.Items, rec.User, rec.Items)
+		case !o.Status.Active():
+			v.add("order status", "order %s has status %s right after the run", id, o.Status)
+		}
+	}
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range jobs {
+				check(id)
+			}
+		}()
+	}
+	for _, id := range ids {
+		jobs <- id
+	}
+	close(jobs)
+	wg.Wait()
+
+	rep.Violations = v.list
+	rep.OK = len(v.list) == 0
+	return rep
+}
+
+// sameItems compares a 201's items with the request's, in any order.
+func sameItems(got, want []flashorder.ItemRequest) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameOrderItems(got []flashorder.OrderItem, want []flashorder.ItemRequest) bool {
+	g := make([]flashorder.ItemRequest, len(got))
+	for i, it := range got {
+		g[i] = flashorder.ItemRequest{SKU: it.SKU, Quantity: it.Quantity}
+	}
+	return sameItems(g, want)
+}

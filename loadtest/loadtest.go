@@ -1,0 +1,449 @@
+// Package loadtest is the load engine behind cmd/orderbench: it drives an
+// order API with a closed loop (N clients, optional think time) or an open
+// loop (a fixed request rate, latency measured from each request's intended
+// send time), records latency in HdrHistograms and answers by status and error
+// code, and after every run audits the server: every 201 the client saw must
+// exist with the same user and items, stock taken must equal what the 201s
+// took, per-user limits must hold and no order may answer two keys.
+package loadtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flashorder/flashorder"
+	orderhttp "github.com/flashorder/flashorder/http"
+)
+
+// ErrAuditFailed is returned (wrapped) by Run when the after-run audit found a
+// violation; the Result describes them.
+var ErrAuditFailed = errors.New("loadtest: audit failed")
+
+// Scenario is what the simulated shoppers order.
+type Scenario struct {
+	// SKUs is the number of products; 1 is one hot SKU. The default is 1.
+	SKUs int `json:"skus"`
+	// SKUPrefix names the products: SKUPrefix0, SKUPrefix1, ... The default
+	// is "bench-". The run resets these products at setup.
+	SKUPrefix string `json:"sku_prefix"`
+	// Stock is each product's stock at setup; the default is 1,000,000.
+	Stock int64 `json:"stock"`
+	// PriceCents is each product's price; the default is 1999.
+	PriceCents int64 `json:"price_cents"`
+	// PerUserLimit is each product's per-user limit; 0 means none.
+	PerUserLimit int64 `json:"per_user_limit"`
+	// Zipf, when > 1, picks SKUs with a Zipf distribution of this exponent
+	// (SKU 0 the hottest); otherwise SKUs are picked uniformly.
+	Zipf float64 `json:"zipf,omitempty"`
+	// MultiShare is the share (0..1) of orders with several items.
+	MultiShare float64 `json:"multi_share,omitempty"`
+	// MultiItems is the number of distinct SKUs in a multi-item order; the
+	// default is 2 (capped at SKUs).
+	MultiItems int `json:"multi_items,omitempty"`
+	// Quantity is the quantity of every item; the default is 1.
+	Quantity int64 `json:"quantity"`
+	// Users is the size of the user pool; 0 gives every order its own user.
+	Users int `json:"users"`
+	// RetryShare is the share (0..1) of requests that resend the worker's
+	// previous request with the same Idempotency-Key.
+	RetryShare float64 `json:"retry_share,omitempty"`
+}
+
+// Config is one run.
+type Config struct {
+	// URLs are the servers' base URLs; requests go round-robin.
+	URLs []string `json:"urls"`
+	// AdminToken is the bearer token for setup and audit.
+	AdminToken string `json:"-"`
+	// Concurrency is the number of clients in the closed loop, and the
+	// maximum of requests in flight in the open loop. The default is 50.
+	Concurrency int `json:"concurrency"`
+	// Rate, when > 0, runs an open loop at this many requests per second.
+	Rate float64 `json:"rate,omitempty"`
+	// Think is the pause of each closed-loop client between requests.
+	Think time.Duration `json:"think,omitempty"`
+	// Duration is the measured time; the default is 10s unless Requests is
+	// set.
+	Duration time.Duration `json:"duration,omitempty"`
+	// Requests, when > 0, ends the run after this many requests sent after
+	// the warmup (the measured requests).
+	Requests int64 `json:"requests,omitempty"`
+	// Warmup is load before the measurement starts: requests sent during
+	// it are audited but not counted in the summary (they are in the time
+	// series, marked as warmup).
+	Warmup time.Duration `json:"warmup,omitempty"`
+	// Timeout bounds each request; the default is 10s.
+	Timeout time.Duration `json:"timeout"`
+	// LateThreshold is how late an open-loop request may leave and still be
+	// on time; the default is 1ms.
+	LateThreshold time.Duration `json:"late_threshold,omitempty"`
+	// AuditSample is how many 201s the audit reads back with GET
+	// /orders/{id}; 0 means the default 20,000, a negative value all.
+	AuditSample int `json:"audit_sample"`
+	// NoServer skips setup and audit: the target is not an orderd (the no-op
+	// ceiling).
+	NoServer bool `json:"no_server,omitempty"`
+	// Scenario is what is ordered.
+	Scenario Scenario `json:"scenario"`
+	// Progress, when set, receives a progress line once a second; Terminal
+	// makes it one updating line.
+	Progress io.Writer `json:"-"`
+	// Terminal reports whether Progress is a terminal.
+	Terminal bool `json:"-"`
+	// StdHTTP makes the hot loop use net/http instead of the built-in
+	// HTTP/1.1 client (which is used for plain http URLs otherwise).
+	StdHTTP bool `json:"std_http,omitempty"`
+	// Label names the run in reports.
+	Label string `json:"label,omitempty"`
+}
+
+func (c *Config) defaults() error {
+	if len(c.URLs) == 0 {
+		return errors.New("loadtest: no target URL")
+	}
+	for i, u := range c.URLs {
+		c.URLs[i] = strings.TrimRight(u, "/")
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 50
+	}
+	if c.Duration <= 0 && c.Requests <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.LateThreshold <= 0 {
+		c.LateThreshold = time.Millisecond
+	}
+	if c.AuditSample == 0 {
+		c.AuditSample = 20000
+	}
+	s := &c.Scenario
+	if s.SKUs <= 0 {
+		s.SKUs = 1
+	}
+	if s.SKUPrefix == "" {
+		s.SKUPrefix = "bench-"
+	}
+	if s.Stock <= 0 {
+		s.Stock = 1_000_000
+	}
+	if s.PriceCents <= 0 {
+		s.PriceCents = 1999
+	}
+	if s.Quantity <= 0 {
+		s.Quantity = 1
+	}
+	if s.MultiItems <= 1 {
+		s.MultiItems = 2
+	}
+	if s.MultiItems > s.SKUs {
+		s.MultiItems = s.SKUs
+	}
+	switch {
+	case s.MultiShare < 0 || s.MultiShare > 1:
+		return fmt.Errorf("loadtest: multi-item share %v is not in 0..1", s.MultiShare)
+	case s.RetryShare < 0 || s.RetryShare > 1:
+		return fmt.Errorf("loadtest: retry share %v is not in 0..1", s.RetryShare)
+	case s.Zipf != 0 && s.Zipf <= 1:
+		return fmt.Errorf("loadtest: zipf exponent %v must be > 1 (0 for uniform)", s.Zipf)
+	case s.Quantity > flashorder.MaxQuantity:
+		return fmt.Errorf("loadtest: quantity %d is over %d", s.Quantity, flashorder.MaxQuantity)
+	case s.MultiShare > 0 && s.SKUs < 2:
+		return errors.New("loadtest: multi-item orders need at least 2 SKUs")
+	}
+	return nil
+}
+
+// NewTransport returns an HTTP transport tuned for load: enough idle
+// connections per host for every client, no compression, short dial timeout.
+func NewTransport(concurrency int) *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        concurrency * 2,
+		MaxIdleConnsPerHost: concurrency * 2,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+}
+
+// runner is the state of one run shared by its workers. Only atomics and the
+// per-shard mutexes are touched on the hot path.
+type runner struct {
+	cfg          Config
+	runID        string
+	client       *http.Client
+	orderURLs    []string
+	skus         []string
+	singleItems  [][]flashorder.ItemRequest
+	users        []string
+	shards       []*shard
+	start        time.Time
+	measureStart time.Time
+	stopAt       time.Time // zero: no time limit
+	claimed      atomic.Int64
+	soldByClient []atomic.Int64 // units per SKU in 201s, for the live stock estimate
+}
+
+// Run sets up the scenario's products, runs the load, and audits the server.
+// It returns the result, and an error wrapping ErrAuditFailed when the audit
+// found a violation (the result is returned too).
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	transport := NewTransport(cfg.Concurrency)
+	defer transport.CloseIdleConnections()
+	r := &runner{
+		cfg:    cfg,
+		runID:  randomID(),
+		client: &http.Client{Transport: transport, Timeout: cfg.Timeout},
+	}
+	for _, u := range cfg.URLs {
+		r.orderURLs = append(r.orderURLs, u+"/api/v1/orders")
+	}
+	sc := cfg.Scenario
+	for i := range sc.SKUs {
+		sku := fmt.Sprintf("%s%d", sc.SKUPrefix, i)
+		r.skus = append(r.skus, sku)
+		r.singleItems = append(r.singleItems, []flashorder.ItemRequest{{SKU: sku, Quantity: sc.Quantity}})
+	}
+	for i := range sc.Users {
+		r.users = append(r.users, fmt.Sprintf("u%s-%d", r.runID, i))
+	}
+	r.soldByClient = make([]atomic.Int64, sc.SKUs)
+	nShards := runtime.GOMAXPROCS(0) * 4
+	if nShards > cfg.Concurrency {
+		nShards = cfg.Concurrency
+	}
+	for range nShards {
+		r.shards = append(r.shards, newShard(cfg.LateThreshold))
+	}
+
+	admin := orderhttp.NewClient(cfg.URLs[0], cfg.AdminToken)
+	admin.HTTPClient = &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	var before map[string]flashorder.AuditLine
+	if !cfg.NoServer {
+		var err error
+		if before, err = r.setup(ctx, admin); err != nil {
+			return nil, err
+		}
+	}
+
+	res := r.load(ctx, admin)
+	res.RunID = r.runID
+	res.Config = cfg
+	if cfg.NoServer {
+		return res, ctx.Err()
+	}
+	// An interrupted run is audited too: requests cut short count as
+	// outcomes unknown, which the audit allows for.
+	var interrupted error
+	if ctx.Err() != nil {
+		interrupted = fmt.Errorf("loadtest: run interrupted: %w", ctx.Err())
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	res.Audit = r.audit(actx, admin, before, res.workers)
+	if !res.Audit.OK {
+		return res, errors.Join(fmt.Errorf("%w: %d violation(s)", ErrAuditFailed, len(res.Audit.Violations)), interrupted)
+	}
+	return res, interrupted
+}
+
+// setup creates or resets the scenario's products and returns the audit lines
+// of those products before the load, the baseline of the audit's deltas.
+func (r *runner) setup(ctx context.Context, admin *orderhttp.Client) (map[string]flashorder.AuditLine, error) {
+	sc := r.cfg.Scenario
+	for _, sku := range r.skus {
+		p := flashorder.Product{SKU: sku, Name: "orderbench " + sku, PriceCents: sc.PriceCents, Stock: sc.Stock, PerUserLimit: sc.PerUserLimit}
+		if _, err := admin.PutProduct(ctx, p); err != nil {
+			return nil, fmt.Errorf("loadtest: set up product %s: %w", sku, err)
+		}
+	}
+	a, err := admin.Audit(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: audit before the run: %w", err)
+	}
+	lines := map[string]flashorder.AuditLine{}
+	for _, l := range a.Products {
+		lines[l.SKU] = l
+	}
+	for _, sku := range r.skus {
+		if _, ok := lines[sku]; !ok {
+			return nil, fmt.Errorf("loadtest: audit before the run does not list product %s", sku)
+		}
+	}
+	return lines, nil
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// workerState is what one worker leaves for the audit.
+type workerState struct {
+	orders    []record
+	uncertain map[string]int64 // units per SKU of requests whose outcome is unknown
+	// uncertainRequests counts those requests.
+	uncertainRequests int64
+	violations        []string
+}
+
+// record is one 201 the client saw.
+type record struct {
+	ID       string
+	Key      string
+	User     string
+	Items    []flashorder.ItemRequest
+	Replayed bool
+}
+
+// load runs the workers and the collector and returns the statistics.
+func (r *runner) load(ctx context.Context, admin *orderhttp.Client) *Result {
+	cfg := r.cfg
+	r.start = time.Now()
+	r.measureStart = r.start.Add(cfg.Warmup)
+	if cfg.Duration > 0 {
+		r.stopAt = r.measureStart.Add(cfg.Duration)
+	}
+	col := newCollector(r, admin)
+	colDone := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() { col.run(ctx, loadDone); close(colDone) }()
+
+	workers := make([]*worker, cfg.Concurrency)
+	for i := range workers {
+		workers[i] = newWorker(r, i)
+		if !cfg.StdHTTP {
+			if raw, stop, err := newRawClient(ctx, cfg.URLs, cfg.Timeout); err == nil {
+				workers[i].raw = raw
+				defer raw.Close()
+				defer stop()
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	var notSent int64
+	if cfg.Rate > 0 {
+		tokens := make(chan int64, cfg.Concurrency)
+		sched := Schedule{Start: r.start, Rate: cfg.Rate}
+		for _, w := range workers {
+			wg.Add(1)
+			go func() { defer wg.Done(); w.openLoop(ctx, sched, tokens) }()
+		}
+		notSent = r.dispatch(ctx, sched, tokens)
+	} else {
+		for _, w := range workers {
+			wg.Add(1)
+			go func() { defer wg.Done(); w.closedLoop(ctx) }()
+		}
+	}
+	wg.Wait()
+	end := time.Now()
+	close(loadDone)
+	<-colDone
+
+	res := col.result(end)
+	res.NotSent = notSent
+	for _, w := range workers {
+		res.workers = append(res.workers, w.state)
+	}
+	return res
+}
+
+// stopped reports whether the closed loop must send no new request.
+func (r *runner) stopped(ctx context.Context, now time.Time) bool {
+	return ctx.Err() != nil || (!r.stopAt.IsZero() && !now.Before(r.stopAt))
+}
+
+// dispatch hands out open-loop tokens at their intended times until the run
+// ends, and returns how many due requests could not be sent at all. Tokens
+// wait in a bounded channel; when every worker is busy the dispatcher blocks,
+// and the late requests it then releases are charged from their intended time.
+func (r *runner) dispatch(ctx context.Context, sched Schedule, tokens chan int64) int64 {
+	limit := int64(-1)
+	if r.cfg.Requests > 0 {
+		limit = r.cfg.Requests + int64(r.cfg.Rate*r.cfg.Warmup.Seconds())
+	}
+	var next int64
+	var stopTimer <-chan time.Time
+	if !r.stopAt.IsZero() {
+		t := time.NewTimer(time.Until(r.stopAt))
+		defer t.Stop()
+		stopTimer = t.C
+	}
+	finish := func() int64 {
+		var notSent int64
+		due := sched.Due(time.Now())
+		if !r.stopAt.IsZero() {
+			due = sched.Due(r.stopAt.Add(-1))
+		}
+		if limit >= 0 && due > limit {
+			due = limit
+		}
+		if due > next {
+			notSent = due - next
+		}
+		// Tokens still queued are not sent either.
+		for {
+			select {
+			case <-tokens:
+				notSent++
+			default:
+				close(tokens)
+				return notSent
+			}
+		}
+	}
+	for {
+		due := sched.Due(time.Now())
+		if limit >= 0 && due > limit {
+			due = limit
+		}
+		for ; next < due; next++ {
+			if !r.stopAt.IsZero() && !sched.Intended(next).Before(r.stopAt) {
+				close(tokens)
+				return 0
+			}
+			select {
+			case tokens <- next:
+			case <-stopTimer:
+				return finish()
+			case <-ctx.Done():
+				return finish()
+			}
+		}
+		if (limit >= 0 && next >= limit) || (!r.stopAt.IsZero() && !sched.Intended(next).Before(r.stopAt)) {
+			// Every request was handed out; the workers send what is queued.
+			close(tokens)
+			return 0
+		}
+		wait := time.NewTimer(time.Until(sched.Intended(next)))
+		select {
+		case <-wait.C:
+		case <-stopTimer:
+			wait.Stop()
+			return finish()
+		case <-ctx.Done():
+			wait.Stop()
+			return finish()
+		}
+	}
+}

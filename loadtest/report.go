@@ -1,0 +1,85 @@
+package loadtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// WriteSummary prints the human summary of res: rates, answers, latency and
+// the audit.
+func WriteSummary(w io.Writer, res *Result) {
+	cfg := res.Config
+	title := "orderbench"
+	if res.Label != "" {
+		title += " " + res.Label
+	}
+	fmt.Fprintf(w, "\n== %s: run %s, %s loop, %d clients, %s measured against %s\n", title, res.RunID, res.Mode,
+		cfg.Concurrency, fmtSecs(res.Seconds), strings.Join(cfg.URLs, ", "))
+	fmt.Fprintf(w, "offered    %10.1f req/s\n", res.OfferedRate)
+	fmt.Fprintf(w, "achieved   %10.1f req/s  (%d answers)\n", res.AchievedRate, res.Requests)
+	fmt.Fprintf(w, "orders     %10.1f orders/s  (%d new orders)\n", res.OrdersPerSec, res.Orders)
+	if res.Mode == "open" {
+		fmt.Fprintf(w, "late       %10d requests sent more than %s after their intended time (max lag %.1fms); %d never sent\n",
+			res.Late, cfg.LateThreshold, res.MaxLagMs, res.NotSent)
+	}
+	fmt.Fprintln(w, "answers:")
+	for _, a := range res.Answers {
+		share := 0.0
+		if res.Requests > 0 {
+			share = 100 * float64(a.Count) / float64(res.Requests)
+		}
+		fmt.Fprintf(w, "  %-32s %10d  %5.1f%%\n", a.Answer.String(), a.Count, share)
+	}
+	l := res.Latency
+	from := "send"
+	if res.Mode == "open" {
+		from = "intended send time"
+	}
+	fmt.Fprintf(w, "latency (ms, from %s): p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  mean %.2f\n",
+		from, l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+	WriteAudit(w, res.Audit)
+}
+
+// WriteAudit prints the audit verdict; a failed audit is loud.
+func WriteAudit(w io.Writer, a *AuditReport) {
+	if a == nil {
+		fmt.Fprintln(w, "audit: not run (no orderd behind the target)")
+		return
+	}
+	if a.OK {
+		fmt.Fprintf(w, "audit: OK: %d orders answered 201, %d read back and matching; stock taken equals the 201s", a.Orders, a.Checked)
+		if a.Uncertain > 0 {
+			fmt.Fprintf(w, " (%d requests with unknown outcome allowed for)", a.Uncertain)
+		}
+		fmt.Fprintln(w, "; server audit ok; per-user limits and idempotency hold")
+		for _, s := range a.SKUs {
+			fmt.Fprintf(w, "  %s: taken %d, client 201 units %d, available %d, sold %d, restocked %d\n",
+				s.SKU, s.Taken, s.ClientUnits, s.After.Available, s.After.Sold, s.After.Restocked)
+		}
+		return
+	}
+	bar := strings.Repeat("!", 72)
+	fmt.Fprintln(w, bar)
+	fmt.Fprintf(w, "AUDIT FAILED: %d violation(s) (%d orders answered 201, %d read back)\n", len(a.Violations), a.Orders, a.Checked)
+	for _, v := range a.Violations {
+		fmt.Fprintln(w, "  - "+v)
+	}
+	fmt.Fprintln(w, bar)
+}
+
+// WriteJSON writes res as indented JSON to path.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("loadtest: encode results: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("loadtest: write results: %w", err)
+	}
+	return nil
+}
+
+func fmtSecs(s float64) string { return fmt.Sprintf("%.1fs", s) }

@@ -1,0 +1,192 @@
+package loadtest
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Histogram bounds: latencies are recorded in microseconds from 1 µs to 10
+// minutes with 3 significant digits.
+const (
+	histMinMicros = 1
+	histMaxMicros = int64(10 * time.Minute / time.Microsecond)
+	histSigFigs   = 3
+)
+
+// NewHistogram returns an empty latency histogram in microseconds.
+func NewHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(histMinMicros, histMaxMicros, histSigFigs)
+}
+
+// RecordLatency adds d to h, clamped to the histogram's range.
+func RecordLatency(h *hdrhistogram.Histogram, d time.Duration) {
+	us := d.Microseconds()
+	if us < histMinMicros {
+		us = histMinMicros
+	}
+	if us > histMaxMicros {
+		us = histMaxMicros
+	}
+	_ = h.RecordValue(us)
+}
+
+// Percentiles are the usual latency summary, in milliseconds.
+type Percentiles struct {
+	Count int64   `json:"count"`
+	Mean  float64 `json:"mean_ms"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p99_9_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+// PercentilesOf summarises h (in microseconds) in milliseconds.
+func PercentilesOf(h *hdrhistogram.Histogram) Percentiles {
+	if h.TotalCount() == 0 {
+		return Percentiles{}
+	}
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return Percentiles{
+		Count: h.TotalCount(),
+		Mean:  h.Mean() / 1000,
+		P50:   ms(h.ValueAtQuantile(50)),
+		P90:   ms(h.ValueAtQuantile(90)),
+		P99:   ms(h.ValueAtQuantile(99)),
+		P999:  ms(h.ValueAtQuantile(99.9)),
+		Max:   ms(h.Max()),
+	}
+}
+
+// DistPoint is one point of the latency distribution: Percentile percent of
+// the requests took at most LatencyMs.
+type DistPoint struct {
+	Percentile float64 `json:"percentile"`
+	LatencyMs  float64 `json:"latency_ms"`
+}
+
+// Distribution returns the latency at a fixed ladder of percentiles (50, 75,
+// 90, 95, 99, 99.5, 99.9, ... 100), the shape of the classic HdrHistogram plot.
+func Distribution(h *hdrhistogram.Histogram) []DistPoint {
+	if h.TotalCount() == 0 {
+		return nil
+	}
+	qs := []float64{0, 10, 25, 50, 75, 90, 95, 97.5, 99, 99.5, 99.75, 99.9, 99.95, 99.99, 99.999, 100}
+	out := make([]DistPoint, 0, len(qs))
+	for _, q := range qs {
+		out = append(out, DistPoint{Percentile: q, LatencyMs: float64(h.ValueAtQuantile(q)) / 1000})
+	}
+	return out
+}
+
+// Answer identifies one kind of answer: an HTTP status and the API's error
+// code ("" for successes). Status 0 is a transport error (no answer), with
+// Code describing it.
+type Answer struct {
+	Status int    `json:"status"`
+	Code   string `json:"code,omitempty"`
+}
+
+// AnswerCount is how many answers of one kind a run got.
+type AnswerCount struct {
+	Answer
+	Count int64 `json:"count"`
+}
+
+// shard is one slice of the live statistics. Workers are spread over shards
+// so that no mutex is shared by all of them; the collector drains each shard
+// once a second.
+type shard struct {
+	mu sync.Mutex
+	// all is every answer, for the time series and progress.
+	all counts
+	// measured is the answers to requests sent after the warmup, for the
+	// summary.
+	measured counts
+}
+
+// counts is what a shard or an interval gathers.
+type counts struct {
+	hist     *hdrhistogram.Histogram
+	answers  map[Answer]int64
+	orders   int64
+	lateness Lateness
+}
+
+func newCounts(threshold time.Duration) counts {
+	return counts{hist: NewHistogram(), answers: map[Answer]int64{}, lateness: Lateness{Threshold: threshold}}
+}
+
+func (c *counts) add(lat time.Duration, a Answer, units int64, intended, sent time.Time, open bool) {
+	RecordLatency(c.hist, lat)
+	c.answers[a]++
+	if units > 0 {
+		c.orders++
+	}
+	if open {
+		c.lateness.Record(intended, sent)
+	}
+}
+
+// moveTo adds c to into and empties c.
+func (c *counts) moveTo(into *counts) {
+	into.hist.Merge(c.hist)
+	c.hist.Reset()
+	for k, v := range c.answers {
+		into.answers[k] += v
+	}
+	clear(c.answers)
+	into.orders += c.orders
+	c.orders = 0
+	into.lateness.Merge(c.lateness)
+	c.lateness = Lateness{Threshold: c.lateness.Threshold}
+}
+
+func (c *counts) reset() {
+	c.hist.Reset()
+	clear(c.answers)
+	c.orders = 0
+	c.lateness = Lateness{Threshold: c.lateness.Threshold}
+}
+
+func newShard(threshold time.Duration) *shard {
+	return &shard{all: newCounts(threshold), measured: newCounts(threshold)}
+}
+
+// record accounts one answer. units is the number of stock units a new
+// order (a 201 that is not a replay) took; 0 for any other answer. measured
+// tells whether the request was sent after the warmup.
+func (s *shard) record(lat time.Duration, a Answer, units int64, intended, sent time.Time, open, measured bool) {
+	s.mu.Lock()
+	s.all.add(lat, a, units, intended, sent, open)
+	if measured {
+		s.measured.add(lat, a, units, intended, sent, open)
+	}
+	s.mu.Unlock()
+}
+
+// drain moves the shard's counts into all and measured, leaving it empty.
+func (s *shard) drain(all, measured *counts) {
+	s.mu.Lock()
+	s.all.moveTo(all)
+	s.measured.moveTo(measured)
+	s.mu.Unlock()
+}
+
+// sortedAnswers returns m as a list, successes first, then by status and code.
+func sortedAnswers(m map[Answer]int64) []AnswerCount {
+	out := make([]AnswerCount, 0, len(m))
+	for k, v := range m {
+		out = append(out, AnswerCount{Answer: k, Count: v})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Status != out[j].Status {
+			return out[i].Status < out[j].Status
+		}
+		return out[i].Code < out[j].Code
+	})
+	return out
+}

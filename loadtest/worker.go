@@ -1,0 +1,341 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/flashorder/flashorder"
+	orderhttp "github.com/flashorder/flashorder/http"
+)
+
+// jsonContentType is shared by every request: net/http only reads headers.
+var jsonContentType = []string{"application/json"}
+
+// Transport error codes, used as Answer.Code with Status 0.
+const (
+	CodeTimeout   = "timeout"
+	CodeTransport = "transport_error"
+)
+
+// worker is one client. All of its state is its own; it touches shared state
+// only through its stats shard and atomics.
+type worker struct {
+	r       *runner
+	id      int
+	rng     *rand.Rand
+	zipf    *rand.Zipf
+	shard   *shard
+	seq     int64
+	url     int
+	buf     bytes.Buffer
+	state   workerState
+	scratch answerBody
+	// raw is the hot-loop HTTP client for plain http targets; nil means
+	// net/http through runner.client.
+	raw *rawClient
+
+	last       *request // the previous request, for retries
+	lastStatus int
+	lastID     string
+}
+
+// request is one order request with its pre-encoded body.
+type request struct {
+	user  string
+	items []flashorder.ItemRequest
+	key   string
+	body  []byte
+	retry bool
+}
+
+func newWorker(r *runner, id int) *worker {
+	w := &worker{
+		r:     r,
+		id:    id,
+		rng:   rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(id))),
+		shard: r.shards[id%len(r.shards)],
+		url:   id % len(r.orderURLs),
+		state: workerState{uncertain: map[string]int64{}},
+	}
+	if s := r.cfg.Scenario; s.Zipf > 1 && s.SKUs > 1 {
+		w.zipf = rand.NewZipf(w.rng, s.Zipf, 1, uint64(s.SKUs-1))
+	}
+	return w
+}
+
+func (w *worker) closedLoop(ctx context.Context) {
+	think := w.r.cfg.Think
+	for {
+		now := time.Now()
+		if w.r.stopped(ctx, now) {
+			return
+		}
+		if w.r.cfg.Requests > 0 && !now.Before(w.r.measureStart) && w.r.claimed.Add(1) > w.r.cfg.Requests {
+			return
+		}
+		w.send(ctx, now, now, false)
+		if think > 0 {
+			t := time.NewTimer(think)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+	}
+}
+
+func (w *worker) openLoop(ctx context.Context, sched Schedule, tokens <-chan int64) {
+	for i := range tokens {
+		if ctx.Err() != nil {
+			continue
+		}
+		w.send(ctx, sched.Intended(i), time.Now(), true)
+	}
+}
+
+// sku picks one SKU index.
+func (w *worker) sku() int {
+	n := w.r.cfg.Scenario.SKUs
+	switch {
+	case n == 1:
+		return 0
+	case w.zipf != nil:
+		return int(w.zipf.Uint64())
+	default:
+		return w.rng.IntN(n)
+	}
+}
+
+// next builds the next request: a retry of the previous one, or a new one.
+func (w *worker) next() *request {
+	sc := &w.r.cfg.Scenario
+	if w.last != nil && sc.RetryShare > 0 && w.rng.Float64() < sc.RetryShare {
+		rq := *w.last
+		rq.retry = true
+		return &rq
+	}
+	w.seq++
+	rq := &request{}
+	if len(w.r.users) > 0 {
+		rq.user = w.r.users[w.rng.IntN(len(w.r.users))]
+	} else {
+		rq.user = "u" + w.r.runID + "-" + strconv.Itoa(w.id) + "-" + strconv.FormatInt(w.seq, 10)
+	}
+	if sc.MultiShare > 0 && w.rng.Float64() < sc.MultiShare {
+		rq.items = make([]flashorder.ItemRequest, 0, sc.MultiItems)
+		for len(rq.items) < sc.MultiItems {
+			sku := w.r.skus[w.sku()]
+			dup := false
+			for _, it := range rq.items {
+				dup = dup || it.SKU == sku
+			}
+			if !dup {
+				rq.items = append(rq.items, flashorder.ItemRequest{SKU: sku, Quantity: sc.Quantity})
+			}
+		}
+	} else {
+		rq.items = w.r.singleItems[w.sku()]
+	}
+	rq.key = w.r.runID + "-" + strconv.Itoa(w.id) + "-" + strconv.FormatInt(w.seq, 10)
+	rq.body = appendOrderJSON(make([]byte, 0, 64+32*len(rq.items)), rq.user, rq.items)
+	return rq
+}
+
+// appendOrderJSON encodes an order request. User ids and SKUs are restricted
+// to characters that need no JSON escaping.
+func appendOrderJSON(b []byte, user string, items []flashorder.ItemRequest) []byte {
+	b = append(b, `{"user_id":"`...)
+	b = append(b, user...)
+	b = append(b, `","items":[`...)
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"sku":"`...)
+		b = append(b, it.SKU...)
+		b = append(b, `","quantity":`...)
+		b = strconv.AppendInt(b, it.Quantity, 10)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// answerBody is the part of an order answer, or of an error, that the
+// client checks.
+type answerBody struct {
+	ID     string                   `json:"id"`
+	UserID string                   `json:"user_id"`
+	Items  []flashorder.ItemRequest `json:"items"`
+	Error  struct {
+		Code string `json:"code"`
+	} `json:"error"`
+}
+
+// send sends one request and records its answer; latency runs from intended.
+func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) {
+	rq := w.next()
+	target := w.url
+	w.url = (w.url + 1) % len(w.r.orderURLs)
+
+	status, ans, resent, err := w.do(ctx, target, rq)
+	done := time.Now()
+	var a Answer
+	switch {
+	case err != nil && ctx.Err() != nil:
+		a = Answer{Code: "cancelled"}
+	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)):
+		a = Answer{Code: CodeTimeout}
+	case err != nil:
+		a = Answer{Code: CodeTransport}
+	default:
+		a = Answer{Status: status}
+		if status != http.StatusCreated {
+			a.Code = ans.Error.Code
+		}
+	}
+
+	var units int64
+	if a.Status == 0 || a.Status >= 500 {
+		// The server may have made the order: the audit allows for it.
+		w.state.uncertainRequests++
+		for _, it := range rq.items {
+			w.state.uncertain[it.SKU] += it.Quantity
+		}
+	}
+	if a.Status == http.StatusCreated && !w.r.cfg.NoServer {
+		// A request resent on a fresh connection may replay its own first
+		// attempt: that order is still new to this client.
+		replayed := ans.replayed && !(resent && !rq.retry)
+		w.check201(rq, ans)
+		w.state.orders = append(w.state.orders, record{ID: ans.ID, Key: rq.key, User: rq.user, Items: rq.items, Replayed: replayed})
+		if !replayed {
+			for _, it := range rq.items {
+				units += it.Quantity
+				w.r.soldByClient[w.r.skuIndex(it.SKU)].Add(it.Quantity)
+			}
+		}
+	}
+	if rq.retry && w.lastStatus == http.StatusCreated && a.Status != 0 && a.Status < 500 &&
+		(a.Status != http.StatusCreated || ans.ID != w.lastID) {
+		w.violate("idempotency: key %s first answered 201 order %s, its retry got %d %s order %q",
+			rq.key, w.lastID, a.Status, a.Code, ans.ID)
+	}
+	if !rq.retry || w.lastStatus == 0 || w.lastStatus >= 500 {
+		w.last, w.lastStatus, w.lastID = rq, a.Status, ans.ID
+	}
+	w.shard.record(done.Sub(intended), a, units, intended, sent, open, !sent.Before(w.r.measureStart))
+}
+
+// check201 compares a 201's body with the request.
+func (w *worker) check201(rq *request, ans *answer) {
+	if ans.ID == "" {
+		w.violate("answer: 201 without an order id for key %s", rq.key)
+		return
+	}
+	if ans.UserID != rq.user || !sameItems(ans.Items, rq.items) {
+		w.violate("answer: 201 order %s is for user %s items %v, the request was user %s items %v",
+			ans.ID, ans.UserID, ans.Items, rq.user, rq.items)
+	}
+}
+
+// maxViolationsPerWorker bounds the memory a broken server can make us use.
+const maxViolationsPerWorker = 100
+
+func (w *worker) violate(format string, args ...any) {
+	if len(w.state.violations) < maxViolationsPerWorker {
+		w.state.violations = append(w.state.violations, fmt.Sprintf(format, args...))
+	}
+}
+
+// answer is a decoded answer.
+type answer struct {
+	answerBody
+	replayed bool
+}
+
+var emptyAnswer = &answer{}
+
+// do sends rq to target and decodes the answer. resent reports that the raw
+// client sent it twice (see rawClient.post).
+func (w *worker) do(ctx context.Context, target int, rq *request) (status int, ans *answer, resent bool, err error) {
+	ans = &answer{}
+	if w.raw != nil {
+		var ra rawAnswer
+		ra, resent, err = w.raw.post(ctx, target, rq.key, rq.body, &w.buf)
+		if err != nil {
+			return 0, emptyAnswer, resent, err
+		}
+		status, ans.replayed = ra.status, ra.replayed
+	} else {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.r.orderURLs[target], bytes.NewReader(rq.body))
+		if err != nil {
+			return 0, emptyAnswer, false, err
+		}
+		req.Header = http.Header{"Content-Type": jsonContentType, orderhttp.IdempotencyKeyHeader: []string{rq.key}}
+		resp, err := w.r.client.Do(req)
+		if err != nil {
+			return 0, emptyAnswer, false, err
+		}
+		w.buf.Reset()
+		_, err = w.buf.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return 0, emptyAnswer, false, err
+		}
+		status, ans.replayed = resp.StatusCode, resp.Header.Get(orderhttp.ReplayedHeader) == "true"
+	}
+	body := w.buf.Bytes()
+	switch {
+	case status != http.StatusCreated:
+		if ans.Error.Code = errorCode(body); ans.Error.Code == "" {
+			_ = json.Unmarshal(body, &ans.answerBody)
+		}
+	case w.r.cfg.NoServer:
+		// The no-op ceiling: decode like a real run, keep nothing.
+		_ = json.Unmarshal(body, &w.scratch)
+	default:
+		if err := json.Unmarshal(body, &ans.answerBody); err != nil {
+			ans.ID = ""
+		}
+	}
+	return status, ans, resent, nil
+}
+
+// skuIndex returns the index of a SKU of the scenario.
+func (r *runner) skuIndex(sku string) int {
+	if len(r.skus) == 1 {
+		return 0
+	}
+	n, err := strconv.Atoi(sku[len(r.cfg.Scenario.SKUPrefix):])
+	if err != nil || n < 0 || n >= len(r.skus) {
+		return 0
+	}
+	return n
+}
+
+// errorCode extracts the code from an error body
+// {"error":{"code":"sold_out",...}} without a full JSON decode; the API's
+// codes are plain ASCII words. It returns "" when there is none.
+func errorCode(body []byte) string {
+	const key = `"code":"`
+	i := bytes.Index(body, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || j > 64 {
+		return ""
+	}
+	return string(rest[:j])
+}
