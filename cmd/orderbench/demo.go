@@ -21,7 +21,7 @@ import (
 )
 
 // embedded is an orderd running inside orderbench, wired as cmd/orderd wires
-// its embedded default: SQLite, the row strategy, in-process idempotency.
+// its embedded default: SQLite, the batch strategy, in-process idempotency.
 type embedded struct {
 	URL        string
 	AdminToken string
@@ -37,7 +37,7 @@ func startEmbedded(ctx context.Context, dir string, logTo io.Writer) (*embedded,
 		return nil, fmt.Errorf("open embedded database: %w", err)
 	}
 	e := &embedded{AdminToken: randomToken(), db: db}
-	e.server = orderhttp.NewServer(db, checkout.NewRow(db), inmem.NewIdempotencyStore(), e.AdminToken)
+	e.server = orderhttp.NewServer(db, checkout.NewBatch(db), inmem.NewIdempotencyStore(), e.AdminToken)
 	e.server.Logger = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := e.server.Open("127.0.0.1:0"); err != nil {
 		db.Close()
@@ -94,7 +94,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer e.Close()
-	fmt.Fprintf(stdout, "orderbench demo: embedded orderd at %s (SQLite in %s, strategy row)\n", e.URL, dir)
+	fmt.Fprintf(stdout, "orderbench demo: embedded orderd at %s (SQLite in %s, strategy batch)\n", e.URL, dir)
 	fmt.Fprintf(stdout, "flash sale: one hot SKU, stock %d, per-user limit %d, %d clients for %s\n",
 		cfg.Scenario.Stock, cfg.Scenario.PerUserLimit, cfg.Concurrency, cfg.Duration)
 	cfg.URLs = []string{e.URL}
