@@ -1,0 +1,107 @@
+package inmem
+
+import (
+	"context"
+	"fmt"
+		"sync/atomic"
+	"time"
+
+	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/internal/keymutex"
+)
+
+var (
+	_ flashorder.Locker = (*Locker)(nil)
+	_ flashorder.Lock   = (*lock)(nil)
+)
+
+// Locker is an in-process flashorder.Locker: FIFO per key, never lost while
+// the process lives. It excludes goroutines of one process only, so it keeps
+// the `lock` strategy's promises only for a single orderd on its database.
+//
+// Tokens come from one counter per Locker that starts at the wall clock in
+// nanoseconds, so they grow across keys and across restarts of the process
+// (unless the clock moves back), and a database fenced by an earlier run does
+// not refuse the next one.
+type Locker struct {
+	keys  *keymutex.Map
+	token atomic.Int64
+
+	// ctx ends on Close and wakes every waiter.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// NewLocker returns an empty in-process Locker.
+func NewLocker() *Locker {
+	l := &Locker{keys: keymutex.New()}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.token.Store(time.Now().UnixNano())
+	return l
+}
+
+// Lock implements flashorder.Locker.
+func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) {
+	if l.ctx.Err() != nil {
+		return nil, flashorder.ErrLockerClosed
+	}
+	ctx, stop := mergeCancel(ctx, l.ctx)
+	defer stop()
+	unlock, err := l.keys.Lock(ctx, key)
+	if err != nil {
+		if l.ctx.Err() != nil {
+			return nil, flashorder.ErrLockerClosed
+		}
+		return nil, fmt.Errorf("inmem: lock %q: %w", key, err)
+	}
+	k := &lock{key: key, token: l.token.Add(1), lost: make(chan struct{}), unlock: unlock}
+	// Close loses every held lock; AfterFunc costs no goroutine until then.
+	k.stop = context.AfterFunc(l.ctx, func() { k.release() })
+	return k, nil
+}
+
+// Close implements flashorder.Locker: held locks are lost, waiters get
+// ErrLockerClosed.
+func (l *Locker) Close() error {
+	l.cancel()
+	return nil
+}
+
+// mergeCancel returns a context that ends when ctx or other ends.
+func mergeCancel(ctx, other context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(other, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+type lock struct {
+	key    string
+	token  int64
+	lost   chan struct{}
+	unlock func()
+	stop   func() bool
+	done   atomic.Bool
+}
+
+func (k *lock) Key() string           { return k.key }
+func (k *lock) Token() int64          { return k.token }
+func (k *lock) Lost() <-chan struct{} { return k.lost }
+
+// Unlock implements flashorder.Lock.
+func (k *lock) Unlock(context.Context) error {
+	k.stop()
+	if !k.release() {
+		return flashorder.ErrLockNotHeld
+	}
+	return nil
+}
+
+// release frees the key once; it reports whether this call did.
+func (k *lock) release() bool {
+	if !k.done.CompareAndSwap(false, true) {
+		return false
+	}
+	close(k.lost)
+	k.unlock()
+	return true
+}
