@@ -3,7 +3,7 @@ package inmem
 import (
 	"context"
 	"fmt"
-		"sync/atomic"
+	"sync/atomic"
 	"time"
 
 	"github.com/flashorder/flashorder"
