@@ -76,6 +76,7 @@ type Main struct {
 
 	stderr io.Writer
 	db     *gormdb.DB
+	lock   *lockBackend
 	server *orderhttp.Server
 }
 
@@ -91,8 +92,8 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
 	fs.StringVar(&cfg.DB, "db", "sqlite://data/flashorder.db", "database URL: sqlite://path, postgres://user:pass@host:port/db?sslmode=disable or mysql://user:pass@host:port/db")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
-	fs.StringVar(&cfg.Strategy, "strategy", "row", "stock deduction strategy: row")
-	fs.StringVar(&cfg.Lock, "lock", "memory", "distributed lock backend: memory")
+	fs.StringVar(&cfg.Strategy, "strategy", "row", "stock deduction strategy: row or lock")
+	fs.StringVar(&cfg.Lock, "lock", "memory", "lock backend: memory, zk://host:port[,host:port]/prefix, etcd://host:port/prefix or redis://host:port/db")
 	fs.StringVar(&cfg.Idempotency, "idempotency", "memory", "idempotency store: memory")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for the admin endpoints (generated and logged when empty)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
@@ -159,16 +160,23 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.db = db
 
+	m.lock, err = openLocker(ctx, cfg.Lock)
+	if err != nil {
+		return err
+	}
+
 	var placer flashorder.OrderPlacer
 	switch cfg.Strategy {
 	case "row":
 		placer = checkout.NewRow(db)
+	case "lock":
+		placer = checkout.NewLock(db, m.lock.locker)
+		if cfg.Lock == "memory" && db.Engine() != gormdb.SQLite {
+			m.Logger.Warn("--strategy lock with --lock memory excludes the orders of this process only; other instances on this database are not excluded (their writes are still fenced, but expect 503s)",
+				"db", db.Engine())
+		}
 	default:
-		return fmt.Errorf("--strategy %q is not supported (want row)", cfg.Strategy)
-	}
-
-	if cfg.Lock != "memory" {
-		return fmt.Errorf("--lock %q is not supported (want memory)", cfg.Lock)
+		return fmt.Errorf("--strategy %q is not supported (want row or lock)", cfg.Strategy)
 	}
 
 	var idem flashorder.IdempotencyStore
@@ -186,6 +194,9 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.server = orderhttp.NewServer(db, placer, idem, cfg.AdminToken)
 	m.server.Logger = m.Logger
+	if m.lock.ping != nil {
+		m.server.AddReadyCheck("lock", m.lock.ping)
+	}
 	if err := m.server.Open(cfg.Listen); err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
@@ -203,6 +214,9 @@ func (m *Main) Close(ctx context.Context) error {
 	var errs []error
 	if m.server != nil {
 		errs = append(errs, m.server.Close(ctx))
+	}
+	if m.lock != nil {
+		errs = append(errs, m.lock.close())
 	}
 	if m.db != nil {
 		errs = append(errs, m.db.Close())
