@@ -79,3 +79,6 @@ require (
 	modernc.org/memory v1.5.0 // indirect
 	modernc.org/sqlite v1.23.1 // indirect
 )
+
+// Patched copy (atomic lastZxid): see third_party/zk/FLASHORDER.md.
+replace github.com/go-zookeeper/zk => ./third_party/zk
