@@ -54,6 +54,11 @@ func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) 
 		}
 		return nil, fmt.Errorf("inmem: lock %q: %w", key, err)
 	}
+	if l.ctx.Err() != nil {
+		// Close released a holder and we won the race for its slot.
+		unlock()
+		return nil, flashorder.ErrLockerClosed
+	}
 	k := &lock{key: key, token: l.token.Add(1), lost: make(chan struct{}), unlock: unlock}
 	// Close loses every held lock; AfterFunc costs no goroutine until then.
 	k.stop = context.AfterFunc(l.ctx, func() { k.release() })
