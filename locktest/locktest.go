@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/flashorder/flashorder"
 )
 
@@ -44,8 +46,11 @@ type Backend struct {
 	Leftovers func(t testing.TB, key string) int
 }
 
-// Run runs the conformance suite against b.
+// Run runs the conformance suite against b. When the suite ends, every
+// goroutine that it or the backend started must be gone.
 func Run(t *testing.T, b Backend) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	t.Run("MutualExclusion", func(t *testing.T) { testMutualExclusion(t, b) })
 	t.Run("PerKeyIndependence", func(t *testing.T) { testPerKey(t, b) })
 	t.Run("FIFO", func(t *testing.T) { testFIFO(t, b) })
