@@ -348,13 +348,15 @@ func nextBackoff(d time.Duration) time.Duration { return min(2*d, time.Second) }
 func (l *Locker) create(ctx context.Context, sess *session, parent, guid string) (suspect bool, err error) {
 	prefix := parent + "/" + nodeMarker + guid + "-lock-"
 	backoff := 20 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
+	now := true // the next attempt needs no pause
+	for {
+		if !now {
 			if err := pause(ctx, sess, backoff); err != nil {
 				return suspect, err
 			}
 			backoff = nextBackoff(backoff)
 		}
+		now = false
 		if sess.ended() {
 			return suspect, flashorder.ErrLockSessionLost
 		}
@@ -369,7 +371,7 @@ func (l *Locker) create(ctx context.Context, sess *session, parent, guid string)
 			if err != nil && !errors.Is(err, zk.ErrNodeExists) && !transient(err) {
 				return suspect, fmt.Errorf("create %s: %w", parent, err)
 			}
-			backoff = 0
+			now = err == nil || errors.Is(err, zk.ErrNodeExists)
 		case transient(err):
 			suspect = true
 			// The create may have happened before the connection broke.
