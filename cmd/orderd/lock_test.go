@@ -183,3 +183,25 @@ func TestOrderdLockURLs(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderdLockMemoryWarning: --strategy lock with the in-process lock on a
+// database that other instances can share starts, with a warning; on SQLite
+// it starts quietly.
+func TestOrderdLockMemoryWarning(t *testing.T) {
+	for _, db := range testenv.Databases(t) {
+		var log strings.Builder
+		m := NewMain(&log)
+		args := []string{"--listen", "127.0.0.1:0", "--db", db.URL, "--admin-token", adminToken, "--strategy", "lock"}
+		if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Run(context.Background()); err != nil {
+			t.Fatalf("%s: %v", db.Engine, err)
+		}
+		m.Close(context.Background())
+		warned := strings.Contains(log.String(), "level=WARN") && strings.Contains(log.String(), "--lock memory")
+		if warned != (db.Engine != "sqlite") {
+			t.Errorf("%s: warned=%v; log:\n%s", db.Engine, warned, log.String())
+		}
+	}
+}

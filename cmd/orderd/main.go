@@ -172,7 +172,8 @@ func (m *Main) Run(ctx context.Context) error {
 	case "lock":
 		placer = checkout.NewLock(db, m.lock.locker)
 		if cfg.Lock == "memory" && db.Engine() != gormdb.SQLite {
-			m.Logger.Warn("--strategy lock with --lock memory excludes the orders of this process only; other instances on this database are not excluded (their writes are still fenced, but expect 503s)",
+			m.Logger.Warn("--strategy lock with --lock memory: the lock and its fencing tokens are local to this process; "+
+				"other instances on this database are not excluded, and the fence will refuse the orders of some of them (503); use zk://, etcd:// or redis://",
 				"db", db.Engine())
 		}
 	default:
