@@ -210,8 +210,12 @@ func testLeaderKilled(t *testing.T, addrs []string) {
 			}()
 		}
 	}
+	stopWorkers := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	defer stopWorkers()
 	time.Sleep(time.Second)
-	before := counter.Load()
 	if out, err := exec.Command(script, "kill", unit).CombinedOutput(); err != nil {
 		t.Fatalf("kill %s: %v\n%s", unit, err, out)
 	}
@@ -230,19 +234,16 @@ func testLeaderKilled(t *testing.T, addrs []string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("new leader elected %v after killing %s", time.Since(killedAt).Round(time.Millisecond), unit)
-	before = counter.Load()
+	before := counter.Load()
 	for counter.Load() < before+50 {
 		if time.Since(killedAt) > 30*time.Second {
-			close(stop)
-			wg.Wait()
 			t.Fatalf("no progress within 30 s of killing the leader %s (counter %d -> %d)", unit, before, counter.Load())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("50 more locked increments %v after the kill", time.Since(killedAt).Round(time.Millisecond))
 	restart()
-	close(stop)
-	wg.Wait()
+	stopWorkers()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
