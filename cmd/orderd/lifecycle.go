@@ -8,7 +8,6 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
-	"github.com/flashorder/flashorder/inmem"
 )
 
 // startLifecycle wires payment, cancellation and expiry: the lifecycle behind
@@ -27,13 +26,14 @@ func (m *Main) startLifecycle(placer flashorder.OrderPlacer) error {
 	m.server.Lifecycle = lc
 	m.server.PaymentWebhookSecret = cfg.PaymentWebhookSecret
 
+	// The sweeper is elected through the --lock backend: with zk://,
+	// etcd:// or redis:// one instance of all that share it sweeps; with
+	// memory the election is within this process, so every orderd on the
+	// database sweeps (harmless: an order expires once, by a conditional
+	// update).
 	locker := m.Locker
 	if locker == nil {
-		// Only --lock memory exists yet: the election is then within this
-		// process, and every orderd sharing the database sweeps. Real
-		// multi-instance election needs a shared lock backend.
-		m.locker = inmem.NewLocker()
-		locker = m.locker
+		locker = m.lock.locker
 	}
 	expired := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "flashorder_orders_expired_total",
@@ -65,14 +65,11 @@ func (m *Main) startLifecycle(placer flashorder.OrderPlacer) error {
 	return nil
 }
 
-// stopLifecycle stops the sweeper (it steps down and unlocks) and closes the
-// lock backend that startLifecycle opened.
+// stopLifecycle stops the sweeper: it steps down and unlocks, before Close
+// closes the lock backend.
 func (m *Main) stopLifecycle() error {
 	if m.sweeper != nil {
 		m.sweeper.Stop()
-	}
-	if m.locker != nil {
-		return m.locker.Close()
 	}
 	return nil
 }
