@@ -27,6 +27,7 @@ import (
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/internal/metrics"
 )
 
 func main() {
@@ -97,6 +98,8 @@ type Main struct {
 	locker  flashorder.Locker
 	sweeper *checkout.Sweeper
 	debug   *http.Server
+
+	lockMetrics *metrics.LockMetrics
 }
 
 // NewMain returns a Main that logs to stderr.
@@ -228,6 +231,9 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.server = orderhttp.NewServer(db, placer, idem, cfg.AdminToken)
 	m.server.Logger = m.Logger
+	if err := m.instrument(placer); err != nil {
+		return err
+	}
 	if err := m.startLifecycle(placer); err != nil {
 		return err
 	}
