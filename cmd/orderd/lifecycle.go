@@ -2,12 +2,10 @@ package main
 
 import (
 	"errors"
-	"fmt"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/internal/metrics"
 )
 
 // startLifecycle wires payment, cancellation and expiry: the lifecycle behind
@@ -35,31 +33,12 @@ func (m *Main) startLifecycle(placer flashorder.OrderPlacer) error {
 	if locker == nil {
 		locker = m.lock.locker
 	}
-	expired := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "flashorder_orders_expired_total",
-		Help: "Unpaid orders this instance's sweeper expired.",
-	})
-	leader := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "flashorder_sweeper_leader",
-		Help: "1 while this instance is the elected expiry sweeper, else 0.",
-	})
-	if err := m.server.Registry().Register(expired); err != nil {
-		return fmt.Errorf("register sweeper metrics: %w", err)
-	}
-	if err := m.server.Registry().Register(leader); err != nil {
-		return fmt.Errorf("register sweeper metrics: %w", err)
-	}
-	m.sweeper = checkout.NewSweeper(lc, locker)
+	m.sweeper = checkout.NewSweeper(lc, m.measureLocker(locker))
 	m.sweeper.Interval = cfg.SweepInterval
 	m.sweeper.Batch = cfg.SweepBatch
 	m.sweeper.Logger = m.Logger
-	m.sweeper.OnExpire = func(orders []*flashorder.Order) { expired.Add(float64(len(orders))) }
-	m.sweeper.OnLeader = func(leading bool) {
-		if leading {
-			leader.Set(1)
-		} else {
-			leader.Set(0)
-		}
+	if err := metrics.InstrumentSweeper(m.server.Registry(), m.sweeper); err != nil {
+		return err
 	}
 	m.sweeper.Start()
 	return nil

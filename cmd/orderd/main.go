@@ -29,6 +29,7 @@ import (
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/internal/metrics"
 	"github.com/flashorder/flashorder/redis"
 )
 
@@ -111,6 +112,8 @@ type Main struct {
 	debug   *http.Server
 	// redisClients holds one client per Redis URL in use, by URL.
 	redisClients map[string]*goredis.Client
+
+	lockMetrics *metrics.LockMetrics
 }
 
 // NewMain returns a Main that logs to stderr.
@@ -262,6 +265,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("--idempotency %q is not supported (want memory or redis://host:port/db)", cfg.Idempotency)
 	}
 
+	// strategy is the placer before decorators: metrics and the stock
+	// returner look at its type.
+	strategy := placer
 	var store flashorder.Store = db
 	if cfg.SoldOutTTL > 0 {
 		memo := checkout.NewSoldOutMemo(placer, db)
@@ -301,7 +307,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.lock.ping != nil {
 		m.server.AddReadyCheck("lock", m.lock.ping)
 	}
-	if err := m.startLifecycle(placer); err != nil {
+	if err := m.instrument(strategy); err != nil {
+		return err
+	}
+	if err := m.startLifecycle(strategy); err != nil {
 		return err
 	}
 	if err := m.server.Open(cfg.Listen); err != nil {
