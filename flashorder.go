@@ -98,6 +98,12 @@ type Tx interface {
 	// ReleaseQuota subtracts qty from what userID holds of sku in active
 	// orders (never below zero).
 	ReleaseQuota(ctx context.Context, userID, sku string, qty int64) error
+	// Fence records token (a Lock's fencing token) as the newest that wrote
+	// sku and returns true, or changes nothing and returns false when sku
+	// already carries a newer token (its lock went to a newer holder) or
+	// does not exist. The product row stays locked until the transaction
+	// ends, so the check holds until the commit.
+	Fence(ctx context.Context, sku string, token int64) (bool, error)
 }
 
 // OrderPlacer turns an order request into an order: one implementation per

@@ -45,6 +45,9 @@ type Sweeper struct {
 	// OnLeader, when set, is called with true when this instance becomes the
 	// leader and with false when it steps down.
 	OnLeader func(leading bool)
+	// OnSweep, when set, is called after each sweep of the leader with the
+	// number of orders it expired and the error that ended it, if any.
+	OnSweep func(expired int, err error)
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -148,14 +151,23 @@ func (s *Sweeper) sweep(ctx context.Context) {
 	if batch <= 0 {
 		batch = DefaultExpireBatch
 	}
+	total := 0
+	var err error
+	defer func() {
+		if s.OnSweep != nil && ctx.Err() == nil {
+			s.OnSweep(total, err)
+		}
+	}()
 	for range maxBatchesPerSweep {
-		expired, err := s.lifecycle.ExpireDue(ctx, batch)
+		var expired []*flashorder.Order
+		expired, err = s.lifecycle.ExpireDue(ctx, batch)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.Logger.Warn("sweeper: expire orders", "err", err)
 			}
 			return
 		}
+		total += len(expired)
 		if len(expired) > 0 {
 			s.Logger.Debug("sweeper: expired orders", "count", len(expired))
 			if s.OnExpire != nil {

@@ -16,6 +16,9 @@ type productRow struct {
 	Stock        int64  `gorm:"column:stock;not null"`
 	Restocked    int64  `gorm:"column:restocked;not null"`
 	PerUserLimit int64  `gorm:"column:per_user_limit;not null"`
+	// FenceToken is the newest lock fencing token that wrote the row (the
+	// `lock` strategy); writes with an older one are refused.
+	FenceToken int64 `gorm:"column:fence_token;not null;default:0"`
 }
 
 func (productRow) TableName() string { return "products" }

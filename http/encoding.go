@@ -66,8 +66,11 @@ func errorAnswer(err error) (int, []byte) {
 // cause; the client sees only the code and the safe message.
 func (s *Server) writeError(c *gin.Context, err error) {
 	status, body := errorAnswer(err)
+	ri := info(c)
+	ri.code = flashorder.ErrorCode(err)
 	if status >= 500 {
-		s.Logger.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "status", status, "err", err)
+		s.Logger.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "status", status,
+			"request_id", ri.id, "err", err)
 		if status == http.StatusServiceUnavailable {
 			c.Header("Retry-After", "1")
 		}

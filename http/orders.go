@@ -24,6 +24,7 @@ const (
 const maxOrderID = 64
 
 func (s *Server) createOrder(c *gin.Context) {
+	defer s.metrics.countOrder(c)
 	var req flashorder.OrderRequest
 	if err := decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
@@ -123,6 +124,7 @@ func (s *Server) createOrderOnce(c *gin.Context, req *flashorder.PlaceOrderReque
 			s.writeError(c, err)
 			return
 		}
+		info(c).code = flashorder.ErrorCode(err)
 		status, body := errorAnswer(err)
 		answer := &flashorder.StoredAnswer{Status: status, Body: body}
 		completed = s.complete(c, key, answer)

@@ -62,6 +62,7 @@ type Server struct {
 	checks   []readyCheck
 	registry *prometheus.Registry
 	metrics  *httpMetrics
+	ids      *requestIDs
 	router   *gin.Engine
 	server   *http.Server
 	ln       net.Listener
@@ -83,6 +84,7 @@ func NewServer(store flashorder.Store, placer flashorder.OrderPlacer, idem flash
 		adminToken:  adminToken,
 		Logger:      slog.Default(),
 		registry:    prometheus.NewRegistry(),
+		ids:         newRequestIDs(),
 	}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = newHTTPMetrics(s.registry)
@@ -148,8 +150,10 @@ func (s *Server) Close(ctx context.Context) error {
 func (s *Server) routes() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	r.Use(s.requestID)
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
-		s.Logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", err)
+		s.Logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path,
+			"request_id", RequestID(c.Request.Context()), "panic", err)
 		s.writeError(c, flashorder.Errorf(flashorder.EINTERNAL, "internal error"))
 	}))
 	r.Use(s.metrics.middleware, limitBody)
@@ -161,6 +165,7 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/healthz", func(c *gin.Context) { c.Data(http.StatusOK, jsonContentType, []byte(`{"status":"ok"}`)) })
 	r.GET("/readyz", s.readyz)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
+	r.GET("/openapi.json", serveOpenAPI)
 
 	v1 := r.Group("/api/v1")
 	v1.GET("/products/:sku", s.getProduct)

@@ -2,10 +2,12 @@ package inmem
 
 import (
 	"context"
-	"errors"
-	"sync"
+	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/internal/keymutex"
 )
 
 var (
@@ -13,164 +15,98 @@ var (
 	_ flashorder.Lock   = (*lock)(nil)
 )
 
-// ErrLockerClosed reports a Lock call on a closed Locker.
-var ErrLockerClosed = errors.New("inmem: locker closed")
-
-// Locker is an in-process flashorder.Locker: exclusive within one process
-// only, for the embedded default and tests. Waiters for a key are served in
-// arrival order. Tokens come from one counter for the whole Locker, so they
-// grow strictly from one holder of a key to the next.
+// Locker is an in-process flashorder.Locker: FIFO per key, never lost while
+// the process lives. It excludes goroutines of one process only, so it keeps
+// the `lock` strategy's promises only for a single orderd on its database.
+//
+// Tokens come from one counter per Locker that starts at the wall clock in
+// nanoseconds, so they grow across keys and across restarts of the process
+// (unless the clock moves back), and a database fenced by an earlier run does
+// not refuse the next one.
 type Locker struct {
-	mu     sync.Mutex
-	keys   map[string]*lockQueue
-	token  int64
-	closed bool
-}
+	keys  *keymutex.Map
+	token atomic.Int64
 
-// lockQueue is the holder of one key and its waiters, oldest first. It is
-// dropped when the key is free and nobody waits, so idle keys cost nothing.
-type lockQueue struct {
-	holder  *lock
-	waiters []*lockWaiter
-}
-
-type lockWaiter struct {
-	ready chan struct{} // closed when granted or refused
-	lock  *lock
-	err   error
-}
-
-type lock struct {
-	locker   *Locker
-	key      string
-	token    int64
-	lost     chan struct{}
-	released bool
+	// ctx ends on Close and wakes every waiter.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // NewLocker returns an empty in-process Locker.
 func NewLocker() *Locker {
-	return &Locker{keys: map[string]*lockQueue{}}
+	l := &Locker{keys: keymutex.New()}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.token.Store(time.Now().UnixNano())
+	return l
 }
 
 // Lock implements flashorder.Locker.
 func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if l.ctx.Err() != nil {
+		return nil, flashorder.ErrLockerClosed
 	}
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil, ErrLockerClosed
-	}
-	q := l.keys[key]
-	if q == nil {
-		q = &lockQueue{}
-		l.keys[key] = q
-	}
-	if q.holder == nil {
-		q.holder = l.newLock(key)
-		l.mu.Unlock()
-		return q.holder, nil
-	}
-	w := &lockWaiter{ready: make(chan struct{})}
-	q.waiters = append(q.waiters, w)
-	l.mu.Unlock()
-
-	select {
-	case <-w.ready:
-		return w.lock, w.err
-	case <-ctx.Done():
-	}
-	l.mu.Lock()
-	select {
-	case <-w.ready:
-		// Granted while giving up: pass the lock on.
-		if w.lock != nil {
-			l.releaseLocked(w.lock)
+	ctx, stop := mergeCancel(ctx, l.ctx)
+	defer stop()
+	unlock, err := l.keys.Lock(ctx, key)
+	if err != nil {
+		if l.ctx.Err() != nil {
+			return nil, flashorder.ErrLockerClosed
 		}
-	default:
-		q.waiters = removeWaiter(q.waiters, w)
+		return nil, fmt.Errorf("inmem: lock %q: %w", key, err)
 	}
-	l.mu.Unlock()
-	return nil, ctx.Err()
+	if l.ctx.Err() != nil {
+		// Close released a holder and we won the race for its slot.
+		unlock()
+		return nil, flashorder.ErrLockerClosed
+	}
+	k := &lock{key: key, token: l.token.Add(1), lost: make(chan struct{}), unlock: unlock}
+	// Close loses every held lock; AfterFunc costs no goroutine until then.
+	k.stop = context.AfterFunc(l.ctx, func() { k.release() })
+	return k, nil
 }
 
-// Close implements flashorder.Locker: every held lock is lost and every
-// waiter gets ErrLockerClosed.
+// Close implements flashorder.Locker: held locks are lost, waiters get
+// ErrLockerClosed.
 func (l *Locker) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return nil
-	}
-	l.closed = true
-	for key, q := range l.keys {
-		if q.holder != nil {
-			q.holder.released = true
-			close(q.holder.lost)
-		}
-		for _, w := range q.waiters {
-			w.err = ErrLockerClosed
-			close(w.ready)
-		}
-		delete(l.keys, key)
-	}
+	l.cancel()
 	return nil
 }
 
-func (l *Locker) newLock(key string) *lock {
-	l.token++
-	return &lock{locker: l, key: key, token: l.token, lost: make(chan struct{})}
+// mergeCancel returns a context that ends when ctx or other ends.
+func mergeCancel(ctx, other context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(other, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
-// releaseLocked releases lk and grants its key to the oldest waiter. l.mu is
-// held.
-func (l *Locker) releaseLocked(lk *lock) {
-	lk.released = true
-	close(lk.lost)
-	q := l.keys[lk.key]
-	if q == nil || q.holder != lk {
-		return
-	}
-	if len(q.waiters) == 0 {
-		delete(l.keys, lk.key)
-		return
-	}
-	w := q.waiters[0]
-	q.waiters[0] = nil
-	q.waiters = q.waiters[1:]
-	q.holder = l.newLock(lk.key)
-	w.lock = q.holder
-	close(w.ready)
+type lock struct {
+	key    string
+	token  int64
+	lost   chan struct{}
+	unlock func()
+	stop   func() bool
+	done   atomic.Bool
 }
 
-func removeWaiter(ws []*lockWaiter, w *lockWaiter) []*lockWaiter {
-	for i, x := range ws {
-		if x == w {
-			return append(ws[:i], ws[i+1:]...)
-		}
-	}
-	return ws
-}
-
-// Key implements flashorder.Lock.
-func (lk *lock) Key() string { return lk.key }
-
-// Token implements flashorder.Lock.
-func (lk *lock) Token() int64 { return lk.token }
-
-// Lost implements flashorder.Lock.
-func (lk *lock) Lost() <-chan struct{} { return lk.lost }
+func (k *lock) Key() string           { return k.key }
+func (k *lock) Token() int64          { return k.token }
+func (k *lock) Lost() <-chan struct{} { return k.lost }
 
 // Unlock implements flashorder.Lock.
-func (lk *lock) Unlock(ctx context.Context) error {
-	l := lk.locker
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if lk.released {
+func (k *lock) Unlock(context.Context) error {
+	k.stop()
+	if !k.release() {
 		return flashorder.ErrLockNotHeld
 	}
-	l.releaseLocked(lk)
 	return nil
+}
+
+// release frees the key once; it reports whether this call did.
+func (k *lock) release() bool {
+	if !k.done.CompareAndSwap(false, true) {
+		return false
+	}
+	close(k.lost)
+	k.unlock()
+	return true
 }

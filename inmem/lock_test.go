@@ -9,136 +9,99 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/locktest"
 )
 
-func TestLockerExclusiveFIFOAndTokens(t *testing.T) {
-	ctx := context.Background()
+func TestLocker(t *testing.T) {
+	// One process has one lock table: the suite's "clients" are views of
+	// one Locker, as the goroutines of one orderd share it.
+	shared := inmem.NewLocker()
+	t.Cleanup(func() { shared.Close() })
+	locktest.Run(t, locktest.Backend{
+		NewClient: func(testing.TB) flashorder.Locker { return newView(shared) },
+		FIFO:      true,
+	})
+}
+
+func BenchmarkLocker(b *testing.B) {
+	shared := inmem.NewLocker()
+	defer shared.Close()
+	locktest.Bench(b, func(testing.TB) flashorder.Locker { return newView(shared) })
+}
+
+// TestLockerClose closes the Locker itself: held locks are lost, waiters and
+// later calls get ErrLockerClosed.
+func TestLockerClose(t *testing.T) {
 	l := inmem.NewLocker()
-	defer l.Close()
-	first, err := l.Lock(ctx, "k")
+	lk, err := l.Lock(context.Background(), "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Waiters queue up in arrival order.
-	const n = 5
-	got := make(chan int, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lk, err := l.Lock(ctx, "k")
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			got <- i
-			if err := lk.Unlock(ctx); err != nil {
-				t.Error(err)
-			}
-		}()
-		time.Sleep(20 * time.Millisecond) // let waiter i enqueue before i+1
-	}
-	// Another key is independent.
-	other, err := l.Lock(ctx, "other")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if other.Token() <= first.Token() {
-		t.Fatalf("token %d after %d", other.Token(), first.Token())
-	}
+	waitErr := make(chan error, 1)
+	go func() {
+		_, err := l.Lock(context.Background(), "k")
+		waitErr <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	l.Close()
 	select {
-	case i := <-got:
-		t.Fatalf("waiter %d got the lock while it was held", i)
-	default:
+	case <-lk.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Lost did not close on Close")
 	}
-	if err := first.Unlock(ctx); err != nil {
-		t.Fatal(err)
+	if err := <-waitErr; !errors.Is(err, flashorder.ErrLockerClosed) {
+		t.Fatalf("waiter: %v, want ErrLockerClosed", err)
 	}
-	select {
-	case <-first.Lost():
-	default:
-		t.Fatal("Lost not closed after Unlock")
+	if _, err := l.Lock(context.Background(), "k"); !errors.Is(err, flashorder.ErrLockerClosed) {
+		t.Fatalf("lock after close: %v, want ErrLockerClosed", err)
 	}
-	if err := first.Unlock(ctx); !errors.Is(err, flashorder.ErrLockNotHeld) {
-		t.Fatalf("second Unlock: %v, want ErrLockNotHeld", err)
-	}
-	wg.Wait()
-	close(got)
-	want := 0
-	for i := range got {
-		if i != want {
-			t.Fatalf("waiter %d served as number %d: not FIFO", i, want)
-		}
-		want++
-	}
-	next, err := l.Lock(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if next.Token() <= other.Token() {
-		t.Fatalf("token did not grow: %d after %d", next.Token(), other.Token())
+	if err := lk.Unlock(context.Background()); !errors.Is(err, flashorder.ErrLockNotHeld) {
+		t.Fatalf("unlock after close: %v, want ErrLockNotHeld", err)
 	}
 }
 
-func TestLockerContextAndClose(t *testing.T) {
-	ctx := context.Background()
-	l := inmem.NewLocker()
-	held, err := l.Lock(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
+// view is one "client" of a shared in-process Locker: closing it loses only
+// the locks taken through it and ends only its waiters.
+type view struct {
+	l      *inmem.Locker
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	held   map[flashorder.Lock]struct{}
+}
+
+func newView(l *inmem.Locker) *view {
+	v := &view{l: l, held: map[flashorder.Lock]struct{}{}}
+	v.ctx, v.cancel = context.WithCancel(context.Background())
+	return v
+}
+
+func (v *view) Lock(ctx context.Context, key string) (flashorder.Lock, error) {
+	if v.ctx.Err() != nil {
+		return nil, flashorder.ErrLockerClosed
 	}
-	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	ctx, cancel := context.WithCancel(ctx)
+	defer context.AfterFunc(v.ctx, cancel)()
 	defer cancel()
-	if _, err := l.Lock(short, "k"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Lock on a held key with a short ctx: %v", err)
+	lk, err := v.l.Lock(ctx, key)
+	if err != nil {
+		if v.ctx.Err() != nil {
+			return nil, flashorder.ErrLockerClosed
+		}
+		return nil, err
 	}
-	// The waiter that gave up left nothing behind: the next one is served.
-	waiting := make(chan error, 1)
-	go func() {
-		_, err := l.Lock(ctx, "k")
-		waiting <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-held.Lost():
-	case <-time.After(time.Second):
-		t.Fatal("Close did not lose the held lock")
-	}
-	if err := <-waiting; !errors.Is(err, inmem.ErrLockerClosed) {
-		t.Fatalf("waiter after Close: %v", err)
-	}
-	if _, err := l.Lock(ctx, "k"); !errors.Is(err, inmem.ErrLockerClosed) {
-		t.Fatalf("Lock after Close: %v", err)
-	}
-	if err := held.Unlock(ctx); !errors.Is(err, flashorder.ErrLockNotHeld) {
-		t.Fatalf("Unlock of a lost lock: %v", err)
-	}
+	v.mu.Lock()
+	v.held[lk] = struct{}{}
+	v.mu.Unlock()
+	return lk, nil
 }
 
-func TestLockerGiveUpPassesLockOn(t *testing.T) {
-	ctx := context.Background()
-	l := inmem.NewLocker()
-	defer l.Close()
-	held, _ := l.Lock(ctx, "k")
-	short, cancel := context.WithCancel(ctx)
-	res := make(chan error, 1)
-	go func() {
-		_, err := l.Lock(short, "k")
-		res <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	cancel()
-	if err := <-res; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled waiter: %v", err)
+func (v *view) Close() error {
+	v.cancel()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for lk := range v.held {
+		lk.Unlock(context.Background())
 	}
-	held.Unlock(ctx)
-	again, cancel2 := context.WithTimeout(ctx, time.Second)
-	defer cancel2()
-	if _, err := l.Lock(again, "k"); err != nil {
-		t.Fatalf("key stuck after a waiter gave up: %v", err)
-	}
+	return nil
 }

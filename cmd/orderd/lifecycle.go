@@ -2,13 +2,10 @@ package main
 
 import (
 	"errors"
-	"fmt"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
-	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/internal/metrics"
 )
 
 // startLifecycle wires payment, cancellation and expiry: the lifecycle behind
@@ -27,52 +24,31 @@ func (m *Main) startLifecycle(placer flashorder.OrderPlacer) error {
 	m.server.Lifecycle = lc
 	m.server.PaymentWebhookSecret = cfg.PaymentWebhookSecret
 
+	// The sweeper is elected through the --lock backend: with zk://,
+	// etcd:// or redis:// one instance of all that share it sweeps; with
+	// memory the election is within this process, so every orderd on the
+	// database sweeps (harmless: an order expires once, by a conditional
+	// update).
 	locker := m.Locker
 	if locker == nil {
-		// Only --lock memory exists yet: the election is then within this
-		// process, and every orderd sharing the database sweeps. Real
-		// multi-instance election needs a shared lock backend.
-		m.locker = inmem.NewLocker()
-		locker = m.locker
+		locker = m.lock.locker
 	}
-	expired := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "flashorder_orders_expired_total",
-		Help: "Unpaid orders this instance's sweeper expired.",
-	})
-	leader := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "flashorder_sweeper_leader",
-		Help: "1 while this instance is the elected expiry sweeper, else 0.",
-	})
-	if err := m.server.Registry().Register(expired); err != nil {
-		return fmt.Errorf("register sweeper metrics: %w", err)
-	}
-	if err := m.server.Registry().Register(leader); err != nil {
-		return fmt.Errorf("register sweeper metrics: %w", err)
-	}
-	m.sweeper = checkout.NewSweeper(lc, locker)
+	m.sweeper = checkout.NewSweeper(lc, m.measureLocker(locker))
 	m.sweeper.Interval = cfg.SweepInterval
 	m.sweeper.Batch = cfg.SweepBatch
 	m.sweeper.Logger = m.Logger
-	m.sweeper.OnExpire = func(orders []*flashorder.Order) { expired.Add(float64(len(orders))) }
-	m.sweeper.OnLeader = func(leading bool) {
-		if leading {
-			leader.Set(1)
-		} else {
-			leader.Set(0)
-		}
+	if err := metrics.InstrumentSweeper(m.server.Registry(), m.sweeper); err != nil {
+		return err
 	}
 	m.sweeper.Start()
 	return nil
 }
 
-// stopLifecycle stops the sweeper (it steps down and unlocks) and closes the
-// lock backend that startLifecycle opened.
+// stopLifecycle stops the sweeper: it steps down and unlocks, before Close
+// closes the lock backend.
 func (m *Main) stopLifecycle() error {
 	if m.sweeper != nil {
 		m.sweeper.Stop()
-	}
-	if m.locker != nil {
-		return m.locker.Close()
 	}
 	return nil
 }

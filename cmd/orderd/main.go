@@ -29,6 +29,7 @@ import (
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/internal/metrics"
 	"github.com/flashorder/flashorder/redis"
 )
 
@@ -106,11 +107,13 @@ type Main struct {
 	stderr  io.Writer
 	db      *gormdb.DB
 	server  *orderhttp.Server
-	locker  flashorder.Locker
+	lock    *lockBackend
 	sweeper *checkout.Sweeper
 	debug   *http.Server
 	// redisClients holds one client per Redis URL in use, by URL.
 	redisClients map[string]*goredis.Client
+
+	lockMetrics *metrics.LockMetrics
 }
 
 // NewMain returns a Main that logs to stderr.
@@ -125,11 +128,11 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
 	fs.StringVar(&cfg.DB, "db", "sqlite://data/flashorder.db", "database URL: sqlite://path, postgres://user:pass@host:port/db?sslmode=disable or mysql://user:pass@host:port/db")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
-	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch, row or segment")
+	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch, row, segment or lock")
 	fs.IntVar(&cfg.BatchMax, "batch-max", checkout.DefaultMaxBatch, "batch strategy: most orders in one transaction")
 	fs.IntVar(&cfg.BatchQueue, "batch-queue", checkout.DefaultMaxQueue, "batch strategy: most orders waiting per SKU before 503 overloaded")
 	fs.IntVar(&cfg.Segments, "segments", checkout.DefaultSegments, "segment strategy: stock rows per SKU")
-	fs.StringVar(&cfg.Lock, "lock", "memory", "distributed lock backend: memory")
+	fs.StringVar(&cfg.Lock, "lock", "memory", "lock backend: memory, zk://host:port[,host:port]/prefix, etcd://host:port/prefix or redis://host:port/db")
 	fs.StringVar(&cfg.Idempotency, "idempotency", "memory", "idempotency store: memory or redis://host:port/db")
 	fs.DurationVar(&cfg.IdempotencyRetention, "idempotency-retention", flashorder.DefaultIdempotencyRetention, "how long stored idempotent answers are kept")
 	fs.DurationVar(&cfg.IdempotencyClaimTTL, "idempotency-claim-ttl", redis.DefaultClaimTTL, "how long an in-flight Redis claim outlives an owner that died")
@@ -208,6 +211,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.db = db
 
+	m.lock, err = openLocker(ctx, cfg.Lock)
+	if err != nil {
+		return err
+	}
+
 	var placer flashorder.OrderPlacer
 	switch cfg.Strategy {
 	case "row":
@@ -226,12 +234,15 @@ func (m *Main) Run(ctx context.Context) error {
 		sg := checkout.NewSegment(db)
 		sg.Segments = cfg.Segments
 		placer = sg
+	case "lock":
+		placer = checkout.NewLock(db, m.lock.locker)
+		if cfg.Lock == "memory" && db.Engine() != gormdb.SQLite {
+			m.Logger.Warn("--strategy lock with --lock memory: the lock and its fencing tokens are local to this process; "+
+				"other instances on this database are not excluded, and the fence will refuse the orders of some of them (503); use zk://, etcd:// or redis://",
+				"db", db.Engine())
+		}
 	default:
-		return fmt.Errorf("--strategy %q is not supported (want batch, row or segment)", cfg.Strategy)
-	}
-
-	if cfg.Lock != "memory" {
-		return fmt.Errorf("--lock %q is not supported (want memory)", cfg.Lock)
+		return fmt.Errorf("--strategy %q is not supported (want batch, row, segment or lock)", cfg.Strategy)
 	}
 
 	var idem flashorder.IdempotencyStore
@@ -254,6 +265,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("--idempotency %q is not supported (want memory or redis://host:port/db)", cfg.Idempotency)
 	}
 
+	// strategy is the placer before decorators: metrics and the stock
+	// returner look at its type.
+	strategy := placer
 	var store flashorder.Store = db
 	if cfg.SoldOutTTL > 0 {
 		memo := checkout.NewSoldOutMemo(placer, db)
@@ -290,7 +304,13 @@ func (m *Main) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	if err := m.startLifecycle(placer); err != nil {
+	if m.lock.ping != nil {
+		m.server.AddReadyCheck("lock", m.lock.ping)
+	}
+	if err := m.instrument(strategy); err != nil {
+		return err
+	}
+	if err := m.startLifecycle(strategy); err != nil {
 		return err
 	}
 	if err := m.server.Open(cfg.Listen); err != nil {
@@ -320,6 +340,9 @@ func (m *Main) Close(ctx context.Context) error {
 		errs = append(errs, m.debug.Close())
 	}
 	errs = append(errs, m.stopLifecycle())
+	if m.lock != nil {
+		errs = append(errs, m.lock.close())
+	}
 	if m.db != nil {
 		errs = append(errs, m.db.Close())
 	}

@@ -34,7 +34,12 @@ func TestReadmeConfigurationTable(t *testing.T) {
 		if doc[0] != EnvName(f.Name) {
 			t.Errorf("--%s: README names variable %s, want %s", f.Name, doc[0], EnvName(f.Name))
 		}
-		def := strings.Trim(doc[1], "`")
+		// The default is the cell, or its first `code` span when the cell
+		// explains it further: "`0` (the rate's N)".
+		def := doc[1]
+		if parts := strings.SplitN(def, "`", 3); len(parts) == 3 && parts[0] == "" {
+			def = parts[1]
+		}
 		switch {
 		case f.DefValue == "" && (strings.HasPrefix(def, "empty") || def == "generated"):
 		case sameDuration(def, f.DefValue):

@@ -272,20 +272,6 @@ func TestOrderdRedisDown(t *testing.T) {
 	assertAudit(t, c)
 }
 
-func readyz(t *testing.T, base string) (int, map[string]string) {
-	t.Helper()
-	resp, err := (&http.Client{Transport: transport}).Get(base + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct{ Checks map[string]string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, out.Checks
-}
-
 func waitReady(t *testing.T, base string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

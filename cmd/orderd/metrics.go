@@ -1,0 +1,44 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/internal/metrics"
+)
+
+// instrument registers the strategy's and the lock backends' metrics on the
+// server's registry, before any order is taken.
+func (m *Main) instrument(placer flashorder.OrderPlacer) error {
+	reg := m.server.Registry()
+	if b, ok := placer.(*checkout.Batch); ok {
+		if err := metrics.InstrumentBatch(reg, b); err != nil {
+			return err
+		}
+	}
+	lm, err := metrics.NewLockMetrics(reg)
+	if err != nil {
+		return err
+	}
+	m.lockMetrics = lm
+	return nil
+}
+
+// measureLocker wraps locker so that its wait and hold times and lost locks
+// show on /metrics under the backend named by --lock.
+func (m *Main) measureLocker(locker flashorder.Locker) flashorder.Locker {
+	if m.lockMetrics == nil {
+		return locker
+	}
+	return m.lockMetrics.Wrap(locker, lockBackendName(m.Config.Lock))
+}
+
+// lockBackendName returns the metrics label of a --lock value: "memory" or
+// the URL's scheme ("zk", "etcd", "redis").
+func lockBackendName(lock string) string {
+	if scheme, _, ok := strings.Cut(lock, "://"); ok {
+		return scheme
+	}
+	return lock
+}

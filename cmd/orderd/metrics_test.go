@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashorder/flashorder/internal/testenv"
+)
+
+// scrape is one read of /metrics: series ("name{labels}") to value, and the
+// metric families with their types.
+type scrape struct {
+	series   map[string]float64
+	families map[string]string
+}
+
+func scrapeMetrics(t *testing.T, baseURL string) scrape {
+	t.Helper()
+	resp, err := http.Get(baseURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := scrape{series: map[string]float64{}, families: map[string]string{}}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			name, typ, _ := strings.Cut(rest, " ")
+			s.families[name] = typ
+			continue
+		}
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		s.series[line[:i]] = v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestMetricsMoveWithOrders is the acceptance check of the metrics: orders
+// flowing through the batch strategy move the batch sizes, the transaction
+// times, the request latencies and the order counters on /metrics, and the
+// sweeper's election shows through the lock metrics.
+func TestMetricsMoveWithOrders(t *testing.T) {
+	m, c := startOrderd(t, testenv.SQLiteURL(t), "--strategy", "batch", "--sweep-interval", "20ms")
+	putProduct(t, c, "metrics-1", 150, 0)
+	before := scrapeMetrics(t, m.URL())
+
+	const orders = 200
+	var wg sync.WaitGroup
+	for i := range orders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.CreateOrder(context.Background(), order(fmt.Sprintf("mu-%d", i), item("metrics-1", 1)), "")
+			if code := errCode(t, err); code != "" && code != "sold_out" {
+				t.Errorf("order %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	var after scrape
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after = scrapeMetrics(t, m.URL())
+		if after.series[`flashorder_sweeper_runs_total{result="ok"}`] >= 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	delta := func(series string) float64 { return after.series[series] - before.series[series] }
+
+	sizeSum, sizeCount := delta("flashorder_batch_size_sum"), delta("flashorder_batch_size_count")
+	if sizeSum != orders || sizeCount < 1 || sizeCount > orders {
+		t.Errorf("batch sizes moved by sum %v count %v; want sum %d over 1..%d batches", sizeSum, sizeCount, orders, orders)
+	}
+	if n := delta("flashorder_batch_transaction_seconds_count"); n != sizeCount || delta("flashorder_batch_transaction_seconds_sum") <= 0 {
+		t.Errorf("batch transaction times moved by count %v, want %v, and a positive sum", n, sizeCount)
+	}
+	if got := delta(`flashorder_batch_size_bucket{le="+Inf"}`); got != sizeCount {
+		t.Errorf("batch size +Inf bucket moved by %v, want %v", got, sizeCount)
+	}
+	if n := delta(`flashorder_http_request_duration_seconds_count{method="POST",route="/api/v1/orders"}`); n != orders {
+		t.Errorf("order latency histogram moved by %v, want %d", n, orders)
+	}
+	for series, want := range map[string]float64{
+		`flashorder_orders_created_total`:                                                 150,
+		`flashorder_orders_refused_total{code="sold_out"}`:                                50,
+		`flashorder_http_requests_total{code="201",method="POST",route="/api/v1/orders"}`: 150,
+		`flashorder_http_requests_total{code="409",method="POST",route="/api/v1/orders"}`: 50,
+	} {
+		if got, ok := after.series[series]; !ok || got-before.series[series] != want {
+			t.Errorf("%s moved by %v (present: %v), want %v", series, got-before.series[series], ok, want)
+		}
+	}
+	for series, want := range map[string]float64{
+		`flashorder_batch_queue_depth`:                  0,
+		`flashorder_batch_errors_total`:                 0,
+		`flashorder_sweeper_leader`:                     1,
+		`flashorder_locks_lost_total{backend="memory"}`: 0,
+	} {
+		if got, ok := after.series[series]; !ok || got != want {
+			t.Errorf("%s is %v (present: %v), want %v", series, got, ok, want)
+		}
+	}
+	if after.series[`flashorder_lock_wait_seconds_count{backend="memory"}`] < 1 {
+		t.Error("the sweeper's lock is not in flashorder_lock_wait_seconds")
+	}
+	if after.series[`flashorder_sweeper_runs_total{result="ok"}`] < 1 {
+		t.Error("flashorder_sweeper_runs_total did not move within 10s at --sweep-interval 20ms")
+	}
+	if after.series["go_goroutines"] <= 0 || after.series["process_start_time_seconds"] <= 0 {
+		t.Error("the Go runtime and process metrics are missing")
+	}
+
+	// The README's metrics table lists exactly the flashorder_* families.
+	documented := readmeMetrics(t)
+	for _, name := range sortedFamilies(after.families) {
+		if !strings.HasPrefix(name, "flashorder_") {
+			continue
+		}
+		typ, ok := documented[name]
+		switch {
+		case !ok:
+			t.Errorf("README's Operate section does not document %s", name)
+		case typ != after.families[name]:
+			t.Errorf("README says %s is a %s, /metrics says %s", name, typ, after.families[name])
+		}
+		delete(documented, name)
+	}
+	for name := range documented {
+		t.Errorf("README documents %s, which /metrics does not show", name)
+	}
+}
+
+// readmeMetrics returns the metrics table of README.md: name to type.
+func readmeMetrics(t *testing.T) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `(flashorder_[a-z_]+)` \\| ([a-z]+) \\|")
+	out := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(data), -1) {
+		out[m[1]] = m[2]
+	}
+	return out
+}
+
+func sortedFamilies(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

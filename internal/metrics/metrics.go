@@ -1,0 +1,111 @@
+// Package metrics exposes flashorder's strategies, locks and sweeper as
+// Prometheus metrics. It hooks into the observation points that the other
+// packages offer (checkout.Batch.Observe, checkout.Sweeper's callbacks) and
+// decorates a flashorder.Locker, so that those packages stay free of
+// Prometheus. cmd/orderd wires it; every collector is registered on the
+// registry the caller passes, never a global one.
+package metrics
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/checkout"
+)
+
+// BatchSizeBuckets are the histogram buckets of flashorder_batch_size: orders
+// per batch transaction, up to checkout.DefaultMaxBatch.
+var BatchSizeBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}
+
+// DurationBuckets are the histogram buckets, in seconds, of the transaction
+// and lock timings.
+var DurationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// InstrumentBatch registers the batch strategy's metrics on reg and sets
+// b.Observe to feed them. Call it before b takes orders. Metrics:
+// flashorder_batch_size (histogram of orders per transaction),
+// flashorder_batch_transaction_seconds (histogram),
+// flashorder_batch_errors_total (failed batch transactions) and
+// flashorder_batch_queue_depth (orders waiting, read at scrape time).
+func InstrumentBatch(reg prometheus.Registerer, b *checkout.Batch) error {
+	size := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "flashorder_batch_size",
+		Help:    "Orders per batch transaction of the batch strategy.",
+		Buckets: BatchSizeBuckets,
+	})
+	took := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "flashorder_batch_transaction_seconds",
+		Help:    "Time of one batch transaction of the batch strategy, retries included.",
+		Buckets: DurationBuckets,
+	})
+	errs := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "flashorder_batch_errors_total",
+		Help: "Batch transactions that failed; each answered its orders with an error.",
+	})
+	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "flashorder_batch_queue_depth",
+		Help: "Orders waiting in the batch strategy's queues, over all SKUs.",
+	}, func() float64 { return float64(b.QueueDepth()) })
+	if err := register(reg, size, took, errs, depth); err != nil {
+		return fmt.Errorf("metrics: batch: %w", err)
+	}
+	b.Observe = func(n int, d time.Duration, err error) {
+		size.Observe(float64(n))
+		took.Observe(d.Seconds())
+		if err != nil {
+			errs.Inc()
+		}
+	}
+	return nil
+}
+
+// InstrumentSweeper registers the expiry sweeper's metrics on reg and sets
+// s's callbacks to feed them. Call it before s.Start. Metrics:
+// flashorder_orders_expired_total, flashorder_sweeper_leader (1 while this
+// instance leads) and flashorder_sweeper_runs_total{result="ok"|"error"}.
+func InstrumentSweeper(reg prometheus.Registerer, s *checkout.Sweeper) error {
+	expired := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "flashorder_orders_expired_total",
+		Help: "Unpaid orders this instance's sweeper expired.",
+	})
+	leader := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "flashorder_sweeper_leader",
+		Help: "1 while this instance is the elected expiry sweeper, else 0.",
+	})
+	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flashorder_sweeper_runs_total",
+		Help: "Sweeps this instance ran while leading, by result (ok or error).",
+	}, []string{"result"})
+	if err := register(reg, expired, leader, runs); err != nil {
+		return fmt.Errorf("metrics: sweeper: %w", err)
+	}
+	runsOK, runsErr := runs.WithLabelValues("ok"), runs.WithLabelValues("error")
+	s.OnExpire = func(orders []*flashorder.Order) { expired.Add(float64(len(orders))) }
+	s.OnLeader = func(leading bool) {
+		if leading {
+			leader.Set(1)
+		} else {
+			leader.Set(0)
+		}
+	}
+	s.OnSweep = func(_ int, err error) {
+		if err != nil {
+			runsErr.Inc()
+		} else {
+			runsOK.Inc()
+		}
+	}
+	return nil
+}
+
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
