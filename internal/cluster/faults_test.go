@@ -267,7 +267,7 @@ func onlyKinds(t *testing.T, f *fault, what string, keep func(cluster.Event) boo
 	}
 }
 
-func survivors(e cluster.Event) bool { return e.Target != victim }
+func survivors(e cluster.Event) bool  { return e.Target != victim }
 func fromVictim(e cluster.Event) bool { return e.Target == victim }
 
 // killNine: kill -9 one orderd mid-run, restart it after a while. Its
