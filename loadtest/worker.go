@@ -244,7 +244,7 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 	}
 	w.shard.record(done.Sub(intended), a, units, intended, sent, open, !sent.Before(w.r.measureStart))
 	if f := w.r.cfg.OnAnswer; f != nil {
-		f(AnswerEvent{Target: target, Answer: a, Intended: intended, Sent: sent, Done: done, Order: ans.ID, Replayed: ans.replayed})
+		f(AnswerEvent{Target: target, Key: rq.key, Answer: a, Intended: intended, Sent: sent, Done: done, Order: ans.ID, Replayed: ans.replayed})
 	}
 }
 
@@ -252,6 +252,8 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 type AnswerEvent struct {
 	// Target is the index in Config.URLs of the server the request went to.
 	Target int
+	// Key is the request's Idempotency-Key.
+	Key string
 	// Answer is the status and error code (Status 0: no answer).
 	Answer Answer
 	// Intended is when the request was due (open loop), Sent when it left,

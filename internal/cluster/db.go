@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
@@ -127,4 +128,24 @@ func CheckDB(ctx context.Context, dbURL string, answered []string, perUserLimit 
 		}
 	}
 	return st, nil
+}
+
+// OrdersWithKeys returns how many orders in the database at dbURL carry one of
+// the Idempotency-Keys (stored as the hex SHA-256 of the key).
+func OrdersWithKeys(ctx context.Context, dbURL string, keys []string) (int, error) {
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		return 0, fmt.Errorf("cluster: open %s: %w", dbURL, err)
+	}
+	defer db.Close()
+	hashes := make([]string, len(keys))
+	for i, k := range keys {
+		sum := sha256.Sum256([]byte(k))
+		hashes[i] = hex.EncodeToString(sum[:])
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE idempotency_key_hash = ANY($1)`, hashes).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cluster: orders by key: %w", err)
+	}
+	return n, nil
 }

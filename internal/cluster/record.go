@@ -15,6 +15,7 @@ import (
 // Event is one answer of a load run, as the Recorder keeps it.
 type Event struct {
 	Target     int
+	Key        string
 	Answer     loadtest.Answer
 	Sent, Done time.Time
 	Order      string
@@ -37,7 +38,7 @@ func NewRecorder() *Recorder { return &Recorder{first: make(chan struct{})} }
 // OnAnswer records one answer; pass it as loadtest.Config.OnAnswer.
 func (r *Recorder) OnAnswer(e loadtest.AnswerEvent) {
 	r.mu.Lock()
-	r.events = append(r.events, Event{Target: e.Target, Answer: e.Answer, Sent: e.Sent, Done: e.Done, Order: e.Order})
+	r.events = append(r.events, Event{Target: e.Target, Key: e.Key, Answer: e.Answer, Sent: e.Sent, Done: e.Done, Order: e.Order})
 	r.mu.Unlock()
 	r.once.Do(func() {
 		r.mu.Lock()
@@ -138,4 +139,29 @@ func (r *Recorder) Orders() []string {
 		}
 	}
 	return ids
+}
+
+// LongestGap returns the longest time without a 201 from the last 201 before
+// since to the end of the run (the last 201): the outage the clients saw. from
+// and to are the 201s around it; ok is false without two such 201s.
+func (r *Recorder) LongestGap(since time.Time) (from, to time.Time, ok bool) {
+	r.mu.Lock()
+	var done []time.Time
+	for _, e := range r.events {
+		if e.Answer.Status == 201 {
+			done = append(done, e.Done)
+		}
+	}
+	r.mu.Unlock()
+	sort.Slice(done, func(i, j int) bool { return done[i].Before(done[j]) })
+	start := sort.Search(len(done), func(i int) bool { return !done[i].Before(since) })
+	if start > 0 {
+		start-- // the last 201 before since
+	}
+	for i := start + 1; i < len(done); i++ {
+		if d := done[i].Sub(done[i-1]); !ok || d > to.Sub(from) {
+			from, to, ok = done[i-1], done[i], true
+		}
+	}
+	return from, to, ok
 }

@@ -31,8 +31,9 @@ type Report struct {
 	// Violations lists what they found.
 	AuditOK    bool
 	Violations []string
-	// Recovery is from the fault to the first 201 of a request sent after
-	// it (or what RecoveryNote says); negative when not measured.
+	// Recovery is the time to recover, as RecoveryNote defines it (the
+	// scenarios use the longest time without a 201 across the fault);
+	// negative when not measured.
 	Recovery     time.Duration
 	RecoveryNote string
 	// Notes are scenario-specific figures (memory, latency of refusals, ...).

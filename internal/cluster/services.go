@@ -30,7 +30,8 @@ type Services struct {
 }
 
 // StartServices starts the named services (scripts/services.sh names:
-// postgres, redis, zk3, ...) for t alone and stops them, deleting their state,
+// postgres, redis, zk3, ...) with durable settings (FLASHORDER_DURABLE=1) for
+// t alone and stops them, deleting their state,
 // when t ends. It returns nil when the services script is unknown
 // (FLASHORDER_SERVICES_SCRIPT, exported by the script's env) and the services
 // are not required (FLASHORDER_REQUIRE_SERVICES), in which case the caller
@@ -89,7 +90,10 @@ func (s *Services) Dir() string { return s.dir }
 // run runs the services script on this set.
 func (s *Services) run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, s.script, args...)
-	cmd.Env = append(os.Environ(), "FLASHORDER_SERVICES_DIR="+s.dir)
+	// Durable settings (fsync, synchronous_commit on): the fast test mode
+	// acknowledges commits before their WAL is written, so a PostgreSQL crash
+	// would lose answered orders, which is what these tests look for.
+	cmd.Env = append(os.Environ(), "FLASHORDER_SERVICES_DIR="+s.dir, "FLASHORDER_DURABLE=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -173,4 +177,13 @@ func (s *Services) ZKLeader(ctx context.Context) (string, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// PID returns a unit's process id from its pid file.
+func (s *Services) PID(unit string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, unit, "pid"))
+	if err != nil {
+		return 0, fmt.Errorf("cluster: pid of %s: %w", unit, err)
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
