@@ -109,7 +109,7 @@ func (r *Report) Markdown() string {
 // Table renders reports as one Markdown table.
 func Table(reports []*Report) string {
 	var b strings.Builder
-	b.WriteString("| scenario | clients | load | requests | 201 | errors by kind | orders in db | audit | recovery |\n")
+	b.WriteString("| scenario | clients | load | requests | new orders (201) | errors by kind | orders in db | audit | recovery |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range reports {
 		errs := map[string]int64{}
