@@ -417,7 +417,13 @@ func (s *suite) postgresRestart(t *testing.T) {
 			return nil
 		},
 		check: func(t *testing.T, f *fault, rep *cluster.Report) {
-			onlyKinds(t, f, "all instances", nil, "201", "503 unavailable", "503 overloaded")
+			// Timeouts are allowed but reported: in the long form a few
+			// requests (10 of 93,000) hung past the clients' 10s while
+			// PostgreSQL was down (see docs/RELIABILITY.md).
+			onlyKinds(t, f, "all instances", nil, "201", "503 unavailable", "503 overloaded", loadtest.CodeTimeout)
+			if n := f.rec.Count(func(e cluster.Event) bool { return e.Answer.Code == loadtest.CodeTimeout }); n > 0 {
+				f.note("%d requests timed out (10s) while PostgreSQL was down", n)
+			}
 			if n := f.rec.Count(func(e cluster.Event) bool { return e.Answer.Status == 503 }); n == 0 {
 				t.Errorf("no 503 while PostgreSQL was down")
 			}
@@ -660,7 +666,9 @@ func (s *suite) sigstop(t *testing.T) {
 			frozenReq := func(e cluster.Event) bool {
 				return e.Target == victim && e.Sent.Before(f.faultAt) && e.Done.After(f.backAt)
 			}
-			onlyKinds(t, f, "the frozen instance's requests in flight", frozenReq, "201", "503 unavailable")
+			// 503 overloaded: an order that waited more than 10s for its lock
+			// (the freeze included) gives up, as documented.
+			onlyKinds(t, f, "the frozen instance's requests in flight", frozenReq, "201", "503 unavailable", "503 overloaded")
 			got := f.rec.Answers(frozenReq)
 			f.note("the frozen instance's requests in flight across the freeze: %v", got)
 			if got["503 unavailable"] == 0 {
