@@ -135,8 +135,46 @@ func (db *DB) Exec(ctx context.Context, sql string, args ...any) error {
 	return db.gorm.WithContext(ctx).Exec(sql, args...).Error
 }
 
+// migrateLockKey names the database lock that serialises schema migrations.
+const migrateLockKey = 0x666c6173686f72 // "flashor"
+
+// migrate creates or updates the schema. Instances that start together on one
+// database would race in AutoMigrate (both see no table, both create it, one
+// fails), so on PostgreSQL and MySQL it runs on one connection that holds a
+// database-wide lock (pg_advisory_lock, GET_LOCK) for the migration.
 func (db *DB) migrate(ctx context.Context) error {
 	g := db.gorm.WithContext(ctx)
+	if db.engine != SQLite {
+		sqlDB, err := db.gorm.DB()
+		if err != nil {
+			return fmt.Errorf("gormdb: migrate %s schema: %w", db.engine, err)
+		}
+		conn, err := sqlDB.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("gormdb: migrate %s schema: %w", db.engine, err)
+		}
+		defer conn.Close()
+		lock, unlock := "SELECT pg_advisory_lock($1)", "SELECT pg_advisory_unlock($1)"
+		if db.engine == MySQL {
+			lock, unlock = "SELECT GET_LOCK(CONCAT('flashorder-migrate-', ?), 60)", "SELECT RELEASE_LOCK(CONCAT('flashorder-migrate-', ?))"
+		}
+		if db.engine == MySQL {
+			var got sql.NullInt64
+			if err := conn.QueryRowContext(ctx, lock, migrateLockKey).Scan(&got); err != nil {
+				return fmt.Errorf("gormdb: lock for the %s migration: %w", db.engine, err)
+			}
+			if got.Int64 != 1 {
+				return fmt.Errorf("gormdb: lock for the %s migration: not granted within 60s", db.engine)
+			}
+		} else if _, err := conn.ExecContext(ctx, lock, migrateLockKey); err != nil {
+			return fmt.Errorf("gormdb: lock for the %s migration: %w", db.engine, err)
+		}
+		// The lock dies with the connection in any case; unlock so that the
+		// connection goes back to the pool clean.
+		defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), unlock, migrateLockKey) }()
+		g = g.Session(&gorm.Session{})
+		g.Statement.ConnPool = conn
+	}
 	if db.engine == MySQL {
 		// A binary collation: SKUs and user ids are case-sensitive.
 		g = g.Set("gorm:table_options", "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")

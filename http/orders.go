@@ -74,6 +74,14 @@ func (s *Server) createOrderOnce(c *gin.Context, req *flashorder.PlaceOrderReque
 		case rec.Fingerprint != req.Fingerprint:
 			s.writeError(c, flashorder.Errorf(flashorder.EKEYREUSED, "this Idempotency-Key was used for another request"))
 		case rec.Answer == nil:
+			// A claim can outlive its request: the owner committed the order
+			// but could neither store the answer nor release the claim (Redis
+			// stopped answering), or died after the commit. The database has
+			// the final word, as for a key this process never saw.
+			if stored, err := s.store.OrderByIdempotencyKey(c.Request.Context(), key); err == nil && stored.Fingerprint == req.Fingerprint {
+				s.writeAnswer(c, orderAnswer(stored), true)
+				return
+			}
 			s.writeError(c, flashorder.Errorf(flashorder.EINPROGRESS, "a request with this Idempotency-Key is still in flight"))
 		default:
 			s.writeAnswer(c, rec.Answer, true)

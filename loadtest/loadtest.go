@@ -106,6 +106,11 @@ type Config struct {
 	StdHTTP bool `json:"std_http,omitempty"`
 	// Label names the run in reports.
 	Label string `json:"label,omitempty"`
+	// OnAnswer, when set, is called with every answer (warmup included), from
+	// many goroutines at once: it must be safe for concurrent use and fast,
+	// since it runs on the hot path. Fault tests use it to time outages and
+	// to tell the targets' answers apart.
+	OnAnswer func(AnswerEvent) `json:"-"`
 }
 
 func (c *Config) defaults() error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -192,5 +193,52 @@ func TestWarmupAndRequests(t *testing.T) {
 	}
 	if res.Audit.Orders != int(all) {
 		t.Errorf("audit covered %d orders, want all %d (warmup included)", res.Audit.Orders, all)
+	}
+}
+
+// TestOnAnswerAndRefused sends to a correct fake and to a port where nothing
+// listens: OnAnswer sees every answer with its target, and the dead target's
+// answers are connection_refused, not a generic transport error.
+func TestOnAnswerAndRefused(t *testing.T) {
+	for _, std := range []bool{false, true} {
+		t.Run(map[bool]string{false: "raw", true: "net/http"}[std], func(t *testing.T) {
+			srv := httptest.NewServer(fakeorderd.New(fakeorderd.None))
+			defer srv.Close()
+			dead := httptest.NewServer(nil)
+			deadURL := dead.URL
+			dead.Close()
+			cfg := fakeConfig(srv.URL)
+			cfg.URLs = []string{srv.URL, deadURL}
+			cfg.StdHTTP = std
+			var mu sync.Mutex
+			byTarget := map[int]map[loadtest.Answer]int{}
+			cfg.OnAnswer = func(e loadtest.AnswerEvent) {
+				mu.Lock()
+				defer mu.Unlock()
+				if byTarget[e.Target] == nil {
+					byTarget[e.Target] = map[loadtest.Answer]int{}
+				}
+				byTarget[e.Target][e.Answer]++
+				if e.Done.Before(e.Sent) || (e.Answer.Status == 201 && e.Order == "") {
+					t.Errorf("bad event %+v", e)
+				}
+			}
+			res, err := loadtest.Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if n := byTarget[0][loadtest.Answer{Status: 201}]; n == 0 || len(byTarget[0]) != 1 {
+				t.Errorf("live target's answers %v, want only 201s", byTarget[0])
+			}
+			refused := loadtest.Answer{Code: loadtest.CodeRefused}
+			if n := byTarget[1][refused]; n == 0 || len(byTarget[1]) != 1 {
+				t.Errorf("dead target's answers %v, want only %v", byTarget[1], refused)
+			}
+			if got := byTarget[0][loadtest.Answer{Status: 201}] + byTarget[1][refused]; int64(got) != res.Requests {
+				t.Errorf("OnAnswer saw %d answers, the run %d", got, res.Requests)
+			}
+		})
 	}
 }

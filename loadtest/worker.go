@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -23,6 +24,12 @@ var jsonContentType = []string{"application/json"}
 const (
 	CodeTimeout   = "timeout"
 	CodeTransport = "transport_error"
+	// CodeRefused is a request that never reached a server: the connection
+	// could not be made (nothing listens, or the server stopped accepting).
+	// Like other transport errors its outcome still counts as unknown: a
+	// request resent after a stale keep-alive connection may have reached
+	// the server on its first try.
+	CodeRefused = "connection_refused"
 )
 
 // worker is one client. All of its state is its own; it touches shared state
@@ -195,6 +202,8 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 		a = Answer{Code: "cancelled"}
 	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)):
 		a = Answer{Code: CodeTimeout}
+	case err != nil && isDialError(err):
+		a = Answer{Code: CodeRefused}
 	case err != nil:
 		a = Answer{Code: CodeTransport}
 	default:
@@ -234,6 +243,32 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 		w.last, w.lastStatus, w.lastID = rq, a.Status, ans.ID
 	}
 	w.shard.record(done.Sub(intended), a, units, intended, sent, open, !sent.Before(w.r.measureStart))
+	if f := w.r.cfg.OnAnswer; f != nil {
+		f(AnswerEvent{Target: target, Key: rq.key, Answer: a, Intended: intended, Sent: sent, Done: done, Order: ans.ID, Replayed: ans.replayed})
+	}
+}
+
+// AnswerEvent is one answer of a run, as Config.OnAnswer sees it.
+type AnswerEvent struct {
+	// Target is the index in Config.URLs of the server the request went to.
+	Target int
+	// Key is the request's Idempotency-Key.
+	Key string
+	// Answer is the status and error code (Status 0: no answer).
+	Answer Answer
+	// Intended is when the request was due (open loop), Sent when it left,
+	// Done when its answer (or error) arrived.
+	Intended, Sent, Done time.Time
+	// Order is the order id of a 201, and Replayed whether it was a replay.
+	Order    string
+	Replayed bool
+}
+
+// isDialError reports whether err is a failure to connect, so that the
+// request was never sent.
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // check201 compares a 201's body with the request.
