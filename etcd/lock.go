@@ -269,32 +269,15 @@ func (l *Locker) lockErr(key string, s *session, err error) error {
 // cleanup deletes key in the background until it succeeds or the session's
 // lease is gone (and the key with it), and only then releases the key's
 // in-process queue: the next local waiter would reuse the same etcd key.
+// On a closed Locker it releases at once: Close revokes the lease, which
+// deletes the key.
 func (l *Locker) cleanup(s *session, key string, release func()) {
-	if !l.gate.Enter() {
-		release() // Close revokes the lease, which deletes the key
-		return
-	}
-	go func() {
-		defer l.gate.Leave()
-		defer release()
-		backoff := 20 * time.Millisecond
-		for {
-			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-			_, err := l.client.Delete(ctx, key)
-			cancel()
-			if err == nil || s.ctx.Err() != nil {
-				return
-			}
-			t := time.NewTimer(backoff)
-			select {
-			case <-s.ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			backoff = min(2*backoff, time.Second)
-		}
-	}()
+	l.gate.Retry(s.ctx.Done(), func() bool {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		_, err := l.client.Delete(ctx, key)
+		cancel()
+		return err == nil || s.ctx.Err() != nil
+	}, release)
 }
 
 // KeyPrefix returns the etcd prefix under which key's waiters put their

@@ -486,33 +486,17 @@ func (l *Locker) waitTurn(ctx context.Context, sess *session, parent, guid strin
 // retrying until it succeeds or the session that made them is over, and only
 // then releases the key's in-process queue: the next local waiter never
 // queues behind our own leftover.
+// On a closed Locker it releases at once: closing the connection removes
+// the session's znodes.
 func (l *Locker) cleanup(parent, guid string, sess *session, release func()) {
-	if !l.gate.Enter() {
-		release() // closing the connection removes the session's znodes
-		return
-	}
-	go func() {
-		defer l.gate.Leave()
-		defer release()
-		backoff := 20 * time.Millisecond
-		for {
-			err := l.deleteGUID(parent, guid)
-			if err == nil {
-				return
-			}
-			if id := l.conn.SessionID(); id != 0 && id != sess.id {
-				return // a new session: the server removed the old one's znodes
-			}
-			t := time.NewTimer(backoff)
-			select {
-			case <-l.ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			backoff = nextBackoff(backoff)
+	l.gate.Retry(l.ctx.Done(), func() bool {
+		if l.deleteGUID(parent, guid) == nil {
+			return true
 		}
-	}()
+		// A new session: the server removed the old one's znodes.
+		id := l.conn.SessionID()
+		return id != 0 && id != sess.id
+	}, release)
 }
 
 func (l *Locker) deleteGUID(parent, guid string) error {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/flashorder/flashorder"
 )
@@ -70,6 +71,42 @@ func (g *Gate) Closed() bool {
 
 // Wait waits until every counted goroutine has left.
 func (g *Gate) Wait() { g.wg.Wait() }
+
+// firstBackoff and maxBackoff bound the pauses of Retry: the first pause, and
+// the most that the doubling reaches.
+const (
+	firstBackoff = 20 * time.Millisecond
+	maxBackoff   = time.Second
+)
+
+// Retry runs attempt in a goroutine that the gate counts, again and again
+// until it reports done or stop closes, pausing 20 ms after the first failure
+// and twice as long after each next one, up to 1 s; then it calls release.
+// It is how a backend deletes a waiter's leftover while the server is
+// unreachable, and only then lets the next local waiter of the key in. On a
+// closed gate it calls release at once and runs nothing: closing the session
+// removes the leftovers.
+func (g *Gate) Retry(stop <-chan struct{}, attempt func() (done bool), release func()) {
+	if !g.Enter() {
+		release()
+		return
+	}
+	go func() {
+		defer g.Leave()
+		defer release()
+		backoff := firstBackoff
+		for !attempt() {
+			t := time.NewTimer(backoff)
+			select {
+			case <-stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = min(2*backoff, maxBackoff)
+		}
+	}()
+}
 
 // MergeCancel returns a context that ends when ctx or other ends (with ctx's
 // values and deadline), and a func that releases it; call it when done.

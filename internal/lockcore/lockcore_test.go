@@ -293,3 +293,58 @@ func TestEscape(t *testing.T) {
 		seen[n] = k
 	}
 }
+
+func TestGateRetry(t *testing.T) {
+	tests := []struct {
+		name        string
+		closed      bool // the gate is closed before Retry
+		failures    int  // attempts that fail before one succeeds; -1: never
+		stop        bool // close stop after the first attempt
+		wantAttempt func(n int) bool
+	}{
+		{name: "first try", failures: 0, wantAttempt: func(n int) bool { return n == 1 }},
+		{name: "third try", failures: 2, wantAttempt: func(n int) bool { return n == 3 }},
+		{name: "stopped", failures: -1, stop: true, wantAttempt: func(n int) bool { return n >= 1 }},
+		{name: "closed gate", closed: true, failures: -1, wantAttempt: func(n int) bool { return n == 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var g lockcore.Gate
+			if tt.closed {
+				g.Close()
+			}
+			stop := make(chan struct{})
+			released := make(chan struct{})
+			var mu sync.Mutex
+			attempts := 0
+			g.Retry(stop, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				attempts++
+				if attempts == 1 && tt.stop {
+					close(stop)
+				}
+				return tt.failures >= 0 && attempts > tt.failures
+			}, func() {
+				select {
+				case <-released:
+					t.Error("release called twice")
+				default:
+					close(released)
+				}
+			})
+			select {
+			case <-released:
+			case <-time.After(5 * time.Second):
+				t.Fatal("release not called")
+			}
+			g.Close()
+			g.Wait() // the goroutine is gone
+			mu.Lock()
+			defer mu.Unlock()
+			if !tt.wantAttempt(attempts) {
+				t.Fatalf("%d attempts", attempts)
+			}
+		})
+	}
+}
