@@ -25,7 +25,6 @@ import (
 	"math"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/internal/keymutex"
+	"github.com/flashorder/flashorder/internal/lockcore"
 )
 
 var (
@@ -72,10 +72,10 @@ type Locker struct {
 
 	mu      sync.Mutex
 	sess    *session
-	closed  bool
-	closing atomic.Bool
 	newSess sync.Mutex // one session creation at a time
-	wg      sync.WaitGroup
+
+	// gate counts Lock calls and cleanups, for Close.
+	gate lockcore.Gate
 }
 
 // session is a concurrency.Session with a context that ends with its lease.
@@ -145,8 +145,10 @@ func (l *Locker) session(ctx context.Context) (*session, error) {
 		cancel()
 	}()
 	s = &session{Session: cs, ctx: sctx}
+	// Close closes the gate before it reads l.sess under l.mu: either it
+	// sees this session, or this sees the gate closed.
 	l.mu.Lock()
-	if l.closed {
+	if l.gate.Closed() {
 		l.mu.Unlock()
 		cs.Close()
 		return nil, flashorder.ErrLockerClosed
@@ -156,24 +158,13 @@ func (l *Locker) session(ctx context.Context) (*session, error) {
 	return s, nil
 }
 
-// enter counts a goroutine that Close must wait for; false once closed.
-func (l *Locker) enter() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return false
-	}
-	l.wg.Add(1)
-	return true
-}
-
 // Lock implements flashorder.Locker.
 func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) {
-	if !l.enter() {
+	if !l.gate.Enter() {
 		return nil, flashorder.ErrLockerClosed
 	}
-	defer l.wg.Done()
-	ctx, stop := mergeCancel(ctx, l.ctx)
+	defer l.gate.Leave()
+	ctx, stop := lockcore.MergeCancel(ctx, l.ctx)
 	defer stop()
 	release, err := l.keys.Lock(ctx, key)
 	if err != nil {
@@ -185,7 +176,7 @@ func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) 
 		return nil, l.lockErr(key, nil, err)
 	}
 	// Stop waiting when the lease ends: our key is gone with it.
-	wctx, wstop := mergeCancel(ctx, s.ctx)
+	wctx, wstop := lockcore.MergeCancel(ctx, s.ctx)
 	defer wstop()
 	pfx := l.KeyPrefix(key)
 	myKey := fmt.Sprintf("%s/%x", pfx, s.Lease())
@@ -196,7 +187,7 @@ func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) 
 		l.cleanup(s, myKey, release)
 		return nil, l.lockErr(key, s, err)
 	}
-	k := &lock{l: l, myKey: myKey, key: key, token: token, sess: s, lost: make(chan struct{}), release: release}
+	k := &lock{Held: lockcore.NewHeld(key, token), l: l, myKey: myKey, sess: s, release: release}
 	k.stop = context.AfterFunc(s.ctx, k.lose)
 	return k, nil
 }
@@ -268,51 +259,31 @@ func (l *Locker) waitDelete(ctx context.Context, key string, rev int64) error {
 }
 
 // lockErr turns a failure of Lock into the documented errors.
+// The gate counts as closed before l.ctx ends: Close revokes the lease (and
+// fails the waiters) first.
 func (l *Locker) lockErr(key string, s *session, err error) error {
-	switch {
-	case l.closing.Load() || l.ctx.Err() != nil:
-		return flashorder.ErrLockerClosed
-	case errors.Is(err, flashorder.ErrLockSessionLost) || (s != nil && s.ctx.Err() != nil):
-		return fmt.Errorf("etcd: lock %q: %w (%w)", key, flashorder.ErrLockSessionLost, err)
-	}
-	return fmt.Errorf("etcd: lock %q: %w", key, err)
+	closed := l.gate.Closed() || l.ctx.Err() != nil
+	return lockcore.LockErr("etcd", key, err, closed, s != nil && s.ctx.Err() != nil)
 }
 
 // cleanup deletes key in the background until it succeeds or the session's
 // lease is gone (and the key with it), and only then releases the key's
 // in-process queue: the next local waiter would reuse the same etcd key.
+// On a closed Locker it releases at once: Close revokes the lease, which
+// deletes the key.
 func (l *Locker) cleanup(s *session, key string, release func()) {
-	if !l.enter() {
-		release() // Close revokes the lease, which deletes the key
-		return
-	}
-	go func() {
-		defer l.wg.Done()
-		defer release()
-		backoff := 20 * time.Millisecond
-		for {
-			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-			_, err := l.client.Delete(ctx, key)
-			cancel()
-			if err == nil || s.ctx.Err() != nil {
-				return
-			}
-			t := time.NewTimer(backoff)
-			select {
-			case <-s.ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			backoff = min(2*backoff, time.Second)
-		}
-	}()
+	l.gate.Retry(s.ctx.Done(), func() bool {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		_, err := l.client.Delete(ctx, key)
+		cancel()
+		return err == nil || s.ctx.Err() != nil
+	}, release)
 }
 
 // KeyPrefix returns the etcd prefix under which key's waiters put their
 // keys, for operators and tests. Bytes of key outside [A-Za-z0-9._-] are
 // percent-escaped, so that no key's prefix is another's.
-func (l *Locker) KeyPrefix(key string) string { return l.prefix + escape(key) }
+func (l *Locker) KeyPrefix(key string) string { return l.prefix + lockcore.Escape(key) }
 
 // Ping checks that etcd answers, for readiness checks.
 func (l *Locker) Ping(ctx context.Context) error {
@@ -325,13 +296,10 @@ func (l *Locker) Ping(ctx context.Context) error {
 // Close implements flashorder.Locker: it revokes the session's lease (etcd
 // deletes its keys), so every held lock is lost and every waiter returns.
 func (l *Locker) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if !l.gate.Close() {
 		return nil
 	}
-	l.closed = true
-	l.closing.Store(true)
+	l.mu.Lock()
 	s := l.sess
 	l.mu.Unlock()
 	var errs []error
@@ -342,75 +310,38 @@ func (l *Locker) Close() error {
 		}
 	}
 	l.cancel()
-	l.wg.Wait()
+	l.gate.Wait()
 	if err := l.client.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		errs = append(errs, fmt.Errorf("etcd: close client: %w", err))
 	}
 	return errors.Join(errs...)
 }
 
-// mergeCancel returns a context that ends when ctx or other ends.
-func mergeCancel(ctx, other context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(other, cancel)
-	return ctx, func() { stop(); cancel() }
-}
-
-func escape(key string) string {
-	var b strings.Builder
-	b.Grow(len(key))
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-' {
-			b.WriteByte(c)
-			continue
-		}
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	return b.String()
-}
-
-// lock states.
-const (
-	held int32 = iota
-	released
-	lostState
-)
-
 type lock struct {
+	*lockcore.Held
 	l       *Locker
 	myKey   string
-	key     string
-	token   int64
 	sess    *session
-	lost    chan struct{}
-	state   atomic.Int32
 	stop    func() bool
 	release func()
 }
 
-func (k *lock) Key() string           { return k.key }
-func (k *lock) Token() int64          { return k.token }
-func (k *lock) Lost() <-chan struct{} { return k.lost }
-
 // lose runs when the session's lease ends: etcd deleted the key with it.
 func (k *lock) lose() {
-	if k.state.CompareAndSwap(held, lostState) {
-		close(k.lost)
+	if k.Lose() {
 		k.release()
 	}
 }
 
 // Unlock implements flashorder.Lock.
 func (k *lock) Unlock(ctx context.Context) error {
-	if !k.state.CompareAndSwap(held, released) {
-		return flashorder.ErrLockNotHeld
+	if err := k.Release(); err != nil {
+		return err
 	}
 	k.stop()
-	close(k.lost)
 	if _, err := k.l.client.Delete(ctx, k.myKey); err != nil {
 		k.l.cleanup(k.sess, k.myKey, k.release)
-		return fmt.Errorf("etcd: unlock %q (retrying in the background): %w", k.key, err)
+		return fmt.Errorf("etcd: unlock %q (retrying in the background): %w", k.Key(), err)
 	}
 	k.release()
 	return nil

@@ -2,12 +2,12 @@ package inmem
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/internal/keymutex"
+	"github.com/flashorder/flashorder/internal/lockcore"
 )
 
 var (
@@ -45,23 +45,24 @@ func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) 
 	if l.ctx.Err() != nil {
 		return nil, flashorder.ErrLockerClosed
 	}
-	ctx, stop := mergeCancel(ctx, l.ctx)
+	ctx, stop := lockcore.MergeCancel(ctx, l.ctx)
 	defer stop()
 	unlock, err := l.keys.Lock(ctx, key)
 	if err != nil {
-		if l.ctx.Err() != nil {
-			return nil, flashorder.ErrLockerClosed
-		}
-		return nil, fmt.Errorf("inmem: lock %q: %w", key, err)
+		return nil, lockcore.LockErr("inmem", key, err, l.ctx.Err() != nil, false)
 	}
 	if l.ctx.Err() != nil {
 		// Close released a holder and we won the race for its slot.
 		unlock()
 		return nil, flashorder.ErrLockerClosed
 	}
-	k := &lock{key: key, token: l.token.Add(1), lost: make(chan struct{}), unlock: unlock}
+	k := &lock{Held: lockcore.NewHeld(key, l.token.Add(1)), unlock: unlock}
 	// Close loses every held lock; AfterFunc costs no goroutine until then.
-	k.stop = context.AfterFunc(l.ctx, func() { k.release() })
+	k.stop = context.AfterFunc(l.ctx, func() {
+		if k.Lose() {
+			k.unlock()
+		}
+	})
 	return k, nil
 }
 
@@ -72,41 +73,18 @@ func (l *Locker) Close() error {
 	return nil
 }
 
-// mergeCancel returns a context that ends when ctx or other ends.
-func mergeCancel(ctx, other context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(other, cancel)
-	return ctx, func() { stop(); cancel() }
-}
-
 type lock struct {
-	key    string
-	token  int64
-	lost   chan struct{}
+	*lockcore.Held
 	unlock func()
 	stop   func() bool
-	done   atomic.Bool
 }
-
-func (k *lock) Key() string           { return k.key }
-func (k *lock) Token() int64          { return k.token }
-func (k *lock) Lost() <-chan struct{} { return k.lost }
 
 // Unlock implements flashorder.Lock.
 func (k *lock) Unlock(context.Context) error {
 	k.stop()
-	if !k.release() {
-		return flashorder.ErrLockNotHeld
+	if err := k.Release(); err != nil {
+		return err
 	}
-	return nil
-}
-
-// release frees the key once; it reports whether this call did.
-func (k *lock) release() bool {
-	if !k.done.CompareAndSwap(false, true) {
-		return false
-	}
-	close(k.lost)
 	k.unlock()
-	return true
+	return nil
 }

@@ -8,14 +8,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	mathrand "math/rand/v2"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/internal/keymutex"
+	"github.com/flashorder/flashorder/internal/lockcore"
 )
 
 var (
@@ -71,9 +70,8 @@ type Locker struct {
 	// ctx ends on Close.
 	ctx    context.Context
 	cancel context.CancelFunc
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	// gate counts Lock calls and renewers, for Close.
+	gate lockcore.Gate
 }
 
 // NewLocker returns a Locker on client. The caller keeps owning client:
@@ -133,26 +131,14 @@ func (l *Locker) LockKey(key string) string { return l.prefix + "{" + key + "}" 
 
 func (l *Locker) fenceKey(key string) string { return l.prefix + "{" + key + "}:fence" }
 
-// enter counts a goroutine that Close must wait for; false once closed.
-func (l *Locker) enter() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return false
-	}
-	l.wg.Add(1)
-	return true
-}
-
 // Lock implements flashorder.Locker.
 func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) {
-	if !l.enter() {
+	if !l.gate.Enter() {
 		return nil, flashorder.ErrLockerClosed
 	}
-	defer l.wg.Done()
-	ctx, cancel := context.WithCancel(ctx)
-	defer context.AfterFunc(l.ctx, cancel)()
-	defer cancel()
+	defer l.gate.Leave()
+	ctx, stop := lockcore.MergeCancel(ctx, l.ctx)
+	defer stop()
 	release, err := l.keys.Lock(ctx, key)
 	if err != nil {
 		return nil, l.lockErr(key, err)
@@ -176,9 +162,9 @@ func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) 
 			return nil, l.lockErr(key, err)
 		}
 		if token > 0 {
-			k := &redisLock{l: l, key: key, value: value, token: token, lost: make(chan struct{}),
+			k := &redisLock{Held: lockcore.NewHeld(key, token), l: l, value: value,
 				done: make(chan struct{}), release: release, validUntil: start.Add(l.ttl)}
-			l.wg.Add(1) // within this counted call
+			l.gate.Add() // within this counted call
 			go k.renew()
 			return k, nil
 		}
@@ -195,10 +181,7 @@ func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) 
 }
 
 func (l *Locker) lockErr(key string, err error) error {
-	if l.ctx.Err() != nil {
-		return flashorder.ErrLockerClosed
-	}
-	return fmt.Errorf("redis: lock %q: %w", key, err)
+	return lockcore.LockErr("redis", key, err, l.ctx.Err() != nil, false)
 }
 
 // Ping checks that Redis answers, for readiness checks.
@@ -212,11 +195,9 @@ func (l *Locker) Ping(ctx context.Context) error {
 // Close implements flashorder.Locker: held locks are lost (and deleted from
 // Redis), waiters return ErrLockerClosed. It does not close the client.
 func (l *Locker) Close() error {
-	l.mu.Lock()
-	l.closed = true
-	l.mu.Unlock()
+	l.gate.Close()
 	l.cancel()
-	l.wg.Wait()
+	l.gate.Wait()
 	return nil
 }
 
@@ -226,35 +207,21 @@ func lockValue() string {
 	return hex.EncodeToString(b)
 }
 
-// redisLock states.
-const (
-	redisHeld int32 = iota
-	redisReleased
-	redisLost
-)
-
 type redisLock struct {
+	*lockcore.Held
 	l       *Locker
-	key     string
 	value   string
-	token   int64
-	lost    chan struct{}
 	done    chan struct{} // closed by Unlock: stops renew
-	state   atomic.Int32
 	release func()
 	// validUntil is when the lock expires unless renewed: TTL after the
 	// start of the last successful SET or renewal. Only renew uses it.
 	validUntil time.Time
 }
 
-func (k *redisLock) Key() string           { return k.key }
-func (k *redisLock) Token() int64          { return k.token }
-func (k *redisLock) Lost() <-chan struct{} { return k.lost }
-
 // renew extends the lock every TTL/3 until Unlock, and loses it when the key
 // no longer holds our value or no renewal succeeded within the TTL.
 func (k *redisLock) renew() {
-	defer k.l.wg.Done()
+	defer k.l.gate.Leave()
 	l := k.l
 	ttlMS := l.ttl.Milliseconds()
 	every := l.ttl / 3
@@ -267,7 +234,7 @@ func (k *redisLock) renew() {
 		case <-l.ctx.Done():
 			if k.lose() {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				lockReleaseScript.Run(ctx, l.client, []string{l.LockKey(k.key)}, k.value)
+				lockReleaseScript.Run(ctx, l.client, []string{l.LockKey(k.Key())}, k.value)
 				cancel()
 			}
 			return
@@ -279,7 +246,7 @@ func (k *redisLock) renew() {
 		}
 		start := time.Now()
 		ctx, cancel := context.WithDeadline(l.ctx, k.validUntil)
-		ok, err := lockRenewScript.Run(ctx, l.client, []string{l.LockKey(k.key)}, k.value, ttlMS).Int64()
+		ok, err := lockRenewScript.Run(ctx, l.client, []string{l.LockKey(k.Key())}, k.value, ttlMS).Int64()
 		cancel()
 		switch {
 		case err == nil && ok == 1:
@@ -297,30 +264,28 @@ func (k *redisLock) renew() {
 
 // lose reports whether it marked the lock lost.
 func (k *redisLock) lose() bool {
-	if !k.state.CompareAndSwap(redisHeld, redisLost) {
+	if !k.Lose() {
 		return false
 	}
-	close(k.lost)
 	k.release()
 	return true
 }
 
 // Unlock implements flashorder.Lock.
 func (k *redisLock) Unlock(ctx context.Context) error {
-	if !k.state.CompareAndSwap(redisHeld, redisReleased) {
-		return flashorder.ErrLockNotHeld
+	if err := k.Release(); err != nil {
+		return err
 	}
 	close(k.done)
-	close(k.lost)
 	defer k.release()
-	n, err := lockReleaseScript.Run(ctx, k.l.client, []string{k.l.LockKey(k.key)}, k.value).Int64()
+	n, err := lockReleaseScript.Run(ctx, k.l.client, []string{k.l.LockKey(k.Key())}, k.value).Int64()
 	if err != nil {
-		return fmt.Errorf("redis: unlock %q (it expires within %v): %w", k.key, k.l.ttl, err)
+		return fmt.Errorf("redis: unlock %q (it expires within %v): %w", k.Key(), k.l.ttl, err)
 	}
 	if n == 0 {
 		// It expired before we released it: someone else may have had
 		// it in between.
-		return fmt.Errorf("redis: unlock %q: expired before the release: %w", k.key, flashorder.ErrLockNotHeld)
+		return fmt.Errorf("redis: unlock %q: expired before the release: %w", k.Key(), flashorder.ErrLockNotHeld)
 	}
 	return nil
 }

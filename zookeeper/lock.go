@@ -34,13 +34,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/internal/keymutex"
+	"github.com/flashorder/flashorder/internal/lockcore"
 )
 
 var (
@@ -95,9 +95,9 @@ type Locker struct {
 	sessWake chan struct{}
 	// suspect fires when the client stayed disconnected for too long.
 	suspect *time.Timer
-	closed  bool
-	// wg counts Lock calls, lock watchers and cleanups, for Close.
-	wg sync.WaitGroup
+
+	// gate counts Lock calls, lock watchers and cleanups, for Close.
+	gate lockcore.Gate
 }
 
 // session is one ZooKeeper session as the locks see it: done closes when it
@@ -182,7 +182,7 @@ func (l *Locker) onEvent(ev zk.Event) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if l.gate.Closed() {
 		return
 	}
 	switch ev.State {
@@ -259,24 +259,13 @@ func (l *Locker) currentSession(ctx context.Context) (*session, error) {
 	}
 }
 
-// enter counts a goroutine that Close must wait for; false once closed.
-func (l *Locker) enter() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return false
-	}
-	l.wg.Add(1)
-	return true
-}
-
 // Lock implements flashorder.Locker.
 func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) {
-	if !l.enter() {
+	if !l.gate.Enter() {
 		return nil, flashorder.ErrLockerClosed
 	}
-	defer l.wg.Done()
-	ctx, stop := mergeCancel(ctx, l.ctx)
+	defer l.gate.Leave()
+	ctx, stop := lockcore.MergeCancel(ctx, l.ctx)
 	defer stop()
 	release, err := l.keys.Lock(ctx, key)
 	if err != nil {
@@ -299,22 +288,17 @@ func (l *Locker) Lock(ctx context.Context, key string) (flashorder.Lock, error) 
 		l.cleanup(parent, guid, sess, release)
 		return nil, l.lockErr(key, sess, err)
 	}
-	k := &lock{l: l, key: key, parent: parent, guid: guid, node: node, token: stat.Czxid,
-		sess: sess, lost: make(chan struct{}), release: release, suspect: suspect}
-	l.wg.Add(1) // within this counted call
+	k := &lock{Held: lockcore.NewHeld(key, stat.Czxid), l: l, parent: parent, guid: guid, node: node,
+		sess: sess, release: release, suspect: suspect}
+	l.gate.Add() // within this counted call
 	go k.watch(watch)
 	return k, nil
 }
 
 // lockErr turns a failure of Lock into the documented errors.
 func (l *Locker) lockErr(key string, sess *session, err error) error {
-	switch {
-	case l.ctx.Err() != nil:
-		return flashorder.ErrLockerClosed
-	case errors.Is(err, flashorder.ErrLockSessionLost) || errors.Is(err, zk.ErrSessionExpired) || (sess != nil && sess.ended()):
-		return fmt.Errorf("zookeeper: lock %q: %w (%w)", key, flashorder.ErrLockSessionLost, err)
-	}
-	return fmt.Errorf("zookeeper: lock %q: %w", key, err)
+	lost := errors.Is(err, zk.ErrSessionExpired) || (sess != nil && sess.ended())
+	return lockcore.LockErr("zookeeper", key, err, l.ctx.Err() != nil, lost)
 }
 
 // transient reports whether err is a connection problem that the client
@@ -502,33 +486,17 @@ func (l *Locker) waitTurn(ctx context.Context, sess *session, parent, guid strin
 // retrying until it succeeds or the session that made them is over, and only
 // then releases the key's in-process queue: the next local waiter never
 // queues behind our own leftover.
+// On a closed Locker it releases at once: closing the connection removes
+// the session's znodes.
 func (l *Locker) cleanup(parent, guid string, sess *session, release func()) {
-	if !l.enter() {
-		release() // closing the connection removes the session's znodes
-		return
-	}
-	go func() {
-		defer l.wg.Done()
-		defer release()
-		backoff := 20 * time.Millisecond
-		for {
-			err := l.deleteGUID(parent, guid)
-			if err == nil {
-				return
-			}
-			if id := l.conn.SessionID(); id != 0 && id != sess.id {
-				return // a new session: the server removed the old one's znodes
-			}
-			t := time.NewTimer(backoff)
-			select {
-			case <-l.ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			backoff = nextBackoff(backoff)
+	l.gate.Retry(l.ctx.Done(), func() bool {
+		if l.deleteGUID(parent, guid) == nil {
+			return true
 		}
-	}()
+		// A new session: the server removed the old one's znodes.
+		id := l.conn.SessionID()
+		return id != 0 && id != sess.id
+	}, release)
 }
 
 func (l *Locker) deleteGUID(parent, guid string) error {
@@ -573,12 +541,11 @@ func (l *Locker) Ping(ctx context.Context) error {
 // Close implements flashorder.Locker: it ends the session (the server deletes
 // its znodes), so every held lock is lost and every waiter returns.
 func (l *Locker) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if !l.gate.Close() {
 		return nil
 	}
-	l.closed = true
+	// onEvent checks the gate under l.mu: after this, no new timer starts.
+	l.mu.Lock()
 	l.stopSuspect()
 	s := l.sess
 	l.mu.Unlock()
@@ -587,33 +554,13 @@ func (l *Locker) Close() error {
 		s.end()
 	}
 	l.conn.Close()
-	l.wg.Wait()
+	l.gate.Wait()
 	return nil
-}
-
-// mergeCancel returns a context that ends when ctx or other ends.
-func mergeCancel(ctx, other context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(other, cancel)
-	return ctx, func() { stop(); cancel() }
 }
 
 // escape turns a key into one znode name: bytes outside [A-Za-z0-9._-] are
 // percent-encoded (so is '%'), and the "k-" prefix keeps "." and ".." out.
-func escape(key string) string {
-	var b strings.Builder
-	b.Grow(len(key) + 2)
-	b.WriteString("k-")
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-' {
-			b.WriteByte(c)
-			continue
-		}
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	return b.String()
-}
+func escape(key string) string { return "k-" + lockcore.Escape(key) }
 
 func newGUID() string {
 	b := make([]byte, 16)
@@ -621,31 +568,18 @@ func newGUID() string {
 	return hex.EncodeToString(b)
 }
 
-// lock states.
-const (
-	held int32 = iota
-	released
-	lostState
-)
-
 type lock struct {
-	l                       *Locker
-	key, parent, guid, node string
-	token                   int64
-	sess                    *session
-	lost                    chan struct{}
-	state                   atomic.Int32
-	release                 func()
-	suspect                 bool
+	*lockcore.Held
+	l                  *Locker
+	parent, guid, node string
+	sess               *session
+	release            func()
+	suspect            bool
 }
-
-func (k *lock) Key() string           { return k.key }
-func (k *lock) Token() int64          { return k.token }
-func (k *lock) Lost() <-chan struct{} { return k.lost }
 
 // watch loses the lock when the session ends or the znode disappears.
 func (k *lock) watch(node <-chan zk.Event) {
-	defer k.l.wg.Done()
+	defer k.l.gate.Leave()
 	for {
 		select {
 		case ev, ok := <-node:
@@ -659,25 +593,23 @@ func (k *lock) watch(node <-chan zk.Event) {
 		case <-k.sess.done:
 			k.lose()
 			return
-		case <-k.lost:
+		case <-k.Lost():
 			return
 		}
 	}
 }
 
 func (k *lock) lose() {
-	if k.state.CompareAndSwap(held, lostState) {
-		close(k.lost)
+	if k.Lose() {
 		k.l.cleanup(k.parent, k.guid, k.sess, k.release)
 	}
 }
 
 // Unlock implements flashorder.Lock.
 func (k *lock) Unlock(ctx context.Context) error {
-	if !k.state.CompareAndSwap(held, released) {
-		return flashorder.ErrLockNotHeld
+	if err := k.Release(); err != nil {
+		return err
 	}
-	close(k.lost)
 	if k.suspect {
 		k.l.cleanup(k.parent, k.guid, k.sess, k.release)
 		return nil
@@ -688,7 +620,7 @@ func (k *lock) Unlock(ctx context.Context) error {
 		return nil
 	}
 	k.l.cleanup(k.parent, k.guid, k.sess, k.release)
-	return fmt.Errorf("zookeeper: unlock %q (retrying in the background): %w", k.key, err)
+	return fmt.Errorf("zookeeper: unlock %q (retrying in the background): %w", k.Key(), err)
 }
 
 // zkLogger sends the client library's messages to slog at debug level.
