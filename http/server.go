@@ -20,6 +20,10 @@ import (
 	"github.com/flashorder/flashorder"
 )
 
+// DefaultOrderTimeout is orderd's default OrderTimeout: shorter than the
+// server's write timeout, so that a stuck request gets an answer.
+const DefaultOrderTimeout = 10 * time.Second
+
 // MaxBodyBytes is the largest request body the API reads.
 const MaxBodyBytes = 65536
 
@@ -52,6 +56,11 @@ type Server struct {
 	// /api/v1/orders answers 503 overloaded at once. 0, the default, means
 	// no bound (orderd sets DefaultMaxInflight). Set it before Open.
 	MaxInflight int
+	// OrderTimeout bounds the time an order request spends in the
+	// backends; past it the request answers 503 unavailable. 0, the
+	// default, means no bound (orderd sets DefaultOrderTimeout). Set it
+	// before Open.
+	OrderTimeout time.Duration
 	// RateLimiter, when set, limits the orders of each user (429
 	// rate_limited). Set it before Open.
 	RateLimiter flashorder.RateLimiter
@@ -170,7 +179,7 @@ func (s *Server) routes() *gin.Engine {
 	v1 := r.Group("/api/v1")
 	v1.GET("/products/:sku", s.getProduct)
 	v1.PUT("/products/:sku", s.requireAdmin, s.putProduct)
-	v1.POST("/orders", s.shed, s.createOrder)
+	v1.POST("/orders", s.shed, s.orderDeadline, s.createOrder)
 	v1.GET("/orders", s.listOrders)
 	v1.GET("/orders/:id", s.getOrder)
 	v1.GET("/admin/audit", s.requireAdmin, s.audit)

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"github.com/gin-gonic/gin"
 
 	"github.com/flashorder/flashorder"
@@ -31,5 +32,19 @@ func (s *Server) shed(c *gin.Context) {
 		return
 	}
 	defer s.inflight.Add(-1)
+	c.Next()
+}
+
+// orderDeadline bounds the time an order request may spend in the backends:
+// past OrderTimeout its database calls give up and it answers 503
+// unavailable, instead of hanging (a database that stopped answering) until
+// the client or the server's write timeout gives up on it.
+func (s *Server) orderDeadline(c *gin.Context) {
+	if s.OrderTimeout <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.OrderTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
 	c.Next()
 }

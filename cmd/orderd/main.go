@@ -91,6 +91,7 @@ type Config struct {
 	RateLimitBurst       int
 	RateLimitStore       string
 	MaxInflight          int
+	OrderTimeout         time.Duration
 	SoldOutTTL           time.Duration
 }
 
@@ -139,6 +140,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.RateLimitUser, "rate-limit-user", "", "per-user order rate limit, N/s, N/m or N/h (empty: off)")
 	fs.IntVar(&cfg.RateLimitBurst, "rate-limit-burst", 0, "orders a user may burst above the rate (0: the rate's N)")
 	fs.StringVar(&cfg.RateLimitStore, "rate-limit-store", "", "rate limit state: memory or redis://host:port/db (empty: the --idempotency Redis, else memory)")
+	fs.DurationVar(&cfg.OrderTimeout, "order-timeout", orderhttp.DefaultOrderTimeout, "how long an order request may wait for the database before 503 unavailable (0: no bound)")
 	fs.IntVar(&cfg.MaxInflight, "max-inflight", orderhttp.DefaultMaxInflight, "order requests in flight per instance before 503 overloaded (0: no bound)")
 	fs.DurationVar(&cfg.SoldOutTTL, "sold-out-ttl", checkout.DefaultSoldOutTTL, "how long a sold-out SKU is answered without the database (0: off)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for the admin endpoints (generated and logged when empty)")
@@ -291,6 +293,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.server = orderhttp.NewServer(store, placer, idem, cfg.AdminToken)
 	m.server.Logger = m.Logger
 	m.server.MaxInflight = cfg.MaxInflight
+	m.server.OrderTimeout = cfg.OrderTimeout
 	m.server.RateLimiter = limiter
 	for u, c := range m.redisClients {
 		name := "redis"

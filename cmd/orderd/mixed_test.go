@@ -12,7 +12,7 @@ import (
 	"github.com/flashorder/flashorder/internal/testenv"
 )
 
-// TestMixedLoadInvariants sends 2,000 mixed orders from 256 concurrent clients (single and
+// TestMixedLoadInvariants sends 2,000 mixed orders from 128 concurrent clients (single and
 // multi-item, per-user limits, retried idempotency keys) and checks every
 // invariant against what the clients were answered.
 func TestMixedLoadInvariants(t *testing.T) {
@@ -104,10 +104,10 @@ func testMixedLoad(t *testing.T, clients []*orderhttp.Client) {
 			jobs = append(jobs, placed{req: req, key: key})
 		}
 	}
-	// 256 clients at a time: enough to fill every batch and connection
+	// 128 clients at a time: enough to fill every batch and connection
 	// pool, without making a busy 2-core machine queue requests for longer
 	// than the server's write timeout.
-	sem := make(chan struct{}, 256)
+	sem := make(chan struct{}, 128)
 	var wg sync.WaitGroup
 	for i := range jobs {
 		wg.Add(1)

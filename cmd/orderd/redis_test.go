@@ -397,3 +397,33 @@ func TestOrderdOverload(t *testing.T) {
 		}
 	})
 }
+
+// TestOrderTimeout holds a product's row lock in another transaction: an order
+// that waits for it past --order-timeout answers 503 unavailable and changes
+// nothing, and the same order goes through once the lock is gone.
+func TestOrderTimeout(t *testing.T) {
+	dbURL := testenv.PostgresURL(t)
+	if dbURL == "" {
+		t.Skip("needs PostgreSQL")
+	}
+	_, c := startOrderd(t, dbURL, "--strategy", "row", "--order-timeout", "500ms")
+	putProduct(t, c, "slow-1", 10, 0)
+	unlock := lockProduct(t, dbURL, "slow-1")
+	body := `{"user_id":"slow-user","items":[{"sku":"slow-1","quantity":1}]}`
+	start := time.Now()
+	st, h := postWithHeaders(t, c.BaseURL, "slow-key", body)
+	if st != 503 || h.Get("Retry-After") == "" {
+		t.Fatalf("order waiting for a locked row past --order-timeout: %d", st)
+	}
+	if waited := time.Since(start); waited > 8*time.Second {
+		t.Fatalf("the timed-out order answered after %v", waited)
+	}
+	unlock()
+	if p := getProduct(t, c, "slow-1"); p.Stock != 10 || p.Sold != 0 {
+		t.Fatalf("the timed-out order changed stock: %+v", p)
+	}
+	if st, _ := postWithHeaders(t, c.BaseURL, "slow-key", body); st != 201 {
+		t.Fatalf("the retry after the lock is gone: %d", st)
+	}
+	assertAudit(t, c)
+}
