@@ -56,7 +56,10 @@ func startOrderdWithLocker(t *testing.T, dbURL string, locker flashorder.Locker,
 	t.Helper()
 	m := NewMain(io.Discard)
 	m.Locker = locker
-	args = append([]string{"--listen", "127.0.0.1:0", "--db", dbURL, "--admin-token", adminToken}, args...)
+	// The tests check answers, not latency: on a busy 2-core machine under
+	// -race an order can queue for longer than the production default of
+	// --order-timeout. A test's own --order-timeout comes later and wins.
+	args = append([]string{"--listen", "127.0.0.1:0", "--db", dbURL, "--admin-token", adminToken, "--order-timeout", "2m"}, args...)
 	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
 		t.Fatalf("parse flags: %v", err)
 	}
