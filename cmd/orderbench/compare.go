@@ -47,13 +47,9 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&fresh, "fresh-db", false, "with a postgres:// or mysql:// --db: run each strategy on a new empty database on that server, dropped afterwards")
 	fs.Var(&extra, "orderd-arg", "extra orderd argument, repeatable (e.g. --orderd-arg=--db-max-conns=32)")
 	loadFlags(fs, &cfg, &out)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, &cfg); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	finishFlags(fs, &cfg)
 	if len(strategies) == 0 {
 		strategies = stringList{"row"}
 	}

@@ -72,13 +72,9 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	_ = fs.Set("stock", "2000")
 	_ = fs.Set("per-user-limit", "1")
 	_ = fs.Set("users", "20000")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, &cfg); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	finishFlags(fs, &cfg)
 	dir, err := os.MkdirTemp("", "orderbench-demo-")
 	if err != nil {
 		return fmt.Errorf("create demo directory: %w", err)

@@ -146,13 +146,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "orderd's admin token, for setup and audit (default $ORDERD_ADMIN_TOKEN)")
 	fs.BoolVar(&cfg.NoServer, "no-server", false, "the target is not orderd (a no-op server, to measure the tool itself): no setup, no audit")
 	loadFlags(fs, &cfg, &out)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, &cfg); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	finishFlags(fs, &cfg)
 	if len(urls) == 0 {
 		urls = stringList{"http://127.0.0.1:8080"}
 	}
@@ -204,6 +200,19 @@ func writeReports(out outputs, title string, res *loadtest.Result) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// parseFlags parses args into fs, refuses stray arguments and completes cfg
+// with finishFlags.
+func parseFlags(fs *flag.FlagSet, args []string, cfg *loadtest.Config) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	finishFlags(fs, cfg)
 	return nil
 }
 
