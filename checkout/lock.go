@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/internal/failpoint"
 )
 
 var _ flashorder.OrderPlacer = (*Lock)(nil)
@@ -39,6 +40,10 @@ type Lock struct {
 	// waits longer fails with 503 overloaded. The default is
 	// DefaultLockWait.
 	Wait time.Duration
+	// OnFenced, if set, is called when the fence refused an order's write
+	// on sku: the lock had gone to a newer holder meanwhile. Set it before
+	// the strategy takes orders.
+	OnFenced func(sku string)
 }
 
 // NewLock returns the lock strategy on store and locker.
@@ -69,6 +74,8 @@ func (s *Lock) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderRequest
 		}
 		held = append(held, lk)
 	}
+	// Fault tests pause here: every lock held, nothing written yet.
+	failpoint.Hit(ctx, "checkout/lock-held")
 
 	err = s.store.InTx(ctx, func(tx flashorder.Tx) error {
 		if err := placeInTx(ctx, tx, o, skus, takeFromRow); err != nil {
@@ -80,6 +87,9 @@ func (s *Lock) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderRequest
 				return err
 			}
 			if !ok {
+				if s.OnFenced != nil {
+					s.OnFenced(sku)
+				}
 				return flashorder.Errorf(flashorder.EUNAVAILABLE, "the lock on %q went to another order meanwhile; retry", sku)
 			}
 		}

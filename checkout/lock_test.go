@@ -128,8 +128,11 @@ func TestPausedHolderIsFenced(t *testing.T) {
 			b := newLocker(addrs)
 
 			aErr := make(chan error, 1)
+			var fencedSKU string // written before aErr is sent
 			go func() {
-				_, err := checkout.NewLock(db, a).PlaceOrder(ctx, request("user-a", "fenced-1", 1))
+				l := checkout.NewLock(db, a)
+				l.OnFenced = func(sku string) { fencedSKU = sku }
+				_, err := l.PlaceOrder(ctx, request("user-a", "fenced-1", 1))
 				aErr <- err
 			}()
 			aLock := <-a.acquired
@@ -147,6 +150,9 @@ func TestPausedHolderIsFenced(t *testing.T) {
 			err = <-aErr
 			if code := flashorder.ErrorCode(err); code != flashorder.EUNAVAILABLE {
 				t.Fatalf("A's order after its lock went to B: %v (code %q), want unavailable", err, code)
+			}
+			if fencedSKU != "fenced-1" {
+				t.Errorf("OnFenced saw %q, want fenced-1", fencedSKU)
 			}
 			p, err := db.Product(ctx, "fenced-1")
 			if err != nil {

@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh [go test flags...]     e.g. scripts/test.sh -run TestCheckout -v
 #
-# 1. gofmt -l must list nothing, go vet ./... must pass (cheap, so they fail fast before any
+# 1. gofmt -l must list nothing, go vet ./... must pass, and internal/failpoint's
+#    `-tags failpoints` variant must vet and test clean (cheap, so they fail fast before any
 #    service is started);
 # 2. starts PostgreSQL, MariaDB, Redis, ZooKeeper (single node and the 3-node ensemble) and etcd with scripts/services.sh in a private
 #    throw-away state dir (never the developer's own set), exports their addresses
@@ -55,6 +56,10 @@ fi
 
 log "go vet ./..."
 go vet ./...
+# The fault tests build orderd with -tags failpoints (internal/failpoint): vet and test
+# that variant of the package too.
+go vet -tags failpoints ./internal/failpoint ./checkout
+go test -count=1 -tags failpoints ./internal/failpoint
 
 # Services in a private state dir; the EXIT trap removes them whatever happens below.
 FLASHORDER_SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/flashorder-test.XXXXXX")

@@ -12,8 +12,13 @@ import (
 // server's registry, before any order is taken.
 func (m *Main) instrument(placer flashorder.OrderPlacer) error {
 	reg := m.server.Registry()
-	if b, ok := placer.(*checkout.Batch); ok {
-		if err := metrics.InstrumentBatch(reg, b); err != nil {
+	switch p := placer.(type) {
+	case *checkout.Batch:
+		if err := metrics.InstrumentBatch(reg, p); err != nil {
+			return err
+		}
+	case *checkout.Lock:
+		if err := metrics.InstrumentLockStrategy(reg, p); err != nil {
 			return err
 		}
 	}

@@ -20,11 +20,14 @@ import (
 
 // Build compiles cmd/orderd into dir and returns the binary's path. It uses
 // the normal Go build cache, so only the first build on a machine is slow.
-// The binary is built without the race detector: it is the system under test,
-// not the test.
+// The binary is built without the race detector (it is the system under
+// test, not the test) and with `-tags failpoints`, so that an instance
+// started with FLASHORDER_FAILPOINTS in Options.Env pauses where a scenario
+// needs it to (see internal/failpoint); without that variable it behaves as
+// the normal build.
 func Build(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "orderd")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/flashorder/flashorder/cmd/orderd")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "failpoints", "-o", bin, "github.com/flashorder/flashorder/cmd/orderd")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -42,6 +45,9 @@ type Options struct {
 	// Args are the flags every instance gets; the harness adds --listen and
 	// --admin-token.
 	Args []string
+	// Env holds extra environment variables (NAME=value) by instance
+	// index, on top of the test's own environment.
+	Env map[int][]string
 	// AdminToken is the admin bearer token; the default is "faults".
 	AdminToken string
 	// ReadyTimeout bounds each wait for /readyz; the default is 60s.
@@ -151,6 +157,9 @@ func (c *Cluster) start(i int) error {
 	fmt.Fprintf(logf, "==== harness: starting orderd %d at %s\n", i, time.Now().Format(time.RFC3339Nano))
 	args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(in.port), "--admin-token", c.opts.AdminToken}, c.opts.Args...)
 	cmd := exec.Command(c.opts.Binary, args...)
+	if env := c.opts.Env[i]; len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C of the test must not reach it first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

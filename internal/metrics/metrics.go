@@ -62,6 +62,22 @@ func InstrumentBatch(reg prometheus.Registerer, b *checkout.Batch) error {
 	return nil
 }
 
+// InstrumentLockStrategy registers the lock strategy's metric on reg and sets
+// l.OnFenced to feed it. Call it before l takes orders. Metric:
+// flashorder_lock_fence_refusals_total (orders whose write the fence refused
+// because their lock had gone to a newer holder).
+func InstrumentLockStrategy(reg prometheus.Registerer, l *checkout.Lock) error {
+	fenced := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "flashorder_lock_fence_refusals_total",
+		Help: "Orders of the lock strategy refused by the fence: their lock had gone to a newer holder (503, nothing written).",
+	})
+	if err := register(reg, fenced); err != nil {
+		return fmt.Errorf("metrics: lock strategy: %w", err)
+	}
+	l.OnFenced = func(string) { fenced.Inc() }
+	return nil
+}
+
 // InstrumentSweeper registers the expiry sweeper's metrics on reg and sets
 // s's callbacks to feed them. Call it before s.Start. Metrics:
 // flashorder_orders_expired_total, flashorder_sweeper_leader (1 while this

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -221,5 +222,49 @@ func TestBatchMetrics(t *testing.T) {
 	}
 	if b.QueueDepth() != 0 || count(t, reg, "flashorder_batch_errors_total") != 0 {
 		t.Errorf("after the orders: depth %d errors %v", b.QueueDepth(), count(t, reg, "flashorder_batch_errors_total"))
+	}
+}
+
+// TestLockStrategyMetrics: an order whose lock token is older than the one
+// already written on its product row is refused by the fence and counted.
+func TestLockStrategyMetrics(t *testing.T) {
+	ctx := context.Background()
+	db, err := gormdb.Open(ctx, testenv.SQLiteURL(t), gormdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "hot-1", Name: "Phone", PriceCents: 100, Stock: 40}); err != nil {
+		t.Fatal(err)
+	}
+	locker := inmem.NewLocker()
+	l := checkout.NewLock(db, locker)
+	reg := prometheus.NewRegistry()
+	if err := metrics.InstrumentLockStrategy(reg, l); err != nil {
+		t.Fatal(err)
+	}
+	order := func(user string) error {
+		_, err := l.PlaceOrder(ctx, &flashorder.PlaceOrderRequest{OrderRequest: flashorder.OrderRequest{
+			UserID: user, Items: []flashorder.ItemRequest{{SKU: "hot-1", Quantity: 1}}}})
+		return err
+	}
+	if err := order("u-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, reg, "flashorder_lock_fence_refusals_total"); got != 0 {
+		t.Fatalf("fence refusals %v after a normal order, want 0", got)
+	}
+	// Another process's newer holder wrote its token on the row.
+	if err := db.InTx(ctx, func(tx flashorder.Tx) error {
+		_, err := tx.Fence(ctx, "hot-1", math.MaxInt64)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := order("u-2"); flashorder.ErrorCode(err) != flashorder.EUNAVAILABLE {
+		t.Fatalf("order with a stale token: %v, want unavailable", err)
+	}
+	if got := count(t, reg, "flashorder_lock_fence_refusals_total"); got != 1 {
+		t.Errorf("fence refusals %v, want 1", got)
 	}
 }

@@ -1,0 +1,63 @@
+//go:build failpoints
+
+package failpoint
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// Enabled reports whether this binary was built with `-tags failpoints`.
+const Enabled = true
+
+// point is one armed failpoint and how many passes it still pauses.
+type point struct {
+	mu   sync.Mutex
+	term Term
+}
+
+// points is read from FLASHORDER_FAILPOINTS once, at start, and never
+// changes afterwards, so Hit reads the map without a lock.
+var points = load()
+
+func load() map[string]*point {
+	terms, err := Parse(os.Getenv(EnvVar))
+	if err != nil {
+		// A fault test that set a wrong spec must not run as if it had none.
+		fmt.Fprintf(os.Stderr, "%s: %v\n", EnvVar, err)
+		os.Exit(2)
+	}
+	m := make(map[string]*point, len(terms))
+	for name, t := range terms {
+		m[name] = &point{term: t}
+	}
+	return m
+}
+
+// Hit pauses the caller as FLASHORDER_FAILPOINTS says for the failpoint name,
+// or until ctx ends.
+func Hit(ctx context.Context, name string) {
+	p := points[name]
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	if p.term.Count == 0 {
+		p.mu.Unlock()
+		return
+	}
+	if p.term.Count > 0 {
+		p.term.Count--
+	}
+	d := p.term.Sleep
+	p.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
