@@ -149,19 +149,28 @@ func (s *gatedStore) InTx(ctx context.Context, fn func(flashorder.Tx) error) err
 	return s.Store.InTx(ctx, fn)
 }
 
-// TestBatchMetrics places orders through the batch strategy while its first
-// transaction is held, and checks queue depth, batch sizes and transaction
-// times.
-func TestBatchMetrics(t *testing.T) {
+// hotSKUStore opens a SQLite store, closed when t ends, with the product
+// hot-1 in stock 40.
+func hotSKUStore(t *testing.T) *gormdb.DB {
+	t.Helper()
 	ctx := context.Background()
 	db, err := gormdb.Open(ctx, testenv.SQLiteURL(t), gormdb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "hot-1", Name: "Phone", PriceCents: 100, Stock: 40}); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// TestBatchMetrics places orders through the batch strategy while its first
+// transaction is held, and checks queue depth, batch sizes and transaction
+// times.
+func TestBatchMetrics(t *testing.T) {
+	ctx := context.Background()
+	db := hotSKUStore(t)
 	store := &gatedStore{Store: db, entered: make(chan struct{}), gate: make(chan struct{})}
 	b := checkout.NewBatch(store)
 	reg := prometheus.NewRegistry()
@@ -229,15 +238,9 @@ func TestBatchMetrics(t *testing.T) {
 // already written on its product row is refused by the fence and counted.
 func TestLockStrategyMetrics(t *testing.T) {
 	ctx := context.Background()
-	db, err := gormdb.Open(ctx, testenv.SQLiteURL(t), gormdb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "hot-1", Name: "Phone", PriceCents: 100, Stock: 40}); err != nil {
-		t.Fatal(err)
-	}
+	db := hotSKUStore(t)
 	locker := inmem.NewLocker()
+	defer locker.Close()
 	l := checkout.NewLock(db, locker)
 	reg := prometheus.NewRegistry()
 	if err := metrics.InstrumentLockStrategy(reg, l); err != nil {
