@@ -134,7 +134,22 @@ func TestMetricsMoveWithOrders(t *testing.T) {
 		t.Error("the Go runtime and process metrics are missing")
 	}
 
-	// The README's metrics table lists exactly the flashorder_* families.
+	// The lock strategy's own family shows on an orderd that runs it.
+	lm, lc := startOrderd(t, testenv.SQLiteURL(t), "--strategy", "lock")
+	putProduct(t, lc, "metrics-lock", 5, 0)
+	if _, err := lc.CreateOrder(context.Background(), order("ml-1", item("metrics-lock", 1)), ""); err != nil {
+		t.Fatal(err)
+	}
+	lockScrape := scrapeMetrics(t, lm.URL())
+	if got, ok := lockScrape.series["flashorder_lock_fence_refusals_total"]; !ok || got != 0 {
+		t.Errorf("flashorder_lock_fence_refusals_total under --strategy lock is %v (present: %v), want 0", got, ok)
+	}
+	for name, typ := range lockScrape.families {
+		after.families[name] = typ
+	}
+
+	// The README's metrics table lists exactly the flashorder_* families
+	// (of the batch and the lock strategy together).
 	documented := readmeMetrics(t)
 	for _, name := range sortedFamilies(after.families) {
 		if !strings.HasPrefix(name, "flashorder_") {
