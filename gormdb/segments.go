@@ -69,7 +69,7 @@ func (t *tx) takeSegment(g *gorm.DB, sku string, seg int, qty int64) (bool, erro
 // RefillSegments is the slow path of the segment strategy, taken when no
 // single segment has qty units: it locks the product row and every segment,
 // takes qty from their total when it suffices, and spreads what remains
-// evenly over n segments. It returns false, changing nothing, when the total
+// evenly over n segments (fewer when little remains: see MinSegmentStock). It returns false, changing nothing, when the total
 // is short.
 func (t *tx) RefillSegments(ctx context.Context, sku string, qty int64, n int) (bool, error) {
 	g := t.g.WithContext(ctx)
@@ -99,23 +99,44 @@ func (t *tx) RefillSegments(ctx context.Context, sku string, qty int64, n int) (
 		return false, nil
 	}
 	total -= qty
-	rows := make([]segmentRow, n)
-	for i := range rows {
-		rows[i] = segmentRow{SKU: sku, Segment: i, Stock: total / int64(n)}
-		if int64(i) < total%int64(n) {
-			rows[i].Stock++
-		}
-	}
+	rows := spreadSegments(sku, total, n)
 	if err := g.Where("sku = ?", sku).Delete(&segmentRow{}).Error; err != nil {
 		return false, fmt.Errorf("gormdb: clear segments of %q: %w", sku, err)
 	}
-	if err := g.Create(&rows).Error; err != nil {
-		return false, fmt.Errorf("gormdb: write %d segments of %q: %w", n, sku, err)
+	if len(rows) > 0 {
+		if err := g.Create(&rows).Error; err != nil {
+			return false, fmt.Errorf("gormdb: write %d segments of %q: %w", len(rows), sku, err)
+		}
 	}
 	if err := g.Exec("UPDATE products SET stock = 0 WHERE sku = ?", sku).Error; err != nil {
 		return false, fmt.Errorf("gormdb: move stock of %q to segments: %w", sku, err)
 	}
 	return true, nil
+}
+
+// MinSegmentStock is the least stock a refill leaves in one segment. A SKU
+// with little left is spread over fewer segments than asked for (down to
+// one): its last units then sit where orders find them whole, instead of
+// every order finding no segment that has its quantity and taking the slow
+// path, which locks the product row and every segment, one order at a time.
+const MinSegmentStock = 8
+
+// spreadSegments spreads total units of sku evenly over at most n segments
+// of at least MinSegmentStock units each (one segment when total is
+// smaller; none when total is 0).
+func spreadSegments(sku string, total int64, n int) []segmentRow {
+	if total <= 0 {
+		return nil
+	}
+	k := min(int64(max(n, 1)), max(total/MinSegmentStock, 1))
+	rows := make([]segmentRow, k)
+	for i := range rows {
+		rows[i] = segmentRow{SKU: sku, Segment: i, Stock: total / k}
+		if int64(i) < total%k {
+			rows[i].Stock++
+		}
+	}
+	return rows
 }
 
 // lockSegments locks and returns the segments of sku in segment order.

@@ -54,7 +54,13 @@ func TestOrderdLifecycle(t *testing.T) {
 // one --lock names).
 func startOrderdWithLocker(t *testing.T, dbURL string, locker flashorder.Locker, args ...string) (*Main, *orderhttp.Client) {
 	t.Helper()
-	m := NewMain(io.Discard)
+	logs := &problemLog{}
+	m := NewMain(logs)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
+		}
+	})
 	m.Locker = locker
 	// The tests check answers, not latency: on a busy 2-core machine under
 	// -race an order can queue for longer than the production default of
@@ -70,6 +76,38 @@ func startOrderdWithLocker(t *testing.T, dbURL string, locker flashorder.Locker,
 	c := orderhttp.NewClient(m.URL(), adminToken)
 	c.HTTPClient = &http.Client{Transport: transport, Timeout: time.Minute}
 	return m, c
+}
+
+// maxProblemLines is how many of orderd's warning and error lines a test
+// keeps to print when it fails.
+const maxProblemLines = 30
+
+// problemLog keeps orderd's last WARN and ERROR log lines, so that a failed
+// test shows why an order got a 5xx; everything else is dropped.
+type problemLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *problemLog) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+			continue
+		}
+		l.mu.Lock()
+		if len(l.lines) == maxProblemLines {
+			l.lines = l.lines[1:]
+		}
+		l.lines = append(l.lines, line)
+		l.mu.Unlock()
+	}
+	return len(p), nil
+}
+
+func (l *problemLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -373,7 +411,13 @@ func testOneSweeper(t *testing.T, a, b *Main, ca, cb *orderhttp.Client) {
 // goroutine orderd started.
 func TestOrderdCloseStopsSweeper(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	m := NewMain(io.Discard)
+	logs := &problemLog{}
+	m := NewMain(logs)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
+		}
+	})
 	args := []string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t), "--admin-token", adminToken, "--sweep-interval", "10ms"}
 	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
@@ -394,7 +438,13 @@ func TestOrderdCloseStopsSweeper(t *testing.T) {
 }
 
 func TestLifecycleFlags(t *testing.T) {
-	m := NewMain(io.Discard)
+	logs := &problemLog{}
+	m := NewMain(logs)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
+		}
+	})
 	if err := m.ParseFlags(nil, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +465,13 @@ func TestLifecycleFlags(t *testing.T) {
 		t.Fatalf("from env and flags: %+v", c)
 	}
 	for _, bad := range [][]string{{"--sweep-batch", "0"}, {"--payment-timeout", "0s"}, {"--sweep-interval", "-1s"}} {
-		m := NewMain(io.Discard)
+		logs := &problemLog{}
+	m := NewMain(logs)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
+		}
+	})
 		args := append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t), "--admin-token", adminToken}, bad...)
 		if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
 			t.Fatal(err)
