@@ -466,12 +466,12 @@ func TestLifecycleFlags(t *testing.T) {
 	}
 	for _, bad := range [][]string{{"--sweep-batch", "0"}, {"--payment-timeout", "0s"}, {"--sweep-interval", "-1s"}} {
 		logs := &problemLog{}
-	m := NewMain(logs)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
-		}
-	})
+		m := NewMain(logs)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
+			}
+		})
 		args := append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t), "--admin-token", adminToken}, bad...)
 		if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
 			t.Fatal(err)
