@@ -51,6 +51,13 @@ func NewLock(store flashorder.Store, locker flashorder.Locker) *Lock {
 	return &Lock{store: store, locker: locker, Now: time.Now, Wait: DefaultLockWait}
 }
 
+// WrapLocker replaces the strategy's Locker with wrap applied to it, for
+// example to measure its waits and holds. Call it before the strategy takes
+// orders.
+func (s *Lock) WrapLocker(wrap func(flashorder.Locker) flashorder.Locker) {
+	s.locker = wrap(s.locker)
+}
+
 // PlaceOrder implements flashorder.OrderPlacer.
 func (s *Lock) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
 	o, err := NewOrder(req, s.Now())

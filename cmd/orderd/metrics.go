@@ -9,24 +9,23 @@ import (
 )
 
 // instrument registers the strategy's and the lock backends' metrics on the
-// server's registry, before any order is taken.
+// server's registry, before any order is taken. The lock metrics measure
+// every Locker orderd uses: the sweeper's election and, under --strategy
+// lock, the orders' locks.
 func (m *Main) instrument(placer flashorder.OrderPlacer) error {
 	reg := m.server.Registry()
-	switch p := placer.(type) {
-	case *checkout.Batch:
-		if err := metrics.InstrumentBatch(reg, p); err != nil {
-			return err
-		}
-	case *checkout.Lock:
-		if err := metrics.InstrumentLockStrategy(reg, p); err != nil {
-			return err
-		}
-	}
 	lm, err := metrics.NewLockMetrics(reg)
 	if err != nil {
 		return err
 	}
 	m.lockMetrics = lm
+	switch p := placer.(type) {
+	case *checkout.Batch:
+		return metrics.InstrumentBatch(reg, p)
+	case *checkout.Lock:
+		p.WrapLocker(m.measureLocker)
+		return metrics.InstrumentLockStrategy(reg, p)
+	}
 	return nil
 }
 

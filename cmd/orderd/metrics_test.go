@@ -134,15 +134,27 @@ func TestMetricsMoveWithOrders(t *testing.T) {
 		t.Error("the Go runtime and process metrics are missing")
 	}
 
-	// The lock strategy's own family shows on an orderd that runs it.
+	// The lock strategy's own family shows on an orderd that runs it, and
+	// its orders' locks are measured like the sweeper's.
 	lm, lc := startOrderd(t, testenv.SQLiteURL(t), "--strategy", "lock")
 	putProduct(t, lc, "metrics-lock", 5, 0)
+	waitFor(t, "the sweeper to lead", func() bool {
+		return scrapeMetrics(t, lm.URL()).series["flashorder_sweeper_leader"] == 1
+	})
+	lockBefore := scrapeMetrics(t, lm.URL())
 	if _, err := lc.CreateOrder(context.Background(), order("ml-1", item("metrics-lock", 1)), ""); err != nil {
 		t.Fatal(err)
 	}
 	lockScrape := scrapeMetrics(t, lm.URL())
 	if got, ok := lockScrape.series["flashorder_lock_fence_refusals_total"]; !ok || got != 0 {
 		t.Errorf("flashorder_lock_fence_refusals_total under --strategy lock is %v (present: %v), want 0", got, ok)
+	}
+	// The leading sweeper holds its lock throughout: the one order is the
+	// only new wait and the only new hold.
+	for _, series := range []string{`flashorder_lock_wait_seconds_count{backend="memory"}`, `flashorder_lock_hold_seconds_count{backend="memory"}`} {
+		if d := lockScrape.series[series] - lockBefore.series[series]; d != 1 {
+			t.Errorf("%s moved by %v over one order, want 1", series, d)
+		}
 	}
 	for name, typ := range lockScrape.families {
 		after.families[name] = typ
