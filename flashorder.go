@@ -62,11 +62,17 @@ type Tx interface {
 	TakeStock(ctx context.Context, sku string, qty int64) (bool, error)
 	// TakeFromSegment takes qty units of sku from one of its n stock
 	// segments that has them, chosen at random, and returns false, changing
-	// nothing, when no single segment has qty units.
+	// nothing, when no single segment has qty units. A false may leave a
+	// segment it looked at locked (PostgreSQL keeps a row that a locking
+	// read or an update waited for and then found no longer matching): the
+	// transaction must then not go on to RefillSegments of that sku, whose
+	// lock order (product row, then segments) it would invert. End it and
+	// refill in a new one.
 	TakeFromSegment(ctx context.Context, sku string, qty int64, n int) (bool, error)
 	// RefillSegments locks sku's product row and all its segments, takes
-	// qty units from their total, and spreads the rest evenly over n
-	// segments. It returns false, changing nothing, when the total is short.
+	// qty units from their total, and spreads the rest evenly over at most
+	// n segments. It returns false, changing nothing, when the total is
+	// short. Call it before any TakeFromSegment of sku in the transaction.
 	RefillSegments(ctx context.Context, sku string, qty int64, n int) (bool, error)
 	// Quotas returns how many units of sku each of users holds in active
 	// orders (absent users hold none).

@@ -20,39 +20,14 @@ type segmentRow struct {
 
 func (segmentRow) TableName() string { return "stock_segments" }
 
-// takeSavepoint is the savepoint TakeFromSegment rolls back to when it finds
-// no segment.
-const takeSavepoint = "take_segment"
-
 // TakeFromSegment takes qty units of sku from one segment that has them,
 // chosen at random among n. Where the engine has SKIP LOCKED it first looks
 // for a segment no other transaction holds; it waits for a held one only
-// when no free one has the units. It returns false, changing nothing and
-// holding no lock, when no single segment has qty units.
-//
-// "Holding no lock" needs the savepoint: a PostgreSQL UPDATE that waited for
-// a row and found it no longer matching keeps the row locked until the
-// transaction ends. The caller's next step, RefillSegments, locks the
-// product row and then every segment; a segment kept from here would invert
-// that order against another refill (which holds the product row and waits
-// for the segment) and stall both. Rolling back to the savepoint releases
-// such locks.
+// when no free one has the units. It returns false, changing nothing, when
+// no single segment has qty units; see flashorder.Tx for the lock such a
+// false may leave behind.
 func (t *tx) TakeFromSegment(ctx context.Context, sku string, qty int64, n int) (bool, error) {
 	g := t.g.WithContext(ctx)
-	if err := g.SavePoint(takeSavepoint).Error; err != nil {
-		return false, fmt.Errorf("gormdb: savepoint before taking from a segment of %q: %w", sku, err)
-	}
-	ok, err := t.takeFromSegment(g, sku, qty, n)
-	if ok || err != nil {
-		return ok, err
-	}
-	if err := g.RollbackTo(takeSavepoint).Error; err != nil {
-		return false, fmt.Errorf("gormdb: roll back to the savepoint before taking from a segment of %q: %w", sku, err)
-	}
-	return false, nil
-}
-
-func (t *tx) takeFromSegment(g *gorm.DB, sku string, qty int64, n int) (bool, error) {
 	start := rand.IntN(max(n, 1))
 	// Segments ordered from a random start, so that concurrent orders
 	// spread over them.
@@ -116,6 +91,14 @@ func (t *tx) RefillSegments(ctx context.Context, sku string, qty int64, n int) (
 	segs, err := t.lockSegments(g, sku)
 	if err != nil {
 		return false, err
+	}
+	// Another order's refill may have run while this one waited for the
+	// locks: then a segment has the units, and rewriting them all again
+	// would only make the next waiter wait longer.
+	for _, s := range segs {
+		if s.Stock >= qty {
+			return t.takeSegment(g, sku, s.Segment, qty)
+		}
 	}
 	total = unsegmented
 	for _, s := range segs {
