@@ -70,8 +70,8 @@ func (t *tx) takeSegment(g *gorm.DB, sku string, seg int, qty int64) (bool, erro
 // RefillSegments is the slow path of the segment strategy, taken when no
 // single segment has qty units: it locks the product row and every segment,
 // takes qty from their total when it suffices, and spreads what remains
-// evenly over n segments (fewer when little remains: see MinSegmentStock). It returns false, changing nothing, when the total
-// is short.
+// evenly over n segments (fewer when little remains: see MinSegmentStock).
+// It returns false, changing nothing, when the total is short.
 func (t *tx) RefillSegments(ctx context.Context, sku string, qty int64, n int) (bool, error) {
 	g := t.g.WithContext(ctx)
 	// A sold-out SKU is answered from a plain read: refusing needs no lock,

@@ -54,13 +54,7 @@ func TestOrderdLifecycle(t *testing.T) {
 // one --lock names).
 func startOrderdWithLocker(t *testing.T, dbURL string, locker flashorder.Locker, args ...string) (*Main, *orderhttp.Client) {
 	t.Helper()
-	logs := &problemLog{}
-	m := NewMain(logs)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
-		}
-	})
+	m := newTestMain(t)
 	m.Locker = locker
 	// The tests check answers, not latency: on a busy 2-core machine under
 	// -race an order can queue for longer than the production default of
@@ -76,6 +70,19 @@ func startOrderdWithLocker(t *testing.T, dbURL string, locker flashorder.Locker,
 	c := orderhttp.NewClient(m.URL(), adminToken)
 	c.HTTPClient = &http.Client{Transport: transport, Timeout: time.Minute}
 	return m, c
+}
+
+// newTestMain returns a Main whose log keeps orderd's warnings and errors
+// and prints them when t fails.
+func newTestMain(t *testing.T) *Main {
+	t.Helper()
+	logs := &problemLog{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
+		}
+	})
+	return NewMain(logs)
 }
 
 // maxProblemLines is how many of orderd's warning and error lines a test
@@ -411,13 +418,7 @@ func testOneSweeper(t *testing.T, a, b *Main, ca, cb *orderhttp.Client) {
 // goroutine orderd started.
 func TestOrderdCloseStopsSweeper(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	logs := &problemLog{}
-	m := NewMain(logs)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
-		}
-	})
+	m := newTestMain(t)
 	args := []string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t), "--admin-token", adminToken, "--sweep-interval", "10ms"}
 	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
@@ -438,13 +439,7 @@ func TestOrderdCloseStopsSweeper(t *testing.T) {
 }
 
 func TestLifecycleFlags(t *testing.T) {
-	logs := &problemLog{}
-	m := NewMain(logs)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
-		}
-	})
+	m := NewMain(io.Discard)
 	if err := m.ParseFlags(nil, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
@@ -465,13 +460,7 @@ func TestLifecycleFlags(t *testing.T) {
 		t.Fatalf("from env and flags: %+v", c)
 	}
 	for _, bad := range [][]string{{"--sweep-batch", "0"}, {"--payment-timeout", "0s"}, {"--sweep-interval", "-1s"}} {
-		logs := &problemLog{}
-		m := NewMain(logs)
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("orderd's warnings and errors (last %d):\n%s", maxProblemLines, logs)
-			}
-		})
+		m := newTestMain(t)
 		args := append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t), "--admin-token", adminToken}, bad...)
 		if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
 			t.Fatal(err)
