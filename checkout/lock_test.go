@@ -8,21 +8,10 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
-	"github.com/flashorder/flashorder/gormdb"
 	"github.com/flashorder/flashorder/internal/testenv"
 	"github.com/flashorder/flashorder/locktest"
 	"github.com/flashorder/flashorder/zookeeper"
 )
-
-func openStore(t *testing.T, url string) *gormdb.DB {
-	t.Helper()
-	db, err := gormdb.Open(context.Background(), url, gormdb.Options{})
-	if err != nil {
-		t.Fatalf("open %s: %v", url, err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 func request(user, sku string, qty int64) *flashorder.PlaceOrderRequest {
 	return &flashorder.PlaceOrderRequest{OrderRequest: flashorder.OrderRequest{UserID: user,
@@ -36,7 +25,7 @@ func TestFence(t *testing.T) {
 	for _, d := range testenv.Databases(t) {
 		t.Run(d.Engine, func(t *testing.T) {
 			t.Parallel()
-			db := openStore(t, d.URL)
+			db := openDB(t, d.URL)
 			putProduct(t, db, "f-1", 10, 0)
 			ctx := context.Background()
 			fence := func(sku string, token int64, commit bool) bool {
@@ -111,7 +100,7 @@ func TestPausedHolderIsFenced(t *testing.T) {
 	for _, d := range testenv.Databases(t) {
 		t.Run(d.Engine, func(t *testing.T) {
 			t.Parallel()
-			db := openStore(t, d.URL)
+			db := openDB(t, d.URL)
 			putProduct(t, db, "fenced-1", 10, 0)
 			ctx := context.Background()
 			root := "/flashorder-test/" + locktest.Key("fence")
