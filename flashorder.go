@@ -53,9 +53,16 @@ type Tx interface {
 	// Products returns the products among skus that exist, keyed by SKU,
 	// without locking them.
 	Products(ctx context.Context, skus []string) (map[string]*Product, error)
-	// LockStock locks the product row of sku until the transaction ends and
-	// returns its available stock.
-	LockStock(ctx context.Context, sku string) (int64, error)
+	// LockProducts locks the product rows of skus in ascending byte order of
+	// SKU, with one statement, and returns those that exist as they are under
+	// the lock, keyed by SKU. The rows stay locked until the transaction ends.
+	// Sorted locking is what keeps batches of several instances on one
+	// database from deadlocking.
+	LockProducts(ctx context.Context, skus []string) (map[string]*Product, error)
+	// TakeStocks takes take[sku] units of every SKU in take with one
+	// statement. The caller holds their rows (LockProducts) and has checked
+	// that the units are there; a row without them is an error.
+	TakeStocks(ctx context.Context, take map[string]int64) error
 	// TakeStock takes qty units of sku when at least qty are available, and
 	// returns false, changing nothing, when fewer are. When it returns true
 	// the product row stays locked until the transaction ends.
@@ -74,22 +81,22 @@ type Tx interface {
 	// n segments. It returns false, changing nothing, when the total is
 	// short. Call it before any TakeFromSegment of sku in the transaction.
 	RefillSegments(ctx context.Context, sku string, qty int64, n int) (bool, error)
-	// Quotas returns how many units of sku each of users holds in active
-	// orders (absent users hold none).
-	Quotas(ctx context.Context, sku string, users []string) (map[string]int64, error)
+	// Quotas returns how many units each (user, SKU) pair of keys holds in
+	// active orders, with one statement (absent pairs hold none).
+	Quotas(ctx context.Context, keys []QuotaKey) (map[QuotaKey]int64, error)
 	// ReserveQuota adds qty to what userID holds of sku in active orders. When
 	// limit > 0 and the new total would exceed it, nothing changes and it
 	// returns false.
 	ReserveQuota(ctx context.Context, userID, sku string, qty, limit int64) (bool, error)
-	// AddQuotas adds, for each user in add, that many units to what the user
-	// holds of sku, in one statement.
-	AddQuotas(ctx context.Context, sku string, add map[string]int64) error
-	// TakenKeys returns which of the idempotency keys already belong to a
-	// stored order.
-	TakenKeys(ctx context.Context, keys []string) (map[string]bool, error)
-	// InsertOrders inserts orders with their items. It returns
-	// ErrIdempotencyKeyTaken when one of them reuses a stored idempotency key.
-	InsertOrders(ctx context.Context, orders ...*Order) error
+	// AddQuotas adds add[k] units to what each user holds of each SKU, with
+	// one upsert.
+	AddQuotas(ctx context.Context, add map[QuotaKey]int64) error
+	// InsertOrders inserts, in bulk, the orders whose idempotency keys no
+	// stored order holds, with their items, and returns the keys of those it
+	// left out because a stored order (or one inserted by a concurrent
+	// transaction that committed) holds them. The unique index decides; no
+	// order is read first.
+	InsertOrders(ctx context.Context, orders []*Order) (taken map[string]bool, err error)
 
 	// TransitionOrder moves order id from status from to status to with one
 	// conditional update, and returns the order as it is now, with its items.
@@ -110,6 +117,12 @@ type Tx interface {
 	// does not exist. The product row stays locked until the transaction
 	// ends, so the check holds until the commit.
 	Fence(ctx context.Context, sku string, token int64) (bool, error)
+}
+
+// QuotaKey names what one user holds of one SKU.
+type QuotaKey struct {
+	UserID string
+	SKU    string
 }
 
 // OrderPlacer turns an order request into an order: one implementation per

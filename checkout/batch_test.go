@@ -31,11 +31,11 @@ func (s *faultyStore) InTx(ctx context.Context, fn func(flashorder.Tx) error) er
 	return s.Store.InTx(ctx, func(tx flashorder.Tx) error { return fn(&faultyTx{Tx: tx, s: s}) })
 }
 
-func (t *faultyTx) InsertOrders(ctx context.Context, orders ...*flashorder.Order) error {
+func (t *faultyTx) InsertOrders(ctx context.Context, orders []*flashorder.Order) (map[string]bool, error) {
 	if t.s.armed.Load() {
-		return errInjected
+		return nil, errInjected
 	}
-	return t.Tx.InsertOrders(ctx, orders...)
+	return t.Tx.InsertOrders(ctx, orders)
 }
 
 func placeMany(b *checkout.Batch, n int, sku string, limitUser bool) []error {
@@ -67,7 +67,7 @@ func TestBatchFaultMidTransaction(t *testing.T) {
 			ctx := context.Background()
 			db := openDB(t, dbi.URL)
 			store := &faultyStore{Store: db}
-			b := checkout.NewBatch(store)
+			b := checkout.NewBatch(store, checkout.BatchOptions{})
 			if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "fault-1", Name: "x", PriceCents: 5, Stock: 50, PerUserLimit: 0}); err != nil {
 				t.Fatal(err)
 			}
@@ -123,8 +123,7 @@ func TestBatchQueueBound(t *testing.T) {
 	if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "q-1", Name: "x", PriceCents: 5, Stock: 1000}); err != nil {
 		t.Fatal(err)
 	}
-	b := checkout.NewBatch(db)
-	b.MaxQueue, b.MaxBatch = 5, 5
+	b := checkout.NewBatch(db, checkout.BatchOptions{MaxQueue: 5, MaxBatch: 5})
 	var overloaded, created int
 	for _, err := range placeMany(b, 300, "q-1", false) {
 		switch flashorder.ErrorCode(err) {

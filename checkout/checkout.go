@@ -106,7 +106,14 @@ func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus 
 		}
 	}
 	priceOrder(o, products)
-	return tx.InsertOrders(ctx, o)
+	taken, err := tx.InsertOrders(ctx, []*flashorder.Order{o})
+	if err != nil {
+		return err
+	}
+	if len(taken) > 0 {
+		return flashorder.ErrIdempotencyKeyTaken
+	}
+	return nil
 }
 
 // checkLimits tells an order refused for stock whether it was over a per-user
@@ -117,11 +124,12 @@ func checkLimits(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, sku
 		if limit == 0 {
 			continue
 		}
-		held, err := tx.Quotas(ctx, sku, []string{o.UserID})
+		k := flashorder.QuotaKey{UserID: o.UserID, SKU: sku}
+		held, err := tx.Quotas(ctx, []flashorder.QuotaKey{k})
 		if err != nil {
 			return err
 		}
-		if held[o.UserID]+quantityOf(o, sku) > limit {
+		if held[k]+quantityOf(o, sku) > limit {
 			return limitExceeded(o.UserID, sku, limit)
 		}
 	}

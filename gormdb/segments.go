@@ -84,7 +84,7 @@ func (t *tx) RefillSegments(ctx context.Context, sku string, qty int64, n int) (
 	if total < qty {
 		return false, nil
 	}
-	unsegmented, err := t.LockStock(ctx, sku)
+	unsegmented, err := t.lockStock(ctx, sku)
 	if err != nil {
 		return false, err
 	}

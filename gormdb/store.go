@@ -26,7 +26,7 @@ func (db *DB) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder
 			return fmt.Errorf("gormdb: insert product %q: %w", p.SKU, res.Error)
 		}
 		if res.RowsAffected == 0 {
-			available, err := t.LockStock(ctx, p.SKU)
+			available, err := t.lockStock(ctx, p.SKU)
 			if err != nil {
 				return err
 			}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -14,10 +12,6 @@ import (
 )
 
 var _ flashorder.Tx = (*tx)(nil)
-
-// insertBatchSize bounds the rows of one INSERT, well below every engine's
-// limit on bound parameters.
-const insertBatchSize = 500
 
 // tx implements flashorder.Tx inside one GORM transaction.
 type tx struct {
@@ -61,9 +55,10 @@ func (t *tx) ReserveQuota(ctx context.Context, userID, sku string, qty, limit in
 	return res.RowsAffected == 1, nil
 }
 
-// LockStock implements flashorder.Tx with SELECT ... FOR UPDATE. SQLite has
+// lockStock locks sku's product row with SELECT ... FOR UPDATE and returns
+// its stock. SQLite has
 // no row locks and needs none: its one connection serialises transactions.
-func (t *tx) LockStock(ctx context.Context, sku string) (int64, error) {
+func (t *tx) lockStock(ctx context.Context, sku string) (int64, error) {
 	q := t.g.WithContext(ctx).Select("stock").Where("sku = ?", sku)
 	if t.engine != SQLite {
 		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
@@ -77,60 +72,6 @@ func (t *tx) LockStock(ctx context.Context, sku string) (int64, error) {
 		return 0, fmt.Errorf("gormdb: lock stock of %q: %w", sku, err)
 	}
 	return row.Stock, nil
-}
-
-// Quotas implements flashorder.Tx.
-func (t *tx) Quotas(ctx context.Context, sku string, users []string) (map[string]int64, error) {
-	var rows []userPurchaseRow
-	if err := t.g.WithContext(ctx).Where("sku = ? AND user_id IN ?", sku, users).Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("gormdb: read quotas of %q: %w", sku, err)
-	}
-	m := make(map[string]int64, len(rows))
-	for _, r := range rows {
-		m[r.UserID] = r.Quantity
-	}
-	return m, nil
-}
-
-// AddQuotas implements flashorder.Tx with one multi-row upsert.
-func (t *tx) AddQuotas(ctx context.Context, sku string, add map[string]int64) error {
-	rows := make([]userPurchaseRow, 0, len(add))
-	for user, q := range add {
-		rows = append(rows, userPurchaseRow{UserID: user, SKU: sku, Quantity: q})
-	}
-	slices.SortFunc(rows, func(a, b userPurchaseRow) int { return strings.Compare(a.UserID, b.UserID) })
-	increment := "user_purchases.quantity + excluded.quantity"
-	if t.engine == MySQL {
-		increment = "quantity + VALUES(quantity)"
-	}
-	err := t.g.WithContext(ctx).Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "user_id"}, {Name: "sku"}},
-		DoUpdates: clause.Assignments(map[string]any{"quantity": gorm.Expr(increment)}),
-	}).CreateInBatches(rows, insertBatchSize).Error
-	if err != nil {
-		return fmt.Errorf("gormdb: add quotas of %q for %d users: %w", sku, len(rows), err)
-	}
-	return nil
-}
-
-// TakenKeys implements flashorder.Tx.
-func (t *tx) TakenKeys(ctx context.Context, keys []string) (map[string]bool, error) {
-	byHash := make(map[string]string, len(keys))
-	hashes := make([]string, 0, len(keys))
-	for _, k := range keys {
-		h := *keyHash(k)
-		byHash[h] = k
-		hashes = append(hashes, h)
-	}
-	var taken []string
-	if err := t.g.WithContext(ctx).Model(&orderRow{}).Where("idempotency_key_hash IN ?", hashes).Pluck("idempotency_key_hash", &taken).Error; err != nil {
-		return nil, fmt.Errorf("gormdb: look up %d idempotency keys: %w", len(keys), err)
-	}
-	m := make(map[string]bool, len(taken))
-	for _, h := range taken {
-		m[byHash[h]] = true
-	}
-	return m, nil
 }
 
 // TakeStock implements flashorder.Tx with one conditional decrement: the row
@@ -161,20 +102,4 @@ func (t *tx) Fence(ctx context.Context, sku string, token int64) (bool, error) {
 		return false, fmt.Errorf("gormdb: read the fence of %q: %w", sku, err)
 	}
 	return len(current) == 1 && current[0] == token, nil
-}
-
-// InsertOrders implements flashorder.Tx.
-func (t *tx) InsertOrders(ctx context.Context, orders ...*flashorder.Order) error {
-	rows, items := orderRows(orders)
-	g := t.g.WithContext(ctx)
-	if err := g.CreateInBatches(rows, insertBatchSize).Error; err != nil {
-		if errors.Is(err, gorm.ErrDuplicatedKey) {
-			return flashorder.ErrIdempotencyKeyTaken
-		}
-		return fmt.Errorf("gormdb: insert %d orders: %w", len(rows), err)
-	}
-	if err := g.CreateInBatches(items, insertBatchSize).Error; err != nil {
-		return fmt.Errorf("gormdb: insert %d order items: %w", len(items), err)
-	}
-	return nil
 }

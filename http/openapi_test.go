@@ -41,7 +41,7 @@ func newTestServer(t *testing.T) (*orderhttp.Server, *httptest.Server) {
 		t.Fatalf("open database: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	srv := orderhttp.NewServer(db, checkout.NewBatch(db), inmem.NewIdempotencyStore(), adminToken)
+	srv := orderhttp.NewServer(db, checkout.NewBatch(db, checkout.BatchOptions{}), inmem.NewIdempotencyStore(), adminToken)
 	srv.Lifecycle = checkout.NewLifecycle(db, nil)
 	srv.PaymentWebhookSecret = webhookSecret
 	ts := httptest.NewServer(srv.Handler())

@@ -37,7 +37,7 @@ func startEmbedded(ctx context.Context, dir string, logTo io.Writer) (*embedded,
 		return nil, fmt.Errorf("open embedded database: %w", err)
 	}
 	e := &embedded{AdminToken: randomToken(), db: db}
-	e.server = orderhttp.NewServer(db, checkout.NewBatch(db), inmem.NewIdempotencyStore(), e.AdminToken)
+	e.server = orderhttp.NewServer(db, checkout.NewBatch(db, checkout.BatchOptions{}), inmem.NewIdempotencyStore(), e.AdminToken)
 	e.server.Logger = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := e.server.Open("127.0.0.1:0"); err != nil {
 		db.Close()

@@ -114,7 +114,8 @@ type Main struct {
 	// redisClients holds one client per Redis URL in use, by URL.
 	redisClients map[string]*goredis.Client
 
-	lockMetrics *metrics.LockMetrics
+	lockMetrics  *metrics.LockMetrics
+	batchMetrics *metrics.BatchMetrics
 }
 
 // NewMain returns a Main that logs to stderr.
@@ -131,7 +132,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
 	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch, row, segment or lock")
 	fs.IntVar(&cfg.BatchMax, "batch-max", checkout.DefaultMaxBatch, "batch strategy: most orders in one transaction")
-	fs.IntVar(&cfg.BatchQueue, "batch-queue", checkout.DefaultMaxQueue, "batch strategy: most orders waiting per SKU before 503 overloaded")
+	fs.IntVar(&cfg.BatchQueue, "batch-queue", checkout.DefaultMaxQueue, "batch strategy: most orders waiting for a batch before 503 overloaded")
 	fs.IntVar(&cfg.Segments, "segments", checkout.DefaultSegments, "segment strategy: stock rows per SKU")
 	fs.StringVar(&cfg.Lock, "lock", "memory", "lock backend: memory, zk://host:port[,host:port]/prefix, etcd://host:port/prefix or redis://host:port/db")
 	fs.StringVar(&cfg.Idempotency, "idempotency", "memory", "idempotency store: memory or redis://host:port/db")
@@ -226,9 +227,9 @@ func (m *Main) Run(ctx context.Context) error {
 		if cfg.BatchMax < 1 || cfg.BatchQueue < 1 {
 			return fmt.Errorf("--batch-max and --batch-queue must be at least 1")
 		}
-		b := checkout.NewBatch(db)
-		b.MaxBatch, b.MaxQueue = cfg.BatchMax, cfg.BatchQueue
-		placer = b
+		m.batchMetrics = metrics.NewBatchMetrics()
+		placer = checkout.NewBatch(db, checkout.BatchOptions{MaxBatch: cfg.BatchMax, MaxQueue: cfg.BatchQueue,
+			Observe: m.batchMetrics.Observe})
 	case "segment":
 		if cfg.Segments < 1 {
 			return fmt.Errorf("--segments must be at least 1")

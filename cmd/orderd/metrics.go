@@ -21,7 +21,7 @@ func (m *Main) instrument(placer flashorder.OrderPlacer) error {
 	m.lockMetrics = lm
 	switch p := placer.(type) {
 	case *checkout.Batch:
-		return metrics.InstrumentBatch(reg, p)
+		return m.batchMetrics.Register(reg, p.QueueDepth)
 	case *checkout.Lock:
 		p.WrapLocker(m.measureLocker)
 		return metrics.InstrumentLockStrategy(reg, p)

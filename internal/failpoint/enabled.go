@@ -39,25 +39,33 @@ func load() map[string]*point {
 
 // Hit pauses the caller as FLASHORDER_FAILPOINTS says for the failpoint name,
 // or until ctx ends.
-func Hit(ctx context.Context, name string) {
+func Hit(ctx context.Context, name string) { _ = Fail(ctx, name) }
+
+// Fail is Hit for the points where a fault can be injected: it pauses like Hit,
+// and returns ErrInjected when the failpoint's action is error().
+func Fail(ctx context.Context, name string) error {
 	p := points[name]
 	if p == nil {
-		return
+		return nil
 	}
 	p.mu.Lock()
 	if p.term.Count == 0 {
 		p.mu.Unlock()
-		return
+		return nil
 	}
 	if p.term.Count > 0 {
 		p.term.Count--
 	}
-	d := p.term.Sleep
+	d, fail := p.term.Sleep, p.term.Fail
 	p.mu.Unlock()
+	if fail {
+		return ErrInjected
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+	return nil
 }

@@ -9,13 +9,15 @@
 //
 //	FLASHORDER_FAILPOINTS='checkout/lock-held=4*sleep(3s)'
 //
-// a `;`-separated list of NAME=[COUNT*]sleep(DURATION): the first COUNT
-// passes through Hit(ctx, NAME) (every pass when COUNT is left out) sleep
-// DURATION, or until ctx ends. The points are listed where they are used:
+// a `;`-separated list of NAME=[COUNT*]sleep(DURATION) or
+// NAME=[COUNT*]error(): the first COUNT passes through Hit(ctx, NAME) or
+// Fail(ctx, NAME) (every pass when COUNT is left out) sleep DURATION, or until
+// ctx ends; or, with error(), Fail returns ErrInjected (Hit ignores error()). The points are listed where they are used:
 // `grep -rn failpoint.Hit`.
 package failpoint
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -25,11 +27,13 @@ import (
 // EnvVar is the environment variable a `-tags failpoints` build reads.
 const EnvVar = "FLASHORDER_FAILPOINTS"
 
-// Term is one failpoint's action: sleep Sleep on each of the first Count
-// passes (Count < 0: every pass).
+// Term is one failpoint's action on each of the first Count passes (Count <
+// 0: every pass): sleep Sleep, or, when Fail is set, make Fail return
+// ErrInjected.
 type Term struct {
 	Count int
 	Sleep time.Duration
+	Fail  bool
 }
 
 // Parse reads a FLASHORDER_FAILPOINTS value into terms by failpoint name.
@@ -43,7 +47,7 @@ func Parse(spec string) (map[string]Term, error) {
 		name, action, ok := strings.Cut(part, "=")
 		name, action = strings.TrimSpace(name), strings.TrimSpace(action)
 		if !ok || name == "" {
-			return nil, fmt.Errorf("failpoint: %q: want NAME=[COUNT*]sleep(DURATION)", part)
+			return nil, fmt.Errorf("failpoint: %q: want NAME=[COUNT*]sleep(DURATION) or NAME=[COUNT*]error()", part)
 		}
 		term := Term{Count: -1}
 		if c, rest, ok := strings.Cut(action, "*"); ok {
@@ -53,16 +57,20 @@ func Parse(spec string) (map[string]Term, error) {
 			}
 			term.Count, action = n, rest
 		}
-		arg, prefixed := strings.CutPrefix(action, "sleep(")
-		arg, closed := strings.CutSuffix(arg, ")")
-		if !prefixed || !closed {
-			return nil, fmt.Errorf("failpoint: %s: action %q: want sleep(DURATION)", name, action)
+		if action == "error()" {
+			term.Fail = true
+		} else {
+			arg, prefixed := strings.CutPrefix(action, "sleep(")
+			arg, closed := strings.CutSuffix(arg, ")")
+			if !prefixed || !closed {
+				return nil, fmt.Errorf("failpoint: %s: action %q: want sleep(DURATION) or error()", name, action)
+			}
+			d, err := time.ParseDuration(arg)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("failpoint: %s: sleep(%s): want a positive duration such as 3s", name, arg)
+			}
+			term.Sleep = d
 		}
-		d, err := time.ParseDuration(arg)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("failpoint: %s: sleep(%s): want a positive duration such as 3s", name, arg)
-		}
-		term.Sleep = d
 		if _, dup := terms[name]; dup {
 			return nil, fmt.Errorf("failpoint: %s is set twice", name)
 		}
@@ -70,3 +78,7 @@ func Parse(spec string) (map[string]Term, error) {
 	}
 	return terms, nil
 }
+
+// ErrInjected is the error a failpoint with the action error() makes Fail
+// return.
+var ErrInjected = errors.New("failpoint: injected fault")

@@ -1,6 +1,6 @@
 // Package metrics exposes flashorder's strategies, locks and sweeper as
 // Prometheus metrics. It hooks into the observation points that the other
-// packages offer (checkout.Batch.Observe, checkout.Sweeper's callbacks) and
+// packages offer (checkout.BatchOptions.Observe, checkout.Sweeper's callbacks) and
 // decorates a flashorder.Locker, so that those packages stay free of
 // Prometheus. cmd/orderd wires it; every collector is registered on the
 // registry the caller passes, never a global one.
@@ -24,40 +24,55 @@ var BatchSizeBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}
 // and lock timings.
 var DurationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-// InstrumentBatch registers the batch strategy's metrics on reg and sets
-// b.Observe to feed them. Call it before b takes orders. Metrics:
-// flashorder_batch_size (histogram of orders per transaction),
-// flashorder_batch_transaction_seconds (histogram),
-// flashorder_batch_errors_total (failed batch transactions) and
-// flashorder_batch_queue_depth (orders waiting, read at scrape time).
-func InstrumentBatch(reg prometheus.Registerer, b *checkout.Batch) error {
-	size := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "flashorder_batch_size",
-		Help:    "Orders per batch transaction of the batch strategy.",
-		Buckets: BatchSizeBuckets,
-	})
-	took := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "flashorder_batch_transaction_seconds",
-		Help:    "Time of one batch transaction of the batch strategy, retries included.",
-		Buckets: DurationBuckets,
-	})
-	errs := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "flashorder_batch_errors_total",
-		Help: "Batch transactions that failed; each answered its orders with an error.",
-	})
-	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "flashorder_batch_queue_depth",
-		Help: "Orders waiting in the batch strategy's queues, over all SKUs.",
-	}, func() float64 { return float64(b.QueueDepth()) })
-	if err := register(reg, size, took, errs, depth); err != nil {
-		return fmt.Errorf("metrics: batch: %w", err)
+// BatchMetrics are the batch strategy's metrics: flashorder_batch_size
+// (histogram of orders per transaction), flashorder_batch_transaction_seconds
+// (histogram), flashorder_batch_errors_total (failed batch transactions) and
+// flashorder_batch_queue_depth (orders waiting, read at scrape time). Make
+// them first, hand Observe to checkout.BatchOptions, then Register them with
+// the strategy's queue depth.
+type BatchMetrics struct {
+	size, took prometheus.Histogram
+	errs       prometheus.Counter
+}
+
+// NewBatchMetrics returns the batch strategy's metrics, not yet registered.
+func NewBatchMetrics() *BatchMetrics {
+	return &BatchMetrics{
+		size: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flashorder_batch_size",
+			Help:    "Orders per batch transaction of the batch strategy.",
+			Buckets: BatchSizeBuckets,
+		}),
+		took: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flashorder_batch_transaction_seconds",
+			Help:    "Time of one batch transaction of the batch strategy, retries included.",
+			Buckets: DurationBuckets,
+		}),
+		errs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flashorder_batch_errors_total",
+			Help: "Batch transactions that failed; each answered its orders with an error.",
+		}),
 	}
-	b.Observe = func(n int, d time.Duration, err error) {
-		size.Observe(float64(n))
-		took.Observe(d.Seconds())
-		if err != nil {
-			errs.Inc()
-		}
+}
+
+// Observe records one batch transaction; it is checkout.BatchOptions.Observe.
+func (m *BatchMetrics) Observe(n int, d time.Duration, err error) {
+	m.size.Observe(float64(n))
+	m.took.Observe(d.Seconds())
+	if err != nil {
+		m.errs.Inc()
+	}
+}
+
+// Register registers the metrics on reg, with depth read at scrape time as
+// flashorder_batch_queue_depth.
+func (m *BatchMetrics) Register(reg prometheus.Registerer, depth func() int) error {
+	gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "flashorder_batch_queue_depth",
+		Help: "Orders waiting in the batch strategy's queue for a batch.",
+	}, func() float64 { return float64(depth()) })
+	if err := register(reg, m.size, m.took, m.errs, gauge); err != nil {
+		return fmt.Errorf("metrics: batch: %w", err)
 	}
 	return nil
 }

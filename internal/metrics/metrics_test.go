@@ -172,13 +172,14 @@ func TestBatchMetrics(t *testing.T) {
 	ctx := context.Background()
 	db := hotSKUStore(t)
 	store := &gatedStore{Store: db, entered: make(chan struct{}), gate: make(chan struct{})}
-	b := checkout.NewBatch(store)
+	bm := metrics.NewBatchMetrics()
+	b := checkout.NewBatch(store, checkout.BatchOptions{Observe: bm.Observe})
 	reg := prometheus.NewRegistry()
-	if err := metrics.InstrumentBatch(reg, b); err != nil {
+	if err := bm.Register(reg, b.QueueDepth); err != nil {
 		t.Fatal(err)
 	}
-	if err := metrics.InstrumentBatch(reg, b); err == nil {
-		t.Error("a second InstrumentBatch on one registry succeeded")
+	if err := metrics.NewBatchMetrics().Register(reg, b.QueueDepth); err == nil {
+		t.Error("a second batch metrics on one registry registered")
 	}
 
 	const queued = 49
