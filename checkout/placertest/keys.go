@@ -41,6 +41,40 @@ func testIdempotentTwins(e *env) {
 	e.verify()
 }
 
+// testRefusedTwins sends concurrent twins of requests that can only be
+// refused (over a per-user limit, sold out, an unknown SKU): every twin gets
+// the refusal, none ErrIdempotencyKeyTaken, since no order holds the key
+// (the HTTP layer would find none to replay and answer 503), and the keys
+// stay free for a valid request.
+func testRefusedTwins(e *env) {
+	lim := e.product("lim", 100, 2)
+	out := e.product("out", 0, 0)
+	fine := e.product("fine", 100, 0)
+	cases := []struct {
+		items []flashorder.ItemRequest
+		want  string
+	}{
+		{[]flashorder.ItemRequest{item(lim, 3)}, flashorder.ELIMITEXCEEDED},
+		{[]flashorder.ItemRequest{item(fine, 1), item(lim, 3)}, flashorder.ELIMITEXCEEDED},
+		{[]flashorder.ItemRequest{item(out, 1)}, flashorder.ESOLDOUT},
+		{[]flashorder.ItemRequest{item(out, 1), item(fine, 1)}, flashorder.ESOLDOUT},
+		{[]flashorder.ItemRequest{item(e.unknown("t"), 1)}, flashorder.EUNKNOWNPRODUCT},
+	}
+	const twins = 6
+	rs := concurrently(len(cases)*twins, func(i int) result {
+		c := i % len(cases)
+		return e.place(e.placer, request(e.user(c), e.key(c), cases[c].items...))
+	})
+	for i, r := range rs {
+		e.expectOne(r, cases[i%len(cases)].want)
+	}
+	for c := range cases {
+		e.keyFree(e.key(c))
+		e.expectOne(e.place(e.placer, request(e.user(c), e.key(c), item(fine, 1))), ok)
+	}
+	e.verify()
+}
+
 // testKeyStoredElsewhere stores orders under keys through a second instance
 // (a second store on the database and a second placer), then sends the same
 // keys through the first: with the same content or other content, alone or

@@ -70,6 +70,7 @@ var checks = []check{
 	{"PerUserLimit", testPerUserLimit},
 	{"Precedence", testPrecedence},
 	{"IdempotentTwins", testIdempotentTwins},
+	{"RefusedTwins", testRefusedTwins},
 	{"KeyStoredByAnotherInstance", testKeyStoredElsewhere},
 	{"LifecycleRace", testLifecycleRace},
 	{"TwoInstances", testTwoInstances},
