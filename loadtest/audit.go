@@ -85,27 +85,7 @@ func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[
 		}
 	}
 
-	// Distinct orders, and the key/user each id answered.
-	type owner struct{ key, user string }
-	byID := map[string]record{}
-	owners := map[string]owner{}
-	keyID := map[string]string{}
-	for _, w := range ws {
-		for _, rec := range w.orders {
-			if prev, ok := keyID[rec.Key]; ok && prev != rec.ID {
-				v.add("double order", "Idempotency-Key %s answered order %s and order %s", rec.Key, prev, rec.ID)
-			}
-			keyID[rec.Key] = rec.ID
-			o := owner{rec.Key, rec.User}
-			if prev, ok := owners[rec.ID]; ok && prev != o {
-				v.add("order answered twice", "order %s answered key %s (user %s) and key %s (user %s)",
-					rec.ID, prev.key, prev.user, rec.Key, rec.User)
-				continue
-			}
-			owners[rec.ID] = o
-			byID[rec.ID] = rec
-		}
-	}
+	byID := distinctOrders(ws, &v)
 	rep.Orders = len(byID)
 	for _, w := range ws {
 		rep.Uncertain += w.uncertainRequests
@@ -240,6 +220,37 @@ func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[
 	rep.Violations = v.list
 	rep.OK = len(v.list) == 0
 	return rep
+}
+
+// distinctOrders returns the 201s by order id, and adds a violation for a key
+// answered with two ids and for an id answered to two requests: two keys, two
+// users, or two requests without a key.
+func distinctOrders(ws []workerState, v *violations) map[string]record {
+	type owner struct{ key, user string }
+	byID := map[string]record{}
+	owners := map[string]owner{}
+	keyID := map[string]string{}
+	for _, w := range ws {
+		for _, rec := range w.orders {
+			if rec.Key != "" {
+				if prev, ok := keyID[rec.Key]; ok && prev != rec.ID {
+					v.add("double order", "Idempotency-Key %s answered order %s and order %s", rec.Key, prev, rec.ID)
+				}
+				keyID[rec.Key] = rec.ID
+			}
+			o := owner{rec.Key, rec.User}
+			// Without a key every 201 answers a request of its own, so an id
+			// seen before was answered twice even for the same user.
+			if prev, ok := owners[rec.ID]; ok && (prev != o || rec.Key == "") {
+				v.add("order answered twice", "order %s answered key %q (user %s) and key %q (user %s)",
+					rec.ID, prev.key, prev.user, rec.Key, rec.User)
+				continue
+			}
+			owners[rec.ID] = o
+			byID[rec.ID] = rec
+		}
+	}
+	return byID
 }
 
 // sameItems compares a 201's items with the request's, in any order.

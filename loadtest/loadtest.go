@@ -30,8 +30,13 @@ import (
 // violation; the Result describes them.
 var ErrAuditFailed = errors.New("loadtest: audit failed")
 
-// Scenario is what the simulated shoppers order.
+// Scenario is what the simulated shoppers order. NamedScenario returns the
+// scenarios of the benchmark tables.
 type Scenario struct {
+	// Name is the named scenario (see NamedScenario) this one was made from,
+	// for reports; "" when it was built from flags or fields alone. Fields
+	// set after NamedScenario may differ from the name's values.
+	Name string `json:"name,omitempty"`
 	// SKUs is the number of products; 1 is one hot SKU. The default is 1.
 	SKUs int `json:"skus"`
 	// SKUPrefix names the products: SKUPrefix0, SKUPrefix1, ... The default
@@ -58,6 +63,9 @@ type Scenario struct {
 	// RetryShare is the share (0..1) of requests that resend the worker's
 	// previous request with the same Idempotency-Key.
 	RetryShare float64 `json:"retry_share,omitempty"`
+	// NoKeys sends orders without an Idempotency-Key. By default every order
+	// carries a fresh key. Retries (RetryShare) need keys.
+	NoKeys bool `json:"no_keys,omitempty"`
 }
 
 // Config is one run.
@@ -168,6 +176,8 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("loadtest: quantity %d is over %d", s.Quantity, flashorder.MaxQuantity)
 	case s.MultiShare > 0 && s.SKUs < 2:
 		return errors.New("loadtest: multi-item orders need at least 2 SKUs")
+	case s.NoKeys && s.RetryShare > 0:
+		return errors.New("loadtest: retries resend an Idempotency-Key: a retry share needs keys")
 	}
 	return nil
 }

@@ -109,10 +109,11 @@ func (rc *rawClient) Close() {
 // arrived: the server closed it while idle, and the request can be resent.
 var errStale = errors.New("loadtest: stale keep-alive connection")
 
-// post sends body to target i with the idempotency key and reads the answer's
-// body into out. resent reports that the request went out twice because a
-// kept-alive connection turned out closed (safe: it carries an
-// Idempotency-Key, so the second is at worst a replay).
+// post sends body to target i with the idempotency key ("" for none) and
+// reads the answer's body into out. resent reports that the request went out
+// twice because a kept-alive connection turned out closed: with a key the
+// second is at worst a replay; without one the caller must count the first
+// attempt's outcome as unknown.
 func (rc *rawClient) post(ctx context.Context, i int, key string, body []byte, out *bytes.Buffer) (a rawAnswer, resent bool, err error) {
 	a, err = rc.postOnce(ctx, i, key, body, out)
 	if errors.Is(err, errStale) && ctx.Err() == nil {
@@ -149,8 +150,11 @@ func (rc *rawClient) postOnce(ctx context.Context, i int, key string, body []byt
 	b = append(b, t.path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, t.host...)
-	b = append(b, "\r\nUser-Agent: orderbench\r\nContent-Type: application/json\r\nIdempotency-Key: "...)
-	b = append(b, key...)
+	b = append(b, "\r\nUser-Agent: orderbench\r\nContent-Type: application/json"...)
+	if key != "" {
+		b = append(b, "\r\nIdempotency-Key: "...)
+		b = append(b, key...)
+	}
 	b = append(b, "\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n\r\n"...)

@@ -1,10 +1,12 @@
 package loadtest
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -18,6 +20,7 @@ func WriteSummary(w io.Writer, res *Result) {
 	}
 	fmt.Fprintf(w, "\n== %s: run %s, %s loop, %d clients, %s measured against %s\n", title, res.RunID, res.Mode,
 		cfg.Concurrency, fmtSecs(res.Seconds), strings.Join(cfg.URLs, ", "))
+	fmt.Fprintf(w, "scenario   %s\n", cfg.Scenario)
 	fmt.Fprintf(w, "offered    %10.1f req/s\n", res.OfferedRate)
 	fmt.Fprintf(w, "achieved   %10.1f req/s  (%d answers)\n", res.AchievedRate, res.Requests)
 	fmt.Fprintf(w, "orders     %10.1f orders/s  (%d new orders)\n", res.OrdersPerSec, res.Orders)
@@ -43,6 +46,9 @@ func WriteSummary(w io.Writer, res *Result) {
 	WriteAudit(w, res.Audit)
 }
 
+// maxSKULines is how many SKUs a passing audit lists in the summary.
+const maxSKULines = 10
+
 // WriteAudit prints the audit verdict; a failed audit is loud.
 func WriteAudit(w io.Writer, a *AuditReport) {
 	if a == nil {
@@ -55,7 +61,19 @@ func WriteAudit(w io.Writer, a *AuditReport) {
 			fmt.Fprintf(w, " (%d requests with unknown outcome allowed for)", a.Uncertain)
 		}
 		fmt.Fprintln(w, "; server audit ok; per-user limits and idempotency hold")
-		for _, s := range a.SKUs {
+		skus := a.SKUs
+		if len(skus) > maxSKULines {
+			var taken int64
+			for _, s := range skus {
+				taken += s.Taken
+			}
+			fmt.Fprintf(w, "  %d SKUs, %d units taken in all; the %d that sold most (--json has every SKU):\n",
+				len(skus), taken, maxSKULines)
+			skus = slices.Clone(skus)
+			slices.SortStableFunc(skus, func(x, y SKUAudit) int { return cmp.Compare(y.Taken, x.Taken) })
+			skus = skus[:maxSKULines]
+		}
+		for _, s := range skus {
 			fmt.Fprintf(w, "  %s: taken %d, client 201 units %d, available %d, sold %d, restocked %d\n",
 				s.SKU, s.Taken, s.ClientUnits, s.After.Available, s.After.Sold, s.After.Restocked)
 		}

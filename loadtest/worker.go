@@ -153,7 +153,9 @@ func (w *worker) next() *request {
 	} else {
 		rq.items = w.r.singleItems[w.sku()]
 	}
-	rq.key = w.r.runID + "-" + strconv.Itoa(w.id) + "-" + strconv.FormatInt(w.seq, 10)
+	if !sc.NoKeys {
+		rq.key = w.r.runID + "-" + strconv.Itoa(w.id) + "-" + strconv.FormatInt(w.seq, 10)
+	}
 	rq.body = appendOrderJSON(make([]byte, 0, 64+32*len(rq.items)), rq.user, rq.items)
 	return rq
 }
@@ -216,10 +218,12 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 	var units int64
 	if a.Status == 0 || a.Status >= 500 {
 		// The server may have made the order: the audit allows for it.
-		w.state.uncertainRequests++
-		for _, it := range rq.items {
-			w.state.uncertain[it.SKU] += it.Quantity
-		}
+		w.uncertain(rq)
+	}
+	if resent && rq.key == "" {
+		// Without a key, a first attempt that reached the server made an
+		// order of its own, which the second cannot replay.
+		w.uncertain(rq)
 	}
 	if a.Status == http.StatusCreated && !w.r.cfg.NoServer {
 		// A request resent on a fresh connection may replay its own first
@@ -245,6 +249,15 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 	w.shard.record(done.Sub(intended), a, units, intended, sent, open, !sent.Before(w.r.measureStart))
 	if f := w.r.cfg.OnAnswer; f != nil {
 		f(AnswerEvent{Target: target, Key: rq.key, Answer: a, Intended: intended, Sent: sent, Done: done, Order: ans.ID, Replayed: ans.replayed})
+	}
+}
+
+// uncertain counts rq as a request whose outcome is unknown: the audit
+// allows for the order it may have made.
+func (w *worker) uncertain(rq *request) {
+	w.state.uncertainRequests++
+	for _, it := range rq.items {
+		w.state.uncertain[it.SKU] += it.Quantity
 	}
 }
 
@@ -316,7 +329,10 @@ func (w *worker) do(ctx context.Context, target int, rq *request) (status int, a
 		if err != nil {
 			return 0, emptyAnswer, false, err
 		}
-		req.Header = http.Header{"Content-Type": jsonContentType, orderhttp.IdempotencyKeyHeader: []string{rq.key}}
+		req.Header = http.Header{"Content-Type": jsonContentType}
+		if rq.key != "" {
+			req.Header[orderhttp.IdempotencyKeyHeader] = []string{rq.key}
+		}
 		resp, err := w.r.client.Do(req)
 		if err != nil {
 			return 0, emptyAnswer, false, err

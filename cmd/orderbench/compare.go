@@ -113,7 +113,7 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		rows = append(rows, row)
 	}
 
-	table := compareTable(rows)
+	table := fmt.Sprintf("scenario %s\n", cfg.Scenario) + compareTable(rows)
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, table)
 	if out.JSON != "" {

@@ -67,11 +67,11 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var out outputs
 	loadFlags(fs, &cfg, &out)
 	// The demo's own defaults: a short flash sale of one hot SKU that sells
-	// out, one unit per user.
-	_ = fs.Set("duration", "6s")
-	_ = fs.Set("stock", "2000")
-	_ = fs.Set("per-user-limit", "1")
-	_ = fs.Set("users", "20000")
+	// out, one unit per user. A --scenario replaces them.
+	setDefault(fs, "duration", "6s")
+	setDefault(fs, "stock", "2000")
+	setDefault(fs, "per-user-limit", "1")
+	setDefault(fs, "users", "20000")
 	if err := parseFlags(fs, args, &cfg); err != nil {
 		return err
 	}
@@ -91,8 +91,15 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer e.Close()
 	fmt.Fprintf(stdout, "orderbench demo: embedded orderd at %s (SQLite in %s, strategy batch)\n", e.URL, dir)
-	fmt.Fprintf(stdout, "flash sale: one hot SKU, stock %d, per-user limit %d, %d clients for %s\n",
-		cfg.Scenario.Stock, cfg.Scenario.PerUserLimit, cfg.Concurrency, cfg.Duration)
+	what := "flash sale:"
+	if cfg.Scenario.Name != "" {
+		what = "scenario"
+	}
+	length := cfg.Duration.String()
+	if cfg.Duration == 0 {
+		length = fmt.Sprintf("%d requests", cfg.Requests)
+	}
+	fmt.Fprintf(stdout, "%s %s; %d clients for %s\n", what, cfg.Scenario, cfg.Concurrency, length)
 	cfg.URLs = []string{e.URL}
 	cfg.AdminToken = e.AdminToken
 	cfg.Label = "demo"

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -103,7 +104,19 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "timeout of each request")
 	fs.DurationVar(&cfg.LateThreshold, "late-threshold", time.Millisecond, "open loop: a request sent later than this after its intended time counts as late")
 	fs.IntVar(&cfg.AuditSample, "audit-sample", 20000, "how many 201s the audit reads back with GET /orders/{id} (-1: all)")
-	s := &cfg.Scenario
+	fs.StringVar(&cfg.Scenario.Name, "scenario", "", "named workload of the benchmark tables: "+strings.Join(loadtest.ScenarioNames(), ", ")+
+		" (scenario flags given with it override its values)")
+	scenarioFlags(fs, &cfg.Scenario)
+	fs.StringVar(&out.JSON, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&out.HTML, "html", "", "write a self-contained HTML report to this file")
+	fs.BoolVar(&cfg.StdHTTP, "std-http", false, "send orders with net/http instead of the built-in HTTP/1.1 keep-alive client")
+	fs.BoolVar(&out.Quiet, "quiet", false, "no live progress")
+	fs.StringVar(&out.CPUProfile, "cpuprofile", "", "write orderbench's own CPU profile to this file (to find the tool's limits)")
+}
+
+// scenarioFlags binds the flags that describe what is ordered to s. Given
+// with --scenario, they override the named scenario's values.
+func scenarioFlags(fs *flag.FlagSet, s *loadtest.Scenario) {
 	fs.IntVar(&s.SKUs, "skus", 1, "number of products (1: one hot SKU)")
 	fs.StringVar(&s.SKUPrefix, "sku-prefix", "bench-", "product SKUs are PREFIX0, PREFIX1, ...; the run resets them")
 	fs.Int64Var(&s.Stock, "stock", 1_000_000, "stock of each product at setup")
@@ -115,11 +128,64 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	fs.Int64Var(&s.Quantity, "quantity", 1, "quantity of every item")
 	fs.IntVar(&s.Users, "users", 0, "size of the user pool, so per-user limits bite (0: a new user per order)")
 	fs.Float64Var(&s.RetryShare, "retry-share", 0, "share (0..1) of requests that resend the previous request with the same Idempotency-Key")
-	fs.StringVar(&out.JSON, "json", "", "write the results as JSON to this file")
-	fs.StringVar(&out.HTML, "html", "", "write a self-contained HTML report to this file")
-	fs.BoolVar(&cfg.StdHTTP, "std-http", false, "send orders with net/http instead of the built-in HTTP/1.1 keep-alive client")
-	fs.BoolVar(&out.Quiet, "quiet", false, "no live progress")
-	fs.StringVar(&out.CPUProfile, "cpuprofile", "", "write orderbench's own CPU profile to this file (to find the tool's limits)")
+	fs.Var(keysFlag{&s.NoKeys}, "keys", "send an Idempotency-Key with every order (--keys=false: none)")
+}
+
+// keysFlag is --keys, the negation of Scenario.NoKeys.
+type keysFlag struct{ noKeys *bool }
+
+func (k keysFlag) String() string {
+	if k.noKeys == nil {
+		return "false" // the zero value flag.PrintDefaults compares with
+	}
+	return strconv.FormatBool(!*k.noKeys)
+}
+
+func (k keysFlag) Set(v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return err
+	}
+	*k.noKeys = !b
+	return nil
+}
+
+// IsBoolFlag lets --keys stand alone, like a flag.Bool.
+func (k keysFlag) IsBoolFlag() bool { return true }
+
+// applyScenario replaces cfg.Scenario with the scenario --scenario names, if
+// any, and sets again the scenario flags given explicitly, which override it.
+func applyScenario(fs *flag.FlagSet, cfg *loadtest.Config) error {
+	if cfg.Scenario.Name == "" {
+		return nil
+	}
+	named, err := loadtest.NamedScenario(cfg.Scenario.Name)
+	if err != nil {
+		return err
+	}
+	probe := flag.NewFlagSet("scenario", flag.ContinueOnError)
+	scenarioFlags(probe, &loadtest.Scenario{})
+	explicit := map[string]string{}
+	fs.Visit(func(f *flag.Flag) {
+		if probe.Lookup(f.Name) != nil {
+			explicit[f.Name] = f.Value.String()
+		}
+	})
+	cfg.Scenario = named
+	for name, v := range explicit {
+		if err := fs.Set(name, v); err != nil {
+			return fmt.Errorf("--%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// setDefault changes the default of a flag. Unlike fs.Set it does not count as
+// given: a --scenario still sets the flag's value.
+func setDefault(fs *flag.FlagSet, name, value string) {
+	f := fs.Lookup(name)
+	f.DefValue = value
+	_ = f.Value.Set(value)
 }
 
 // progressTo sets where live progress goes: stderr, as one updating line when
@@ -203,8 +269,8 @@ func writeReports(out outputs, title string, res *loadtest.Result) error {
 	return nil
 }
 
-// parseFlags parses args into fs, refuses stray arguments and completes cfg
-// with finishFlags.
+// parseFlags parses args into fs, refuses stray arguments, completes cfg
+// with finishFlags and applies --scenario.
 func parseFlags(fs *flag.FlagSet, args []string, cfg *loadtest.Config) error {
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -213,7 +279,7 @@ func parseFlags(fs *flag.FlagSet, args []string, cfg *loadtest.Config) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	finishFlags(fs, cfg)
-	return nil
+	return applyScenario(fs, cfg)
 }
 
 // finishFlags applies the rules between flags: --requests without an explicit
