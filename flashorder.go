@@ -89,7 +89,8 @@ type Tx interface {
 	// returns false.
 	ReserveQuota(ctx context.Context, userID, sku string, qty, limit int64) (bool, error)
 	// AddQuotas adds add[k] units to what each user holds of each SKU, with
-	// one upsert.
+	// one upsert. Counters are kept for the SKUs with a per-user limit only
+	// (PutProduct rebuilds a SKU's counters when it gains a limit).
 	AddQuotas(ctx context.Context, add map[QuotaKey]int64) error
 	// InsertOrders inserts, in bulk, the orders whose idempotency keys no
 	// stored order holds, with their items, and returns the keys of those it
@@ -97,6 +98,9 @@ type Tx interface {
 	// transaction that committed) holds them. The unique index decides; no
 	// order is read first.
 	InsertOrders(ctx context.Context, orders []*Order) (taken map[string]bool, err error)
+	// DeleteOrders deletes the orders with the given ids, and their items,
+	// that this transaction inserted and then could not accept.
+	DeleteOrders(ctx context.Context, ids []string) error
 
 	// TransitionOrder moves order id from status from to status to with one
 	// conditional update, and returns the order as it is now, with its items.

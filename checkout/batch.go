@@ -2,8 +2,10 @@ package checkout
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +20,12 @@ const (
 	DefaultMaxBatch  = 1000
 	DefaultMaxQueue  = 20000
 	DefaultTxTimeout = 10 * time.Second
+	DefaultPipeline  = 2
 )
+
+// maxPriceRetries bounds how often a batch is run again because a product's
+// price changed between the batch's first read and its lock.
+const maxPriceRetries = 3
 
 // BatchOptions tunes a Batch. Zero fields take their defaults.
 type BatchOptions struct {
@@ -28,6 +35,11 @@ type BatchOptions struct {
 	// MaxQueue bounds the orders waiting for a batch; beyond it requests
 	// are refused at once with EOVERLOADED. The default is DefaultMaxQueue.
 	MaxQueue int
+	// Pipeline is how many batch transactions may be in flight at once; the
+	// default is DefaultPipeline. Batches take their product locks in the
+	// order they were formed, so a later batch writes its orders while an
+	// earlier one holds the rows and commits.
+	Pipeline int
 	// TxTimeout bounds one batch transaction; the default is
 	// DefaultTxTimeout.
 	TxTimeout time.Duration
@@ -41,34 +53,49 @@ type BatchOptions struct {
 
 // Batch is the `batch` strategy: group commit for every order. Orders of any
 // number of items, for any SKUs, with or without an idempotency key, queue in
-// one bounded FIFO; one transaction at a time takes everything queued, up to
-// MaxBatch, and in that transaction
+// one bounded FIFO; a committer takes everything queued, up to MaxBatch, into
+// one transaction that
 //
-//   - locks the batch's product rows in SKU order with one statement,
-//   - reads the per-user quotas the batch's limits need with one statement,
-//   - allots stock first come first served, each order all or nothing, with
-//     per-user limits applied within the batch and against earlier orders,
-//   - inserts the accepted orders and their items in bulk, letting the
-//     unique index settle idempotency keys (an order whose key turns out to
-//     be taken is dropped and the stock allotted again without it),
+//   - reads the batch's products and the per-user quotas its limits need
+//     (one statement each, no locks) and allots stock from them, to predict
+//     which orders will be accepted;
+//   - inserts those orders and their items in bulk, letting the unique index
+//     settle idempotency keys (an order whose key turns out to be taken is
+//     dropped and the prediction made again without it);
+//   - locks the batch's product rows in SKU order with one statement, reads
+//     the quotas again under the locks, and allots for real: first come first
+//     served, each order all or nothing, per-user limits applied within the
+//     batch and against earlier orders; inserted orders that no longer fit
+//     are deleted again (rare: only when another instance or a cancel moved
+//     the stock in between);
 //   - takes every touched SKU's stock with one statement and adds the quotas
-//     with one upsert.
+//     of limited SKUs with one upsert.
 //
-// Each request gets its own answer. There is no fixed linger: while one batch
-// commits, the next one fills. Several instances may share one database: they
-// lock product rows in one order, so their batches queue on the rows and
-// never deadlock (InTx's deadlock retry is the backstop).
+// The row locks are held only for the last two steps and the commit. Up to
+// Pipeline transactions run at once, taking the row locks in the order their
+// batches formed: while one holds the rows and commits, the next one writes
+// its orders, and the next one after that fills. There is no fixed linger.
+// Each request gets its own answer. Several instances may share one database:
+// they lock product rows in one order and insert keys in one order, and
+// nothing waits for a key while it holds a product row, so their batches
+// queue on the rows and never deadlock (InTx's deadlock retry is the
+// backstop).
 type Batch struct {
 	store flashorder.Store
 	opts  BatchOptions
 
 	queue   chan *pendingOrder
 	waiting atomic.Int64 // orders queued and not abandoned
-	running atomic.Bool  // a committer goroutine is draining the queue
+	running atomic.Int32 // committer goroutines draining the queue
+
+	// formMu makes forming a batch and taking its turn one step, so that
+	// turns follow the queue's order. Only committers take it.
+	formMu   sync.Mutex
+	lastTurn chan struct{} // closed once the newest batch holds its rows
 }
 
-// Pending order states: a request waits in the queue until the committer
-// takes it into a batch or the request gives up first. Whoever moves it out of
+// Pending order states: a request waits in the queue until a committer takes
+// it into a batch or the request gives up first. Whoever moves it out of
 // queued decides.
 const (
 	queued int32 = iota
@@ -90,13 +117,18 @@ func NewBatch(store flashorder.Store, opts BatchOptions) *Batch {
 	if opts.MaxQueue <= 0 {
 		opts.MaxQueue = DefaultMaxQueue
 	}
+	if opts.Pipeline <= 0 {
+		opts.Pipeline = DefaultPipeline
+	}
 	if opts.TxTimeout <= 0 {
 		opts.TxTimeout = DefaultTxTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Batch{store: store, opts: opts, queue: make(chan *pendingOrder, opts.MaxQueue)}
+	first := make(chan struct{})
+	close(first)
+	return &Batch{store: store, opts: opts, queue: make(chan *pendingOrder, opts.MaxQueue), lastTurn: first}
 }
 
 // PlaceOrder implements flashorder.OrderPlacer. An order still queued when
@@ -150,27 +182,48 @@ func (b *Batch) enqueue(p *pendingOrder) error {
 		b.waiting.Add(-1)
 		return flashorder.Errorf(flashorder.EOVERLOADED, "too many orders waiting; retry shortly")
 	}
-	if b.running.CompareAndSwap(false, true) {
+	if b.startCommitter() {
 		go b.drain()
 	}
 	return nil
 }
 
-// drain commits the queue batch by batch while it has orders, then ends; the
-// next enqueue starts it again. One committer at a time.
+// startCommitter counts one more committer and reports true, unless Pipeline
+// of them run already.
+func (b *Batch) startCommitter() bool {
+	for {
+		n := b.running.Load()
+		if n >= int32(b.opts.Pipeline) {
+			return false
+		}
+		if b.running.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// drain commits batches while the queue has orders, then ends; the next
+// enqueue starts a committer again.
 func (b *Batch) drain() {
 	batch := make([]*pendingOrder, 0, min(b.opts.MaxBatch, 64))
 	for {
+		b.formMu.Lock()
 		batch = b.collect(batch[:0])
+		var prev, mine chan struct{}
 		if len(batch) > 0 {
-			b.commit(batch)
+			prev, mine = b.lastTurn, make(chan struct{})
+			b.lastTurn = mine
+		}
+		b.formMu.Unlock()
+		if len(batch) > 0 {
+			b.commit(batch, prev, mine)
 			clear(batch)
 			continue
 		}
-		b.running.Store(false)
-		// An order enqueued after collect found the queue empty but before
-		// running was cleared saw a committer running and started none.
-		if len(b.queue) == 0 || !b.running.CompareAndSwap(false, true) {
+		b.running.Add(-1)
+		// An order enqueued after collect found the queue empty, while
+		// every committer still counted, started none.
+		if len(b.queue) == 0 || !b.startCommitter() {
 			return
 		}
 	}
@@ -193,15 +246,42 @@ func (b *Batch) collect(batch []*pendingOrder) []*pendingOrder {
 	return batch
 }
 
-// commit runs one batch transaction and answers each of its orders.
-func (b *Batch) commit(batch []*pendingOrder) {
+// errPriceChanged asks commit to run a batch again: a product's price changed
+// between the batch's first read, which priced its orders, and its lock.
+var errPriceChanged = errors.New("checkout: a price changed during the batch")
+
+// commit runs one batch transaction and answers each of its orders. It takes
+// the product locks after the batch before it (prev closed) and closes mine
+// once it holds them, or when it ends without.
+func (b *Batch) commit(batch []*pendingOrder, prev <-chan struct{}, mine chan struct{}) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), b.opts.TxTimeout)
 	defer cancel()
+	var turnOnce sync.Once
+	endTurn := func() { turnOnce.Do(func() { close(mine) }) }
+	defer endTurn()
 	answers := make([]error, len(batch))
-	err := b.store.InTx(ctx, func(tx flashorder.Tx) error {
-		return commitInTx(ctx, tx, batch, answers)
-	})
+	var err error
+	// Begin only once the batch before holds its rows: then this batch's
+	// key inserts cannot wait on that batch while it waits on this one, and
+	// no connection is held while waiting (SQLite has one).
+	select {
+	case <-prev:
+	case <-ctx.Done():
+		err = &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "the database did not complete the request; retry later", Err: ctx.Err()}
+	}
+	for attempt := 1; err == nil; attempt++ {
+		err = b.store.InTx(ctx, func(tx flashorder.Tx) error {
+			return commitInTx(ctx, tx, batch, answers, endTurn)
+		})
+		if !errors.Is(err, errPriceChanged) || attempt == maxPriceRetries {
+			break
+		}
+		err = nil
+	}
+	if errors.Is(err, errPriceChanged) {
+		err = &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "prices changed during the order; retry", Err: err}
+	}
 	if b.opts.Observe != nil {
 		b.opts.Observe(len(batch), time.Since(start), err)
 	}
@@ -214,39 +294,45 @@ func (b *Batch) commit(batch []*pendingOrder) {
 	}
 }
 
-// commitInTx allots the batch's stock and writes the accepted orders. It sets
-// answers[i] for every order; InTx may run it again, so it derives everything
-// afresh each time.
-func commitInTx(ctx context.Context, tx flashorder.Tx, batch []*pendingOrder, answers []error) error {
-	// Fault tests fail a batch here: its rows locked, nothing written.
+// commitInTx predicts, inserts, locks, allots and writes one batch (see
+// Batch). It sets answers[i] for every order; InTx may run it again, so it
+// derives everything afresh each time.
+func commitInTx(ctx context.Context, tx flashorder.Tx, batch []*pendingOrder, answers []error, locked func()) error {
+	// Fault tests fail a batch here, before it wrote anything.
 	if err := failpoint.Fail(ctx, "checkout/batch-commit"); err != nil {
 		return err
 	}
 	a := newAllotment(batch, answers)
+	skus := a.skus()
 	var err error
-	if a.products, err = tx.LockProducts(ctx, a.skus()); err != nil {
+	if a.products, err = tx.Products(ctx, skus); err != nil {
 		return err
 	}
 	if a.held, err = tx.Quotas(ctx, a.limitedKeys()); err != nil {
 		return err
 	}
-	for {
-		a.run()
-		fresh := a.uninserted()
-		if len(fresh) == 0 {
-			break
+	if err := a.insertPredicted(ctx, tx); err != nil {
+		return err
+	}
+	snapshot := a.products
+	a.products, err = tx.LockProducts(ctx, skus)
+	locked()
+	if err != nil {
+		return err
+	}
+	for sku, p := range a.products {
+		if s := snapshot[sku]; s == nil || s.PriceCents != p.PriceCents {
+			return errPriceChanged
 		}
-		keysTaken, err := tx.InsertOrders(ctx, fresh)
-		if err != nil {
+	}
+	if a.held, err = tx.Quotas(ctx, a.limitedKeys()); err != nil {
+		return err
+	}
+	a.run(true)
+	if refused := a.refusedInserted(); len(refused) > 0 {
+		if err := tx.DeleteOrders(ctx, refused); err != nil {
 			return err
 		}
-		a.markInserted(fresh, keysTaken)
-		if len(keysTaken) == 0 {
-			break
-		}
-		// Every order that went in stays accepted when the allotment runs
-		// again without the ones whose keys were taken: it only ever has
-		// more stock and quota left for each order.
 	}
 	take, add := a.totals()
 	if err := tx.TakeStocks(ctx, take); err != nil {
@@ -262,17 +348,19 @@ type allotment struct {
 	batch   []*pendingOrder
 	answers []error
 
-	products map[string]*flashorder.Product // locked rows
+	products map[string]*flashorder.Product // as read, or as locked
 	held     map[flashorder.QuotaKey]int64  // quotas of limited SKUs before the batch
-	keyTaken map[string]bool                // keys stored by other orders
+	keyTaken map[string]bool                // keys that stored orders hold
 	inserted map[*flashorder.Order]bool     // orders this transaction inserted
+	twinOf   map[int]int                    // later orders of an accepted order's key: its index
 	accepted []*flashorder.Order            // the last run's accepted orders
-	scratchH map[flashorder.QuotaKey]int64  // quotas during a run
-	scratchS map[string]int64               // stock during a run
+	stock    map[string]int64               // stock left during a run
+	quota    map[flashorder.QuotaKey]int64  // quotas during a run
 }
 
 func newAllotment(batch []*pendingOrder, answers []error) *allotment {
-	return &allotment{batch: batch, answers: answers, keyTaken: map[string]bool{}, inserted: map[*flashorder.Order]bool{}}
+	return &allotment{batch: batch, answers: answers, keyTaken: map[string]bool{},
+		inserted: make(map[*flashorder.Order]bool, len(batch)), twinOf: map[int]int{}}
 }
 
 // skus returns the batch's SKUs, sorted and distinct.
@@ -287,6 +375,12 @@ func (a *allotment) skus() []string {
 	return slices.Compact(skus)
 }
 
+// limited reports whether sku has a per-user limit.
+func (a *allotment) limited(sku string) bool {
+	p := a.products[sku]
+	return p != nil && p.PerUserLimit > 0
+}
+
 // limitedKeys returns the (user, SKU) pairs of the batch whose product has a
 // per-user limit.
 func (a *allotment) limitedKeys() []flashorder.QuotaKey {
@@ -295,7 +389,7 @@ func (a *allotment) limitedKeys() []flashorder.QuotaKey {
 	for _, p := range a.batch {
 		for _, it := range p.order.Items {
 			k := flashorder.QuotaKey{UserID: p.order.UserID, SKU: it.SKU}
-			if pr := a.products[it.SKU]; pr != nil && pr.PerUserLimit > 0 && !seen[k] {
+			if a.limited(it.SKU) && !seen[k] {
 				seen[k] = true
 				keys = append(keys, k)
 			}
@@ -304,41 +398,98 @@ func (a *allotment) limitedKeys() []flashorder.QuotaKey {
 	return keys
 }
 
-// run allots the batch from the locked stock and the quotas, and sets every
-// answer.
-func (a *allotment) run() {
-	a.scratchS = make(map[string]int64, len(a.products))
-	for sku, p := range a.products {
-		a.scratchS[sku] = p.Stock
+// insertPredicted allots from the products and quotas as read, and inserts
+// the orders that allotment accepts. An order whose key another order holds
+// is dropped, which can only leave more for the others: the allotment runs
+// again and inserts the orders it accepts now, until no key is taken.
+func (a *allotment) insertPredicted(ctx context.Context, tx flashorder.Tx) error {
+	for {
+		a.run(false)
+		var fresh []*flashorder.Order
+		for _, o := range a.accepted {
+			if !a.inserted[o] {
+				fresh = append(fresh, o)
+			}
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		keysTaken, err := tx.InsertOrders(ctx, fresh)
+		if err != nil {
+			return err
+		}
+		for _, o := range fresh {
+			if o.IdempotencyKey != "" && keysTaken[o.IdempotencyKey] {
+				a.keyTaken[o.IdempotencyKey] = true
+			} else {
+				a.inserted[o] = true
+			}
+		}
+		if len(keysTaken) == 0 {
+			return nil
+		}
 	}
-	a.scratchH = make(map[flashorder.QuotaKey]int64, len(a.held))
+}
+
+// run allots the batch from a.products and a.held and sets the answers. The
+// final run, under the row locks, decides among the inserted orders only;
+// the others keep the answers the last prediction gave them.
+func (a *allotment) run(final bool) {
+	a.stock = make(map[string]int64, len(a.products))
+	for sku, p := range a.products {
+		a.stock[sku] = p.Stock
+	}
+	a.quota = make(map[flashorder.QuotaKey]int64, len(a.held))
 	for k, n := range a.held {
-		a.scratchH[k] = n
+		a.quota[k] = n
 	}
 	a.accepted = a.accepted[:0]
-	owner := map[string]bool{} // keys whose first order in the batch was seen
+	if !final {
+		clear(a.twinOf)
+	}
+	owner := map[string]int{} // keys of accepted orders: the order's index
 	for i, p := range a.batch {
 		o := p.order
-		if k := o.IdempotencyKey; k != "" {
-			// The first order of a key in the batch owns it; a later twin
-			// is told the key is taken, and the HTTP layer replays the
-			// owner's stored order to it.
-			if owner[k] || a.keyTaken[k] {
+		if final && !a.inserted[o] {
+			continue
+		}
+		if k := o.IdempotencyKey; k != "" && !final {
+			// Once an order of the batch took a key, a later twin is told
+			// the key is taken, and the HTTP layer replays the owner's
+			// stored order to it.
+			if j, ok := owner[k]; ok {
 				a.answers[i] = flashorder.ErrIdempotencyKeyTaken
-				owner[k] = true
+				a.twinOf[i] = j
 				continue
 			}
-			owner[k] = true
+			if a.keyTaken[k] {
+				a.answers[i] = flashorder.ErrIdempotencyKeyTaken
+				continue
+			}
 		}
 		if a.answers[i] = a.refusal(o); a.answers[i] != nil {
 			continue
 		}
+		if !final && o.IdempotencyKey != "" {
+			owner[o.IdempotencyKey] = i
+		}
 		for _, it := range o.Items {
-			a.scratchS[it.SKU] -= it.Quantity
-			a.scratchH[flashorder.QuotaKey{UserID: o.UserID, SKU: it.SKU}] += it.Quantity
+			a.stock[it.SKU] -= it.Quantity
+			if a.limited(it.SKU) {
+				a.quota[flashorder.QuotaKey{UserID: o.UserID, SKU: it.SKU}] += it.Quantity
+			}
 		}
 		priceOrder(o, a.products)
 		a.accepted = append(a.accepted, o)
+	}
+	if final {
+		// A twin whose owner the locked stock refused after all gets the
+		// owner's answer: no order holds the key.
+		for i, j := range a.twinOf {
+			if a.answers[j] != nil {
+				a.answers[i] = a.answers[j]
+			}
+		}
 	}
 }
 
@@ -352,50 +503,41 @@ func (a *allotment) refusal(o *flashorder.Order) error {
 	}
 	for _, it := range o.Items {
 		limit := a.products[it.SKU].PerUserLimit
-		if limit > 0 && a.scratchH[flashorder.QuotaKey{UserID: o.UserID, SKU: it.SKU}]+it.Quantity > limit {
+		if limit > 0 && a.quota[flashorder.QuotaKey{UserID: o.UserID, SKU: it.SKU}]+it.Quantity > limit {
 			return limitExceeded(o.UserID, it.SKU, limit)
 		}
 	}
 	for _, it := range o.Items {
-		if a.scratchS[it.SKU] < it.Quantity {
+		if a.stock[it.SKU] < it.Quantity {
 			return soldOut(it.SKU)
 		}
 	}
 	return nil
 }
 
-// uninserted returns the accepted orders not inserted yet.
-func (a *allotment) uninserted() []*flashorder.Order {
-	var fresh []*flashorder.Order
-	for _, o := range a.accepted {
-		if !a.inserted[o] {
-			fresh = append(fresh, o)
+// refusedInserted returns the ids of the inserted orders that the final run
+// refused.
+func (a *allotment) refusedInserted() []string {
+	var ids []string
+	for i, p := range a.batch {
+		if a.inserted[p.order] && a.answers[i] != nil {
+			ids = append(ids, p.order.ID)
 		}
 	}
-	return fresh
-}
-
-// markInserted records which of fresh went in: all but those whose keys
-// another order holds.
-func (a *allotment) markInserted(fresh []*flashorder.Order, keysTaken map[string]bool) {
-	for _, o := range fresh {
-		if o.IdempotencyKey != "" && keysTaken[o.IdempotencyKey] {
-			a.keyTaken[o.IdempotencyKey] = true
-			continue
-		}
-		a.inserted[o] = true
-	}
+	return ids
 }
 
 // totals returns the stock to take per SKU and the quota to add per user and
-// SKU for the accepted orders.
+// limited SKU for the accepted orders.
 func (a *allotment) totals() (map[string]int64, map[flashorder.QuotaKey]int64) {
 	take := map[string]int64{}
 	add := map[flashorder.QuotaKey]int64{}
 	for _, o := range a.accepted {
 		for _, it := range o.Items {
 			take[it.SKU] += it.Quantity
-			add[flashorder.QuotaKey{UserID: o.UserID, SKU: it.SKU}] += it.Quantity
+			if a.limited(it.SKU) {
+				add[flashorder.QuotaKey{UserID: o.UserID, SKU: it.SKU}] += it.Quantity
+			}
 		}
 	}
 	return take, add

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
@@ -140,5 +141,110 @@ func TestBatchQueueBound(t *testing.T) {
 	}
 	if p, _ := db.Product(ctx, "q-1"); p.Sold != int64(created) {
 		t.Fatalf("sold %d, created %d", p.Sold, created)
+	}
+}
+
+// heldStore holds every transaction until gate closes, so that orders wait in
+// the batch queue behind the first one.
+type heldStore struct {
+	flashorder.Store
+	entered chan struct{}
+	once    sync.Once
+	gate    chan struct{}
+}
+
+func (s *heldStore) InTx(ctx context.Context, fn func(flashorder.Tx) error) error {
+	s.once.Do(func() { close(s.entered) })
+	<-s.gate
+	return s.Store.InTx(ctx, fn)
+}
+
+// TestBatchAbandonedOrderLeavesQueue ends the request of a queued order: it
+// returns unavailable at once, leaves the queue, and is never ordered; an
+// order already taken into a batch waits for its answer.
+func TestBatchAbandonedOrderLeavesQueue(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, testenv.SQLiteURL(t))
+	putProduct(t, db, "ab-1", 10, 0)
+	store := &heldStore{Store: db, entered: make(chan struct{}), gate: make(chan struct{})}
+	b := checkout.NewBatch(store, checkout.BatchOptions{Pipeline: 1})
+
+	firstCtx, cancelFirst := context.WithCancel(ctx)
+	first := make(chan error, 1)
+	go func() { _, err := b.PlaceOrder(firstCtx, request("u-1", "ab-1", 1)); first <- err }()
+	<-store.entered // the first order's batch waits at the gate
+
+	gone, cancel := context.WithCancel(ctx)
+	second := make(chan error, 1)
+	go func() { _, err := b.PlaceOrder(gone, request("u-2", "ab-1", 1)); second <- err }()
+	waitUntil(t, "the second order queued", func() bool { return b.QueueDepth() == 1 })
+	cancel()
+	cancelFirst() // taken into a batch: must still get the batch's answer
+	select {
+	case err := <-second:
+		if flashorder.ErrorCode(err) != flashorder.EUNAVAILABLE {
+			t.Fatalf("abandoned queued order: %v, want unavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an abandoned queued order still waits")
+	}
+	if d := b.QueueDepth(); d != 0 {
+		t.Fatalf("queue depth %d after the order left", d)
+	}
+	close(store.gate)
+	if err := <-first; err != nil {
+		t.Fatalf("order taken into a batch before its request ended: %v, want created", err)
+	}
+	// A later order's batch runs; the abandoned one is skipped for good.
+	if _, err := b.PlaceOrder(ctx, request("u-3", "ab-1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := db.Product(ctx, "ab-1"); p.Sold != 2 {
+		t.Fatalf("sold %d, want 2 (the abandoned order is not ordered)", p.Sold)
+	}
+	assertAudit(t, db)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestLimitGainedCountsEarlierOrders gives a product a per-user limit after
+// orders were placed without one: the counters, kept only for limited
+// products, are rebuilt from the active orders, so earlier units count.
+func TestLimitGainedCountsEarlierOrders(t *testing.T) {
+	for _, dbi := range testenv.Databases(t) {
+		t.Run(dbi.Engine, func(t *testing.T) {
+			ctx := context.Background()
+			db := openDB(t, dbi.URL)
+			strategies := map[string]flashorder.OrderPlacer{"batch": checkout.NewBatch(db, checkout.BatchOptions{}), "row": checkout.NewRow(db)}
+			for name, p := range strategies {
+				sku := "gain-" + name
+				putProduct(t, db, sku, 100, 0)
+				for range 3 {
+					if _, err := p.PlaceOrder(ctx, request("u-1", sku, 1)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				putProduct(t, db, sku, 97, 4)
+				if _, err := p.PlaceOrder(ctx, request("u-1", sku, 1)); err != nil {
+					t.Fatalf("%s: fourth unit under a limit of 4: %v", name, err)
+				}
+				if _, err := p.PlaceOrder(ctx, request("u-1", sku, 1)); flashorder.ErrorCode(err) != flashorder.ELIMITEXCEEDED {
+					t.Fatalf("%s: fifth unit under a limit of 4: %v, want limit_exceeded", name, err)
+				}
+				if _, err := p.PlaceOrder(ctx, request("u-2", sku, 4)); err != nil {
+					t.Fatalf("%s: another user: %v", name, err)
+				}
+			}
+			assertAudit(t, db)
+		})
 	}
 }

@@ -97,6 +97,9 @@ func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus 
 	}
 	for _, sku := range skus {
 		limit := products[sku].PerUserLimit
+		if limit == 0 {
+			continue // counters are kept for limited SKUs only
+		}
 		ok, err := tx.ReserveQuota(ctx, o.UserID, sku, quantityOf(o, sku), limit)
 		if err != nil {
 			return err

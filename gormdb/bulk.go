@@ -411,3 +411,23 @@ func (t *tx) insertItems(ctx context.Context, orders []*flashorder.Order) error 
 	}
 	return nil
 }
+
+// DeleteOrders implements flashorder.Tx.
+func (t *tx) DeleteOrders(ctx context.Context, ids []string) error {
+	for chunk := range slices.Chunk(ids, bulkRows) {
+		var in string
+		var args []any
+		if t.engine == Postgres {
+			in, args = "= ANY($1)", []any{chunk}
+		} else {
+			in, args = "IN ("+inList(len(chunk))+")", stringArgs(chunk)
+		}
+		if _, err := t.conn().ExecContext(ctx, "DELETE FROM order_items WHERE order_id "+in, args...); err != nil {
+			return fmt.Errorf("gormdb: delete the items of %d refused orders: %w", len(ids), err)
+		}
+		if _, err := t.conn().ExecContext(ctx, "DELETE FROM orders WHERE id "+in, args...); err != nil {
+			return fmt.Errorf("gormdb: delete %d refused orders: %w", len(ids), err)
+		}
+	}
+	return nil
+}

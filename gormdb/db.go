@@ -213,8 +213,12 @@ func dialectorFor(rawURL string) (string, gorm.Dialector, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return "", nil, fmt.Errorf("gormdb: create sqlite directory: %w", err)
 		}
-		// WAL lets readers run beside the writer.
-		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=busy_timeout(10000)"
+		// WAL lets readers run beside the writer. Transactions begin
+		// IMMEDIATE, taking the write lock at BEGIN under busy_timeout: a
+		// deferred one that read first cannot upgrade to a writer while
+		// another process (a second orderd on the file) wrote meanwhile,
+		// and fails with SQLITE_BUSY at once, without waiting.
+		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=busy_timeout(10000)&_txlock=immediate"
 		return SQLite, sqlite.Open(dsn), nil
 	case Postgres, "postgresql":
 		return Postgres, postgres.Open(rawURL), nil

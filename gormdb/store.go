@@ -12,6 +12,8 @@ import (
 )
 
 // PutProduct implements flashorder.Store. Under the product row's lock it
+// rebuilds the per-user counters of a product that gains a limit (they are
+// kept only while it has one), and it
 // moves any stock segments back into the row and records the difference
 // between the new stock and the available stock it replaces as a restock, so
 // that a PUT racing with orders keeps restocked == available + sold.
@@ -35,10 +37,19 @@ func (db *DB) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder
 				return err
 			}
 			available += segmented
+			var oldLimit int64
+			if err := g.Raw("SELECT per_user_limit FROM products WHERE sku = ?", p.SKU).Scan(&oldLimit).Error; err != nil {
+				return fmt.Errorf("gormdb: read product %q: %w", p.SKU, err)
+			}
 			err = g.Exec("UPDATE products SET restocked = restocked + ?, stock = ?, name = ?, price_cents = ?, per_user_limit = ? WHERE sku = ?",
 				p.Stock-available, p.Stock, p.Name, p.PriceCents, p.PerUserLimit, p.SKU).Error
 			if err != nil {
 				return fmt.Errorf("gormdb: update product %q: %w", p.SKU, err)
+			}
+			if oldLimit == 0 && p.PerUserLimit > 0 {
+				if err := t.rebuildQuotas(ctx, p.SKU); err != nil {
+					return err
+				}
 			}
 		}
 		var stored productRow
@@ -192,4 +203,23 @@ func (db *DB) Audit(ctx context.Context) (*flashorder.Audit, error) {
 		return nil, err
 	}
 	return audit, nil
+}
+
+// rebuildQuotas recounts, from the active orders, what every user holds of
+// sku. The caller holds sku's product row: every writer of the counters of a
+// limited SKU does, so none changes them meanwhile, and orders placed while
+// the SKU had no limit are counted.
+func (t *tx) rebuildQuotas(ctx context.Context, sku string) error {
+	g := t.g.WithContext(ctx)
+	if err := g.Exec("DELETE FROM user_purchases WHERE sku = ?", sku).Error; err != nil {
+		return fmt.Errorf("gormdb: rebuild the quotas of %q: %w", sku, err)
+	}
+	err := g.Exec(`INSERT INTO user_purchases (user_id, sku, quantity)
+		SELECT o.user_id, i.sku, SUM(i.quantity) FROM orders o JOIN order_items i ON i.order_id = o.id
+		WHERE i.sku = ? AND o.status IN (?, ?) GROUP BY o.user_id, i.sku`,
+		sku, flashorder.StatusCreated, flashorder.StatusPaid).Error
+	if err != nil {
+		return fmt.Errorf("gormdb: rebuild the quotas of %q: %w", sku, err)
+	}
+	return nil
 }

@@ -71,6 +71,7 @@ type Config struct {
 	Strategy        string
 	BatchMax        int
 	BatchQueue      int
+	BatchPipeline   int
 	Segments        int
 	Lock            string
 	Idempotency     string
@@ -133,6 +134,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch, row, segment or lock")
 	fs.IntVar(&cfg.BatchMax, "batch-max", checkout.DefaultMaxBatch, "batch strategy: most orders in one transaction")
 	fs.IntVar(&cfg.BatchQueue, "batch-queue", checkout.DefaultMaxQueue, "batch strategy: most orders waiting for a batch before 503 overloaded")
+	fs.IntVar(&cfg.BatchPipeline, "batch-pipeline", 0, "batch strategy: batch transactions in flight at once (0: 2, or 1 on SQLite)")
 	fs.IntVar(&cfg.Segments, "segments", checkout.DefaultSegments, "segment strategy: stock rows per SKU")
 	fs.StringVar(&cfg.Lock, "lock", "memory", "lock backend: memory, zk://host:port[,host:port]/prefix, etcd://host:port/prefix or redis://host:port/db")
 	fs.StringVar(&cfg.Idempotency, "idempotency", "memory", "idempotency store: memory or redis://host:port/db")
@@ -224,12 +226,16 @@ func (m *Main) Run(ctx context.Context) error {
 	case "row":
 		placer = checkout.NewRow(db)
 	case "batch":
-		if cfg.BatchMax < 1 || cfg.BatchQueue < 1 {
-			return fmt.Errorf("--batch-max and --batch-queue must be at least 1")
+		if cfg.BatchMax < 1 || cfg.BatchQueue < 1 || cfg.BatchPipeline < 0 {
+			return fmt.Errorf("--batch-max and --batch-queue must be at least 1, --batch-pipeline at least 0")
+		}
+		pipeline := cfg.BatchPipeline
+		if pipeline == 0 && db.Engine() == gormdb.SQLite {
+			pipeline = 1 // one connection: a second transaction would only wait for it
 		}
 		m.batchMetrics = metrics.NewBatchMetrics()
 		placer = checkout.NewBatch(db, checkout.BatchOptions{MaxBatch: cfg.BatchMax, MaxQueue: cfg.BatchQueue,
-			Observe: m.batchMetrics.Observe})
+			Pipeline: pipeline, Observe: m.batchMetrics.Observe})
 	case "segment":
 		if cfg.Segments < 1 {
 			return fmt.Errorf("--segments must be at least 1")

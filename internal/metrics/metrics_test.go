@@ -173,7 +173,7 @@ func TestBatchMetrics(t *testing.T) {
 	db := hotSKUStore(t)
 	store := &gatedStore{Store: db, entered: make(chan struct{}), gate: make(chan struct{})}
 	bm := metrics.NewBatchMetrics()
-	b := checkout.NewBatch(store, checkout.BatchOptions{Observe: bm.Observe})
+	b := checkout.NewBatch(store, checkout.BatchOptions{Observe: bm.Observe, Pipeline: 1})
 	reg := prometheus.NewRegistry()
 	if err := bm.Register(reg, b.QueueDepth); err != nil {
 		t.Fatal(err)
