@@ -134,6 +134,7 @@ func TestFaults(t *testing.T) {
 	t.Run("postgres", s.postgresRestart)
 	t.Run("redis", s.redisStop)
 	t.Run("burst", s.burst)
+	t.Run("batchfail", s.batchFail)
 }
 
 func (s *suite) writeReport(t *testing.T) {
@@ -725,6 +726,52 @@ func (s *suite) sigstop(t *testing.T) {
 			// Not asserted: a resumed holder may unlock before its client
 			// processes the session expiry, and then no loss is counted.
 			f.note("flashorder_locks_lost_total on the frozen instance: %v", lost)
+		},
+	})
+}
+
+// batchFail: the first batch transactions of one orderd fail (the failpoint
+// checkout/batch-commit), under a sale's traffic: a catalogue with skew,
+// carts, a key on every order and per-user limits. Each failed batch answers
+// 503 to its own orders only and writes nothing; the other instances, and the
+// victim's later batches, sell on.
+func (s *suite) batchFail(t *testing.T) {
+	const failures = 3
+	s.run(t, scenario{
+		name:     "8. Batch transactions fail",
+		fault:    fmt.Sprintf("the first %d batch transactions of orderd %d fail before writing (failpoint)", failures, victim),
+		env:      map[int][]string{victim: {fmt.Sprintf("%s=checkout/batch-commit=%d*error()", failpoint.EnvVar, failures)}},
+		workload: loadtest.Scenario{SKUs: 20, Zipf: 1.1, MultiShare: 0.2, MultiItems: 3, Users: 2000, PerUserLimit: 5},
+		inject: func(ctx context.Context, f *fault) error {
+			f.faultAt = f.start
+			return nil
+		},
+		check: func(t *testing.T, f *fault, rep *cluster.Report) {
+			onlyKinds(t, f, "survivors", survivors, "201", "409 limit_exceeded")
+			onlyKinds(t, f, "the failing instance", fromVictim, "201", "409 limit_exceeded", "503 unavailable")
+			got := f.rec.Answers(fromVictim)
+			f.note("the failing instance's answers: %v", got)
+			if got["503 unavailable"] == 0 || got["201"] == 0 {
+				t.Errorf("the failing instance answered %v: want 503s from its failed batches and 201s after them", got)
+			}
+			failed, err := metric(f.cl.URL(victim), "flashorder_batch_errors_total")
+			if err != nil {
+				t.Error(err)
+			}
+			if failed != failures {
+				t.Errorf("flashorder_batch_errors_total on the failing instance: %v, want %d", failed, failures)
+			}
+			var refusedKeys []string
+			for _, e := range f.rec.Events() {
+				if fromVictim(e) && e.Answer.Status == 503 {
+					refusedKeys = append(refusedKeys, e.Key)
+				}
+			}
+			if n, err := cluster.OrdersWithKeys(context.Background(), f.dbURL, refusedKeys); err != nil {
+				t.Error(err)
+			} else if n > 0 {
+				t.Errorf("%d orders answered 503 by a failed batch are in the database", n)
+			}
 		},
 	})
 }
