@@ -4,6 +4,7 @@ package failpoint
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -32,5 +33,22 @@ func TestHit(t *testing.T) {
 	Hit(cctx, "p")
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("Hit outlived its context: %s", took)
+	}
+}
+
+// TestFail runs with `go test -tags failpoints`: error() makes Fail return
+// ErrInjected on its counted passes, and Hit passes it by.
+func TestFail(t *testing.T) {
+	points = map[string]*point{"f": {term: Term{Count: 2, Fail: true}}}
+	ctx := context.Background()
+	if err := Fail(ctx, "f"); !errors.Is(err, ErrInjected) {
+		t.Fatalf("first pass: %v, want ErrInjected", err)
+	}
+	Hit(ctx, "f") // the second pass, through Hit: no error, no pause
+	if err := Fail(ctx, "f"); err != nil {
+		t.Fatalf("third pass: %v, want nil", err)
+	}
+	if err := Fail(ctx, "unknown"); err != nil {
+		t.Fatalf("an unset failpoint: %v", err)
 	}
 }

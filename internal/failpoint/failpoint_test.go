@@ -7,13 +7,14 @@ import (
 )
 
 func TestParse(t *testing.T) {
-	got, err := Parse(" checkout/lock-held=4*sleep(3s) ; other=sleep(150ms);")
+	got, err := Parse(" checkout/lock-held=4*sleep(3s) ; other=sleep(150ms);checkout/batch-commit=2*error()")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]Term{
-		"checkout/lock-held": {Count: 4, Sleep: 3 * time.Second},
-		"other":              {Count: -1, Sleep: 150 * time.Millisecond},
+		"checkout/lock-held":    {Count: 4, Sleep: 3 * time.Second},
+		"other":                 {Count: -1, Sleep: 150 * time.Millisecond},
+		"checkout/batch-commit": {Count: 2, Fail: true},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("Parse: %v, want %v", got, want)
@@ -34,6 +35,7 @@ func TestParseRejects(t *testing.T) {
 		"=sleep(1s)":              "want NAME=",
 		"a=panic()":               "want sleep(DURATION)",
 		"a=sleep(1s":              "want sleep(DURATION)",
+		"a=error(1s)":             "want sleep(DURATION) or error()",
 		"a=sleep(soon)":           "positive duration",
 		"a=sleep(-1s)":            "positive duration",
 		"a=0*sleep(1s)":           "positive integer",
