@@ -218,15 +218,20 @@ func runCeiling(ctx context.Context, cfg loadtest.Config) (*loadtest.Result, err
 // noopBody is what the no-op handler answers: the size of a real order.
 var noopBody = []byte(`{"id":"00000000000000000000000000","user_id":"u-1","status":"created","items":[{"sku":"bench-0","quantity":1,"price_cents":1999}],"total_cents":1999,"created_at":"2025-01-01T00:00:00Z"}`)
 
-// startNoop starts the no-op Gin server on a free loopback port.
-func startNoop() (string, func(), error) {
+// noopHandler is the no-op ceiling: Gin answering every order 201 at once.
+func noopHandler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.POST("/api/v1/orders", func(c *gin.Context) {
 		_, _ = io.Copy(io.Discard, c.Request.Body)
 		c.Data(http.StatusCreated, "application/json; charset=utf-8", noopBody)
 	})
-	srv := httptestServer(r)
+	return r
+}
+
+// startNoop starts the no-op Gin server on a free loopback port.
+func startNoop() (string, func(), error) {
+	srv := httptestServer(noopHandler())
 	if err := srv.start(); err != nil {
 		return "", nil, err
 	}

@@ -40,6 +40,7 @@ commands:
   run       load one or more orderd servers and audit them afterwards
   compare   start orderd once per strategy (plus a no-op ceiling) and compare
   demo      start an embedded orderd (SQLite, temp dir) and run a short hot-SKU test
+  noop      serve the no-op ceiling (a Gin handler answering 201) for wrk or hey
 
 orderbench <command> -h lists the command's flags.
 `
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = compareCmd(ctx, args[1:], stdout, stderr)
 	case "demo":
 		err = demoCmd(ctx, args[1:], stdout, stderr)
+	case "noop":
+		err = noopCmd(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

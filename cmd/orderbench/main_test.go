@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -186,5 +188,38 @@ func TestCompare(t *testing.T) {
 				t.Errorf("compare HTML report: %v", err)
 			}
 		})
+	}
+}
+
+// TestNoopCmd serves the no-op ceiling for an external tool and stops with
+// its context.
+func TestNoopCmd(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var stdout, stderr bytes.Buffer
+	go func() { done <- run(ctx, []string{"noop", "--listen", addr}, &stdout, &stderr) }()
+	var resp *http.Response
+	for i := 0; i < 100; i++ {
+		if resp, err = http.Post("http://"+addr+"/api/v1/orders", "application/json", strings.NewReader(`{}`)); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("no-op answered %d, want 201", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("noop: %v", err)
 	}
 }
