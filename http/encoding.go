@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 
@@ -57,25 +59,35 @@ type errorDetail struct {
 
 // errorAnswer renders err as the API's error body with its status.
 func errorAnswer(err error) (int, []byte) {
-	code := flashorder.ErrorCode(err)
-	body, _ := json.Marshal(errorBody{Error: errorDetail{Code: code, Message: flashorder.ErrorMessage(err)}})
-	return errorStatus(code), body
+	code, message := codeAndMessage(err)
+	return errorStatus(code), encodeError(code, message)
+}
+
+// codeAndMessage returns flashorder.ErrorCode(err) and
+// flashorder.ErrorMessage(err), without their errors.As (and its allocation)
+// when err is an *flashorder.Error itself, as it mostly is.
+func codeAndMessage(err error) (code, message string) {
+	if e, ok := err.(*flashorder.Error); ok && e != nil {
+		return e.Code, e.Message
+	}
+	return flashorder.ErrorCode(err), flashorder.ErrorMessage(err)
 }
 
 // writeError answers with err. Server-side failures are logged with their
 // cause; the client sees only the code and the safe message.
 func (s *Server) writeError(c *gin.Context, err error) {
-	status, body := errorAnswer(err)
+	code, message := codeAndMessage(err)
+	status := errorStatus(code)
 	ri := info(c)
-	ri.code = flashorder.ErrorCode(err)
+	ri.code = code
 	if status >= 500 {
 		s.Logger.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "status", status,
 			"request_id", ri.id, "err", err)
 		if status == http.StatusServiceUnavailable {
-			c.Header("Retry-After", "1")
+			c.Writer.Header()["Retry-After"] = retryAfterOne
 		}
 	}
-	c.Data(status, jsonContentType, body)
+	writeBody(c, status, encodeError(code, message))
 	c.Abort()
 }
 
@@ -85,28 +97,123 @@ func (s *Server) writeJSON(c *gin.Context, status int, v any) {
 		s.writeError(c, fmt.Errorf("http: encode answer: %w", err))
 		return
 	}
-	c.Data(status, jsonContentType, body)
+	writeBody(c, status, body)
+}
+
+// Header values that never change, shared by every answer: net/http and gin
+// replace a header's value slice, never write into it.
+var (
+	jsonContentTypeValue = []string{jsonContentType}
+	retryAfterOne        = []string{"1"}
+	replayedTrue         = []string{"true"}
+)
+
+// writeBody answers status with a JSON body. It is gin's c.Data (same
+// headers: Content-Type unless set, Content-Length) without c.Data's
+// allocations per answer.
+func writeBody(c *gin.Context, status int, body []byte) {
+	h := c.Writer.Header()
+	if len(h["Content-Type"]) == 0 {
+		h["Content-Type"] = jsonContentTypeValue
+	}
+	c.Status(status)
+	if !bodyAllowed(status) {
+		c.Writer.WriteHeaderNow()
+		return
+	}
+	if len(body) > 0 {
+		h["Content-Length"] = info(c).headerValue(decimal(len(body)))
+	}
+	if _, err := c.Writer.Write(body); err != nil {
+		_ = c.Error(err)
+		c.Abort()
+	}
+}
+
+// bodyAllowed reports whether an answer with status may have a body, as
+// gin decides it.
+func bodyAllowed(status int) bool {
+	return !(status >= 100 && status <= 199 || status == http.StatusNoContent || status == http.StatusNotModified)
 }
 
 // limitBody caps every request body at MaxBodyBytes.
-func limitBody(c *gin.Context) {
+func (s *Server) limitBody(c *gin.Context) {
 	if c.Request.ContentLength > MaxBodyBytes {
-		status, body := errorAnswer(flashorder.Errorf(flashorder.EBODYTOOLARGE, "the body exceeds %d bytes", MaxBodyBytes))
-		c.Data(status, jsonContentType, body)
-		c.Abort()
+		s.writeError(c, flashorder.Errorf(flashorder.EBODYTOOLARGE, "the body exceeds %d bytes", MaxBodyBytes))
 		return
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
 }
 
+// checkJSON refuses a request whose body is not application/json (parameters
+// such as charset allowed).
+func checkJSON(c *gin.Context) error {
+	switch ct := headerValue(c.Request.Header, "Content-Type"); ct {
+	case "application/json", jsonContentType: // the usual ones, without parsing
+	default:
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return flashorder.Errorf(flashorder.EUNSUPPORTEDMEDIA, "the body must be application/json")
+		}
+	}
+	return nil
+}
+
+// headerValue returns the first value of the canonical header key in h.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // decodeJSON decodes the request body into v strictly: the content type must be
 // application/json, unknown fields, wrong types and trailing data are refused.
 func decodeJSON(c *gin.Context, v any) error {
-	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return flashorder.Errorf(flashorder.EUNSUPPORTEDMEDIA, "the body must be application/json")
+	if err := checkJSON(c); err != nil {
+		return err
 	}
-	dec := json.NewDecoder(c.Request.Body)
+	return decodeStrict(c.Request.Body, v)
+}
+
+// bodyBuffers holds the buffers that order bodies are read into.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// decodeOrder decodes an order request body into req as decodeJSON does,
+// same errors included. It reads the body whole and parses it by hand when it
+// has the plain shape; anything else goes to decodeStrict, replayed from what
+// was read, read error included, so that encoding/json sees the same stream.
+func decodeOrder(c *gin.Context, req *flashorder.OrderRequest) error {
+	if err := checkJSON(c); err != nil {
+		return err
+	}
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 2*MaxBodyBytes {
+			buf.Reset()
+			bodyBuffers.Put(buf)
+		}
+	}()
+	buf.Reset()
+	_, readErr := buf.ReadFrom(c.Request.Body)
+	if readErr == nil && parseOrderRequest(buf.Bytes(), req) {
+		return nil
+	}
+	var body io.Reader = bytes.NewReader(buf.Bytes())
+	if readErr != nil {
+		body = io.MultiReader(body, errReader{readErr})
+	}
+	return decodeStrict(body, req)
+}
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// decodeStrict decodes one JSON value from r into v: unknown fields, wrong
+// types and trailing data are refused.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)

@@ -3,7 +3,6 @@ package http
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -23,10 +22,13 @@ const (
 // maxOrderID bounds the id in a path before it reaches the database.
 const maxOrderID = 64
 
+// createOrder is POST /api/v1/orders. Its backend calls run under
+// orderContext's deadline.
 func (s *Server) createOrder(c *gin.Context) {
-	defer s.metrics.countOrder(c)
-	var req flashorder.OrderRequest
-	if err := decodeJSON(c, &req); err != nil {
+	ctx, cancel := s.orderContext(c)
+	defer cancel()
+	req := &flashorder.PlaceOrderRequest{}
+	if err := decodeOrder(c, &req.OrderRequest); err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -34,58 +36,44 @@ func (s *Server) createOrder(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	if !s.allowOrder(c, req.UserID) {
+	if !s.allowOrder(ctx, c, req.UserID) {
 		return
 	}
+	req.Fingerprint = req.OrderRequest.Fingerprint()
 	keys, keyed := c.Request.Header[IdempotencyKeyHeader]
 	if !keyed {
-		order, err := s.placer.PlaceOrder(c.Request.Context(), &flashorder.PlaceOrderRequest{OrderRequest: req, Fingerprint: req.Fingerprint()})
+		order, err := s.placer.PlaceOrder(ctx, req)
 		if err != nil {
 			s.writeError(c, err)
 			return
 		}
-		s.writeAnswer(c, orderAnswer(order), false)
+		s.writeOrder(c, order)
 		return
 	}
 	if len(keys) != 1 {
 		s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "send one Idempotency-Key header"))
 		return
 	}
-	key := keys[0]
-	if err := flashorder.ValidateIdempotencyKey(key); err != nil {
+	if err := flashorder.ValidateIdempotencyKey(keys[0]); err != nil {
 		s.writeError(c, err)
 		return
 	}
-	s.createOrderOnce(c, &flashorder.PlaceOrderRequest{OrderRequest: req, IdempotencyKey: key, Fingerprint: req.Fingerprint()})
+	req.IdempotencyKey = keys[0]
+	s.createOrderOnce(ctx, c, req)
 }
 
 // createOrderOnce places an order under an idempotency key: the first request
 // claims the key and runs; later ones with the same content replay its answer,
 // and ones with other content are refused.
-func (s *Server) createOrderOnce(c *gin.Context, req *flashorder.PlaceOrderRequest) {
+func (s *Server) createOrderOnce(ctx context.Context, c *gin.Context, req *flashorder.PlaceOrderRequest) {
 	key := req.IdempotencyKey
-	rec, err := s.idempotency.Claim(c.Request.Context(), key, req.Fingerprint)
+	rec, err := s.idempotency.Claim(ctx, key, req.Fingerprint)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
 	if rec != nil {
-		switch {
-		case rec.Fingerprint != req.Fingerprint:
-			s.writeError(c, flashorder.Errorf(flashorder.EKEYREUSED, "this Idempotency-Key was used for another request"))
-		case rec.Answer == nil:
-			// A claim can outlive its request: the owner committed the order
-			// but could neither store the answer nor release the claim (Redis
-			// stopped answering), or died after the commit. The database has
-			// the final word, as for a key this process never saw.
-			if stored, err := s.store.OrderByIdempotencyKey(c.Request.Context(), key); err == nil && stored.Fingerprint == req.Fingerprint {
-				s.writeAnswer(c, orderAnswer(stored), true)
-				return
-			}
-			s.writeError(c, flashorder.Errorf(flashorder.EINPROGRESS, "a request with this Idempotency-Key is still in flight"))
-		default:
-			s.writeAnswer(c, rec.Answer, true)
-		}
+		s.answerClaimed(ctx, c, req, rec)
 		return
 	}
 
@@ -93,24 +81,24 @@ func (s *Server) createOrderOnce(c *gin.Context, req *flashorder.PlaceOrderReque
 	completed := false
 	defer func() {
 		if !completed {
-			if err := s.idempotency.Release(context.WithoutCancel(c.Request.Context()), key); err != nil {
+			if err := s.idempotency.Release(context.WithoutCancel(ctx), key); err != nil {
 				s.Logger.Warn("release idempotency claim", "err", err)
 			}
 		}
 	}()
 
-	order, err := s.placer.PlaceOrder(c.Request.Context(), req)
+	order, err := s.placer.PlaceOrder(ctx, req)
 	if err != nil && (storable(err) || errors.Is(err, flashorder.ErrIdempotencyKeyTaken)) {
 		// The key may belong to an order this process never saw (a restart,
 		// another instance): the database is the final word.
-		stored, lookupErr := s.store.OrderByIdempotencyKey(c.Request.Context(), key)
+		stored, lookupErr := s.store.OrderByIdempotencyKey(ctx, key)
 		switch {
 		case lookupErr == nil && stored.Fingerprint != req.Fingerprint:
 			s.writeError(c, flashorder.Errorf(flashorder.EKEYREUSED, "this Idempotency-Key was used for another request"))
 			return
 		case lookupErr == nil:
 			answer := orderAnswer(stored)
-			completed = s.complete(c, key, answer)
+			completed = s.complete(ctx, key, answer)
 			s.writeAnswer(c, answer, true)
 			return
 		case flashorder.ErrorCode(lookupErr) != flashorder.ENOTFOUND:
@@ -127,18 +115,39 @@ func (s *Server) createOrderOnce(c *gin.Context, req *flashorder.PlaceOrderReque
 		info(c).code = flashorder.ErrorCode(err)
 		status, body := errorAnswer(err)
 		answer := &flashorder.StoredAnswer{Status: status, Body: body}
-		completed = s.complete(c, key, answer)
+		completed = s.complete(ctx, key, answer)
 		s.writeAnswer(c, answer, false)
 		return
 	}
 	answer := orderAnswer(order)
-	completed = s.complete(c, key, answer)
+	completed = s.complete(ctx, key, answer)
 	s.writeAnswer(c, answer, false)
 }
 
+// answerClaimed answers a request whose key was claimed before: a replay of
+// the stored answer, or a refusal.
+func (s *Server) answerClaimed(ctx context.Context, c *gin.Context, req *flashorder.PlaceOrderRequest, rec *flashorder.IdempotencyRecord) {
+	switch {
+	case rec.Fingerprint != req.Fingerprint:
+		s.writeError(c, flashorder.Errorf(flashorder.EKEYREUSED, "this Idempotency-Key was used for another request"))
+	case rec.Answer == nil:
+		// A claim can outlive its request: the owner committed the order
+		// but could neither store the answer nor release the claim (Redis
+		// stopped answering), or died after the commit. The database has
+		// the final word, as for a key this process never saw.
+		if stored, err := s.store.OrderByIdempotencyKey(ctx, req.IdempotencyKey); err == nil && stored.Fingerprint == req.Fingerprint {
+			s.writeAnswer(c, orderAnswer(stored), true)
+			return
+		}
+		s.writeError(c, flashorder.Errorf(flashorder.EINPROGRESS, "a request with this Idempotency-Key is still in flight"))
+	default:
+		s.writeAnswer(c, rec.Answer, true)
+	}
+}
+
 // complete stores answer for key and reports whether it did.
-func (s *Server) complete(c *gin.Context, key string, answer *flashorder.StoredAnswer) bool {
-	if err := s.idempotency.Complete(context.WithoutCancel(c.Request.Context()), key, *answer); err != nil {
+func (s *Server) complete(ctx context.Context, key string, answer *flashorder.StoredAnswer) bool {
+	if err := s.idempotency.Complete(context.WithoutCancel(ctx), key, *answer); err != nil {
 		s.Logger.Warn("store idempotent answer", "err", err)
 		return false
 	}
@@ -155,19 +164,29 @@ func storable(err error) bool {
 	return false
 }
 
+// orderPath is the path of an order's resource, without its id.
+const orderPath = "/api/v1/orders/"
+
 func orderAnswer(o *flashorder.Order) *flashorder.StoredAnswer {
-	body, _ := json.Marshal(o)
-	return &flashorder.StoredAnswer{Status: http.StatusCreated, Body: body, Location: "/api/v1/orders/" + o.ID}
+	return &flashorder.StoredAnswer{Status: http.StatusCreated, Body: encodeOrder(o), Location: orderPath + o.ID}
+}
+
+// writeOrder answers 201 with a new order, as writeAnswer(c, orderAnswer(o),
+// false) does, without the StoredAnswer.
+func (s *Server) writeOrder(c *gin.Context, o *flashorder.Order) {
+	c.Writer.Header()["Location"] = info(c).headerValue(orderPath + o.ID)
+	writeBody(c, http.StatusCreated, encodeOrder(o))
 }
 
 func (s *Server) writeAnswer(c *gin.Context, a *flashorder.StoredAnswer, replayed bool) {
+	h := c.Writer.Header()
 	if a.Location != "" {
-		c.Header("Location", a.Location)
+		h["Location"] = info(c).headerValue(a.Location)
 	}
 	if replayed {
-		c.Header(ReplayedHeader, "true")
+		h[ReplayedHeader] = replayedTrue
 	}
-	c.Data(a.Status, jsonContentType, a.Body)
+	writeBody(c, a.Status, a.Body)
 }
 
 func (s *Server) getOrder(c *gin.Context) {

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"math"
 	"strconv"
 	"time"
@@ -14,11 +15,11 @@ import (
 // 429 rate_limited with Retry-After when the user's budget is spent. A limiter
 // that fails lets the request pass: the limit protects capacity, no invariant
 // depends on it, and the database still decides the order.
-func (s *Server) allowOrder(c *gin.Context, userID string) bool {
+func (s *Server) allowOrder(ctx context.Context, c *gin.Context, userID string) bool {
 	if s.RateLimiter == nil {
 		return true
 	}
-	ok, retryAfter, err := s.RateLimiter.Allow(c.Request.Context(), userID)
+	ok, retryAfter, err := s.RateLimiter.Allow(ctx, userID)
 	if err != nil {
 		s.warnRateLimiter(err)
 		return true

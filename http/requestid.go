@@ -25,9 +25,42 @@ type requestInfo struct {
 	// code is the error code of the answer, set by writeError (and for a
 	// stored refusal by createOrderOnce); "" for a success.
 	code string
+	// vals backs the answer's header values that change per request
+	// (X-Request-Id, Content-Length, Location): see headerValue.
+	vals  [3]string
+	nvals int
+}
+
+// headerValue returns v as a header value ([]string{v}), backed by ri's
+// spare slots while there are some, so that most answers set their headers
+// without an allocation.
+func (ri *requestInfo) headerValue(v string) []string {
+	if ri.nvals == len(ri.vals) {
+		return []string{v}
+	}
+	i := ri.nvals
+	ri.nvals++
+	ri.vals[i] = v
+	return ri.vals[i : i+1 : i+1]
 }
 
 type requestInfoKey struct{}
+
+// requestCtx is a request's context: its parent and the request's notes, in
+// one allocation where context.WithValue and the notes would take two.
+type requestCtx struct {
+	context.Context
+	info requestInfo
+}
+
+// Value returns the request's notes for requestInfoKey, else the parent's
+// value.
+func (c *requestCtx) Value(key any) any {
+	if key == (requestInfoKey{}) {
+		return &c.info
+	}
+	return c.Context.Value(key)
+}
 
 // RequestID returns the id of the request that ctx belongs to, or "" outside
 // a request served by Server.
@@ -40,6 +73,9 @@ func RequestID(ctx context.Context) string {
 
 // info returns the request's notes; never nil.
 func info(c *gin.Context) *requestInfo {
+	if rc, ok := c.Request.Context().(*requestCtx); ok {
+		return &rc.info
+	}
 	if ri, ok := c.Request.Context().Value(requestInfoKey{}).(*requestInfo); ok {
 		return ri
 	}
@@ -60,7 +96,9 @@ func newRequestIDs() *requestIDs {
 }
 
 func (g *requestIDs) next() string {
-	return g.prefix + strconv.FormatUint(g.n.Add(1), 36)
+	var buf [32]byte
+	b := append(buf[:0], g.prefix...)
+	return string(strconv.AppendUint(b, g.n.Add(1), 36))
 }
 
 // saneRequestID reports whether a client's id can be logged and echoed as is:
@@ -81,13 +119,15 @@ func saneRequestID(id string) bool {
 // header) and, at debug level, logs one line per request.
 func (s *Server) requestID(c *gin.Context) {
 	start := time.Now()
-	id := c.GetHeader(RequestIDHeader)
+	id := headerValue(c.Request.Header, RequestIDHeader)
 	if !saneRequestID(id) {
 		id = s.ids.next()
 	}
-	ri := &requestInfo{id: id}
-	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), requestInfoKey{}, ri))
-	c.Header(RequestIDHeader, id)
+	rc := &requestCtx{Context: c.Request.Context()}
+	ri := &rc.info
+	ri.id = id
+	c.Request = c.Request.WithContext(rc)
+	c.Writer.Header()[RequestIDHeader] = ri.headerValue(id)
 	c.Next()
 	if s.Logger.Enabled(c.Request.Context(), slog.LevelDebug) {
 		s.Logger.LogAttrs(c.Request.Context(), slog.LevelDebug, "request",

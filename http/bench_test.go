@@ -1,0 +1,170 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/flashorder/flashorder"
+	orderhttp "github.com/flashorder/flashorder/http"
+	"github.com/flashorder/flashorder/inmem"
+)
+
+// benchStore is a Store that only answers Ping: the order path under
+// benchmark never reaches the database.
+type benchStore struct{ flashorder.Store }
+
+func (benchStore) Ping(context.Context) error { return nil }
+
+// instantPlacer answers every order at once, as a strategy would that took
+// no time: what is left is the HTTP layer's own cost. With soldOut set it
+// refuses every order.
+type instantPlacer struct {
+	created time.Time
+	soldOut bool
+}
+
+var errSoldOut = flashorder.Errorf(flashorder.ESOLDOUT, "hot-1 is sold out")
+
+func (p instantPlacer) PlaceOrder(_ context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
+	if p.soldOut {
+		return nil, errSoldOut
+	}
+	items := make([]flashorder.OrderItem, len(req.Items))
+	var total int64
+	for i, it := range req.Items {
+		items[i] = flashorder.OrderItem{SKU: it.SKU, Quantity: it.Quantity, PriceCents: 199900}
+		total += it.Quantity * 199900
+	}
+	return &flashorder.Order{ID: "01J8ZQ4V6Y3K2M5N7P9R1T3W5X", UserID: req.UserID, Status: flashorder.StatusCreated,
+		Items: items, TotalCents: total, CreatedAt: p.created}, nil
+}
+
+// benchWriter is a ResponseWriter that keeps the status and drops the body,
+// reused across iterations so that the benchmark measures the handler, not
+// the recorder.
+type benchWriter struct {
+	header http.Header
+	status int
+	n      int
+}
+
+func (w *benchWriter) Header() http.Header { return w.header }
+
+func (w *benchWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.n += len(p)
+	return len(p), nil
+}
+
+func (w *benchWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *benchWriter) reset() {
+	clear(w.header)
+	w.status, w.n = 0, 0
+}
+
+var benchBody = []byte(`{"user_id":"u-42","items":[{"sku":"hot-1","quantity":1}]}`)
+
+// benchRequest returns a POST /api/v1/orders as net/http hands it to the
+// handler. The header map is shared by every iteration: handlers only read
+// it, except the Idempotency-Key that set changes.
+func benchRequest(path string, body []byte, header http.Header) *http.Request {
+	return &http.Request{
+		Method: http.MethodPost, URL: &url.URL{Path: path}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: header, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
+		Host: "orderd", RemoteAddr: "127.0.0.1:40000", RequestURI: path,
+	}
+}
+
+// serve runs b.N requests built by next through h, expecting status want.
+func serve(b *testing.B, h http.Handler, want int, next func(i int) *http.Request) {
+	b.Helper()
+	w := &benchWriter{header: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.reset()
+		h.ServeHTTP(w, next(i))
+		if w.status != want {
+			b.Fatalf("status %d, want %d", w.status, want)
+		}
+	}
+}
+
+func benchServer(b *testing.B, soldOut bool) http.Handler {
+	b.Helper()
+	idem := inmem.NewIdempotencyStore()
+	idem.Retention = time.Second // keeps the store small over millions of keys
+	placer := instantPlacer{created: time.Date(2025, 1, 2, 3, 4, 5, 123456000, time.UTC), soldOut: soldOut}
+	s := orderhttp.NewServer(benchStore{}, placer, idem, "admin")
+	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	// As orderd runs it.
+	s.MaxInflight = orderhttp.DefaultMaxInflight
+	s.OrderTimeout = orderhttp.DefaultOrderTimeout
+	return s.Handler()
+}
+
+// BenchmarkCreateOrder drives POST /api/v1/orders through the real handler
+// chain with a placer that answers at once: the HTTP layer's cost per order.
+func BenchmarkCreateOrder(b *testing.B) {
+	b.Run("no-key", func(b *testing.B) {
+		h := benchServer(b, false)
+		header := http.Header{"Content-Type": {"application/json"}}
+		serve(b, h, http.StatusCreated, func(int) *http.Request {
+			return benchRequest("/api/v1/orders", benchBody, header)
+		})
+	})
+	b.Run("key", func(b *testing.B) {
+		h := benchServer(b, false)
+		header := http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {""}}
+		keys := header["Idempotency-Key"]
+		var buf []byte
+		serve(b, h, http.StatusCreated, func(i int) *http.Request {
+			buf = strconv.AppendInt(append(buf[:0], "bench-key-"...), int64(i), 10)
+			keys[0] = string(buf)
+			return benchRequest("/api/v1/orders", benchBody, header)
+		})
+	})
+	b.Run("sold-out", func(b *testing.B) {
+		h := benchServer(b, true)
+		header := http.Header{"Content-Type": {"application/json"}}
+		serve(b, h, http.StatusConflict, func(int) *http.Request {
+			return benchRequest("/api/v1/orders", benchBody, header)
+		})
+	})
+	b.Run("replay", func(b *testing.B) {
+		h := benchServer(b, false)
+		header := http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {"bench-replay"}}
+		serve(b, h, http.StatusCreated, func(int) *http.Request {
+			return benchRequest("/api/v1/orders", benchBody, header)
+		})
+	})
+}
+
+// BenchmarkNoop is a bare Gin engine with one handler that answers 201 with
+// a fixed body: the floor that BenchmarkCreateOrder is compared with.
+func BenchmarkNoop(b *testing.B) {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	answer := []byte(`{"id":"01J8ZQ4V6Y3K2M5N7P9R1T3W5X"}`)
+	r.POST("/api/v1/orders", func(c *gin.Context) { c.Data(http.StatusCreated, "application/json; charset=utf-8", answer) })
+	header := http.Header{"Content-Type": {"application/json"}}
+	serve(b, r, http.StatusCreated, func(int) *http.Request {
+		return benchRequest("/api/v1/orders", benchBody, header)
+	})
+}

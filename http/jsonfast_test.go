@@ -1,0 +1,163 @@
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashorder/flashorder"
+)
+
+// stdDecode is the reference: how encoding/json decodes an order body.
+func stdDecode(b []byte) (flashorder.OrderRequest, error) {
+	var req flashorder.OrderRequest
+	err := decodeStrict(bytes.NewReader(b), &req)
+	return req, err
+}
+
+// checkParse fails when the fast parser takes a body that encoding/json
+// refuses or decodes to another value, or refuses a plain body.
+func checkParse(t *testing.T, body []byte, plain bool) {
+	t.Helper()
+	var fast flashorder.OrderRequest
+	ok := parseOrderRequest(body, &fast)
+	want, err := stdDecode(body)
+	switch {
+	case ok && err != nil:
+		t.Fatalf("fast parser took %q, encoding/json refuses it: %v", body, err)
+	case ok && !reflect.DeepEqual(fast, want):
+		t.Fatalf("%q: fast parser got %#v, encoding/json %#v", body, fast, want)
+	case !ok && plain:
+		t.Fatalf("fast parser refused the plain body %q", body)
+	case !ok && !reflect.DeepEqual(fast, flashorder.OrderRequest{}):
+		t.Fatalf("fast parser refused %q but changed the request: %#v", body, fast)
+	}
+}
+
+var parseSeeds = []string{
+	`{"user_id":"u-42","items":[{"sku":"hot-1","quantity":1}]}`,
+	` { "user_id" : "u:1" , "items" : [ { "quantity" : 20 , "sku" : "a.b_c" } , {"sku":"b","quantity":0} ] } ` + "\n",
+	`{"items":[],"user_id":""}`, `{}`, `{"items":[{}]}`, `{"user_id":"u"}`, `{"items":[{"sku":"x"}]}`,
+	`{"user_id":"u","items":null}`, `null`, `[]`, ``, `{"user_id":"u","items":[{"sku":"a","quantity":1.5}]}`,
+	`{"user_id":"u","items":[{"sku":"a","quantity":1e3}]}`, `{"user_id":"u","items":[{"sku":"a","quantity":-1}]}`,
+	`{"user_id":"u","items":[{"sku":"a","quantity":01}]}`, `{"user_id":"u","items":[{"sku":"a","quantity":"1"}]}`,
+	`{"user_id":"u","items":[{"sku":"a","quantity":999999999999999999}]}`,
+	`{"user_id":"u","items":[{"sku":"a","quantity":9999999999999999999}]}`,
+	`{"USER_ID":"u","items":[]}`, `{"user_id":"u","user_id":"v"}`, `{"user_id":"u\"v"}`, `{"user_id":"u\u00e9"}`,
+	"{\"user_id\":\"u\xc3\xa9\"}", "{\"user_id\":\"u\x01\"}", `{"user_id":"u"} {}`, `{"user_id":"u"}x`,
+	`{"user_id":"u",}`, `{"user_id":"u","items":[{"sku":"a","quantity":1},]}`, `{"user_id":"u","price":1}`,
+	`{"user_id":"u","items":[{"sku":"a","sku":"b"}]}`, `{"user_id":"u","items":[{"sku":"a","quantity":1}]`,
+	`{"user_id":"u","items":[{"sku":"a","quantity":1}` + strings.Repeat(`,{"sku":"a","quantity":1}`, 20) + `]}`,
+	`{"user_id":"u","items":[{"sku":"a","quantity":1}` + strings.Repeat(`,{"sku":"a","quantity":1}`, 19) + `]}`,
+	"\ufeff{}", `{"user_id":1}`, `{"user_id":"u","items":{}}`, `{"user_id":"u","items":[1]}`, `{"user_id":"u","items":[null]}`,
+	`{"user_id":"u","items":[{"sku":"a","quantity":1}]}` + " \t\r\n",
+}
+
+// TestParseOrderRequest checks the fast parser against encoding/json on the
+// seeds and on many variations of the plain shape.
+func TestParseOrderRequest(t *testing.T) {
+	for _, s := range parseSeeds {
+		checkParse(t, []byte(s), false)
+	}
+	checkParse(t, []byte(parseSeeds[0]), true)
+	checkParse(t, []byte(parseSeeds[1]), true)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		body := []byte(randomBody(rng))
+		checkParse(t, body, false)
+		// and with one byte changed or cut
+		if len(body) > 0 {
+			mut := bytes.Clone(body)
+			const alphabet = "{}[],:\" 0123456789.-eE\\nulx\x00\xff"
+			mut[rng.IntN(len(mut))] = alphabet[rng.IntN(len(alphabet))]
+			checkParse(t, mut, false)
+			checkParse(t, body[:rng.IntN(len(body))], false)
+		}
+	}
+}
+
+// randomBody returns an order body near the plain shape: random spacing,
+// keys, values and item counts.
+func randomBody(rng *rand.Rand) string {
+	ws := func() string { return []string{"", "", " ", "\n\t", "\r "}[rng.IntN(5)] }
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	str := func() string { return pick(`"u-1"`, `"a.b_c:d"`, `""`, `"x y"`, `"\u0041"`, `1`, `null`, `"<&>"`) }
+	num := func() string {
+		return pick("1", "0", "1000", "123456789012345678", "-1", "1.0", "2e1", `"1"`, "null", "00")
+	}
+	var b strings.Builder
+	b.WriteString(ws() + "{" + ws())
+	fields := rng.IntN(4)
+	for i := range fields {
+		if i > 0 {
+			b.WriteString("," + ws())
+		}
+		switch rng.IntN(5) {
+		case 0, 1:
+			b.WriteString(`"user_id"` + ws() + ":" + ws() + str())
+		case 2, 3:
+			b.WriteString(pick(`"items"`, `"items"`, `"Items"`) + ws() + ":" + ws() + "[" + ws())
+			for j := range rng.IntN(23) {
+				if j > 0 {
+					b.WriteString("," + ws())
+				}
+				b.WriteString("{" + ws() + pick(`"sku"`, `"SKU"`, `"qty"`) + ":" + ws() + str() + "," + ws() + `"quantity"` + ws() + ":" + ws() + num() + ws() + "}")
+			}
+			b.WriteString(ws() + "]")
+		default:
+			b.WriteString(pick(`"other"`, `"user_id"`) + ":" + ws() + str())
+		}
+		b.WriteString(ws())
+	}
+	b.WriteString("}" + ws())
+	return b.String()
+}
+
+// FuzzParseOrderRequest: go test -fuzz FuzzParseOrderRequest ./http/
+func FuzzParseOrderRequest(f *testing.F) {
+	for _, s := range parseSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { checkParse(t, body, false) })
+}
+
+// TestEncodeOrder checks that encodeOrder writes what json.Marshal writes,
+// odd strings, nil items and times json.Marshal refuses included.
+func TestEncodeOrder(t *testing.T) {
+	odd := []string{"", "plain-1", `q"uote`, `back\slash`, "<&>", "é", "\x00\x1f", "\xff", "\u2028", "tab\t"}
+	zones := []*time.Location{time.UTC, time.FixedZone("", 5*3600+30*60), time.FixedZone("", -8*3600), time.FixedZone("", 24*3600), time.FixedZone("", 30)}
+	times := []time.Time{{}, time.Date(2025, 1, 2, 3, 4, 5, 123456000, time.UTC), time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 5000 {
+		o := &flashorder.Order{ID: odd[rng.IntN(len(odd))], UserID: odd[rng.IntN(len(odd))], Status: flashorder.Status(odd[rng.IntN(len(odd))]),
+			TotalCents: rng.Int64() - rng.Int64(), CreatedAt: times[rng.IntN(len(times))].In(zones[rng.IntN(len(zones))]), IdempotencyKey: "k", Fingerprint: "f"}
+		if i%2 == 0 {
+			o.ID, o.UserID, o.Status = "01J8ZQ4V6Y3K2M5N7P9R1T3W5X", "u-42", flashorder.StatusCreated
+		}
+		if n := rng.IntN(4); n > 0 {
+			o.Items = make([]flashorder.OrderItem, n-1)
+			for j := range o.Items {
+				o.Items[j] = flashorder.OrderItem{SKU: odd[rng.IntN(len(odd))], Quantity: rng.Int64N(2000) - 5, PriceCents: rng.Int64()}
+			}
+		}
+		want, _ := json.Marshal(o)
+		if got := encodeOrder(o); !bytes.Equal(got, want) {
+			t.Fatalf("order %#v:\n got %s\nwant %s", o, got, want)
+		}
+	}
+}
+
+// TestEncodeError checks encodeError against json.Marshal of errorBody.
+func TestEncodeError(t *testing.T) {
+	for _, msg := range []string{"", "sold out", `unknown field "x"`, `back\slash`, "<&>", "é\u2028\xff", "line\nbreak"} {
+		want, _ := json.Marshal(errorBody{Error: errorDetail{Code: flashorder.ESOLDOUT, Message: msg}})
+		if got := encodeError(flashorder.ESOLDOUT, msg); !bytes.Equal(got, want) {
+			t.Errorf("message %q:\n got %s\nwant %s", msg, got, want)
+		}
+	}
+}
