@@ -145,59 +145,59 @@ func (t *tx) TakeStocks(ctx context.Context, take map[string]int64) error {
 	return nil
 }
 
-// Quotas implements flashorder.Tx.
+// Quotas implements flashorder.Tx. Each engine looks up exactly the pairs
+// asked for through the primary key (user_id, sku): PostgreSQL joins unnested
+// arrays; MySQL takes a list of row constructors, SQLite a VALUES list (per
+// bulkRows pairs).
 func (t *tx) Quotas(ctx context.Context, keys []flashorder.QuotaKey) (map[flashorder.QuotaKey]int64, error) {
 	m := make(map[flashorder.QuotaKey]int64, len(keys))
 	if len(keys) == 0 {
 		return m, nil
 	}
-	users, skus := make([]string, len(keys)), make([]string, len(keys))
-	for i, k := range keys {
-		users[i], skus[i] = k.UserID, k.SKU
-	}
-	var q string
-	var args []any
 	if t.engine == Postgres {
-		q = `SELECT p.user_id, p.sku, p.quantity FROM user_purchases AS p
-			JOIN unnest($1::text[], $2::text[]) AS x(user_id, sku) ON p.user_id = x.user_id AND p.sku = x.sku`
-		args = []any{users, skus}
-	} else {
-		// A superset of the pairs (every user with every SKU), filtered
-		// below: the primary key (user_id, sku) serves it on every engine.
-		users, skus = compactSorted(users), compactSorted(skus)
-		q = "SELECT user_id, sku, quantity FROM user_purchases WHERE user_id IN (" + inList(len(users)) +
-			") AND sku IN (" + inList(len(skus)) + ")"
-		args = append(stringArgs(users), stringArgs(skus)...)
-	}
-	rows, err := t.conn().QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("gormdb: read %d quotas: %w", len(keys), err)
-	}
-	defer rows.Close()
-	wanted := make(map[flashorder.QuotaKey]bool, len(keys))
-	for _, k := range keys {
-		wanted[k] = true
-	}
-	for rows.Next() {
-		var k flashorder.QuotaKey
-		var n int64
-		if err := rows.Scan(&k.UserID, &k.SKU, &n); err != nil {
-			return nil, fmt.Errorf("gormdb: read %d quotas: %w", len(keys), err)
+		users, skus := make([]string, len(keys)), make([]string, len(keys))
+		for i, k := range keys {
+			users[i], skus[i] = k.UserID, k.SKU
 		}
-		if wanted[k] {
-			m[k] = n
-		}
+		return m, t.scanQuotas(ctx, m, `SELECT p.user_id, p.sku, p.quantity FROM user_purchases AS p
+			JOIN unnest($1::text[], $2::text[]) AS x(user_id, sku) ON p.user_id = x.user_id AND p.sku = x.sku`, users, skus)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("gormdb: read %d quotas: %w", len(keys), err)
+	list := "(%s)"
+	if t.engine == SQLite {
+		list = "(VALUES %s)"
+	}
+	for chunk := range slices.Chunk(keys, bulkRows) {
+		args := make([]any, 0, 2*len(chunk))
+		for _, k := range chunk {
+			args = append(args, k.UserID, k.SKU)
+		}
+		q := "SELECT user_id, sku, quantity FROM user_purchases WHERE (user_id, sku) IN " + fmt.Sprintf(list, placeholders(len(chunk), 2))
+		if err := t.scanQuotas(ctx, m, q, args...); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }
 
-func compactSorted(ss []string) []string {
-	ss = slices.Clone(ss)
-	slices.Sort(ss)
-	return slices.Compact(ss)
+// scanQuotas runs the quota query q and adds its rows to m.
+func (t *tx) scanQuotas(ctx context.Context, m map[flashorder.QuotaKey]int64, q string, args ...any) error {
+	rows, err := t.conn().QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("gormdb: read quotas: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k flashorder.QuotaKey
+		var n int64
+		if err := rows.Scan(&k.UserID, &k.SKU, &n); err != nil {
+			return fmt.Errorf("gormdb: read quotas: %w", err)
+		}
+		m[k] = n
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("gormdb: read quotas: %w", err)
+	}
+	return nil
 }
 
 // AddQuotas implements flashorder.Tx with one upsert (per bulkRows rows on

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Produces the traffic-shape tables of docs/BENCHMARKS.md with a plain wrk run:
+# for each database and strategy, one orderd, and wrk (-t2, 800 connections) with
+# scripts/wrk-scenario.lua for each scenario (hot, a uniform and a Zipf catalogue,
+# carts, keys, sale), next to the no-op ceiling (`orderbench noop`) measured in the
+# same run with the same script. Services are started durable (FLASHORDER_DURABLE=1)
+# in a private state dir and stopped at the end. Prints one Markdown table.
+#
+#   scripts/bench-scenarios.sh [OUTDIR]      (default: bench-results/)
+#
+# Knobs: BENCH_DURATION (10s), BENCH_CONNS (800), BENCH_DBS (postgres mariadb sqlite),
+# BENCH_STRATEGIES (batch), BENCH_SCENARIOS (hot catalogue-uniform catalogue carts keys
+# sale), BENCH_ORDERD (an orderd binary to measure instead of this tree's, e.g. an
+# older build for a before/after table; it must accept the same flags).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${1:-bench-results}
+mkdir -p "$out"
+duration=${BENCH_DURATION:-10s}
+conns=${BENCH_CONNS:-800}
+dbs=${BENCH_DBS:-postgres mariadb sqlite}
+strategies=${BENCH_STRATEGIES:-batch}
+scenarios=${BENCH_SCENARIOS:-hot catalogue-uniform catalogue carts keys sale}
+command -v wrk >/dev/null || { echo "bench-scenarios.sh: wrk is needed (apt-get install wrk)" >&2; exit 1; }
+
+FLASHORDER_SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/flashorder-bench.XXXXXX")
+export FLASHORDER_SERVICES_DIR FLASHORDER_DURABLE=1
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	./scripts/services.sh stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+svc=()
+for db in $dbs; do
+	case $db in postgres) svc+=(postgres) ;; mariadb) svc+=(mariadb) ;; esac
+done
+((${#svc[@]})) && ./scripts/services.sh start "${svc[@]}" >&2
+set -a
+# shellcheck source=/dev/null
+[[ -f $FLASHORDER_SERVICES_DIR/env ]] && . "$FLASHORDER_SERVICES_DIR/env"
+set +a
+
+orderd=${BENCH_ORDERD:-$out/orderd}
+[[ -n ${BENCH_ORDERD:-} ]] || go build -o "$out/orderd" ./cmd/orderd
+go build -o "$out/orderbench" ./cmd/orderbench
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+waitup() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+
+# wrkrun URL SCENARIO [VAR=value...]: one wrk run; prints "rate p99 socket_errors answers".
+wrkrun() {
+	local url=$1 sc=$2
+	shift 2
+	local o
+	o=$(env SCENARIO="$sc" "$@" wrk -t2 -c"$conns" -d"$duration" --timeout 10s -s scripts/wrk-scenario.lua "$url" 2>&1)
+	echo "$o" >>"$out/wrk.log"
+	local rate p99 errs answers
+	rate=$(echo "$o" | sed -n 's/^requests [0-9]*, \([0-9]*\)\/s.*/\1/p')
+	p99=$(echo "$o" | sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p')
+	errs=$(echo "$o" | sed -n 's/.*socket errors \([0-9]*\).*/\1/p')
+	answers=$(echo "$o" | sed -n '/^answers:/,$p' | tail -n +2 | awk '{n=$NF; $NF=""; sub(/ +$/,""); sub(/^ +/,""); printf "%s%s: %s", sep, $0, n; sep=", "}')
+	echo "${rate:-0}|${p99:-?}|${errs:-?}|${answers}"
+}
+
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/machine.txt" >&2
+echo "durability: PostgreSQL fsync=on synchronous_commit=on; MariaDB innodb_flush_log_at_trx_commit=1; SQLite WAL synchronous=FULL" | tee -a "$out/machine.txt" >&2
+
+port=$(freeport)
+"$out/orderbench" noop --listen "127.0.0.1:$port" >/dev/null &
+pids+=($!)
+waitup "http://127.0.0.1:$port/" || { echo "no-op server did not start" >&2; exit 1; }
+IFS='|' read -r ceil ceilp99 _ _ < <(wrkrun "http://127.0.0.1:$port" hot)
+kill "${pids[-1]}"
+
+echo "| database | strategy | scenario | orders/s | vs hot | vs no-op ceiling ($ceil/s, p99 $ceilp99 ms) | p99 ms | socket errors | answers |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for db in $dbs; do
+	for strategy in $strategies; do
+		case $db in
+		postgres) name=bench_${strategy}_$RANDOM url="${FLASHORDER_TEST_POSTGRES_URL%/*}/$name?sslmode=disable"
+			psql "$FLASHORDER_TEST_POSTGRES_URL" -qc "CREATE DATABASE $name" ;;
+		mariadb) name=bench_${strategy}_$RANDOM url="${FLASHORDER_TEST_MYSQL_URL%/*}/$name"
+			mysql -h 127.0.0.1 -P "$FLASHORDER_MARIADB_PORT" -u root -e "CREATE DATABASE $name" ;;
+		sqlite) url="sqlite://$out/bench-$strategy-$RANDOM.db" ;;
+		esac
+		port=$(freeport)
+		"$orderd" --listen "127.0.0.1:$port" --db "$url" --strategy "$strategy" --admin-token bench --log-level error >>"$out/orderd.log" 2>&1 &
+		pids+=($!)
+		waitup "http://127.0.0.1:$port/healthz" || { echo "orderd did not start ($db $strategy)" >&2; exit 1; }
+		hot=
+		for sc in $scenarios; do
+			limit=0 vars=()
+			case $sc in
+			catalogue-uniform) vars=(ZIPF=0) name=catalogue ;;
+			sale) limit=3 name=sale ;;
+			*) name=$sc ;;
+			esac
+			for i in $(seq 0 99); do
+				curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$port/api/v1/products/bench-$i" -H 'Authorization: Bearer bench' \
+					-H 'Content-Type: application/json' -d "{\"name\":\"bench-$i\",\"price_cents\":1999,\"stock\":10000000,\"per_user_limit\":$limit}"
+			done
+			IFS='|' read -r rate p99 errs answers < <(wrkrun "http://127.0.0.1:$port" "$name" "${vars[@]}")
+			[[ $sc == hot ]] && hot=$rate
+			vshot=$([[ -n $hot && $hot != 0 ]] && awk "BEGIN{printf \"%.2f\", $rate/$hot}" || echo -)
+			vsceil=$(awk "BEGIN{printf \"%.2f\", $rate/$ceil}")
+			echo "| $db | $strategy | $sc | $rate | $vshot | $vsceil | $p99 | $errs | $answers |"
+		done
+		audit=$(curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$port/api/v1/admin/audit" | head -c 12)
+		echo "audit $db $strategy: $audit" >&2
+		kill "${pids[-1]}"
+		wait "${pids[-1]}" 2>/dev/null || true
+	done
+done
