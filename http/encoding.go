@@ -2,11 +2,13 @@ package http
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -81,8 +83,15 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	ri := info(c)
 	ri.code = code
 	if status >= 500 {
-		s.Logger.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "status", status,
-			"request_id", ri.id, "err", err)
+		// A client that went away (its connection closed) takes its
+		// request's context with it: not the server's failure, and under
+		// load thousands at once, so not an error line each.
+		level := slog.LevelError
+		if errors.Is(c.Request.Context().Err(), context.Canceled) {
+			level = slog.LevelDebug
+		}
+		s.Logger.Log(c.Request.Context(), level, "request failed", "method", c.Request.Method, "path", c.Request.URL.Path,
+			"status", status, "request_id", ri.id, "err", err)
 		if status == http.StatusServiceUnavailable {
 			c.Writer.Header()["Retry-After"] = retryAfterOne
 		}

@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -206,3 +208,27 @@ func TestOrderAnswerHeaders(t *testing.T) {
 }
 
 var benchStringBody = string(benchBody)
+
+// TestClientGoneNotLoggedAsError: an order whose client went away before it
+// was placed answers 503 to nobody, and is logged at debug level, not as a
+// server error (under load thousands leave at once).
+func TestClientGoneNotLoggedAsError(t *testing.T) {
+	var logs bytes.Buffer
+	s := orderhttp.NewServer(benchStore{}, placerFunc(func(ctx context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
+		<-ctx.Done()
+		return nil, &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "the request ended", Err: ctx.Err()}
+	}), inmem.NewIdempotencyStore(), "admin")
+	s.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequest("POST", "/api/v1/orders", strings.NewReader(`{"user_id":"u-1","items":[{"sku":"a","quantity":1}]}`)).WithContext(ctx)
+	req.Header.Set("Content-Type", "application/json")
+	time.AfterFunc(10*time.Millisecond, cancel)
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, req)
+	if w.Code != 503 {
+		t.Fatalf("client gone: %d %s", w.Code, w.Body)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "level=DEBUG") {
+		t.Errorf("client gone logged as:\n%s\nwant one debug line, no error", logs.String())
+	}
+}
