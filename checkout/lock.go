@@ -12,8 +12,8 @@ import (
 
 var _ flashorder.OrderPlacer = (*Lock)(nil)
 
-// DefaultLockWait is how long an order waits for its locks when Lock.Wait is
-// zero.
+// DefaultLockWait is how long an order waits for its locks when
+// LockOptions.Wait is zero.
 const DefaultLockWait = 10 * time.Second
 
 // SKULockKey returns the lock key of a SKU.
@@ -34,6 +34,11 @@ func SKULockKey(sku string) string { return "sku/" + sku }
 type Lock struct {
 	store  flashorder.Store
 	locker flashorder.Locker
+	opts   LockOptions
+}
+
+// LockOptions tunes a Lock. Zero fields take their defaults.
+type LockOptions struct {
 	// Now returns the current time; the default is time.Now.
 	Now flashorder.Clock
 	// Wait bounds how long an order waits for its locks; an order that
@@ -41,26 +46,24 @@ type Lock struct {
 	// DefaultLockWait.
 	Wait time.Duration
 	// OnFenced, if set, is called when the fence refused an order's write
-	// on sku: the lock had gone to a newer holder meanwhile. Set it before
-	// the strategy takes orders.
+	// on sku: the lock had gone to a newer holder meanwhile.
 	OnFenced func(sku string)
 }
 
 // NewLock returns the lock strategy on store and locker.
-func NewLock(store flashorder.Store, locker flashorder.Locker) *Lock {
-	return &Lock{store: store, locker: locker, Now: time.Now, Wait: DefaultLockWait}
-}
-
-// WrapLocker replaces the strategy's Locker with wrap applied to it, for
-// example to measure its waits and holds. Call it before the strategy takes
-// orders.
-func (s *Lock) WrapLocker(wrap func(flashorder.Locker) flashorder.Locker) {
-	s.locker = wrap(s.locker)
+func NewLock(store flashorder.Store, locker flashorder.Locker, opts LockOptions) *Lock {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Wait <= 0 {
+		opts.Wait = DefaultLockWait
+	}
+	return &Lock{store: store, locker: locker, opts: opts}
 }
 
 // PlaceOrder implements flashorder.OrderPlacer.
 func (s *Lock) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
-	o, err := NewOrder(req, s.Now())
+	o, err := NewOrder(req, s.opts.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -68,11 +71,7 @@ func (s *Lock) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderRequest
 	held := make([]flashorder.Lock, 0, len(skus))
 	defer func() { unlockAll(ctx, held) }()
 
-	wait := s.Wait
-	if wait <= 0 {
-		wait = DefaultLockWait
-	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
+	wctx, cancel := context.WithTimeout(ctx, s.opts.Wait)
 	defer cancel()
 	for _, sku := range skus {
 		lk, err := s.locker.Lock(wctx, SKULockKey(sku))
@@ -94,8 +93,8 @@ func (s *Lock) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderRequest
 				return err
 			}
 			if !ok {
-				if s.OnFenced != nil {
-					s.OnFenced(sku)
+				if s.opts.OnFenced != nil {
+					s.opts.OnFenced(sku)
 				}
 				return flashorder.Errorf(flashorder.EUNAVAILABLE, "the lock on %q went to another order meanwhile; retry", sku)
 			}

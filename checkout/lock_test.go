@@ -119,8 +119,7 @@ func TestPausedHolderIsFenced(t *testing.T) {
 			aErr := make(chan error, 1)
 			var fencedSKU string // written before aErr is sent
 			go func() {
-				l := checkout.NewLock(db, a)
-				l.OnFenced = func(sku string) { fencedSKU = sku }
+				l := checkout.NewLock(db, a, checkout.LockOptions{OnFenced: func(sku string) { fencedSKU = sku }})
 				_, err := l.PlaceOrder(ctx, request("user-a", "fenced-1", 1))
 				aErr <- err
 			}()
@@ -131,7 +130,7 @@ func TestPausedHolderIsFenced(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("A's lock was not lost after its session expired")
 			}
-			o, err := checkout.NewLock(db, b).PlaceOrder(ctx, request("user-b", "fenced-1", 2))
+			o, err := checkout.NewLock(db, b, checkout.LockOptions{}).PlaceOrder(ctx, request("user-b", "fenced-1", 2))
 			if err != nil {
 				t.Fatalf("B's order: %v", err)
 			}

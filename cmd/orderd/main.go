@@ -117,6 +117,7 @@ type Main struct {
 
 	lockMetrics  *metrics.LockMetrics
 	batchMetrics *metrics.BatchMetrics
+	fenceMetrics *metrics.LockStrategyMetrics
 }
 
 // NewMain returns a Main that logs to stderr.
@@ -220,6 +221,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.lockMetrics = metrics.NewLockMetrics()
 
 	var placer flashorder.OrderPlacer
 	switch cfg.Strategy {
@@ -244,7 +246,8 @@ func (m *Main) Run(ctx context.Context) error {
 		sg.Segments = cfg.Segments
 		placer = sg
 	case "lock":
-		placer = checkout.NewLock(db, m.lock.locker)
+		m.fenceMetrics = metrics.NewLockStrategyMetrics()
+		placer = checkout.NewLock(db, m.measureLocker(m.lock.locker), checkout.LockOptions{OnFenced: m.fenceMetrics.Fenced})
 		if cfg.Lock == "memory" && db.Engine() != gormdb.SQLite {
 			m.Logger.Warn("--strategy lock with --lock memory: the lock and its fencing tokens are local to this process; "+
 				"other instances on this database are not excluded, and the fence will refuse the orders of some of them (503); use zk://, etcd:// or redis://",

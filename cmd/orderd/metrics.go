@@ -5,26 +5,23 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
-	"github.com/flashorder/flashorder/internal/metrics"
 )
 
 // instrument registers the strategy's and the lock backends' metrics on the
-// server's registry, before any order is taken. The lock metrics measure
-// every Locker orderd uses: the sweeper's election and, under --strategy
-// lock, the orders' locks.
+// server's registry, before any order is taken. The metrics were made before
+// the strategy and the sweeper, which took their observers at construction.
+// The lock metrics measure every Locker orderd uses: the sweeper's election
+// and, under --strategy lock, the orders' locks.
 func (m *Main) instrument(placer flashorder.OrderPlacer) error {
 	reg := m.server.Registry()
-	lm, err := metrics.NewLockMetrics(reg)
-	if err != nil {
+	if err := m.lockMetrics.Register(reg); err != nil {
 		return err
 	}
-	m.lockMetrics = lm
 	switch p := placer.(type) {
 	case *checkout.Batch:
 		return m.batchMetrics.Register(reg, p.QueueDepth)
 	case *checkout.Lock:
-		p.WrapLocker(m.measureLocker)
-		return metrics.InstrumentLockStrategy(reg, p)
+		return m.fenceMetrics.Register(reg)
 	}
 	return nil
 }
@@ -32,9 +29,6 @@ func (m *Main) instrument(placer flashorder.OrderPlacer) error {
 // measureLocker wraps locker so that its wait and hold times and lost locks
 // show on /metrics under the backend named by --lock.
 func (m *Main) measureLocker(locker flashorder.Locker) flashorder.Locker {
-	if m.lockMetrics == nil {
-		return locker
-	}
 	return m.lockMetrics.Wrap(locker, lockBackendName(m.Config.Lock))
 }
 

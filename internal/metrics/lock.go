@@ -24,9 +24,10 @@ type LockMetrics struct {
 	lost   *prometheus.CounterVec
 }
 
-// NewLockMetrics registers the lock metrics on reg.
-func NewLockMetrics(reg prometheus.Registerer) (*LockMetrics, error) {
-	m := &LockMetrics{
+// NewLockMetrics returns the lock metrics, not yet registered (see
+// Register): Lockers can be wrapped before the registry exists.
+func NewLockMetrics() *LockMetrics {
+	return &LockMetrics{
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "flashorder_lock_wait_seconds",
 			Help:    "Time a successful Lock call waited for the lock, by backend.",
@@ -46,10 +47,14 @@ func NewLockMetrics(reg prometheus.Registerer) (*LockMetrics, error) {
 			Help: "Locks lost (session expired, lease gone) before their holder released them, by backend.",
 		}, []string{"backend"}),
 	}
+}
+
+// Register registers the lock metrics on reg.
+func (m *LockMetrics) Register(reg prometheus.Registerer) error {
 	if err := register(reg, m.wait, m.hold, m.errors, m.lost); err != nil {
-		return nil, fmt.Errorf("metrics: locks: %w", err)
+		return fmt.Errorf("metrics: locks: %w", err)
 	}
-	return m, nil
+	return nil
 }
 
 // Wrap returns a Locker that behaves as inner and records its timings under

@@ -77,19 +77,31 @@ func (m *BatchMetrics) Register(reg prometheus.Registerer, depth func() int) err
 	return nil
 }
 
-// InstrumentLockStrategy registers the lock strategy's metric on reg and sets
-// l.OnFenced to feed it. Call it before l takes orders. Metric:
+// LockStrategyMetrics is the lock strategy's metric,
 // flashorder_lock_fence_refusals_total (orders whose write the fence refused
-// because their lock had gone to a newer holder).
-func InstrumentLockStrategy(reg prometheus.Registerer, l *checkout.Lock) error {
-	fenced := prometheus.NewCounter(prometheus.CounterOpts{
+// because their lock had gone to a newer holder). Make it first, hand Fenced
+// to checkout.LockOptions.OnFenced, then Register it.
+type LockStrategyMetrics struct {
+	fenced prometheus.Counter
+}
+
+// NewLockStrategyMetrics returns the lock strategy's metric, not yet
+// registered.
+func NewLockStrategyMetrics() *LockStrategyMetrics {
+	return &LockStrategyMetrics{fenced: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "flashorder_lock_fence_refusals_total",
 		Help: "Orders of the lock strategy refused by the fence: their lock had gone to a newer holder (503, nothing written).",
-	})
-	if err := register(reg, fenced); err != nil {
+	})}
+}
+
+// Fenced counts one refusal; it is checkout.LockOptions.OnFenced.
+func (m *LockStrategyMetrics) Fenced(string) { m.fenced.Inc() }
+
+// Register registers the metric on reg.
+func (m *LockStrategyMetrics) Register(reg prometheus.Registerer) error {
+	if err := register(reg, m.fenced); err != nil {
 		return fmt.Errorf("metrics: lock strategy: %w", err)
 	}
-	l.OnFenced = func(string) { fenced.Inc() }
 	return nil
 }
 

@@ -55,8 +55,8 @@ func TestLockerMetrics(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	lm, err := metrics.NewLockMetrics(reg)
-	if err != nil {
+	lm := metrics.NewLockMetrics()
+	if err := lm.Register(reg); err != nil {
 		t.Fatal(err)
 	}
 	inner := inmem.NewLocker()
@@ -242,9 +242,10 @@ func TestLockStrategyMetrics(t *testing.T) {
 	db := hotSKUStore(t)
 	locker := inmem.NewLocker()
 	defer locker.Close()
-	l := checkout.NewLock(db, locker)
+	lm := metrics.NewLockStrategyMetrics()
+	l := checkout.NewLock(db, locker, checkout.LockOptions{OnFenced: lm.Fenced})
 	reg := prometheus.NewRegistry()
-	if err := metrics.InstrumentLockStrategy(reg, l); err != nil {
+	if err := lm.Register(reg); err != nil {
 		t.Fatal(err)
 	}
 	order := func(user string) error {
