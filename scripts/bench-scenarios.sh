@@ -107,8 +107,8 @@ for db in $dbs; do
 			vsceil=$(awk "BEGIN{printf \"%.2f\", $rate/$ceil}")
 			echo "| $db | $strategy | $sc | $rate | $vshot | $vsceil | $p99 | $errs | $answers |"
 		done
-		audit=$(curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$port/api/v1/admin/audit" | head -c 12)
-		echo "audit $db $strategy: $audit" >&2
+		audit=$(curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$port/api/v1/admin/audit")
+		echo "audit $db $strategy: ${audit:0:12}" >&2
 		kill "${pids[-1]}"
 		wait "${pids[-1]}" 2>/dev/null || true
 	done
