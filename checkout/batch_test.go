@@ -177,7 +177,7 @@ func TestBatchAbandonedOrderLeavesQueue(t *testing.T) {
 	gone, cancel := context.WithCancel(ctx)
 	second := make(chan error, 1)
 	go func() { _, err := b.PlaceOrder(gone, request("u-2", "ab-1", 1)); second <- err }()
-	waitUntil(t, "the second order queued", func() bool { return b.QueueDepth() == 1 })
+	waitFor(t, "the second order to queue", func() bool { return b.QueueDepth() == 1 })
 	cancel()
 	cancelFirst() // taken into a batch: must still get the batch's answer
 	select {
@@ -203,17 +203,6 @@ func TestBatchAbandonedOrderLeavesQueue(t *testing.T) {
 		t.Fatalf("sold %d, want 2 (the abandoned order is not ordered)", p.Sold)
 	}
 	assertAudit(t, db)
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // TestLimitGainedCountsEarlierOrders gives a product a per-user limit after

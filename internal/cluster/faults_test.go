@@ -705,17 +705,7 @@ func (s *suite) sigstop(t *testing.T) {
 					fenced, got["503 unavailable"])
 			}
 			// A refused order changed nothing: no order carries its key.
-			var refusedKeys []string
-			for _, e := range f.rec.Events() {
-				if frozenReq(e) && e.Answer.Status == 503 {
-					refusedKeys = append(refusedKeys, e.Key)
-				}
-			}
-			if n, err := cluster.OrdersWithKeys(context.Background(), f.dbURL, refusedKeys); err != nil {
-				t.Error(err)
-			} else if n > 0 {
-				t.Errorf("%d of the frozen instance's refused orders are in the database", n)
-			}
+			noRefusedStored(t, f, "the frozen instance's", frozenReq)
 			if at, ok := f.rec.FirstOrder(f.faultAt, victim); ok && at.After(f.backAt) {
 				f.note("first 201 of a request sent to the frozen instance after SIGSTOP: %s after SIGCONT", at.Sub(f.backAt).Round(time.Millisecond))
 			}
@@ -761,19 +751,26 @@ func (s *suite) batchFail(t *testing.T) {
 			if failed != failures {
 				t.Errorf("flashorder_batch_errors_total on the failing instance: %v, want %d", failed, failures)
 			}
-			var refusedKeys []string
-			for _, e := range f.rec.Events() {
-				if fromVictim(e) && e.Answer.Status == 503 {
-					refusedKeys = append(refusedKeys, e.Key)
-				}
-			}
-			if n, err := cluster.OrdersWithKeys(context.Background(), f.dbURL, refusedKeys); err != nil {
-				t.Error(err)
-			} else if n > 0 {
-				t.Errorf("%d orders answered 503 by a failed batch are in the database", n)
-			}
+			noRefusedStored(t, f, "the failing instance's", fromVictim)
 		},
 	})
+}
+
+// noRefusedStored checks that no order answered 503 among the requests keep
+// selects is in the database: a refused order changed nothing.
+func noRefusedStored(t *testing.T, f *fault, whose string, keep func(cluster.Event) bool) {
+	t.Helper()
+	var refusedKeys []string
+	for _, e := range f.rec.Events() {
+		if keep(e) && e.Answer.Status == 503 {
+			refusedKeys = append(refusedKeys, e.Key)
+		}
+	}
+	if n, err := cluster.OrdersWithKeys(context.Background(), f.dbURL, refusedKeys); err != nil {
+		t.Error(err)
+	} else if n > 0 {
+		t.Errorf("%d of %s orders answered 503 are in the database", n, whose)
+	}
 }
 
 // metric reads the sum of a counter's series from an orderd's /metrics.
