@@ -146,9 +146,9 @@ func (t *tx) TakeStocks(ctx context.Context, take map[string]int64) error {
 }
 
 // Quotas implements flashorder.Tx. Each engine looks up exactly the pairs
-// asked for through the primary key (user_id, sku): PostgreSQL joins unnested
-// arrays; MySQL takes a list of row constructors, SQLite a VALUES list (per
-// bulkRows pairs).
+// asked for through the primary key (user_id, sku): PostgreSQL probes it for
+// each pair of unnested arrays; MySQL takes a list of row constructors,
+// SQLite a VALUES list (per bulkRows pairs).
 func (t *tx) Quotas(ctx context.Context, keys []flashorder.QuotaKey) (map[flashorder.QuotaKey]int64, error) {
 	m := make(map[flashorder.QuotaKey]int64, len(keys))
 	if len(keys) == 0 {
@@ -159,8 +159,12 @@ func (t *tx) Quotas(ctx context.Context, keys []flashorder.QuotaKey) (map[flasho
 		for i, k := range keys {
 			users[i], skus[i] = k.UserID, k.SKU
 		}
-		return m, t.scanQuotas(ctx, m, `SELECT p.user_id, p.sku, p.quantity FROM user_purchases AS p
-			JOIN unnest($1::text[], $2::text[]) AS x(user_id, sku) ON p.user_id = x.user_id AND p.sku = x.sku`, users, skus)
+		// LATERAL makes one primary-key probe per pair: a plain join of
+		// the unnested arrays lets the planner pick a hash join over the
+		// whole table, which grows with every user who ever ordered.
+		return m, t.scanQuotas(ctx, m, `SELECT p.user_id, p.sku, p.quantity FROM unnest($1::text[], $2::text[]) AS x(user_id, sku)
+			CROSS JOIN LATERAL (SELECT user_id, sku, quantity FROM user_purchases AS q
+				WHERE q.user_id = x.user_id AND q.sku = x.sku) AS p`, users, skus)
 	}
 	list := "(%s)"
 	if t.engine == SQLite {
