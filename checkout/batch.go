@@ -320,6 +320,9 @@ func commitInTx(ctx context.Context, tx flashorder.Tx, batch []*pendingOrder, an
 	if err != nil {
 		return err
 	}
+	// Fault tests freeze a batch here: the product rows held, idle in the
+	// transaction, as a frozen or cut-off orderd's would be.
+	failpoint.Hit(ctx, "checkout/batch-locked")
 	for sku, p := range a.products {
 		if s := snapshot[sku]; s == nil || s.PriceCents != p.PriceCents {
 			return errPriceChanged

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +56,13 @@ type Options struct {
 	// MaxConns is the connection pool size for PostgreSQL and MySQL; the
 	// default is DefaultMaxConns.
 	MaxConns int
+	// IdleTxTimeout, when set, makes PostgreSQL end any session of this
+	// store that sits idle inside a transaction for longer
+	// (idle_in_transaction_session_timeout): a frozen or cut-off orderd
+	// then loses its row locks after this long instead of stopping every
+	// other instance's orders for as long as it stays frozen. Its own
+	// transaction fails and nothing of it commits.
+	IdleTxTimeout time.Duration
 }
 
 // Open connects to the database named by rawURL, creates or updates the schema,
@@ -64,7 +72,7 @@ type Options struct {
 //	postgres://user:pass@host:port/db?sslmode=disable
 //	mysql://user:pass@host:port/db
 func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
-	engine, dialector, err := dialectorFor(rawURL)
+	engine, dialector, err := dialectorFor(rawURL, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +193,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-func dialectorFor(rawURL string) (string, gorm.Dialector, error) {
+func dialectorFor(rawURL string, opts Options) (string, gorm.Dialector, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "", nil, fmt.Errorf("gormdb: database URL: %w", err)
@@ -221,7 +229,14 @@ func dialectorFor(rawURL string) (string, gorm.Dialector, error) {
 		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=busy_timeout(10000)&_txlock=immediate"
 		return SQLite, sqlite.Open(dsn), nil
 	case Postgres, "postgresql":
-		return Postgres, postgres.Open(rawURL), nil
+		// Session settings go in the startup message (pgx passes unknown
+		// URL parameters on as run-time parameters); the URL's own win.
+		q := u.Query()
+		if opts.IdleTxTimeout > 0 && !q.Has("idle_in_transaction_session_timeout") {
+			q.Set("idle_in_transaction_session_timeout", strconv.FormatInt(opts.IdleTxTimeout.Milliseconds(), 10))
+		}
+		u.RawQuery = q.Encode()
+		return Postgres, postgres.Open(u.String()), nil
 	case MySQL, "mariadb":
 		return MySQL, gormmysql.Open(MySQLDSN(u, "transaction_isolation")), nil
 	default:

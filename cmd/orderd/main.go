@@ -63,11 +63,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return m.Close(shutdownCtx)
 }
 
+// DefaultDBIdleTxTimeout is --db-idle-tx-timeout's default: far above the
+// gaps between a batch's statements (milliseconds), short enough that the
+// other instances sell again within seconds of one freezing.
+const DefaultDBIdleTxTimeout = 2 * time.Second
+
 // Config is orderd's configuration, one field per flag.
 type Config struct {
 	Listen          string
 	DB              string
 	DBMaxConns      int
+	DBIdleTxTimeout time.Duration
 	Strategy        string
 	BatchMax        int
 	BatchQueue      int
@@ -132,6 +138,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
 	fs.StringVar(&cfg.DB, "db", "sqlite://data/flashorder.db", "database URL: sqlite://path, postgres://user:pass@host:port/db?sslmode=disable or mysql://user:pass@host:port/db")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
+	fs.DurationVar(&cfg.DBIdleTxTimeout, "db-idle-tx-timeout", DefaultDBIdleTxTimeout, "PostgreSQL: end a session idle inside a transaction this long, so a frozen orderd releases its row locks (0: off)")
 	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch, row, segment or lock")
 	fs.IntVar(&cfg.BatchMax, "batch-max", checkout.DefaultMaxBatch, "batch strategy: most orders in one transaction")
 	fs.IntVar(&cfg.BatchQueue, "batch-queue", checkout.DefaultMaxQueue, "batch strategy: most orders waiting for a batch before 503 overloaded")
@@ -211,7 +218,7 @@ func (m *Main) configureLogger() error {
 // Run opens the backends chosen by the configuration and starts serving.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
-	db, err := gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns})
+	db, err := gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns, IdleTxTimeout: cfg.DBIdleTxTimeout})
 	if err != nil {
 		return err
 	}

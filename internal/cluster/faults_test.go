@@ -135,6 +135,7 @@ func TestFaults(t *testing.T) {
 	t.Run("redis", s.redisStop)
 	t.Run("burst", s.burst)
 	t.Run("batchfail", s.batchFail)
+	t.Run("batchfrozen", s.batchFrozen)
 }
 
 func (s *suite) writeReport(t *testing.T) {
@@ -752,6 +753,44 @@ func (s *suite) batchFail(t *testing.T) {
 				t.Errorf("flashorder_batch_errors_total on the failing instance: %v, want %d", failed, failures)
 			}
 			noRefusedStored(t, f, "the failing instance's", fromVictim)
+		},
+	})
+}
+
+// batchFrozen: a batch of one orderd freezes while it holds the product row
+// (the failpoint checkout/batch-locked sleeps inside its transaction, right
+// after the row lock), as a GC pause, a stalled VM or a partition would leave
+// it. Every other batch on the hot SKU waits for that row. PostgreSQL ends the
+// frozen session after --db-idle-tx-timeout (2s, the default): the others
+// sell again, and the frozen batch's orders are answered 503 and none is
+// stored. Without the timeout the sale would stop for the whole freeze.
+func (s *suite) batchFrozen(t *testing.T) {
+	const freeze = 8 * time.Second
+	s.run(t, scenario{
+		name: "9. orderd frozen holding the product row",
+		fault: fmt.Sprintf("orderd %d's first batch sleeps %s inside its transaction after locking the row (failpoint); --db-idle-tx-timeout 2s",
+			victim, freeze),
+		env:      map[int][]string{victim: {fmt.Sprintf("%s=checkout/batch-locked=1*sleep(%s)", failpoint.EnvVar, freeze)}},
+		workload: loadtest.Scenario{SKUs: 1},
+		load:     max(s.scale.load, freeze+4*time.Second),
+		inject: func(ctx context.Context, f *fault) error {
+			f.faultAt = f.start
+			return nil
+		},
+		check: func(t *testing.T, f *fault, rep *cluster.Report) {
+			onlyKinds(t, f, "survivors", survivors, "201")
+			onlyKinds(t, f, "the frozen instance", fromVictim, "201", "503 unavailable")
+			got := f.rec.Answers(fromVictim)
+			f.note("the frozen instance's answers: %v", got)
+			if got["503 unavailable"] == 0 {
+				t.Errorf("no order of the frozen batch was refused: %v", got)
+			}
+			noRefusedStored(t, f, "the frozen instance's", fromVictim)
+			// The idle timeout (2s) bounds the stop; without it, it lasts
+			// the whole freeze (8s).
+			if rep.Recovery < 0 || rep.Recovery > freeze-3*time.Second {
+				t.Errorf("longest time without a 201: %s; want well under the %s freeze", rep.Recovery, freeze)
+			}
 		},
 	})
 }
