@@ -56,9 +56,11 @@ type Options struct {
 	// MaxConns is the connection pool size for PostgreSQL and MySQL; the
 	// default is DefaultMaxConns.
 	MaxConns int
-	// IdleTxTimeout, when set, makes PostgreSQL end any session of this
-	// store that sits idle inside a transaction for longer
-	// (idle_in_transaction_session_timeout): a frozen or cut-off orderd
+	// IdleTxTimeout, when set, makes the database end any session of this
+	// store that sits idle inside a transaction for longer (PostgreSQL's
+	// idle_in_transaction_session_timeout; MariaDB's
+	// idle_transaction_timeout, in whole seconds; MySQL and SQLite have
+	// none): a frozen or cut-off orderd
 	// then loses its row locks after this long instead of stopping every
 	// other instance's orders for as long as it stays frozen. Its own
 	// transaction fails and nothing of it commits.
@@ -83,10 +85,15 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		NowFunc:                func() time.Time { return time.Now().UTC() },
 	}
 	g, err := gorm.Open(dialector, gormConfig)
+	isolationVar := "transaction_isolation"
 	var myErr *mysql.MySQLError
 	if engine == MySQL && errors.As(err, &myErr) && myErr.Number == 1193 { // unknown system variable
 		u, _ := url.Parse(rawURL)
-		g, err = gorm.Open(gormmysql.Open(MySQLDSN(u, "tx_isolation")), gormConfig)
+		isolationVar = "tx_isolation"
+		g, err = gorm.Open(gormmysql.Open(MySQLDSN(u, isolationVar)), gormConfig)
+	}
+	if err == nil && engine == MySQL && opts.IdleTxTimeout > 0 {
+		g, err = withMariaDBIdleTimeout(g, rawURL, isolationVar, opts.IdleTxTimeout, gormConfig)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("gormdb: open %s: %w", engine, err)
@@ -242,6 +249,29 @@ func dialectorFor(rawURL string, opts Options) (string, gorm.Dialector, error) {
 	default:
 		return "", nil, fmt.Errorf("gormdb: unsupported database URL scheme %q (want sqlite, postgres or mysql)", u.Scheme)
 	}
+}
+
+// withMariaDBIdleTimeout reopens g, a MySQL-protocol database, with MariaDB's
+// idle_transaction_timeout (whole seconds, at least 1) when the server is
+// MariaDB; MySQL has no such variable, and g stays as it is.
+func withMariaDBIdleTimeout(g *gorm.DB, rawURL, isolationVar string, idle time.Duration, cfg *gorm.Config) (*gorm.DB, error) {
+	var version string
+	if err := g.Raw("SELECT VERSION()").Scan(&version).Error; err != nil {
+		return nil, err
+	}
+	if !strings.Contains(strings.ToLower(version), "mariadb") {
+		return g, nil
+	}
+	u, _ := url.Parse(rawURL)
+	q := u.Query()
+	if !q.Has("idle_transaction_timeout") {
+		q.Set("idle_transaction_timeout", strconv.FormatInt(int64(max(1, (idle+time.Second-1)/time.Second)), 10))
+	}
+	u.RawQuery = q.Encode()
+	if sqlDB, err := g.DB(); err == nil {
+		sqlDB.Close()
+	}
+	return gorm.Open(gormmysql.Open(MySQLDSN(u, isolationVar)), cfg)
 }
 
 // MySQLDSN turns a mysql://user:pass@host:port/db?param=value URL into a

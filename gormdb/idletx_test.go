@@ -11,16 +11,22 @@ import (
 )
 
 // TestIdleTxTimeoutFreesRows freezes a transaction that holds a product row
-// (it waits inside the transaction, as a frozen orderd's would): PostgreSQL
-// ends its session after IdleTxTimeout, another store then locks the row,
-// and the frozen transaction's write fails and commits nothing.
+// (it waits inside the transaction, as a frozen orderd's would): the database
+// (PostgreSQL, MariaDB) ends its session after IdleTxTimeout, another store
+// then locks the row, and the frozen transaction's write fails and commits
+// nothing.
 func TestIdleTxTimeoutFreesRows(t *testing.T) {
-	url := testenv.PostgresURL(t)
-	if url == "" {
-		t.Skip("PostgreSQL is not running (FLASHORDER_TEST_POSTGRES_URL unset)")
+	for _, d := range testenv.Databases(t) {
+		if d.Engine == gormdb.SQLite {
+			continue // one connection, one process: no other store to stop
+		}
+		t.Run(d.Engine, func(t *testing.T) { testIdleTxTimeout(t, d.URL) })
 	}
+}
+
+func testIdleTxTimeout(t *testing.T, url string) {
 	ctx := context.Background()
-	const idle = 500 * time.Millisecond
+	const idle = 500 * time.Millisecond // MariaDB rounds it up to 1s
 	frozen, err := gormdb.Open(ctx, url, gormdb.Options{IdleTxTimeout: idle})
 	if err != nil {
 		t.Fatal(err)

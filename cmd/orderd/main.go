@@ -138,7 +138,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
 	fs.StringVar(&cfg.DB, "db", "sqlite://data/flashorder.db", "database URL: sqlite://path, postgres://user:pass@host:port/db?sslmode=disable or mysql://user:pass@host:port/db")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
-	fs.DurationVar(&cfg.DBIdleTxTimeout, "db-idle-tx-timeout", DefaultDBIdleTxTimeout, "PostgreSQL: end a session idle inside a transaction this long, so a frozen orderd releases its row locks (0: off)")
+	fs.DurationVar(&cfg.DBIdleTxTimeout, "db-idle-tx-timeout", DefaultDBIdleTxTimeout, "PostgreSQL and MariaDB: end a session idle inside a transaction this long, so a frozen orderd releases its row locks (0: off)")
 	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch, row, segment or lock")
 	fs.IntVar(&cfg.BatchMax, "batch-max", checkout.DefaultMaxBatch, "batch strategy: most orders in one transaction")
 	fs.IntVar(&cfg.BatchQueue, "batch-queue", checkout.DefaultMaxQueue, "batch strategy: most orders waiting for a batch before 503 overloaded")
