@@ -261,26 +261,23 @@ func (t *tx) InsertOrders(ctx context.Context, orders []*flashorder.Order) (map[
 	if len(orders) == 0 {
 		return nil, nil
 	}
-	rows, _ := orderRows(orders)
+	rows, items := orderRows(orders)
 	slices.SortFunc(rows, func(a, b orderRow) int { return strings.Compare(hashOrEmpty(a.KeyHash), hashOrEmpty(b.KeyHash)) })
 	inserted, err := t.insertOrderRows(ctx, rows)
 	if err != nil {
 		return nil, err
 	}
 	var taken map[string]bool
-	kept := orders
 	if len(inserted) < len(orders) {
 		taken = map[string]bool{}
-		kept = make([]*flashorder.Order, 0, len(inserted))
 		for _, o := range orders {
-			if inserted[o.ID] {
-				kept = append(kept, o)
-			} else {
+			if !inserted[o.ID] {
 				taken[o.IdempotencyKey] = true
 			}
 		}
+		items = slices.DeleteFunc(items, func(it orderItemRow) bool { return !inserted[it.OrderID] })
 	}
-	if err := t.insertItems(ctx, kept); err != nil {
+	if err := t.insertItems(ctx, items); err != nil {
 		return nil, err
 	}
 	return taken, nil
@@ -294,7 +291,7 @@ func hashOrEmpty(h *string) string {
 }
 
 // insertOrderRows inserts rows, skipping those whose key is taken, and
-// returns the ids that went in (nil when all did).
+// returns the ids that went in.
 func (t *tx) insertOrderRows(ctx context.Context, rows []orderRow) (map[string]bool, error) {
 	const cols = "INSERT INTO orders (id, user_id, status, total_cents, created_us, idempotency_key_hash, fingerprint)"
 	if t.engine == Postgres {
@@ -305,23 +302,12 @@ func (t *tx) insertOrderRows(ctx context.Context, rows []orderRow) (map[string]b
 			ids[i], users[i], statuses[i], hashes[i], prints[i] = r.ID, r.UserID, r.Status, hashOrEmpty(r.KeyHash), r.Fingerprint
 			totals[i], created[i] = r.TotalCents, r.CreatedUS
 		}
-		res, err := t.conn().QueryContext(ctx, cols+`
+		got := make(map[string]bool, n)
+		err := t.scanIDs(ctx, got, cols+`
 			SELECT id, u, s, t, c, NULLIF(k, ''), f
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[]) AS x(id, u, s, t, c, k, f)
 			ON CONFLICT DO NOTHING RETURNING id`, ids, users, statuses, totals, created, hashes, prints)
 		if err != nil {
-			return nil, fmt.Errorf("gormdb: insert %d orders: %w", n, err)
-		}
-		defer res.Close()
-		got := make(map[string]bool, n)
-		for res.Next() {
-			var id string
-			if err := res.Scan(&id); err != nil {
-				return nil, fmt.Errorf("gormdb: insert %d orders: %w", n, err)
-			}
-			got[id] = true
-		}
-		if err := res.Err(); err != nil {
 			return nil, fmt.Errorf("gormdb: insert %d orders: %w", n, err)
 		}
 		return got, nil
@@ -363,30 +349,32 @@ func (t *tx) storedIDs(ctx context.Context, rows []orderRow, got map[string]bool
 		for i, r := range chunk {
 			args[i] = r.ID
 		}
-		res, err := t.conn().QueryContext(ctx, "SELECT id FROM orders WHERE id IN ("+inList(len(chunk))+")", args...)
-		if err != nil {
-			return fmt.Errorf("gormdb: look up %d inserted orders: %w", len(rows), err)
-		}
-		for res.Next() {
-			var id string
-			if err := res.Scan(&id); err != nil {
-				res.Close()
-				return fmt.Errorf("gormdb: look up %d inserted orders: %w", len(rows), err)
-			}
-			got[id] = true
-		}
-		err = res.Err()
-		res.Close()
-		if err != nil {
+		if err := t.scanIDs(ctx, got, "SELECT id FROM orders WHERE id IN ("+inList(len(chunk))+")", args...); err != nil {
 			return fmt.Errorf("gormdb: look up %d inserted orders: %w", len(rows), err)
 		}
 	}
 	return nil
 }
 
-// insertItems inserts the items of orders.
-func (t *tx) insertItems(ctx context.Context, orders []*flashorder.Order) error {
-	_, items := orderRows(orders)
+// scanIDs runs q, which returns one column of order ids, and adds them to got.
+func (t *tx) scanIDs(ctx context.Context, got map[string]bool, q string, args ...any) error {
+	rows, err := t.conn().QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		got[id] = true
+	}
+	return rows.Err()
+}
+
+// insertItems inserts order items.
+func (t *tx) insertItems(ctx context.Context, items []orderItemRow) error {
 	if len(items) == 0 {
 		return nil
 	}

@@ -28,19 +28,19 @@ func (db *DB) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder
 			return fmt.Errorf("gormdb: insert product %q: %w", p.SKU, res.Error)
 		}
 		if res.RowsAffected == 0 {
-			available, err := t.lockStock(ctx, p.SKU)
+			locked, err := t.LockProducts(ctx, []string{p.SKU})
 			if err != nil {
 				return err
+			}
+			old := locked[p.SKU]
+			if old == nil {
+				return fmt.Errorf("gormdb: product %q vanished while being replaced", p.SKU)
 			}
 			segmented, err := t.collapseSegments(ctx, p.SKU)
 			if err != nil {
 				return err
 			}
-			available += segmented
-			var oldLimit int64
-			if err := g.Raw("SELECT per_user_limit FROM products WHERE sku = ?", p.SKU).Scan(&oldLimit).Error; err != nil {
-				return fmt.Errorf("gormdb: read product %q: %w", p.SKU, err)
-			}
+			available, oldLimit := old.Stock+segmented, old.PerUserLimit
 			err = g.Exec("UPDATE products SET restocked = restocked + ?, stock = ?, name = ?, price_cents = ?, per_user_limit = ? WHERE sku = ?",
 				p.Stock-available, p.Stock, p.Name, p.PriceCents, p.PerUserLimit, p.SKU).Error
 			if err != nil {

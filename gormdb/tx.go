@@ -2,7 +2,6 @@ package gormdb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"gorm.io/gorm"
@@ -55,23 +54,17 @@ func (t *tx) ReserveQuota(ctx context.Context, userID, sku string, qty, limit in
 	return res.RowsAffected == 1, nil
 }
 
-// lockStock locks sku's product row with SELECT ... FOR UPDATE and returns
-// its stock. SQLite has
-// no row locks and needs none: its one connection serialises transactions.
+// lockStock locks sku's product row (LockProducts) and returns its stock.
 func (t *tx) lockStock(ctx context.Context, sku string) (int64, error) {
-	q := t.g.WithContext(ctx).Select("stock").Where("sku = ?", sku)
-	if t.engine != SQLite {
-		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+	locked, err := t.LockProducts(ctx, []string{sku})
+	if err != nil {
+		return 0, err
 	}
-	var row productRow
-	err := q.Take(&row).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
+	p := locked[sku]
+	if p == nil {
 		return 0, flashorder.Errorf(flashorder.EUNKNOWNPRODUCT, "unknown product %q", sku)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("gormdb: lock stock of %q: %w", sku, err)
-	}
-	return row.Stock, nil
+	return p.Stock, nil
 }
 
 // TakeStock implements flashorder.Tx with one conditional decrement: the row
