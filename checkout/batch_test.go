@@ -11,6 +11,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/checkout/placertest"
 	"github.com/flashorder/flashorder/internal/testenv"
 )
 
@@ -66,7 +67,7 @@ func TestBatchFaultMidTransaction(t *testing.T) {
 		t.Run(dbi.Engine, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db := openDB(t, dbi.URL)
+			db := placertest.Open(t, dbi.URL)
 			store := &faultyStore{Store: db}
 			b := checkout.NewBatch(store, checkout.BatchOptions{})
 			if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "fault-1", Name: "x", PriceCents: 5, Stock: 50, PerUserLimit: 0}); err != nil {
@@ -120,7 +121,7 @@ func TestBatchFaultMidTransaction(t *testing.T) {
 // TestBatchQueueBound refuses orders beyond the queue bound at once.
 func TestBatchQueueBound(t *testing.T) {
 	ctx := context.Background()
-	db := openDB(t, testenv.SQLiteURL(t))
+	db := placertest.Open(t, testenv.SQLiteURL(t))
 	if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "q-1", Name: "x", PriceCents: 5, Stock: 1000}); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func (s *heldStore) InTx(ctx context.Context, fn func(flashorder.Tx) error) erro
 // order already taken into a batch waits for its answer.
 func TestBatchAbandonedOrderLeavesQueue(t *testing.T) {
 	ctx := context.Background()
-	db := openDB(t, testenv.SQLiteURL(t))
+	db := placertest.Open(t, testenv.SQLiteURL(t))
 	putProduct(t, db, "ab-1", 10, 0)
 	store := &heldStore{Store: db, entered: make(chan struct{}), gate: make(chan struct{})}
 	b := checkout.NewBatch(store, checkout.BatchOptions{Pipeline: 1})
@@ -212,7 +213,7 @@ func TestLimitGainedCountsEarlierOrders(t *testing.T) {
 	for _, dbi := range testenv.Databases(t) {
 		t.Run(dbi.Engine, func(t *testing.T) {
 			ctx := context.Background()
-			db := openDB(t, dbi.URL)
+			db := placertest.Open(t, dbi.URL)
 			strategies := map[string]flashorder.OrderPlacer{"batch": checkout.NewBatch(db, checkout.BatchOptions{}), "row": checkout.NewRow(db)}
 			for name, p := range strategies {
 				sku := "gain-" + name

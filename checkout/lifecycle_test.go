@@ -9,20 +9,10 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/checkout/placertest"
 	"github.com/flashorder/flashorder/gormdb"
 	"github.com/flashorder/flashorder/internal/testenv"
 )
-
-// openDB opens a fresh database and closes it when the test ends.
-func openDB(t *testing.T, url string) *gormdb.DB {
-	t.Helper()
-	db, err := gormdb.Open(context.Background(), url, gormdb.Options{})
-	if err != nil {
-		t.Fatalf("open %s: %v", url, err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 func putProduct(t *testing.T, db *gormdb.DB, sku string, stock, limit int64) {
 	t.Helper()
@@ -87,7 +77,7 @@ func TestLifecycleStateMachine(t *testing.T) {
 		t.Run(tdb.Engine, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db := openDB(t, tdb.URL)
+			db := placertest.Open(t, tdb.URL)
 			row := checkout.NewRow(db)
 			onTime := checkout.NewLifecycle(db, nil)
 			late := lateLifecycle(db)
@@ -181,7 +171,7 @@ func TestLifecycleRaces(t *testing.T) {
 		t.Run(tdb.Engine, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db := openDB(t, tdb.URL)
+			db := placertest.Open(t, tdb.URL)
 			row := checkout.NewRow(db)
 			lc := checkout.NewLifecycle(db, nil)
 			late := lateLifecycle(db)
@@ -279,7 +269,7 @@ func TestLifecycleUnderLoad(t *testing.T) {
 		t.Run(tdb.Engine, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db := openDB(t, tdb.URL)
+			db := placertest.Open(t, tdb.URL)
 			row := checkout.NewRow(db)
 			lc := checkout.NewLifecycle(db, nil)
 			late := lateLifecycle(db)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/checkout/placertest"
 	"github.com/flashorder/flashorder/internal/testenv"
 	"github.com/flashorder/flashorder/locktest"
 	"github.com/flashorder/flashorder/zookeeper"
@@ -25,7 +26,7 @@ func TestFence(t *testing.T) {
 	for _, d := range testenv.Databases(t) {
 		t.Run(d.Engine, func(t *testing.T) {
 			t.Parallel()
-			db := openDB(t, d.URL)
+			db := placertest.Open(t, d.URL)
 			putProduct(t, db, "f-1", 10, 0)
 			ctx := context.Background()
 			fence := func(sku string, token int64, commit bool) bool {
@@ -100,7 +101,7 @@ func TestPausedHolderIsFenced(t *testing.T) {
 	for _, d := range testenv.Databases(t) {
 		t.Run(d.Engine, func(t *testing.T) {
 			t.Parallel()
-			db := openDB(t, d.URL)
+			db := placertest.Open(t, d.URL)
 			putProduct(t, db, "fenced-1", 10, 0)
 			ctx := context.Background()
 			root := "/flashorder-test/" + locktest.Key("fence")

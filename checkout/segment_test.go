@@ -9,6 +9,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/checkout/placertest"
 	"github.com/flashorder/flashorder/internal/testenv"
 )
 
@@ -62,7 +63,7 @@ func (t *recordingTx) RefillSegments(ctx context.Context, sku string, qty int64,
 // refill locks the product row first, and that would invert the lock order).
 func TestSegmentRefillsInANewTransaction(t *testing.T) {
 	ctx := context.Background()
-	db := openDB(t, testenv.SQLiteURL(t))
+	db := placertest.Open(t, testenv.SQLiteURL(t))
 	putProduct(t, db, "seg-a", 100, 0)
 	putProduct(t, db, "seg-b", 3, 0)
 	store := &recordingStore{Store: db}

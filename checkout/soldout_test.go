@@ -8,6 +8,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/checkout/placertest"
 	"github.com/flashorder/flashorder/internal/testenv"
 	"github.com/flashorder/flashorder/redis"
 )
@@ -42,7 +43,7 @@ func item(sku string, q int64) flashorder.ItemRequest {
 }
 
 func TestSoldOutMemo(t *testing.T) {
-	db := openDB(t, testenv.SQLiteURL(t))
+	db := placertest.Open(t, testenv.SQLiteURL(t))
 	inner := &counting{next: checkout.NewRow(db)}
 	memo := checkout.NewSoldOutMemo(inner, db)
 	memo.TTL = time.Minute
@@ -96,7 +97,7 @@ func TestSoldOutMemo(t *testing.T) {
 }
 
 func TestSoldOutMemoExpires(t *testing.T) {
-	db := openDB(t, testenv.SQLiteURL(t))
+	db := placertest.Open(t, testenv.SQLiteURL(t))
 	now := time.Unix(1_700_000_000, 0)
 	memo := checkout.NewSoldOutMemo(checkout.NewRow(db), db)
 	memo.Now = func() time.Time { return now }
@@ -132,7 +133,7 @@ func TestSoldOutMemoShared(t *testing.T) {
 	cache.Timeout = time.Second
 
 	dbURL := testenv.SQLiteURL(t)
-	dbA, dbB := openDB(t, dbURL), openDB(t, dbURL)
+	dbA, dbB := placertest.Open(t, dbURL), placertest.Open(t, dbURL)
 	a, b := checkout.NewSoldOutMemo(checkout.NewRow(dbA), dbA), checkout.NewSoldOutMemo(checkout.NewRow(dbB), dbB)
 	for _, m := range []*checkout.SoldOutMemo{a, b} {
 		m.Shared, m.TTL, m.Recheck = cache, time.Minute, 50*time.Millisecond

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/checkout/placertest"
 	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/internal/testenv"
 )
@@ -76,7 +77,7 @@ func TestSweeperElection(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	ctx := context.Background()
-	db := openDB(t, testenv.SQLiteURL(t))
+	db := placertest.Open(t, testenv.SQLiteURL(t))
 	row := checkout.NewRow(db)
 	lc := checkout.NewLifecycle(db, nil)
 	lc.PaymentTimeout = 50 * time.Millisecond
@@ -136,7 +137,7 @@ func TestSweeperElection(t *testing.T) {
 // that an order is expired only after its payment window.
 func TestSweeperSparesPaidOrders(t *testing.T) {
 	ctx := context.Background()
-	db := openDB(t, testenv.SQLiteURL(t))
+	db := placertest.Open(t, testenv.SQLiteURL(t))
 	row := checkout.NewRow(db)
 	lc := checkout.NewLifecycle(db, nil)
 	lc.PaymentTimeout = 300 * time.Millisecond

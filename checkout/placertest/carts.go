@@ -109,22 +109,7 @@ func testUnknownProduct(e *env) {
 		{item(known, 1), item(e.unknown("b"), 1), item(nope, 1)},
 	}
 	users := []string{e.user(0), e.user(1), e.user(2)}
-	before := e.snapshot(users)
-	rs := concurrently(60, func(i int) result {
-		key := ""
-		if i%2 == 0 {
-			key = e.key(i)
-		}
-		return e.place(e.placer, request(users[i%len(users)], key, carts[i%len(carts)]...))
-	})
-	e.expect(rs, flashorder.EUNKNOWNPRODUCT)
-	e.sameSnapshot("orders refused unknown_product", before, e.snapshot(users))
-	for i := 0; i < 60; i += 2 {
-		e.keyFree(e.key(i))
-	}
-	if stored := e.verify(); len(stored) != 0 {
-		e.t.Fatalf("%d orders stored after only unknown_product answers", len(stored))
-	}
+	e.refusedChangeNothing(flashorder.EUNKNOWNPRODUCT, 60, 2, users, carts)
 	e.expectOne(e.place(e.placer, request(users[0], e.key(0), item(known, 2))), ok)
 	e.verify()
 }

@@ -46,7 +46,6 @@ func testSoldOutChangesNothing(e *env) {
 	emptyLimited := e.product("empty-limited", 0, 5)
 	plenty := e.product("plenty", 10, 2)
 	users := []string{e.user(0), e.user(1), e.user(2), e.user(3)}
-	before := e.snapshot(users)
 	carts := [][]flashorder.ItemRequest{
 		{item(empty, 1)},
 		{item(emptyLimited, 2)},
@@ -54,19 +53,29 @@ func testSoldOutChangesNothing(e *env) {
 		{item(emptyLimited, 1), item(plenty, 2)},
 		{item(empty, 3), item(emptyLimited, 1), item(plenty, 1)},
 	}
-	rs := concurrently(100, func(i int) result {
+	e.refusedChangeNothing(flashorder.ESOLDOUT, 100, 3, users, carts)
+}
+
+// refusedChangeNothing places n orders at once, of users and carts in turn,
+// every keyEvery-th under a key, that can only be refused with code: every
+// answer is that refusal, no product, counter or order of users changed, and
+// every key stays free.
+func (e *env) refusedChangeNothing(code string, n, keyEvery int, users []string, carts [][]flashorder.ItemRequest) {
+	e.t.Helper()
+	before := e.snapshot(users)
+	rs := concurrently(n, func(i int) result {
 		key := ""
-		if i%3 == 0 {
+		if i%keyEvery == 0 {
 			key = e.key(i)
 		}
 		return e.place(e.placer, request(users[i%len(users)], key, carts[i%len(carts)]...))
 	})
-	e.expect(rs, flashorder.ESOLDOUT)
-	e.sameSnapshot("orders refused sold_out", before, e.snapshot(users))
-	for i := 0; i < 100; i += 3 {
+	e.expect(rs, code)
+	e.sameSnapshot("orders refused "+code, before, e.snapshot(users))
+	for i := 0; i < n; i += keyEvery {
 		e.keyFree(e.key(i))
 	}
 	if stored := e.verify(); len(stored) != 0 {
-		e.t.Errorf("%d orders stored after only sold_out answers", len(stored))
+		e.t.Fatalf("%d orders stored after only %s answers", len(stored), code)
 	}
 }
