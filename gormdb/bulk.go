@@ -65,6 +65,12 @@ func stringArgs(ss []string) []any {
 	return args
 }
 
+// Products implements flashorder.Tx with the statement of LockProducts
+// without its lock.
+func (t *tx) Products(ctx context.Context, skus []string) (map[string]*flashorder.Product, error) {
+	return t.readProducts(ctx, skus, false)
+}
+
 // LockProducts implements flashorder.Tx with one SELECT ... ORDER BY sku FOR
 // UPDATE: the database locks the rows in the order it returns them. On
 // PostgreSQL the order is forced to bytes (COLLATE "C") so that it is the
@@ -72,32 +78,38 @@ func stringArgs(ss []string) []any {
 // utf8mb4_bin and SQLite compares bytes. SQLite has no row locks and needs
 // none: its one connection serialises transactions.
 func (t *tx) LockProducts(ctx context.Context, skus []string) (map[string]*flashorder.Product, error) {
+	return t.readProducts(ctx, skus, true)
+}
+
+// readProducts reads the products among skus, locking their rows in SKU order
+// when lock is set.
+func (t *tx) readProducts(ctx context.Context, skus []string, lock bool) (map[string]*flashorder.Product, error) {
+	if len(skus) == 0 {
+		return map[string]*flashorder.Product{}, nil
+	}
 	const cols = "SELECT sku, name, price_cents, stock, restocked, per_user_limit FROM products"
-	var q string
-	var args []any
-	switch t.engine {
-	case Postgres:
-		q, args = cols+` WHERE sku = ANY($1) ORDER BY sku COLLATE "C" FOR UPDATE`, []any{skus}
-	case MySQL:
-		q, args = cols+" WHERE sku IN ("+inList(len(skus))+") ORDER BY sku FOR UPDATE", stringArgs(skus)
-	default:
-		q, args = cols+" WHERE sku IN ("+inList(len(skus))+")", stringArgs(skus)
+	q, args := cols+" WHERE sku IN ("+inList(len(skus))+") ORDER BY sku", stringArgs(skus)
+	if t.engine == Postgres {
+		q, args = cols+` WHERE sku = ANY($1) ORDER BY sku COLLATE "C"`, []any{skus}
+	}
+	if lock && t.engine != SQLite {
+		q += " FOR UPDATE"
 	}
 	rows, err := t.conn().QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("gormdb: lock %d products: %w", len(skus), err)
+		return nil, fmt.Errorf("gormdb: read %d products: %w", len(skus), err)
 	}
 	defer rows.Close()
 	m := make(map[string]*flashorder.Product, len(skus))
 	for rows.Next() {
 		var r productRow
 		if err := rows.Scan(&r.SKU, &r.Name, &r.PriceCents, &r.Stock, &r.Restocked, &r.PerUserLimit); err != nil {
-			return nil, fmt.Errorf("gormdb: lock %d products: %w", len(skus), err)
+			return nil, fmt.Errorf("gormdb: read %d products: %w", len(skus), err)
 		}
 		m[r.SKU] = r.product()
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("gormdb: lock %d products: %w", len(skus), err)
+		return nil, fmt.Errorf("gormdb: read %d products: %w", len(skus), err)
 	}
 	return m, nil
 }

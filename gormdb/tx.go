@@ -18,19 +18,6 @@ type tx struct {
 	engine string
 }
 
-// Products implements flashorder.Tx.
-func (t *tx) Products(ctx context.Context, skus []string) (map[string]*flashorder.Product, error) {
-	var rows []productRow
-	if err := t.g.WithContext(ctx).Where("sku IN ?", skus).Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("gormdb: read products: %w", err)
-	}
-	m := make(map[string]*flashorder.Product, len(rows))
-	for i := range rows {
-		m[rows[i].SKU] = rows[i].product()
-	}
-	return m, nil
-}
-
 // ReserveQuota implements flashorder.Tx. A first purchase inserts the counter
 // row; later ones add to it with a conditional update, so two concurrent
 // orders of one user can never both pass the limit.
