@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/internal/failpoint"
 )
 
 // NewOrder returns the order that req will create, with a fresh id and
@@ -95,6 +96,8 @@ func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus 
 			return soldOut(sku)
 		}
 	}
+	// Fault tests freeze an instance here, holding its stock rows.
+	failpoint.Hit(ctx, "checkout/stock-taken")
 	for _, sku := range skus {
 		limit := products[sku].PerUserLimit
 		if limit == 0 {

@@ -65,7 +65,28 @@ type Options struct {
 	// other instance's orders for as long as it stays frozen. Its own
 	// transaction fails and nothing of it commits.
 	IdleTxTimeout time.Duration
+	// LockTimeout, when set, bounds how long one statement waits for a row
+	// lock (PostgreSQL's lock_timeout; innodb_lock_wait_timeout on
+	// MySQL/MariaDB, in whole seconds). A transaction that gives up is
+	// retried by InTx, within the caller's context, so that a waiter behind
+	// a holder that does not end queues again instead of waiting out the
+	// order timeout. Keep it above IdleTxTimeout: a frozen holder's session
+	// is ended after that, and its waiters then get the row in place.
+	LockTimeout time.Duration
+	// KeepAlive, when set, makes PostgreSQL probe an idle client connection
+	// after this long (tcp_keepalives_idle, then 3 probes KeepAlive/3
+	// apart) and drop one whose sent data stays unacknowledged for as long
+	// (tcp_user_timeout): a cut-off orderd's sessions end on their own.
+	KeepAlive time.Duration
+	// ConnectTimeout bounds how long opening one connection may take
+	// (PostgreSQL's connect_timeout, MySQL's timeout): a database host that
+	// vanished is noticed instead of hanging the request that needed a
+	// connection. Zero means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
 }
+
+// DefaultConnectTimeout is Options.ConnectTimeout's default.
+const DefaultConnectTimeout = 5 * time.Second
 
 // Open connects to the database named by rawURL, creates or updates the schema,
 // and returns the store. URLs:
@@ -89,11 +110,12 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	var myErr *mysql.MySQLError
 	if engine == MySQL && errors.As(err, &myErr) && myErr.Number == 1193 { // unknown system variable
 		u, _ := url.Parse(rawURL)
+		setMySQLDefaults(u, opts)
 		isolationVar = "tx_isolation"
 		g, err = gorm.Open(gormmysql.Open(MySQLDSN(u, isolationVar)), gormConfig)
 	}
 	if err == nil && engine == MySQL && opts.IdleTxTimeout > 0 {
-		g, err = withMariaDBIdleTimeout(g, rawURL, isolationVar, opts.IdleTxTimeout, gormConfig)
+		g, err = withMariaDBIdleTimeout(g, rawURL, isolationVar, opts, gormConfig)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("gormdb: open %s: %w", engine, err)
@@ -239,22 +261,70 @@ func dialectorFor(rawURL string, opts Options) (string, gorm.Dialector, error) {
 		// Session settings go in the startup message (pgx passes unknown
 		// URL parameters on as run-time parameters); the URL's own win.
 		q := u.Query()
-		if opts.IdleTxTimeout > 0 && !q.Has("idle_in_transaction_session_timeout") {
-			q.Set("idle_in_transaction_session_timeout", strconv.FormatInt(opts.IdleTxTimeout.Milliseconds(), 10))
+		for k, v := range postgresSessionParams(opts) {
+			if !q.Has(k) {
+				q.Set(k, v)
+			}
 		}
 		u.RawQuery = q.Encode()
 		return Postgres, postgres.Open(u.String()), nil
 	case MySQL, "mariadb":
+		setMySQLDefaults(u, opts)
 		return MySQL, gormmysql.Open(MySQLDSN(u, "transaction_isolation")), nil
 	default:
 		return "", nil, fmt.Errorf("gormdb: unsupported database URL scheme %q (want sqlite, postgres or mysql)", u.Scheme)
 	}
 }
 
+// postgresSessionParams returns the connection parameters that carry opts:
+// connect_timeout for pgx, the rest as run-time parameters of every session.
+func postgresSessionParams(opts Options) map[string]string {
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	secs := func(d time.Duration) string {
+		return strconv.FormatInt(int64(max(1, (d+time.Second-1)/time.Second)), 10)
+	}
+	connect := opts.ConnectTimeout
+	if connect <= 0 {
+		connect = DefaultConnectTimeout
+	}
+	p := map[string]string{"connect_timeout": secs(connect)}
+	if opts.IdleTxTimeout > 0 {
+		p["idle_in_transaction_session_timeout"] = ms(opts.IdleTxTimeout)
+	}
+	if opts.LockTimeout > 0 {
+		p["lock_timeout"] = ms(opts.LockTimeout)
+	}
+	if ka := opts.KeepAlive; ka > 0 {
+		p["tcp_keepalives_idle"] = secs(ka)
+		p["tcp_keepalives_interval"] = secs(ka / 3)
+		p["tcp_keepalives_count"] = "3"
+		p["tcp_user_timeout"] = ms(ka)
+	}
+	return p
+}
+
+// setMySQLDefaults adds opts to a mysql:// URL's parameters where the URL
+// does not set them: the dial timeout and the session's lock wait timeout.
+func setMySQLDefaults(u *url.URL, opts Options) {
+	q := u.Query()
+	connect := opts.ConnectTimeout
+	if connect <= 0 {
+		connect = DefaultConnectTimeout
+	}
+	if !q.Has("timeout") {
+		q.Set("timeout", connect.String())
+	}
+	if opts.LockTimeout > 0 && !q.Has("innodb_lock_wait_timeout") {
+		q.Set("innodb_lock_wait_timeout", strconv.FormatInt(int64(max(1, (opts.LockTimeout+time.Second-1)/time.Second)), 10))
+	}
+	u.RawQuery = q.Encode()
+}
+
 // withMariaDBIdleTimeout reopens g, a MySQL-protocol database, with MariaDB's
 // idle_transaction_timeout (whole seconds, at least 1) when the server is
 // MariaDB; MySQL has no such variable, and g stays as it is.
-func withMariaDBIdleTimeout(g *gorm.DB, rawURL, isolationVar string, idle time.Duration, cfg *gorm.Config) (*gorm.DB, error) {
+func withMariaDBIdleTimeout(g *gorm.DB, rawURL, isolationVar string, opts Options, cfg *gorm.Config) (*gorm.DB, error) {
+	idle := opts.IdleTxTimeout
 	var version string
 	if err := g.Raw("SELECT VERSION()").Scan(&version).Error; err != nil {
 		return nil, err
@@ -263,6 +333,7 @@ func withMariaDBIdleTimeout(g *gorm.DB, rawURL, isolationVar string, idle time.D
 		return g, nil
 	}
 	u, _ := url.Parse(rawURL)
+	setMySQLDefaults(u, opts)
 	q := u.Query()
 	if !q.Has("idle_transaction_timeout") {
 		q.Set("idle_transaction_timeout", strconv.FormatInt(int64(max(1, (idle+time.Second-1)/time.Second)), 10))
@@ -295,6 +366,12 @@ func MySQLDSN(u *url.URL, isolationVar string) string {
 	// conditional updates are correct under it.
 	cfg.Params = map[string]string{isolationVar: "'READ-COMMITTED'"}
 	for k, v := range u.Query() {
+		if k == "timeout" { // the driver's dial timeout, not a session variable
+			if d, err := time.ParseDuration(v[0]); err == nil {
+				cfg.Timeout = d
+			}
+			continue
+		}
 		cfg.Params[k] = v[0]
 	}
 	return cfg.FormatDSN()
@@ -329,7 +406,8 @@ func (db *DB) readTx(ctx context.Context, fn func(g *gorm.DB) error) error {
 func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		return pgErr.Code == "40001" || pgErr.Code == "40P01" // serialization failure, deadlock
+		// serialization failure, deadlock, lock_timeout
+		return pgErr.Code == "40001" || pgErr.Code == "40P01" || pgErr.Code == "55P03"
 	}
 	var myErr *mysql.MySQLError
 	if errors.As(err, &myErr) {

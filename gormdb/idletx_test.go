@@ -78,3 +78,93 @@ func testIdleTxTimeout(t *testing.T, url string) {
 		t.Fatalf("stock %d, want 9: only the other store's unit taken", p.Stock)
 	}
 }
+
+// TestLockTimeoutRetries holds a product row in one store's transaction while
+// another store with LockTimeout locks it: every attempt of the waiter gives
+// up after LockTimeout, InTx runs it again (each attempt reaches the lock),
+// and after the last attempt the waiter's error is unavailable, long before
+// its context ends. Once the holder commits, the waiter's next transaction
+// succeeds.
+func TestLockTimeoutRetries(t *testing.T) {
+	for _, d := range testenv.Databases(t) {
+		if d.Engine == gormdb.SQLite {
+			continue // one connection: no lock wait between stores
+		}
+		t.Run(d.Engine, func(t *testing.T) { testLockTimeout(t, d.URL, d.Engine) })
+	}
+}
+
+func testLockTimeout(t *testing.T, url, engine string) {
+	ctx := context.Background()
+	lockTimeout := 300 * time.Millisecond
+	if engine == gormdb.MySQL {
+		lockTimeout = time.Second // whole seconds
+	}
+	holder, err := gormdb.Open(ctx, url, gormdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	waiter, err := gormdb.Open(ctx, url, gormdb.Options{LockTimeout: lockTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Close()
+	if _, err := holder.PutProduct(ctx, flashorder.Product{SKU: "lockwait-1", Name: "x", PriceCents: 1, Stock: 10}); err != nil {
+		t.Fatal(err)
+	}
+
+	locked, release := make(chan struct{}), make(chan struct{})
+	holderErr := make(chan error, 1)
+	go func() {
+		holderErr <- holder.InTx(ctx, func(tx flashorder.Tx) error {
+			if _, err := tx.LockProducts(ctx, []string{"lockwait-1"}); err != nil {
+				return err
+			}
+			close(locked)
+			<-release
+			return tx.TakeStocks(ctx, map[string]int64{"lockwait-1": 1})
+		})
+	}()
+	<-locked
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	attempts := 0
+	start := time.Now()
+	err = waiter.InTx(wctx, func(tx flashorder.Tx) error {
+		attempts++
+		if _, err := tx.LockProducts(wctx, []string{"lockwait-1"}); err != nil {
+			return err
+		}
+		return tx.TakeStocks(wctx, map[string]int64{"lockwait-1": 1})
+	})
+	took := time.Since(start)
+	if flashorder.ErrorCode(err) != flashorder.EUNAVAILABLE {
+		t.Fatalf("waiting on a held row: %v, want unavailable", err)
+	}
+	if attempts < 2 {
+		t.Errorf("the waiter's transaction ran %d times, want it retried after the lock timeout", attempts)
+	}
+	if took < time.Duration(attempts)*lockTimeout || took > 30*time.Second {
+		t.Errorf("the waiter gave up after %s for %d attempts of %s", took, attempts, lockTimeout)
+	}
+	close(release)
+	if err := <-holderErr; err != nil {
+		t.Fatalf("holder: %v", err)
+	}
+	if err := waiter.InTx(ctx, func(tx flashorder.Tx) error {
+		if _, err := tx.LockProducts(ctx, []string{"lockwait-1"}); err != nil {
+			return err
+		}
+		return tx.TakeStocks(ctx, map[string]int64{"lockwait-1": 1})
+	}); err != nil {
+		t.Fatalf("after the holder committed: %v", err)
+	}
+	p, err := waiter.Product(ctx, "lockwait-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stock != 8 {
+		t.Fatalf("stock %d, want 8: one unit for the holder, one for the waiter's last transaction", p.Stock)
+	}
+}

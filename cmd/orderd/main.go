@@ -68,12 +68,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // other instances sell again within seconds of one freezing.
 const DefaultDBIdleTxTimeout = 2 * time.Second
 
+// DefaultDBLockTimeout is --db-lock-timeout's default: above
+// DefaultDBIdleTxTimeout, so that a waiter behind a frozen holder gets the row
+// when the database ends the holder's session, and short enough that a
+// waiter behind a holder that stays busy gives up and is retried once within
+// the default --order-timeout (10s).
+const DefaultDBLockTimeout = 4 * time.Second
+
+// DefaultDBKeepAlive is --db-keepalive's default: PostgreSQL notices a client
+// that is gone (no TCP acknowledgement) within about this long.
+const DefaultDBKeepAlive = 5 * time.Second
+
 // Config is orderd's configuration, one field per flag.
 type Config struct {
 	Listen          string
 	DB              string
 	DBMaxConns      int
 	DBIdleTxTimeout time.Duration
+	DBLockTimeout   time.Duration
+	DBKeepAlive     time.Duration
 	Strategy        string
 	BatchMax        int
 	BatchQueue      int
@@ -139,6 +152,8 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.DB, "db", "sqlite://data/flashorder.db", "database URL: sqlite://path, postgres://user:pass@host:port/db?sslmode=disable or mysql://user:pass@host:port/db")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
 	fs.DurationVar(&cfg.DBIdleTxTimeout, "db-idle-tx-timeout", DefaultDBIdleTxTimeout, "PostgreSQL and MariaDB: end a session idle inside a transaction this long, so a frozen orderd releases its row locks (0: off)")
+	fs.DurationVar(&cfg.DBLockTimeout, "db-lock-timeout", DefaultDBLockTimeout, "PostgreSQL and MySQL/MariaDB: a statement waiting this long for a row lock gives up and its transaction is retried (0: the database's default)")
+	fs.DurationVar(&cfg.DBKeepAlive, "db-keepalive", DefaultDBKeepAlive, "PostgreSQL: TCP keepalive and user timeout of the server side of orderd's connections, so that the sessions of a cut-off orderd end (0: the server's default)")
 	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch, row, segment or lock")
 	fs.IntVar(&cfg.BatchMax, "batch-max", checkout.DefaultMaxBatch, "batch strategy: most orders in one transaction")
 	fs.IntVar(&cfg.BatchQueue, "batch-queue", checkout.DefaultMaxQueue, "batch strategy: most orders waiting for a batch before 503 overloaded")
@@ -218,7 +233,8 @@ func (m *Main) configureLogger() error {
 // Run opens the backends chosen by the configuration and starts serving.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
-	db, err := gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns, IdleTxTimeout: cfg.DBIdleTxTimeout})
+	db, err := gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns,
+		IdleTxTimeout: cfg.DBIdleTxTimeout, LockTimeout: cfg.DBLockTimeout, KeepAlive: cfg.DBKeepAlive})
 	if err != nil {
 		return err
 	}
