@@ -1,7 +1,6 @@
 package locktest
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -9,7 +8,9 @@ import (
 
 // Proxy is a TCP proxy in front of one server, so that a test can cut a
 // client off as a crash or a network partition would, without touching the
-// client: Cut closes every connection and refuses new ones until Resume.
+// client: Cut closes every connection and refuses new ones until Resume;
+// Partition keeps every connection open but carries no byte in either
+// direction until Heal, as a network that drops packets does.
 type Proxy struct {
 	target string
 	ln     net.Listener
@@ -17,7 +18,9 @@ type Proxy struct {
 	mu    sync.Mutex
 	cut   bool
 	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	// healed is open while the proxy is partitioned; Heal closes it.
+	healed chan struct{}
+	wg     sync.WaitGroup
 }
 
 // NewProxy starts a proxy to target on a free loopback port; it stops when the
@@ -47,6 +50,38 @@ func (p *Proxy) Cut() {
 	p.cut = true
 	for c := range p.conns {
 		c.Close()
+	}
+}
+
+// Partition stops carrying bytes, on open connections and on new ones
+// (which are accepted but reach the server only after Heal): neither end
+// sees a close, what they send waits in the proxy. It lasts until Heal.
+func (p *Proxy) Partition() {
+	p.mu.Lock()
+	if p.healed == nil {
+		p.healed = make(chan struct{})
+	}
+	p.mu.Unlock()
+}
+
+// Heal ends a Partition: what waited is delivered, in order, and so is a
+// close that happened meanwhile.
+func (p *Proxy) Heal() {
+	p.mu.Lock()
+	if p.healed != nil {
+		close(p.healed)
+		p.healed = nil
+	}
+	p.mu.Unlock()
+}
+
+// passable waits until the proxy is not partitioned.
+func (p *Proxy) passable() {
+	p.mu.Lock()
+	ch := p.healed
+	p.mu.Unlock()
+	if ch != nil {
+		<-ch
 	}
 }
 
@@ -80,6 +115,7 @@ func (p *Proxy) serve() {
 func (p *Proxy) pipe(c net.Conn) {
 	defer p.wg.Done()
 	defer p.forget(c)
+	p.passable()
 	s, err := net.Dial("tcp", p.target)
 	if err != nil {
 		return
@@ -96,7 +132,19 @@ func (p *Proxy) pipe(c net.Conn) {
 	done := make(chan struct{}, 2)
 	copyHalf := func(dst, src net.Conn) {
 		// A copy error is how a cut looks; either way both ends close.
-		_, _ = io.Copy(dst, src)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			p.passable()
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
 		dst.Close()
 		src.Close()
 		done <- struct{}{}
@@ -116,6 +164,7 @@ func (p *Proxy) forget(c net.Conn) {
 
 func (p *Proxy) close() {
 	p.ln.Close()
+	p.Heal()
 	p.Cut()
 	p.wg.Wait()
 }
