@@ -45,6 +45,11 @@ const DefaultMaxConns = 64
 // aborted as a deadlock or serialization victim.
 const maxTxAttempts = 4
 
+// maxLockWaitAttempts bounds how often InTx runs a transaction whose
+// statement gave up waiting for a lock (Options.LockTimeout); the caller's
+// context bounds it too, and usually first.
+const maxLockWaitAttempts = 30
+
 // DB is a flashorder.Store on a GORM database.
 type DB struct {
 	gorm   *gorm.DB
@@ -67,11 +72,12 @@ type Options struct {
 	IdleTxTimeout time.Duration
 	// LockTimeout, when set, bounds how long one statement waits for a row
 	// lock (PostgreSQL's lock_timeout; innodb_lock_wait_timeout on
-	// MySQL/MariaDB, in whole seconds). A transaction that gives up is
-	// retried by InTx, within the caller's context, so that a waiter behind
-	// a holder that does not end queues again instead of waiting out the
-	// order timeout. Keep it above IdleTxTimeout: a frozen holder's session
-	// is ended after that, and its waiters then get the row in place.
+	// MySQL/MariaDB, in whole seconds). A transaction that gives up is run
+	// again by InTx for as long as the caller's context lasts. Keep it below
+	// IdleTxTimeout: the sessions of a frozen orderd that were waiting for
+	// a row then give up before the database frees the row from the frozen
+	// holder, instead of being granted it one after another, each holding it
+	// frozen until its own idle timeout.
 	LockTimeout time.Duration
 	// KeepAlive, when set, makes PostgreSQL probe an idle client connection
 	// after this long (tcp_keepalives_idle, then 3 probes KeepAlive/3
@@ -203,8 +209,16 @@ func (db *DB) migrate(ctx context.Context) error {
 			if got.Int64 != 1 {
 				return fmt.Errorf("gormdb: lock for the %s migration: not granted within 60s", db.engine)
 			}
-		} else if _, err := conn.ExecContext(ctx, lock, migrateLockKey); err != nil {
-			return fmt.Errorf("gormdb: lock for the %s migration: %w", db.engine, err)
+		} else {
+			// Another instance may migrate for longer than --db-lock-timeout:
+			// wait for it (and let the DDL wait for its locks) without one.
+			if _, err := conn.ExecContext(ctx, "SET lock_timeout = 0"); err != nil {
+				return fmt.Errorf("gormdb: migrate %s schema: %w", db.engine, err)
+			}
+			defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), "SET lock_timeout TO DEFAULT") }()
+			if _, err := conn.ExecContext(ctx, lock, migrateLockKey); err != nil {
+				return fmt.Errorf("gormdb: lock for the %s migration: %w", db.engine, err)
+			}
 		}
 		// The lock dies with the connection in any case; unlock so that the
 		// connection goes back to the pool clean.
@@ -384,7 +398,10 @@ func (db *DB) InTx(ctx context.Context, fn func(tx flashorder.Tx) error) error {
 		err = db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error {
 			return fn(&tx{g: g, engine: db.engine})
 		})
-		if err == nil || attempt == maxTxAttempts || !retryable(err) || ctx.Err() != nil {
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		if attempt >= maxTxAttempts && (!lockWaitTimedOut(err) || attempt >= maxLockWaitAttempts) {
 			break
 		}
 		time.Sleep(time.Duration(attempt) * time.Millisecond)
@@ -414,6 +431,17 @@ func retryable(err error) bool {
 		return myErr.Number == 1213 || myErr.Number == 1205 // deadlock, lock wait timeout
 	}
 	return strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked")
+}
+
+// lockWaitTimedOut reports whether err is a statement that gave up waiting
+// for a lock (PostgreSQL's lock_timeout, InnoDB's lock wait timeout).
+func lockWaitTimedOut(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "55P03"
+	}
+	var myErr *mysql.MySQLError
+	return errors.As(err, &myErr) && myErr.Number == 1205
 }
 
 // translate turns driver errors into domain errors at the store's boundary.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"github.com/flashorder/flashorder"
@@ -63,5 +64,76 @@ func TestRetryAfterStuckClaim(t *testing.T) {
 	// Another request under the key is still refused.
 	if w := post(h, "k-1", "u-2"); w.Code != 422 {
 		t.Errorf("other request under the key: %d %s, want 422", w.Code, w.Body)
+	}
+}
+
+// lostCommit is a store whose first transaction commits but reports a lost
+// connection, as a COMMIT whose answer never arrives does: the order is in
+// the database, the strategy cannot know it.
+type lostCommit struct {
+	*gormdb.DB
+	lost atomic.Bool
+}
+
+func (s *lostCommit) InTx(ctx context.Context, fn func(tx flashorder.Tx) error) error {
+	if err := s.DB.InTx(ctx, fn); err != nil {
+		return err
+	}
+	if s.lost.CompareAndSwap(false, true) {
+		return flashorder.Errorf(flashorder.EUNAVAILABLE, "the database did not complete the request; retry later: unexpected EOF during COMMIT")
+	}
+	return nil
+}
+
+// TestUnknownCommitOutcome: an order whose COMMIT outcome is unknown to
+// orderd is never answered 201 (it is 503, retry later), and the client's
+// retry with the same Idempotency-Key replays the order that did commit
+// instead of ordering twice: for the row and batch strategies, on every
+// database.
+func TestUnknownCommitOutcome(t *testing.T) {
+	for _, strategy := range []string{"row", "batch"} {
+		for _, d := range testenv.Databases(t) { // fresh databases for each strategy
+			t.Run(d.Engine+"-"+strategy, func(t *testing.T) {
+				ctx := context.Background()
+				db, err := gormdb.Open(ctx, d.URL, gormdb.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { db.Close() })
+				if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "p", Name: "p", PriceCents: 5, Stock: 100}); err != nil {
+					t.Fatal(err)
+				}
+				store := &lostCommit{DB: db}
+				var placer flashorder.OrderPlacer = checkout.NewRow(store)
+				if strategy == "batch" {
+					placer = checkout.NewBatch(store, checkout.BatchOptions{})
+				}
+				s := orderhttp.NewServer(store, placer, inmem.NewIdempotencyStore(), "admin")
+				s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+				h := s.Handler()
+
+				if first := post(h, "k-1", "u-1"); first.Code != 503 {
+					t.Fatalf("the order whose commit was lost: %d %s, want 503", first.Code, first.Body)
+				}
+				retry := post(h, "k-1", "u-1")
+				if retry.Code != 201 || retry.Header().Get(orderhttp.ReplayedHeader) != "true" {
+					t.Fatalf("retry: %d %s (replayed %q), want the committed order replayed", retry.Code, retry.Body, retry.Header().Get(orderhttp.ReplayedHeader))
+				}
+				var o flashorder.Order
+				if err := json.Unmarshal(retry.Body.Bytes(), &o); err != nil {
+					t.Fatal(err)
+				}
+				inv, err := db.CheckInvariants(ctx, []string{o.ID})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !inv.OK() || inv.Orders != 1 {
+					t.Fatalf("database after the retry: %d orders, violations %v; want the one order", inv.Orders, inv.Violations)
+				}
+				if p, err := db.Product(ctx, "p"); err != nil || p.Stock != 99 {
+					t.Fatalf("stock after the retry: %+v, %v; want 99", p, err)
+				}
+			})
+		}
 	}
 }

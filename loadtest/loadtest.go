@@ -79,6 +79,11 @@ type Config struct {
 	Concurrency int `json:"concurrency"`
 	// Rate, when > 0, runs an open loop at this many requests per second.
 	Rate float64 `json:"rate,omitempty"`
+	// Sticky makes each client send every order to one of URLs (client i
+	// to URL i mod len(URLs)) instead of the next URL each time. A fault
+	// test uses it to see what the other instances do while one is stuck:
+	// rotating closed-loop clients would all end up waiting on that one.
+	Sticky bool `json:"sticky,omitempty"`
 	// Think is the pause of each closed-loop client between requests.
 	Think time.Duration `json:"think,omitempty"`
 	// Duration is the measured time; the default is 10s unless Requests is

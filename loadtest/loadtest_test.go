@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -196,19 +197,26 @@ func TestWarmupAndRequests(t *testing.T) {
 	}
 }
 
+// liveAndDead returns a configuration with two targets: a correct fake
+// orderd and an address nothing listens on.
+func liveAndDead(t *testing.T) loadtest.Config {
+	srv := httptest.NewServer(fakeorderd.New(fakeorderd.None))
+	t.Cleanup(srv.Close)
+	dead := httptest.NewServer(nil)
+	deadURL := dead.URL
+	dead.Close()
+	cfg := fakeConfig(srv.URL)
+	cfg.URLs = []string{srv.URL, deadURL}
+	return cfg
+}
+
 // TestOnAnswerAndRefused sends to a correct fake and to a port where nothing
 // listens: OnAnswer sees every answer with its target, and the dead target's
 // answers are connection_refused, not a generic transport error.
 func TestOnAnswerAndRefused(t *testing.T) {
 	for _, std := range []bool{false, true} {
 		t.Run(map[bool]string{false: "raw", true: "net/http"}[std], func(t *testing.T) {
-			srv := httptest.NewServer(fakeorderd.New(fakeorderd.None))
-			defer srv.Close()
-			dead := httptest.NewServer(nil)
-			deadURL := dead.URL
-			dead.Close()
-			cfg := fakeConfig(srv.URL)
-			cfg.URLs = []string{srv.URL, deadURL}
+			cfg := liveAndDead(t)
 			cfg.StdHTTP = std
 			var mu sync.Mutex
 			byTarget := map[int]map[loadtest.Answer]int{}
@@ -240,5 +248,43 @@ func TestOnAnswerAndRefused(t *testing.T) {
 				t.Errorf("OnAnswer saw %d answers, the run %d", got, res.Requests)
 			}
 		})
+	}
+}
+
+// TestStickyClients: with Sticky, client i sends every order to URL i mod n,
+// so a client that found a dead target keeps failing there and the other
+// clients' orders all reach the live one; without it every client rotates
+// over both (TestOnAnswerAndRefused).
+func TestStickyClients(t *testing.T) {
+	cfg := liveAndDead(t)
+	cfg.Sticky = true
+	var mu sync.Mutex
+	targets := map[int]map[int]bool{} // client (by key prefix) -> targets
+	cfg.OnAnswer = func(e loadtest.AnswerEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		parts := strings.Split(e.Key, "-") // RUNID-CLIENT-SEQ
+		id, err := strconv.Atoi(parts[len(parts)-2])
+		if err != nil {
+			t.Errorf("key %q: %v", e.Key, err)
+			return
+		}
+		if targets[id] == nil {
+			targets[id] = map[int]bool{}
+		}
+		targets[id][e.Target] = true
+	}
+	if _, err := loadtest.Run(context.Background(), cfg); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(targets) < 2 {
+		t.Fatalf("answers from %d clients, want several", len(targets))
+	}
+	for id, ts := range targets {
+		if len(ts) != 1 || !ts[id%2] {
+			t.Errorf("client %d sent to targets %v, want only %d", id, ts, id%2)
+		}
 	}
 }

@@ -194,7 +194,9 @@ type answerBody struct {
 func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) {
 	rq := w.next()
 	target := w.url
-	w.url = (w.url + 1) % len(w.r.orderURLs)
+	if !w.r.cfg.Sticky {
+		w.url = (w.url + 1) % len(w.r.orderURLs)
+	}
 
 	status, ans, resent, err := w.do(ctx, target, rq)
 	done := time.Now()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long form of the fault tests (internal/cluster, TestFaults): a private PostgreSQL,
+# The long form of the fault tests (internal/cluster, TestFaults): a private PostgreSQL, MariaDB,
 # Redis and 3-node ZooKeeper ensemble (scripts/services.sh, durable settings), 3 orderd
 # processes per scenario, hundreds of clients (5,000 in the burst) for tens of seconds per
 # scenario, one fault each. Prints the Markdown report (the figures of docs/RELIABILITY.md)

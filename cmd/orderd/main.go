@@ -68,12 +68,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // other instances sell again within seconds of one freezing.
 const DefaultDBIdleTxTimeout = 2 * time.Second
 
-// DefaultDBLockTimeout is --db-lock-timeout's default: above
-// DefaultDBIdleTxTimeout, so that a waiter behind a frozen holder gets the row
-// when the database ends the holder's session, and short enough that a
-// waiter behind a holder that stays busy gives up and is retried once within
-// the default --order-timeout (10s).
-const DefaultDBLockTimeout = 4 * time.Second
+// DefaultDBLockTimeout is --db-lock-timeout's default: below
+// DefaultDBIdleTxTimeout, so that the sessions of a frozen orderd that wait
+// for a row give up before the database ends the frozen holder's session
+// (and are not granted the row, to hold it frozen in turn); far above how
+// long a batch holds the hot row (milliseconds). A waiter that gives up is
+// retried at once, within --order-timeout.
+const DefaultDBLockTimeout = time.Second
 
 // DefaultDBKeepAlive is --db-keepalive's default: PostgreSQL notices a client
 // that is gone (no TCP acknowledgement) within about this long.
@@ -152,7 +153,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.DB, "db", "sqlite://data/flashorder.db", "database URL: sqlite://path, postgres://user:pass@host:port/db?sslmode=disable or mysql://user:pass@host:port/db")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
 	fs.DurationVar(&cfg.DBIdleTxTimeout, "db-idle-tx-timeout", DefaultDBIdleTxTimeout, "PostgreSQL and MariaDB: end a session idle inside a transaction this long, so a frozen orderd releases its row locks (0: off)")
-	fs.DurationVar(&cfg.DBLockTimeout, "db-lock-timeout", DefaultDBLockTimeout, "PostgreSQL and MySQL/MariaDB: a statement waiting this long for a row lock gives up and its transaction is retried (0: the database's default)")
+	fs.DurationVar(&cfg.DBLockTimeout, "db-lock-timeout", DefaultDBLockTimeout, "PostgreSQL and MySQL/MariaDB: a statement waiting this long for a row lock gives up and its transaction is retried within --order-timeout; keep it below --db-idle-tx-timeout (MySQL/MariaDB: whole seconds; 0: the database's default)")
 	fs.DurationVar(&cfg.DBKeepAlive, "db-keepalive", DefaultDBKeepAlive, "PostgreSQL: TCP keepalive and user timeout of the server side of orderd's connections, so that the sessions of a cut-off orderd end (0: the server's default)")
 	fs.StringVar(&cfg.Strategy, "strategy", "batch", "stock deduction strategy: batch, row, segment or lock")
 	fs.IntVar(&cfg.BatchMax, "batch-max", checkout.DefaultMaxBatch, "batch strategy: most orders in one transaction")

@@ -45,6 +45,9 @@ type Options struct {
 	// Args are the flags every instance gets; the harness adds --listen and
 	// --admin-token.
 	Args []string
+	// InstanceArgs holds extra flags by instance index, after Args: a flag
+	// given in both takes the instance's value (e.g. a --db through a proxy).
+	InstanceArgs map[int][]string
 	// Env holds extra environment variables (NAME=value) by instance
 	// index, on top of the test's own environment.
 	Env map[int][]string
@@ -156,6 +159,7 @@ func (c *Cluster) start(i int) error {
 	}
 	fmt.Fprintf(logf, "==== harness: starting orderd %d at %s\n", i, time.Now().Format(time.RFC3339Nano))
 	args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(in.port), "--admin-token", c.opts.AdminToken}, c.opts.Args...)
+	args = append(args, c.opts.InstanceArgs[i]...)
 	cmd := exec.Command(c.opts.Binary, args...)
 	if env := c.opts.Env[i]; len(env) > 0 {
 		cmd.Env = append(os.Environ(), env...)
@@ -356,4 +360,31 @@ func (c *Cluster) LogTail(i, n int) string {
 func (c *Cluster) Log(i int) string {
 	b, _ := os.ReadFile(c.instances[i].log)
 	return string(b)
+}
+
+// WaitLog waits until instance i's log holds a line containing substr after
+// the first `after` bytes (see LogSize), and returns the time it saw it.
+func (c *Cluster) WaitLog(ctx context.Context, i int, after int64, substr string) (time.Time, error) {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(c.instances[i].log); err == nil && int64(len(b)) > after &&
+			strings.Contains(string(b[after:]), substr) {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("cluster: orderd %d never logged %q: %w", i, substr, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// LogSize returns the size of instance i's log now, for WaitLog.
+func (c *Cluster) LogSize(i int) int64 {
+	st, err := os.Stat(c.instances[i].log)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }

@@ -58,6 +58,9 @@ func Fail(ctx context.Context, name string) error {
 	}
 	d, fail := p.term.Sleep, p.term.Fail
 	p.mu.Unlock()
+	// Fault tests wait for this line in the process's log to know that it
+	// is inside the failpoint (e.g. holding a row lock) before they strike.
+	fmt.Fprintf(os.Stderr, "failpoint %s: %s\n", name, action(d, fail))
 	if fail {
 		return ErrInjected
 	}
@@ -68,4 +71,12 @@ func Fail(ctx context.Context, name string) error {
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// action names what a failpoint does on this pass, for its log line.
+func action(d time.Duration, fail bool) string {
+	if fail {
+		return "error()"
+	}
+	return "sleep(" + d.String() + ")"
 }

@@ -12,7 +12,9 @@
 // a `;`-separated list of NAME=[COUNT*]sleep(DURATION) or
 // NAME=[COUNT*]error(): the first COUNT passes through Hit(ctx, NAME) or
 // Fail(ctx, NAME) (every pass when COUNT is left out) sleep DURATION, or until
-// ctx ends; or, with error(), Fail returns ErrInjected (Hit ignores error()). The points are listed where they are used:
+// ctx ends; or, with error(), Fail returns ErrInjected (Hit ignores error()).
+// Each pass that acts writes `failpoint NAME: ACTION` to stderr first. The
+// points are listed where they are used:
 // `grep -rn failpoint.Hit`.
 package failpoint
 
