@@ -88,17 +88,11 @@ func backend(t testing.TB, addrs []string) locktest.Backend {
 
 func TestLocker(t *testing.T) {
 	addrs := testenv.ZooKeeperAddrs(t)
-	if addrs == nil {
-		return
-	}
 	locktest.Run(t, backend(t, addrs))
 }
 
 func BenchmarkLocker(b *testing.B) {
 	addrs := testenv.ZooKeeperAddrs(b)
-	if addrs == nil {
-		b.Skip("no ZooKeeper")
-	}
 	root := testRoot()
 	locktest.Bench(b, func(b testing.TB) flashorder.Locker { return newLocker(b, addrs, root, 10*time.Second) })
 }
@@ -127,9 +121,6 @@ func (quiet) Printf(string, ...any) {}
 // the ensemble's leader while clients contend for a key.
 func TestLockerEnsemble(t *testing.T) {
 	addrs := testenv.ZooKeeperEnsembleAddrs(t)
-	if addrs == nil {
-		return
-	}
 	locktest.Run(t, backend(t, addrs))
 	t.Run("LeaderKilled", func(t *testing.T) { testLeaderKilled(t, addrs) })
 }
@@ -257,9 +248,6 @@ func testLeaderKilled(t *testing.T, addrs []string) {
 // only one of them may have a znode at a time.
 func TestLocalQueue(t *testing.T) {
 	addrs := testenv.ZooKeeperAddrs(t)
-	if addrs == nil {
-		return
-	}
 	b := backend(t, addrs)
 	holderClient := b.NewClient(t)
 	defer holderClient.Close()
@@ -301,9 +289,6 @@ func TestLocalQueue(t *testing.T) {
 // token (czxid) still grows.
 func TestParentRecreated(t *testing.T) {
 	addrs := testenv.ZooKeeperAddrs(t)
-	if addrs == nil {
-		return
-	}
 	l := newLocker(t, addrs, testRoot(), sessionTimeout)
 	defer l.Close()
 	admin, _, err := zk.Connect(addrs, 10*time.Second, zk.WithLogInfo(false), zk.WithLogger(quiet{}))

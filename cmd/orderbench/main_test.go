@@ -149,7 +149,7 @@ func TestCompare(t *testing.T) {
 	}
 	targets := [][]string{{"sqlite"}}
 	for _, v := range []string{"FLASHORDER_TEST_POSTGRES_URL", "FLASHORDER_TEST_MYSQL_URL"} {
-		if u := testenv.Service(t, v); u != "" {
+		if u := testenv.Optional(t, v); u != "" {
 			targets = append(targets, []string{strings.ToLower(strings.Split(u, ":")[0]), "--db", u, "--fresh-db"})
 		}
 	}

@@ -27,9 +27,6 @@ func zkLockURL(addrs []string) string {
 // multi-item orders and idempotency keep the invariants.
 func TestOrderdLockStrategy(t *testing.T) {
 	zk := testenv.ZooKeeperAddrs(t)
-	if zk == nil {
-		return
-	}
 	// One database at a time: every order of a hot SKU passes through one
 	// ZooKeeper lock, and the machine is shared with the other packages.
 	for _, db := range testenv.Databases(t) {
@@ -51,10 +48,10 @@ func TestOrderdLockStrategy(t *testing.T) {
 // for 30 units) through the etcd and Redis locks.
 func TestOrderdLockBackends(t *testing.T) {
 	var backends [][2]string
-	if e := testenv.EtcdEndpoints(t); e != nil {
+	if e := testenv.OptionalAddrs(t, "FLASHORDER_TEST_ETCD_ENDPOINTS"); e != nil {
 		backends = append(backends, [2]string{"etcd", "etcd://" + strings.Join(e, ",") + "/flashorder-test/" + locktest.Key("orderd") + "/"})
 	}
-	if r := testenv.Service(t, "FLASHORDER_TEST_REDIS_URL"); r != "" {
+	if r := testenv.Optional(t, "FLASHORDER_TEST_REDIS_URL"); r != "" {
 		backends = append(backends, [2]string{"redis", r})
 	}
 	for _, b := range backends {
@@ -108,9 +105,6 @@ func testLockedHotSKU(t *testing.T, c *orderhttp.Client, sku string, n, stock in
 // naming the lock, and 200 again once the service is back.
 func TestOrderdLockReadyz(t *testing.T) {
 	zk := testenv.ZooKeeperAddrs(t)
-	if zk == nil {
-		return
-	}
 	proxy := locktest.NewProxy(t, zk[0])
 	_, c := startOrderd(t, testenv.SQLiteURL(t), "--strategy", "lock", "--lock", zkLockURL([]string{proxy.Addr()})+"?session_timeout=30s")
 	if status, checks := readyz(t, c.BaseURL); status != http.StatusOK || checks["lock"] != "ok" {
@@ -154,7 +148,7 @@ func readyz(t *testing.T, base string) (int, map[string]string) {
 // TestOrderdLockURLs refuses --lock values it cannot use, before serving.
 func TestOrderdLockURLs(t *testing.T) {
 	zk := "127.0.0.1:1"
-	if a := testenv.ZooKeeperAddrs(t); a != nil {
+	if a := testenv.OptionalAddrs(t, "FLASHORDER_TEST_ZK_ADDRS"); a != nil {
 		zk = a[0]
 	}
 	for _, lock := range []string{

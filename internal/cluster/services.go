@@ -31,17 +31,12 @@ type Services struct {
 
 // StartServices starts the named services (scripts/services.sh names:
 // postgres, redis, zk3, ...) with durable settings (FLASHORDER_DURABLE=1) for
-// t alone and stops them, deleting their state,
-// when t ends. It returns nil when the services script is unknown
-// (FLASHORDER_SERVICES_SCRIPT, exported by the script's env) and the services
-// are not required (FLASHORDER_REQUIRE_SERVICES), in which case the caller
-// skips; when they are required it fails t.
+// t alone and stops them, deleting their state, when t ends. When the
+// services script is unknown (FLASHORDER_SERVICES_SCRIPT, exported by the
+// script's env) t skips, or fails under FLASHORDER_REQUIRE_SERVICES=1.
 func StartServices(t testing.TB, names ...string) *Services {
 	t.Helper()
 	script := testenv.Service(t, "FLASHORDER_SERVICES_SCRIPT")
-	if script == "" {
-		return nil
-	}
 	dir, err := os.MkdirTemp("", "flashorder-faults-")
 	if err != nil {
 		t.Fatalf("cluster: %v", err)

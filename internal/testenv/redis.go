@@ -12,7 +12,7 @@ import (
 )
 
 // RedisURL returns the URL of the Redis server that the services script
-// started (shared by every test package), or "" when it is not running.
+// started (shared by every test package); without it the test skips.
 func RedisURL(t testing.TB) string {
 	t.Helper()
 	return Service(t, "FLASHORDER_TEST_REDIS_URL")
@@ -28,15 +28,12 @@ type RedisServer struct {
 	script, dir string
 }
 
-// PrivateRedis starts a Redis server for t alone and stops it when t ends. It
-// returns nil when the services script is unknown (FLASHORDER_SERVICES_SCRIPT,
-// exported by the script's env) and the services are not required.
+// PrivateRedis starts a Redis server for t alone and stops it when t ends.
+// The test skips when the services script is unknown
+// (FLASHORDER_SERVICES_SCRIPT, exported by the script's env; see Service).
 func PrivateRedis(t testing.TB) *RedisServer {
 	t.Helper()
 	script := Service(t, "FLASHORDER_SERVICES_SCRIPT")
-	if script == "" {
-		return nil
-	}
 	dir, err := os.MkdirTemp("", "flashorder-redis-")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)

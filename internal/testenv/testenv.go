@@ -33,10 +33,10 @@ type Database struct {
 func Databases(t testing.TB) []Database {
 	t.Helper()
 	dbs := []Database{{Engine: "sqlite", URL: SQLiteURL(t)}}
-	if u := Service(t, "FLASHORDER_TEST_POSTGRES_URL"); u != "" {
+	if u := Optional(t, "FLASHORDER_TEST_POSTGRES_URL"); u != "" {
 		dbs = append(dbs, Database{Engine: "postgres", URL: freshDatabase(t, "pgx", u, u)})
 	}
-	if u := Service(t, "FLASHORDER_TEST_MYSQL_URL"); u != "" {
+	if u := Optional(t, "FLASHORDER_TEST_MYSQL_URL"); u != "" {
 		dbs = append(dbs, Database{Engine: "mysql", URL: freshDatabase(t, "mysql", mysqlDSN(t, u), u)})
 	}
 	return dbs
@@ -54,10 +54,23 @@ func SQLiteURL(t testing.TB) string {
 	return u
 }
 
-// Service returns the value of the service variable name, or "" when unset.
-// When FLASHORDER_REQUIRE_SERVICES=1 an unset variable fails the test: the
-// README's test command must never pass by skipping the real services.
+// Service returns the value of the services script's variable name (an
+// address or URL). When it is not set, the test fails under
+// FLASHORDER_REQUIRE_SERVICES=1 (scripts/test.sh sets it) and is skipped
+// otherwise: a test that needs the service never passes without it.
 func Service(t testing.TB, name string) string {
+	t.Helper()
+	v := Optional(t, name)
+	if v == "" {
+		t.Skipf("%s is not set: this test needs that service (scripts/test.sh starts it)", name)
+	}
+	return v
+}
+
+// Optional is Service for a test that covers the service when it runs and
+// does its other work without it: it returns "" instead of skipping (still
+// failing under FLASHORDER_REQUIRE_SERVICES=1).
+func Optional(t testing.TB, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" && os.Getenv("FLASHORDER_REQUIRE_SERVICES") == "1" {
