@@ -27,12 +27,3 @@ type OrderLifecycle interface {
 	CancelOrder(ctx context.Context, id string) (*Order, error)
 }
 
-// StockReturner gives the stock of cancelled and expired orders back, inside
-// the transaction that ends them, the way its deduction strategy keeps stock
-// (the products row, a segment, ...).
-type StockReturner interface {
-	// ReturnStock adds each item's quantity back to the SKU's available
-	// stock. items hold distinct SKUs in ascending order, the order in
-	// which every strategy locks product rows.
-	ReturnStock(ctx context.Context, tx Tx, items []ItemRequest) error
-}

@@ -10,31 +10,15 @@ import (
 	"github.com/flashorder/flashorder"
 )
 
-var (
-	_ flashorder.OrderLifecycle = (*Lifecycle)(nil)
-	_ flashorder.StockReturner  = RowStock{}
-)
+var _ flashorder.OrderLifecycle = (*Lifecycle)(nil)
 
 // DefaultExpireBatch is how many orders one expiry transaction ends at most.
 const DefaultExpireBatch = 100
 
-// RowStock is the flashorder.StockReturner of the strategies that keep a
-// SKU's stock in its products row (row, lock, batch): one increment per SKU.
-type RowStock struct{}
-
-// ReturnStock implements flashorder.StockReturner.
-func (RowStock) ReturnStock(ctx context.Context, tx flashorder.Tx, items []flashorder.ItemRequest) error {
-	for _, it := range items {
-		if err := tx.ReturnStock(ctx, it.SKU, it.Quantity); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Lifecycle ends orders: payment, cancellation and expiry, each an atomic
 // conditional transition out of created. Cancellation and expiry return the
-// stock (through the strategy's StockReturner) and the user's per-user-limit
+// stock to the products row (every strategy counts it there; the segment
+// strategy refills its segments from it) and the user's per-user-limit
 // quantity in the same transaction.
 //
 // Locks follow flashorder.Tx's lock order, so that ending and placing orders
@@ -43,7 +27,6 @@ func (RowStock) ReturnStock(ctx context.Context, tx flashorder.Tx, items []flash
 // every writer touches only under their product's lock.
 type Lifecycle struct {
 	store flashorder.Store
-	stock flashorder.StockReturner
 
 	// PaymentTimeout is how long an order may stay unpaid; the default is
 	// flashorder.DefaultPaymentTimeout.
@@ -52,13 +35,9 @@ type Lifecycle struct {
 	Now flashorder.Clock
 }
 
-// NewLifecycle returns the lifecycle of the orders in store. stock returns the
-// stock of ended orders; nil means RowStock.
-func NewLifecycle(store flashorder.Store, stock flashorder.StockReturner) *Lifecycle {
-	if stock == nil {
-		stock = RowStock{}
-	}
-	return &Lifecycle{store: store, stock: stock, PaymentTimeout: flashorder.DefaultPaymentTimeout, Now: time.Now}
+// NewLifecycle returns the lifecycle of the orders in store.
+func NewLifecycle(store flashorder.Store) *Lifecycle {
+	return &Lifecycle{store: store, PaymentTimeout: flashorder.DefaultPaymentTimeout, Now: time.Now}
 }
 
 // deadline returns the creation time before which an unpaid order is due to
@@ -189,7 +168,7 @@ func (l *Lifecycle) giveBack(ctx context.Context, tx flashorder.Tx, orders []*fl
 		items = append(items, flashorder.ItemRequest{SKU: sku, Quantity: q})
 	}
 	slices.SortFunc(items, func(a, b flashorder.ItemRequest) int { return strings.Compare(a.SKU, b.SKU) })
-	if err := l.stock.ReturnStock(ctx, tx, items); err != nil {
+	if err := returnStock(ctx, tx, items); err != nil {
 		return err
 	}
 	keys := make([]quotaKey, 0, len(quota))
@@ -201,6 +180,18 @@ func (l *Lifecycle) giveBack(ctx context.Context, tx flashorder.Tx, orders []*fl
 	})
 	for _, k := range keys {
 		if err := tx.ReleaseQuota(ctx, k.user, k.sku, quota[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// returnStock adds each item's quantity back to its SKU's products row; items
+// hold distinct SKUs in ascending order, the order in which every strategy
+// locks product rows.
+func returnStock(ctx context.Context, tx flashorder.Tx, items []flashorder.ItemRequest) error {
+	for _, it := range items {
+		if err := tx.ReturnStock(ctx, it.SKU, it.Quantity); err != nil {
 			return err
 		}
 	}

@@ -63,7 +63,7 @@ func statusOf(t *testing.T, db *gormdb.DB, id string) flashorder.Status {
 // lateLifecycle returns a lifecycle whose clock runs an hour ahead, so that
 // every created order is due to expire.
 func lateLifecycle(db *gormdb.DB) *checkout.Lifecycle {
-	lc := checkout.NewLifecycle(db, nil)
+	lc := checkout.NewLifecycle(db)
 	lc.Now = func() time.Time { return time.Now().Add(time.Hour) }
 	return lc
 }
@@ -79,7 +79,7 @@ func TestLifecycleStateMachine(t *testing.T) {
 			ctx := context.Background()
 			db := placertest.Open(t, tdb.URL)
 			row := checkout.NewRow(db)
-			onTime := checkout.NewLifecycle(db, nil)
+			onTime := checkout.NewLifecycle(db)
 			late := lateLifecycle(db)
 			ops := []struct {
 				to  flashorder.Status
@@ -173,7 +173,7 @@ func TestLifecycleRaces(t *testing.T) {
 			ctx := context.Background()
 			db := placertest.Open(t, tdb.URL)
 			row := checkout.NewRow(db)
-			lc := checkout.NewLifecycle(db, nil)
+			lc := checkout.NewLifecycle(db)
 			late := lateLifecycle(db)
 			races := map[string]func(i int, id string) (flashorder.Status, error){
 				"pay-vs-cancel": func(i int, id string) (flashorder.Status, error) {
@@ -271,7 +271,7 @@ func TestLifecycleUnderLoad(t *testing.T) {
 			ctx := context.Background()
 			db := placertest.Open(t, tdb.URL)
 			row := checkout.NewRow(db)
-			lc := checkout.NewLifecycle(db, nil)
+			lc := checkout.NewLifecycle(db)
 			late := lateLifecycle(db)
 			skus := []string{"load-a", "load-b", "load-c"}
 			for _, sku := range skus {

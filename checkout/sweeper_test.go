@@ -79,7 +79,7 @@ func TestSweeperElection(t *testing.T) {
 	ctx := context.Background()
 	db := placertest.Open(t, testenv.SQLiteURL(t))
 	row := checkout.NewRow(db)
-	lc := checkout.NewLifecycle(db, nil)
+	lc := checkout.NewLifecycle(db)
 	lc.PaymentTimeout = 50 * time.Millisecond
 	locker := &recordingLocker{Locker: inmem.NewLocker()}
 	defer locker.Close()
@@ -139,7 +139,7 @@ func TestSweeperSparesPaidOrders(t *testing.T) {
 	ctx := context.Background()
 	db := placertest.Open(t, testenv.SQLiteURL(t))
 	row := checkout.NewRow(db)
-	lc := checkout.NewLifecycle(db, nil)
+	lc := checkout.NewLifecycle(db)
 	lc.PaymentTimeout = 300 * time.Millisecond
 	putProduct(t, db, "spare-1", 10, 0)
 	paid := place(t, row, "payer", flashorder.ItemRequest{SKU: "spare-1", Quantity: 1})

@@ -42,7 +42,7 @@ func newTestServer(t *testing.T) (*orderhttp.Server, *httptest.Server) {
 	}
 	t.Cleanup(func() { db.Close() })
 	srv := orderhttp.NewServer(db, checkout.NewBatch(db, checkout.BatchOptions{}), inmem.NewIdempotencyStore(), adminToken)
-	srv.Lifecycle = checkout.NewLifecycle(db, nil)
+	srv.Lifecycle = checkout.NewLifecycle(db)
 	srv.PaymentWebhookSecret = webhookSecret
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)

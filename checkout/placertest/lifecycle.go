@@ -23,8 +23,8 @@ func testLifecycleRace(e *env) {
 	e.lifecycle = true
 	r1 := e.product("r1", 40, 3)
 	r2 := e.product("r2", 25, 0)
-	lc := checkout.NewLifecycle(e.db, e.opts.Stock)
-	late := checkout.NewLifecycle(e.db, e.opts.Stock)
+	lc := checkout.NewLifecycle(e.db)
+	late := checkout.NewLifecycle(e.db)
 	late.Now = func() time.Time { return time.Now().Add(time.Hour) }
 
 	toEnd := make(chan *flashorder.Order, 200)

@@ -41,10 +41,6 @@ type Options struct {
 	// SQLite, and PostgreSQL and MariaDB when the services script started
 	// them (with FLASHORDER_REQUIRE_SERVICES=1 a missing one fails).
 	Databases []testenv.Database
-	// Stock gives back the stock of cancelled and expired orders in the
-	// lifecycle subtest, the way the strategy keeps it; nil means
-	// checkout.RowStock.
-	Stock flashorder.StockReturner
 	// LeakOptions relax the check that every goroutine the suite and the
 	// placers started is gone when Run ends.
 	LeakOptions []goleak.Option

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 
-	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/internal/metrics"
 )
@@ -11,15 +10,12 @@ import (
 // startLifecycle wires payment, cancellation and expiry: the lifecycle behind
 // the pay and cancel endpoints, and the expiry sweeper, elected through the
 // lock backend so that one instance sweeps at a time.
-func (m *Main) startLifecycle(placer flashorder.OrderPlacer) error {
+func (m *Main) startLifecycle() error {
 	cfg := &m.Config
 	if cfg.PaymentTimeout <= 0 || cfg.SweepInterval <= 0 || cfg.SweepBatch <= 0 {
 		return errors.New("--payment-timeout, --sweep-interval and --sweep-batch must be positive")
 	}
-	// A strategy that keeps stock elsewhere than the products row returns
-	// it its own way; the others use the row increment.
-	stock, _ := placer.(flashorder.StockReturner)
-	lc := checkout.NewLifecycle(m.db, stock)
+	lc := checkout.NewLifecycle(m.db)
 	lc.PaymentTimeout = cfg.PaymentTimeout
 	m.server.Lifecycle = lc
 	m.server.PaymentWebhookSecret = cfg.PaymentWebhookSecret

@@ -347,7 +347,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.instrument(strategy); err != nil {
 		return err
 	}
-	if err := m.startLifecycle(strategy); err != nil {
+	if err := m.startLifecycle(); err != nil {
 		return err
 	}
 	if err := m.server.Open(cfg.Listen); err != nil {
