@@ -9,9 +9,9 @@ import (
 
 var _ flashorder.OrderPlacer = (*Row)(nil)
 
-// Row is the `row` strategy: one database transaction per order that reserves
-// the user's quota, takes stock with a conditional decrement per SKU in sorted
-// order, and inserts the order. Every order of a hot SKU waits for that SKU's
+// Row is the `row` strategy: one database transaction per order that takes
+// stock with a conditional decrement per SKU in sorted order, then reserves
+// the user's quota of the limited SKUs, and inserts the order. Every order of a hot SKU waits for that SKU's
 // row lock, so throughput is bounded by one commit per order.
 type Row struct {
 	store flashorder.Store

@@ -1,7 +1,10 @@
 // Package gormdb implements flashorder.Store on GORM for three engines: SQLite
 // (pure Go, the embedded default), PostgreSQL (pgx) and MySQL/MariaDB. The
-// engines share one schema and one set of queries; the few differences (DSN,
-// pool size, table options, retryable error codes) are kept in this file.
+// engines share one schema and most queries. Where they differ: connection
+// settings, pool size, table options and retryable error codes in db.go; the
+// bulk statements of the group-commit path (arrays on PostgreSQL, multi-row
+// VALUES elsewhere, each engine's upsert) in bulk.go; SKIP LOCKED, which
+// SQLite lacks, in segments.go.
 package gormdb
 
 import (
