@@ -29,7 +29,15 @@ const maxBatchesPerSweep = 100
 type Sweeper struct {
 	lifecycle *Lifecycle
 	locker    flashorder.Locker
+	opts      SweeperOptions
 
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// SweeperOptions tunes a Sweeper; zero fields take their defaults.
+type SweeperOptions struct {
 	// Interval is the time between sweeps; the default is
 	// DefaultSweepInterval.
 	Interval time.Duration
@@ -48,16 +56,21 @@ type Sweeper struct {
 	// OnSweep, when set, is called after each sweep of the leader with the
 	// number of orders it expired and the error that ended it, if any.
 	OnSweep func(expired int, err error)
-
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // NewSweeper returns a sweeper that expires orders of lifecycle, elected
 // through locker.
-func NewSweeper(lifecycle *Lifecycle, locker flashorder.Locker) *Sweeper {
-	return &Sweeper{lifecycle: lifecycle, locker: locker, Interval: DefaultSweepInterval, Batch: DefaultExpireBatch, Logger: slog.Default()}
+func NewSweeper(lifecycle *Lifecycle, locker flashorder.Locker, opts SweeperOptions) *Sweeper {
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultSweepInterval
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = DefaultExpireBatch
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Sweeper{lifecycle: lifecycle, locker: locker, opts: opts}
 }
 
 // Start runs the sweeper in the background until Stop.
@@ -94,8 +107,8 @@ func (s *Sweeper) Run(ctx context.Context) {
 		lock, err := s.locker.Lock(ctx, SweeperLockKey)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.Logger.Warn("sweeper: acquire leadership", "err", err)
-				sleep(ctx, s.interval())
+				s.opts.Logger.Warn("sweeper: acquire leadership", "err", err)
+				sleep(ctx, s.opts.Interval)
 			}
 			continue
 		}
@@ -105,9 +118,9 @@ func (s *Sweeper) Run(ctx context.Context) {
 
 // lead sweeps while lock is held and ctx lives, then steps down.
 func (s *Sweeper) lead(ctx context.Context, lock flashorder.Lock) {
-	s.Logger.Info("sweeper: leading", "token", lock.Token())
-	if s.OnLeader != nil {
-		s.OnLeader(true)
+	s.opts.Logger.Info("sweeper: leading", "token", lock.Token())
+	if s.opts.OnLeader != nil {
+		s.opts.OnLeader(true)
 	}
 	// Work runs under a context that also ends when the lock is lost, so
 	// that a batch still open then rolls back instead of committing.
@@ -119,7 +132,7 @@ func (s *Sweeper) lead(ctx context.Context, lock flashorder.Lock) {
 		case <-lctx.Done():
 		}
 	}()
-	ticker := time.NewTicker(s.interval())
+	ticker := time.NewTicker(s.opts.Interval)
 	for lctx.Err() == nil {
 		s.sweep(lctx)
 		select {
@@ -129,17 +142,17 @@ func (s *Sweeper) lead(ctx context.Context, lock flashorder.Lock) {
 	}
 	ticker.Stop()
 	cancel()
-	if s.OnLeader != nil {
-		s.OnLeader(false)
+	if s.opts.OnLeader != nil {
+		s.opts.OnLeader(false)
 	}
 	unlockCtx, cancelUnlock := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelUnlock()
 	select {
 	case <-lock.Lost():
-		s.Logger.Warn("sweeper: lost leadership")
+		s.opts.Logger.Warn("sweeper: lost leadership")
 	default:
 		if err := lock.Unlock(unlockCtx); err != nil {
-			s.Logger.Warn("sweeper: release leadership", "err", err)
+			s.opts.Logger.Warn("sweeper: release leadership", "err", err)
 		}
 	}
 }
@@ -147,15 +160,12 @@ func (s *Sweeper) lead(ctx context.Context, lock flashorder.Lock) {
 // sweep expires due orders batch by batch, until none is due, ctx ends or the
 // sweep's bound is reached.
 func (s *Sweeper) sweep(ctx context.Context) {
-	batch := s.Batch
-	if batch <= 0 {
-		batch = DefaultExpireBatch
-	}
+	batch := s.opts.Batch
 	total := 0
 	var err error
 	defer func() {
-		if s.OnSweep != nil && ctx.Err() == nil {
-			s.OnSweep(total, err)
+		if s.opts.OnSweep != nil && ctx.Err() == nil {
+			s.opts.OnSweep(total, err)
 		}
 	}()
 	for range maxBatchesPerSweep {
@@ -163,28 +173,21 @@ func (s *Sweeper) sweep(ctx context.Context) {
 		expired, err = s.lifecycle.ExpireDue(ctx, batch)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.Logger.Warn("sweeper: expire orders", "err", err)
+				s.opts.Logger.Warn("sweeper: expire orders", "err", err)
 			}
 			return
 		}
 		total += len(expired)
 		if len(expired) > 0 {
-			s.Logger.Debug("sweeper: expired orders", "count", len(expired))
-			if s.OnExpire != nil {
-				s.OnExpire(expired)
+			s.opts.Logger.Debug("sweeper: expired orders", "count", len(expired))
+			if s.opts.OnExpire != nil {
+				s.opts.OnExpire(expired)
 			}
 		}
 		if len(expired) < batch {
 			return
 		}
 	}
-}
-
-func (s *Sweeper) interval() time.Duration {
-	if s.Interval <= 0 {
-		return DefaultSweepInterval
-	}
-	return s.Interval
 }
 
 // sleep waits for d or until ctx ends.

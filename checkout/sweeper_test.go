@@ -49,12 +49,14 @@ type instance struct {
 }
 
 func newInstance(lc *checkout.Lifecycle, locker flashorder.Locker) *instance {
-	in := &instance{sweeper: checkout.NewSweeper(lc, locker)}
-	in.sweeper.Interval = 20 * time.Millisecond
-	in.sweeper.Logger = slog.New(slog.DiscardHandler)
-	in.sweeper.Batch = 3 // several batches per sweep
-	in.sweeper.OnExpire = func(orders []*flashorder.Order) { in.expired.Add(int64(len(orders))) }
-	in.sweeper.OnLeader = func(leading bool) { in.leading.Store(leading) }
+	in := &instance{}
+	in.sweeper = checkout.NewSweeper(lc, locker, checkout.SweeperOptions{
+		Interval: 20 * time.Millisecond,
+		Logger:   slog.New(slog.DiscardHandler),
+		Batch:    3, // several batches per sweep
+		OnExpire: func(orders []*flashorder.Order) { in.expired.Add(int64(len(orders))) },
+		OnLeader: func(leading bool) { in.leading.Store(leading) },
+	})
 	return in
 }
 

@@ -29,13 +29,12 @@ func (m *Main) startLifecycle() error {
 	if locker == nil {
 		locker = m.lock.locker
 	}
-	m.sweeper = checkout.NewSweeper(lc, m.measureLocker(locker))
-	m.sweeper.Interval = cfg.SweepInterval
-	m.sweeper.Batch = cfg.SweepBatch
-	m.sweeper.Logger = m.Logger
-	if err := metrics.InstrumentSweeper(m.server.Registry(), m.sweeper); err != nil {
+	sm := metrics.NewSweeperMetrics()
+	if err := sm.Register(m.server.Registry()); err != nil {
 		return err
 	}
+	m.sweeper = checkout.NewSweeper(lc, m.measureLocker(locker), sm.Options(checkout.SweeperOptions{
+		Interval: cfg.SweepInterval, Batch: cfg.SweepBatch, Logger: m.Logger}))
 	m.sweeper.Start()
 	return nil
 }

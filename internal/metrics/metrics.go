@@ -105,41 +105,62 @@ func (m *LockStrategyMetrics) Register(reg prometheus.Registerer) error {
 	return nil
 }
 
-// InstrumentSweeper registers the expiry sweeper's metrics on reg and sets
-// s's callbacks to feed them. Call it before s.Start. Metrics:
+// SweeperMetrics are the expiry sweeper's metrics:
 // flashorder_orders_expired_total, flashorder_sweeper_leader (1 while this
 // instance leads) and flashorder_sweeper_runs_total{result="ok"|"error"}.
-func InstrumentSweeper(reg prometheus.Registerer, s *checkout.Sweeper) error {
-	expired := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "flashorder_orders_expired_total",
-		Help: "Unpaid orders this instance's sweeper expired.",
-	})
-	leader := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "flashorder_sweeper_leader",
-		Help: "1 while this instance is the elected expiry sweeper, else 0.",
-	})
-	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "flashorder_sweeper_runs_total",
-		Help: "Sweeps this instance ran while leading, by result (ok or error).",
-	}, []string{"result"})
-	if err := register(reg, expired, leader, runs); err != nil {
-		return fmt.Errorf("metrics: sweeper: %w", err)
+// Options gives the sweeper the callbacks that feed them.
+type SweeperMetrics struct {
+	expired         prometheus.Counter
+	leader          prometheus.Gauge
+	runs            *prometheus.CounterVec
+	runsOK, runsErr prometheus.Counter
+}
+
+// NewSweeperMetrics returns the sweeper's metrics, not yet registered.
+func NewSweeperMetrics() *SweeperMetrics {
+	m := &SweeperMetrics{
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flashorder_orders_expired_total",
+			Help: "Unpaid orders this instance's sweeper expired.",
+		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flashorder_sweeper_leader",
+			Help: "1 while this instance is the elected expiry sweeper, else 0.",
+		}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flashorder_sweeper_runs_total",
+			Help: "Sweeps this instance ran while leading, by result (ok or error).",
+		}, []string{"result"}),
 	}
-	runsOK, runsErr := runs.WithLabelValues("ok"), runs.WithLabelValues("error")
-	s.OnExpire = func(orders []*flashorder.Order) { expired.Add(float64(len(orders))) }
-	s.OnLeader = func(leading bool) {
+	m.runsOK, m.runsErr = m.runs.WithLabelValues("ok"), m.runs.WithLabelValues("error")
+	return m
+}
+
+// Options returns opts with the callbacks that feed the metrics, for
+// checkout.NewSweeper.
+func (m *SweeperMetrics) Options(opts checkout.SweeperOptions) checkout.SweeperOptions {
+	opts.OnExpire = func(orders []*flashorder.Order) { m.expired.Add(float64(len(orders))) }
+	opts.OnLeader = func(leading bool) {
 		if leading {
-			leader.Set(1)
+			m.leader.Set(1)
 		} else {
-			leader.Set(0)
+			m.leader.Set(0)
 		}
 	}
-	s.OnSweep = func(_ int, err error) {
+	opts.OnSweep = func(_ int, err error) {
 		if err != nil {
-			runsErr.Inc()
+			m.runsErr.Inc()
 		} else {
-			runsOK.Inc()
+			m.runsOK.Inc()
 		}
+	}
+	return opts
+}
+
+// Register registers the metrics on reg.
+func (m *SweeperMetrics) Register(reg prometheus.Registerer) error {
+	if err := register(reg, m.expired, m.leader, m.runs); err != nil {
+		return fmt.Errorf("metrics: sweeper: %w", err)
 	}
 	return nil
 }
