@@ -10,16 +10,16 @@ import (
 	"github.com/flashorder/flashorder/internal/failpoint"
 )
 
-var _ flashorder.OrderPlacer = (*Lock)(nil)
+var _ flashorder.OrderPlacer = (*LockStrategy)(nil)
 
 // DefaultLockWait is how long an order waits for its locks when
-// LockOptions.Wait is zero.
+// LockStrategyOptions.Wait is zero.
 const DefaultLockWait = 10 * time.Second
 
 // SKULockKey returns the lock key of a SKU.
 func SKULockKey(sku string) string { return "sku/" + sku }
 
-// Lock is the `lock` strategy, the seed's design done right: lock every SKU
+// LockStrategy is the `lock` strategy, the seed's design done right: lock every SKU
 // of the order with the distributed Locker, in sorted order (no deadlock
 // between multi-item orders), then run the `row` transaction, fenced: the
 // transaction records each lock's token on its product row and fails when
@@ -28,17 +28,17 @@ func SKULockKey(sku string) string { return "sku/" + sku }
 // after the next holder did: its order fails with 503 unavailable and
 // changes nothing.
 //
-// The strategy does not poll Lock.Lost before writing: a pause right after
+// The strategy does not poll flashorder.Lock.Lost before writing: a pause right after
 // such a check would make it worthless, and the fence does not depend on
 // the holder's view of time.
-type Lock struct {
+type LockStrategy struct {
 	store  flashorder.Store
 	locker flashorder.Locker
-	opts   LockOptions
+	opts   LockStrategyOptions
 }
 
-// LockOptions tunes a Lock. Zero fields take their defaults.
-type LockOptions struct {
+// LockStrategyOptions tunes a LockStrategy. Zero fields take their defaults.
+type LockStrategyOptions struct {
 	// Now returns the current time; the default is time.Now.
 	Now flashorder.Clock
 	// Wait bounds how long an order waits for its locks; an order that
@@ -50,19 +50,19 @@ type LockOptions struct {
 	OnFenced func(sku string)
 }
 
-// NewLock returns the lock strategy on store and locker.
-func NewLock(store flashorder.Store, locker flashorder.Locker, opts LockOptions) *Lock {
+// NewLockStrategy returns the lock strategy on store and locker.
+func NewLockStrategy(store flashorder.Store, locker flashorder.Locker, opts LockStrategyOptions) *LockStrategy {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.Wait <= 0 {
 		opts.Wait = DefaultLockWait
 	}
-	return &Lock{store: store, locker: locker, opts: opts}
+	return &LockStrategy{store: store, locker: locker, opts: opts}
 }
 
 // PlaceOrder implements flashorder.OrderPlacer.
-func (s *Lock) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
+func (s *LockStrategy) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
 	o, err := NewOrder(req, s.opts.Now())
 	if err != nil {
 		return nil, err

@@ -117,7 +117,7 @@ func TestPausedHolderIsFenced(t *testing.T) {
 			aErr := make(chan error, 1)
 			var fencedSKU string // written before aErr is sent
 			go func() {
-				l := checkout.NewLock(db, a, checkout.LockOptions{OnFenced: func(sku string) { fencedSKU = sku }})
+				l := checkout.NewLockStrategy(db, a, checkout.LockStrategyOptions{OnFenced: func(sku string) { fencedSKU = sku }})
 				_, err := l.PlaceOrder(ctx, request("user-a", "fenced-1", 1))
 				aErr <- err
 			}()
@@ -128,7 +128,7 @@ func TestPausedHolderIsFenced(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("A's lock was not lost after its session expired")
 			}
-			o, err := checkout.NewLock(db, b, checkout.LockOptions{}).PlaceOrder(ctx, request("user-b", "fenced-1", 2))
+			o, err := checkout.NewLockStrategy(db, b, checkout.LockStrategyOptions{}).PlaceOrder(ctx, request("user-b", "fenced-1", 2))
 			if err != nil {
 				t.Fatalf("B's order: %v", err)
 			}

@@ -23,7 +23,7 @@ func TestPlacerConformance(t *testing.T) {
 		locker := inmem.NewLocker()
 		t.Cleanup(func() { locker.Close() })
 		placertest.Run(t, func(t *testing.T, store flashorder.Store) flashorder.OrderPlacer {
-			return checkout.NewLock(store, locker, checkout.LockOptions{})
+			return checkout.NewLockStrategy(store, locker, checkout.LockStrategyOptions{})
 		}, placertest.Options{})
 	})
 	t.Run("segment", func(t *testing.T) {

@@ -271,7 +271,7 @@ func (m *Main) Run(ctx context.Context) error {
 		placer = sg
 	case "lock":
 		m.fenceMetrics = metrics.NewLockStrategyMetrics()
-		placer = checkout.NewLock(db, m.measureLocker(m.lock.locker), checkout.LockOptions{OnFenced: m.fenceMetrics.Fenced})
+		placer = checkout.NewLockStrategy(db, m.measureLocker(m.lock.locker), checkout.LockStrategyOptions{OnFenced: m.fenceMetrics.Fenced})
 		if cfg.Lock == "memory" && db.Engine() != gormdb.SQLite {
 			m.Logger.Warn("--strategy lock with --lock memory: the lock and its fencing tokens are local to this process; "+
 				"other instances on this database are not excluded, and the fence will refuse the orders of some of them (503); use zk://, etcd:// or redis://",

@@ -20,7 +20,7 @@ func (m *Main) instrument(placer flashorder.OrderPlacer) error {
 	switch p := placer.(type) {
 	case *checkout.Batch:
 		return m.batchMetrics.Register(reg, p.QueueDepth)
-	case *checkout.Lock:
+	case *checkout.LockStrategy:
 		return m.fenceMetrics.Register(reg)
 	}
 	return nil

@@ -80,7 +80,7 @@ func (m *BatchMetrics) Register(reg prometheus.Registerer, depth func() int) err
 // LockStrategyMetrics is the lock strategy's metric,
 // flashorder_lock_fence_refusals_total (orders whose write the fence refused
 // because their lock had gone to a newer holder). Make it first, hand Fenced
-// to checkout.LockOptions.OnFenced, then Register it.
+// to checkout.LockStrategyOptions.OnFenced, then Register it.
 type LockStrategyMetrics struct {
 	fenced prometheus.Counter
 }
@@ -94,7 +94,7 @@ func NewLockStrategyMetrics() *LockStrategyMetrics {
 	})}
 }
 
-// Fenced counts one refusal; it is checkout.LockOptions.OnFenced.
+// Fenced counts one refusal; it is checkout.LockStrategyOptions.OnFenced.
 func (m *LockStrategyMetrics) Fenced(string) { m.fenced.Inc() }
 
 // Register registers the metric on reg.

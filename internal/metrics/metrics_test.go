@@ -243,7 +243,7 @@ func TestLockStrategyMetrics(t *testing.T) {
 	locker := inmem.NewLocker()
 	defer locker.Close()
 	lm := metrics.NewLockStrategyMetrics()
-	l := checkout.NewLock(db, locker, checkout.LockOptions{OnFenced: lm.Fenced})
+	l := checkout.NewLockStrategy(db, locker, checkout.LockStrategyOptions{OnFenced: lm.Fenced})
 	reg := prometheus.NewRegistry()
 	if err := lm.Register(reg); err != nil {
 		t.Fatal(err)
