@@ -104,7 +104,7 @@ func TestPausedHolderIsFenced(t *testing.T) {
 			root := "/flashorder-test/" + locktest.Key("fence")
 			proxy := locktest.NewProxy(t, addrs[0])
 			newLocker := func(addrs []string) *zookeeper.Locker {
-				l, err := zookeeper.NewLocker(ctx, addrs, root, zookeeper.Options{SessionTimeout: 2 * time.Second})
+				l, err := zookeeper.NewLocker(ctx, addrs, zookeeper.LockerOptions{Prefix: root, SessionTimeout: 2 * time.Second})
 				if err != nil {
 					t.Fatal(err)
 				}

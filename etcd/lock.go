@@ -42,18 +42,21 @@ var (
 	_ flashorder.Lock   = (*lock)(nil)
 )
 
-// DefaultTTL is the lease TTL when Options leaves it zero.
-const DefaultTTL = 10 * time.Second
+// DefaultLockTTL is the lease TTL when LockerOptions leaves it zero.
+const DefaultLockTTL = 10 * time.Second
 
-// DefaultPrefix is the key prefix of the locks when NewLocker gets an empty
-// prefix.
-const DefaultPrefix = "/flashorder/locks/"
+// DefaultLockPrefix is the key prefix of the locks when LockerOptions leaves
+// it empty.
+const DefaultLockPrefix = "/flashorder/locks/"
 
-// Options tunes NewLocker.
-type Options struct {
+// LockerOptions tunes NewLocker; zero fields take their defaults.
+type LockerOptions struct {
+	// Prefix starts every key of the locker (a / is added when it does not
+	// end with one); the default is DefaultLockPrefix.
+	Prefix string
 	// TTL is the session lease's time to live, rounded up to whole seconds:
 	// how long etcd keeps the locks of a client it no longer hears from.
-	// The default is DefaultTTL.
+	// The default is DefaultLockTTL.
 	TTL time.Duration
 	// DialTimeout bounds connecting to etcd; the default is 5 s.
 	DialTimeout time.Duration
@@ -85,16 +88,17 @@ type session struct {
 }
 
 // NewLocker connects to etcd and starts a session (its lease granted before
-// ctx ends). Keys live under prefix.
-func NewLocker(ctx context.Context, endpoints []string, prefix string, opts Options) (*Locker, error) {
-	if prefix == "" {
-		prefix = DefaultPrefix
+// ctx ends). Keys live under opts.Prefix.
+func NewLocker(ctx context.Context, endpoints []string, opts LockerOptions) (*Locker, error) {
+	prefix := opts.Prefix
+	if prefix == "" || prefix == "/" {
+		prefix = DefaultLockPrefix
 	}
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
 	if opts.TTL <= 0 {
-		opts.TTL = DefaultTTL
+		opts.TTL = DefaultLockTTL
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 5 * time.Second

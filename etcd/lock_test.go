@@ -24,7 +24,7 @@ func newLocker(t testing.TB, endpoints []string, prefix string) *etcd.Locker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	l, err := etcd.NewLocker(ctx, endpoints, prefix, etcd.Options{TTL: ttl})
+	l, err := etcd.NewLocker(ctx, endpoints, etcd.LockerOptions{Prefix: prefix, TTL: ttl})
 	if err != nil {
 		t.Fatalf("new locker: %v", err)
 	}

@@ -22,14 +22,14 @@ var (
 	_ flashorder.Lock   = (*redisLock)(nil)
 )
 
-// DefaultLockTTL is the lock TTL when LockOptions leaves it zero.
+// DefaultLockTTL is the lock TTL when LockerOptions leaves it zero.
 const DefaultLockTTL = 10 * time.Second
 
-// DefaultLockPrefix is the key prefix when LockOptions leaves it empty.
+// DefaultLockPrefix is the key prefix when LockerOptions leaves it empty.
 const DefaultLockPrefix = "flashorder:lock:"
 
-// LockOptions tunes NewLocker.
-type LockOptions struct {
+// LockerOptions tunes NewLocker; zero fields take their defaults.
+type LockerOptions struct {
 	// TTL is how long a lock lives without renewal: a holder renews it every
 	// TTL/3, and a dead holder's lock expires after at most TTL. The default
 	// is DefaultLockTTL.
@@ -76,7 +76,7 @@ type Locker struct {
 
 // NewLocker returns a Locker on client. The caller keeps owning client:
 // Close releases the locks, not the client.
-func NewLocker(client *goredis.Client, opts LockOptions) *Locker {
+func NewLocker(client *goredis.Client, opts LockerOptions) *Locker {
 	if opts.TTL <= 0 {
 		opts.TTL = DefaultLockTTL
 	}

@@ -46,9 +46,9 @@ func TestLocker(t *testing.T) {
 	}
 	prefix := locktest.Key("flashorder-test") + ":"
 	admin := lockClient(t, addr)
-	probe := redis.NewLocker(admin, redis.LockOptions{Prefix: prefix})
+	probe := redis.NewLocker(admin, redis.LockerOptions{Prefix: prefix})
 	newClient := func(t testing.TB, a string) flashorder.Locker {
-		return redis.NewLocker(lockClient(t, a), redis.LockOptions{TTL: lockTTL, Prefix: prefix})
+		return redis.NewLocker(lockClient(t, a), redis.LockerOptions{TTL: lockTTL, Prefix: prefix})
 	}
 	locktest.Run(t, locktest.Backend{
 		NewClient:   func(t testing.TB) flashorder.Locker { return newClient(t, addr) },
@@ -73,7 +73,7 @@ func TestKeyDeleted(t *testing.T) {
 		return
 	}
 	c := lockClient(t, addr)
-	l := redis.NewLocker(c, redis.LockOptions{TTL: lockTTL, Prefix: locktest.Key("flashorder-test") + ":"})
+	l := redis.NewLocker(c, redis.LockerOptions{TTL: lockTTL, Prefix: locktest.Key("flashorder-test") + ":"})
 	defer l.Close()
 	ctx := context.Background()
 	key := locktest.Key("deleted")
@@ -106,6 +106,6 @@ func BenchmarkLocker(b *testing.B) {
 	}
 	prefix := locktest.Key("flashorder-bench") + ":"
 	locktest.Bench(b, func(b testing.TB) flashorder.Locker {
-		return redis.NewLocker(lockClient(b, addr), redis.LockOptions{Prefix: prefix})
+		return redis.NewLocker(lockClient(b, addr), redis.LockerOptions{Prefix: prefix})
 	})
 }

@@ -48,15 +48,19 @@ var (
 	_ flashorder.Lock   = (*lock)(nil)
 )
 
-// DefaultSessionTimeout is the session timeout when Options leaves it zero.
+// DefaultSessionTimeout is the session timeout when LockerOptions leaves it
+// zero.
 const DefaultSessionTimeout = 10 * time.Second
 
-// DefaultRoot is the znode under which the lock parents live when NewLocker
-// gets an empty root.
-const DefaultRoot = "/flashorder/locks"
+// DefaultLockPrefix is the znode under which the lock parents live when
+// LockerOptions leaves Prefix empty.
+const DefaultLockPrefix = "/flashorder/locks"
 
-// Options tunes NewLocker.
-type Options struct {
+// LockerOptions tunes NewLocker; zero fields take their defaults.
+type LockerOptions struct {
+	// Prefix is the znode under which the lock parents live, /a/b (a
+	// trailing / is dropped); the default is DefaultLockPrefix.
+	Prefix string
 	// SessionTimeout is the ZooKeeper session timeout that the client asks
 	// for (the server clamps it to its own bounds): how long the server
 	// keeps the session, and with it the locks, of a client it no longer
@@ -120,13 +124,14 @@ func (s *session) ended() bool {
 }
 
 // NewLocker connects to the ZooKeeper servers, waits for a session (until ctx
-// ends) and creates root (persistent znodes) when it does not exist.
-func NewLocker(ctx context.Context, servers []string, root string, opts Options) (*Locker, error) {
+// ends) and creates opts.Prefix (persistent znodes) when it does not exist.
+func NewLocker(ctx context.Context, servers []string, opts LockerOptions) (*Locker, error) {
+	root := strings.TrimSuffix(opts.Prefix, "/")
 	if root == "" {
-		root = DefaultRoot
+		root = DefaultLockPrefix
 	}
 	if !strings.HasPrefix(root, "/") || strings.HasSuffix(root, "/") || strings.Contains(root, "//") {
-		return nil, fmt.Errorf("zookeeper: root %q must look like /a/b", root)
+		return nil, fmt.Errorf("zookeeper: prefix %q must look like /a/b", root)
 	}
 	if opts.SessionTimeout <= 0 {
 		opts.SessionTimeout = DefaultSessionTimeout

@@ -32,7 +32,7 @@ func newLocker(t testing.TB, addrs []string, root string, timeout time.Duration)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	l, err := zookeeper.NewLocker(ctx, addrs, root, zookeeper.Options{SessionTimeout: timeout})
+	l, err := zookeeper.NewLocker(ctx, addrs, zookeeper.LockerOptions{Prefix: root, SessionTimeout: timeout})
 	if err != nil {
 		t.Fatalf("new locker: %v", err)
 	}

@@ -66,7 +66,7 @@ func openLocker(ctx context.Context, raw string) (*lockBackend, error) {
 		if err := noOtherParams(q); err != nil {
 			return nil, err
 		}
-		l, err := zookeeper.NewLocker(ctx, hosts(u), strings.TrimSuffix(u.Path, "/"), zookeeper.Options{SessionTimeout: timeout})
+		l, err := zookeeper.NewLocker(ctx, hosts(u), zookeeper.LockerOptions{Prefix: u.Path, SessionTimeout: timeout})
 		if err != nil {
 			return nil, err
 		}
@@ -79,11 +79,7 @@ func openLocker(ctx context.Context, raw string) (*lockBackend, error) {
 		if err := noOtherParams(q); err != nil {
 			return nil, err
 		}
-		prefix := u.Path
-		if prefix == "" || prefix == "/" {
-			prefix = etcd.DefaultPrefix
-		}
-		l, err := etcd.NewLocker(ctx, hosts(u), prefix, etcd.Options{TTL: ttl})
+		l, err := etcd.NewLocker(ctx, hosts(u), etcd.LockerOptions{Prefix: u.Path, TTL: ttl})
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +99,7 @@ func openLocker(ctx context.Context, raw string) (*lockBackend, error) {
 			client.Close()
 			return nil, fmt.Errorf("redis: connect to %s: %w", opts.Addr, err)
 		}
-		l := redis.NewLocker(client, redis.LockOptions{TTL: ttl})
+		l := redis.NewLocker(client, redis.LockerOptions{TTL: ttl})
 		return &lockBackend{locker: l, ping: l.Ping, close: func() error {
 			l.Close()
 			return client.Close()
