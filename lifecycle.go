@@ -26,4 +26,3 @@ type OrderLifecycle interface {
 	// user's per-user-limit quantity. It returns ENOTFOUND or EINVALIDSTATE.
 	CancelOrder(ctx context.Context, id string) (*Order, error)
 }
-
