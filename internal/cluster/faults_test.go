@@ -51,6 +51,8 @@ type suite struct {
 	svc   *cluster.Services
 	bin   string
 	scale scale
+	// reportVar names the variable with the report's file.
+	reportVar string
 
 	mu      sync.Mutex
 	reports []*cluster.Report
@@ -60,7 +62,10 @@ type suite struct {
 type scenario struct {
 	name, fault string
 	strategy    string
-	args        []string
+	// serverURL is the PostgreSQL the scenario's database is created on;
+	// the default is the suite's single PostgreSQL.
+	serverURL string
+	args      []string
 	// env is extra environment of single instances (see cluster.Options.Env).
 	env     map[int][]string
 	clients int
@@ -114,18 +119,7 @@ func (f *fault) sleepUntil(ctx context.Context, d time.Duration) error {
 // scenario); FLASHORDER_FAULTS=long runs the long form, and
 // FLASHORDER_FAULTS_REPORT=FILE writes the Markdown report there.
 func TestFaults(t *testing.T) {
-	svc := cluster.StartServices(t, "postgres", "redis", "zk3")
-	if svc == nil {
-		t.Skip("the services script is not known (run through scripts/test.sh or scripts/faults.sh)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	bin, err := cluster.Build(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &suite{svc: svc, bin: bin, scale: scaleFromEnv()}
-	t.Cleanup(func() { s.writeReport(t) })
+	s := newSuite(t, "FLASHORDER_FAULTS_REPORT", "postgres", "redis", "zk3")
 
 	t.Run("kill9", s.killNine)
 	t.Run("sigterm", s.sigterm)
@@ -136,6 +130,25 @@ func TestFaults(t *testing.T) {
 	t.Run("burst", s.burst)
 	t.Run("batchfail", s.batchFail)
 	t.Run("batchfrozen", s.batchFrozen)
+}
+
+// newSuite starts the services for t alone (skipping t when the services
+// script is unknown), builds orderd, and writes the report to the file that
+// reportVar names when t ends.
+func newSuite(t *testing.T, reportVar string, services ...string) *suite {
+	svc := cluster.StartServices(t, services...)
+	if svc == nil {
+		t.Skip("the services script is not known (run through scripts/test.sh or scripts/faults.sh)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin, err := cluster.Build(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &suite{svc: svc, bin: bin, scale: scaleFromEnv(), reportVar: reportVar}
+	t.Cleanup(func() { s.writeReport(t) })
+	return s
 }
 
 func (s *suite) writeReport(t *testing.T) {
@@ -150,7 +163,7 @@ func (s *suite) writeReport(t *testing.T) {
 		b.WriteString("\n" + r.Markdown())
 	}
 	t.Logf("fault scenarios:\n%s", b.String())
-	if path := os.Getenv("FLASHORDER_FAULTS_REPORT"); path != "" {
+	if path := os.Getenv(s.reportVar); path != "" {
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Errorf("write report: %v", err)
 		}
@@ -175,7 +188,13 @@ func (s *suite) run(t *testing.T, sc scenario) *cluster.Report {
 	if sc.timeout == 0 {
 		sc.timeout = 10 * time.Second
 	}
-	dbURL, err := cluster.CreateDatabase(ctx, s.svc.Env["FLASHORDER_TEST_POSTGRES_URL"])
+	if sc.serverURL == "" {
+		sc.serverURL = s.svc.Env["FLASHORDER_TEST_POSTGRES_URL"]
+	}
+	dbURL, err := cluster.CreateDatabase(ctx, sc.serverURL)
+	if err == nil {
+		err = cluster.WaitDatabase(ctx, dbURL)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,450 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashorder/flashorder/internal/cluster"
+	"github.com/flashorder/flashorder/loadtest"
+)
+
+// TestPatroniFaults runs the database failover scenarios: 3 orderd on a
+// multi-host --db URL (target_session_attrs=read-write) of a 3-node Patroni
+// cluster with synchronous replication, under load with `batch` and `lock`,
+// while the primary's node crashes, its postmaster is killed, the primary is
+// switched over, or the standbys are lost. Each ends with the loadtest audit
+// and CheckDB on the new primary (every 201 exists, stock adds up, no key
+// twice) and reports the longest time without a 201 after each fault.
+// FLASHORDER_FAULTS=long runs the long form; FLASHORDER_PATRONI_REPORT=FILE
+// writes the Markdown report there.
+func TestPatroniFaults(t *testing.T) {
+	p := &patroniSuite{suite: newSuite(t, "FLASHORDER_PATRONI_REPORT", "zk3", "patroni")}
+
+	t.Run("crash-batch", func(t *testing.T) { p.crash(t, "batch", 2) })
+	t.Run("crash-lock", func(t *testing.T) { p.crash(t, "lock", 1) })
+	t.Run("postmaster-batch", func(t *testing.T) { p.postmaster(t, "batch") })
+	t.Run("postmaster-lock", func(t *testing.T) { p.postmaster(t, "lock") })
+	t.Run("switchover-batch", func(t *testing.T) { p.switchover(t, "batch") })
+	t.Run("switchover-lock", func(t *testing.T) { p.switchover(t, "lock") })
+	t.Run("standbys-lost", func(t *testing.T) { p.standbysLost(t, false) })
+	t.Run("standbys-lost-strict", func(t *testing.T) { p.standbysLost(t, true) })
+}
+
+// Targets of the issue: a node crash is survived within 15s (the leader
+// key's ttl is 10s), a killed postmaster or a switchover within 5s.
+const (
+	crashTarget    = 15 * time.Second
+	postmasterGoal = 5 * time.Second
+)
+
+// patroniClients is the load of every Patroni scenario (the targets are
+// stated for up to 200 clients).
+const patroniClients = 200
+
+type patroniSuite struct{ *suite }
+
+// scenario fills in what every Patroni scenario shares and runs sc once the
+// cluster is healthy (a leader, a synchronous standby, all members
+// streaming).
+func (p *patroniSuite) scenario(t *testing.T, sc scenario) *cluster.Report {
+	t.Helper()
+	p.waitHealthy(t)
+	sc.serverURL = p.svc.Env["FLASHORDER_TEST_PATRONI_URL"]
+	sc.clients = patroniClients
+	if p.scale.long {
+		sc.clients = 3 * patroniClients
+		sc.load += 20 * time.Second
+	}
+	// A 503 comes back at once while no primary is up; real clients pause
+	// (Retry-After) before they retry.
+	sc.think = 20 * time.Millisecond
+	sc.timeout = 30 * time.Second
+	sc.workload = loadtest.Scenario{SKUs: 4, MultiShare: 0.2, MultiItems: 3, RetryShare: 0.1}
+	if sc.strategy == "lock" {
+		sc.args = append(sc.args, "--lock", p.zkURL(fmt.Sprintf("patroni-%d", time.Now().UnixNano()), ""))
+	}
+	return p.run(t, sc)
+}
+
+func (p *patroniSuite) waitHealthy(t *testing.T) []cluster.PatroniMember {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	m, err := p.svc.WaitPatroni(ctx, func(m []cluster.PatroniMember) bool { return cluster.PatroniHealthy(m, 3) })
+	if err != nil {
+		t.Fatalf("the Patroni cluster is not healthy: %v", err)
+	}
+	return m
+}
+
+// newLeader waits until a member other than old leads, and returns it.
+func newLeader(ctx context.Context, f *fault, old string) (string, error) {
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	m, err := f.svc.WaitPatroni(wctx, func(m []cluster.PatroniMember) bool {
+		l := cluster.PatroniRole(m, "leader")
+		return l != "" && l != old
+	})
+	if err != nil {
+		return "", err
+	}
+	return cluster.PatroniRole(m, "leader"), nil
+}
+
+// rejoin brings every member that is down back (services.sh restart
+// patroni), waits until the cluster is healthy, and checks that old, the
+// primary before the fault, came back as a standby.
+func rejoin(ctx context.Context, f *fault, old string) error {
+	start := time.Now()
+	if err := f.svc.Restart(ctx, "patroni"); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	m, err := f.svc.WaitPatroni(wctx, func(m []cluster.PatroniMember) bool { return cluster.PatroniHealthy(m, 3) })
+	if err != nil {
+		return err
+	}
+	role := ""
+	for _, x := range m {
+		if x.Name == old {
+			role = x.Role
+		}
+	}
+	f.note("%s rejoined as %s; the cluster was healthy again %s after the restart", old, role, time.Since(start).Round(time.Millisecond))
+	if role != "replica" && role != "sync_standby" {
+		return fmt.Errorf("the old primary %s came back as %q, want a standby", old, role)
+	}
+	return nil
+}
+
+// outage is the longest time without a 201 between a fault at `at` and
+// until: between two 201s, the first the last before at, the second the
+// first after it that is at most until.
+func outage(f *fault, at, until time.Time) time.Duration {
+	var done []time.Time
+	for _, e := range f.rec.Events() {
+		if e.Answer.Status == 201 {
+			done = append(done, e.Done)
+		}
+	}
+	sort.Slice(done, func(i, j int) bool { return done[i].Before(done[j]) })
+	i := sort.Search(len(done), func(i int) bool { return !done[i].Before(at) })
+	if i > 0 {
+		i--
+	}
+	var longest time.Duration
+	for ; i+1 < len(done) && !done[i].After(until); i++ {
+		longest = max(longest, done[i+1].Sub(done[i]))
+	}
+	return longest
+}
+
+// checkFaults reports the outage of each fault (fault i lasts until fault
+// i+1, the last one until the end) and fails t when one exceeds target.
+func checkFaults(t *testing.T, f *fault, faults []time.Time, target time.Duration) {
+	t.Helper()
+	for i, at := range faults {
+		until := time.Now()
+		if i+1 < len(faults) {
+			until = faults[i+1]
+		}
+		d := outage(f, at, until)
+		f.note("fault %d: longest time without a 201: %s (target %s)", i+1, d.Round(time.Millisecond), target)
+		if d > target {
+			t.Errorf("fault %d: %s without a 201, over the target %s", i+1, d.Round(time.Millisecond), target)
+		}
+	}
+}
+
+// checkAnswers allows the answers a failover may give: 201, 503 (with
+// Retry-After: unavailable while no primary takes writes, overloaded when
+// orders pile up meanwhile) and 409 request_in_progress (a retry of a key
+// still in flight). Timeouts are not allowed.
+func checkAnswers(t *testing.T, f *fault) {
+	t.Helper()
+	onlyKinds(t, f, "all instances", nil, "201", "503 unavailable", "503 overloaded", "409 request_in_progress")
+}
+
+// unknownOutcomes notes the requests whose COMMIT had an unknown outcome and
+// did commit: their key's first answer was a 503 (or none: the connection
+// dropped, or the wait for the standby was cut off), and the order exists
+// nonetheless, shown by a later retry with the key that was replayed as a
+// 201, or by the database. None of them was answered 201 when it committed.
+func unknownOutcomes(t *testing.T, f *fault) {
+	t.Helper()
+	first := map[string]int{} // key -> status of its first answer
+	replayed := map[string]bool{}
+	retried := map[string]bool{} // a later attempt created the order itself
+	for _, e := range f.rec.Events() {
+		if e.Key == "" {
+			continue
+		}
+		st, seen := first[e.Key]
+		if !seen {
+			first[e.Key] = e.Answer.Status
+			continue
+		}
+		if (st == 503 || st == 0) && e.Answer.Status == 201 {
+			if e.Replayed {
+				replayed[e.Key] = true
+			} else {
+				retried[e.Key] = true
+			}
+		}
+	}
+	var unanswered []string
+	failed := 0
+	for k, st := range first {
+		if st == 503 || st == 0 {
+			failed++
+			if !replayed[k] && !retried[k] {
+				unanswered = append(unanswered, k)
+			}
+		}
+	}
+	stored, err := cluster.OrdersWithKeys(context.Background(), f.dbURL, unanswered)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	f.note("%d keys were first answered 503 or not at all; %d of those orders had committed nonetheless (outcome unknown to orderd, never answered 201 then): %d replayed as 201 to a retry with the same key, %d found in the database with no retry; %d were created by a retry",
+		failed, len(replayed)+stored, len(replayed), stored, len(retried))
+}
+
+// checkReadyz checks that every orderd's /readyz names the current primary
+// as the server it writes to.
+func checkReadyz(t *testing.T, f *fault) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := f.svc.PatroniMembers(ctx)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	leader := cluster.PatroniRole(m, "leader")
+	port := f.svc.Env["FLASHORDER_"+strings.ToUpper(strings.ReplaceAll(leader, "-", "_"))+"_PG_PORT"]
+	want := fmt.Sprintf(`"db_writes_to":"127.0.0.1:%s"`, port)
+	for i := range f.cl.N() {
+		var body string
+		for {
+			var code int
+			code, body, err = f.cl.Ready(ctx, i)
+			if err == nil && code == 200 && strings.Contains(body, want) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Errorf("orderd %d /readyz after the failover: %s (%v); want %s", i, body, err, want)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	f.note("every orderd's /readyz names the primary %s (%s)", leader, want)
+}
+
+// crash: the primary's node crashes (SIGKILL to its Patroni, postmaster and
+// backends), the synchronous standby takes over after the leader key's ttl,
+// the old node rejoins as a standby; `times` crashes in a row, each of the
+// primary of the moment.
+func (p *patroniSuite) crash(t *testing.T, strategy string, times int) {
+	var faults []time.Time
+	p.scenario(t, scenario{
+		name:     fmt.Sprintf("P1. Primary node crash (%s, %d×)", strategy, times),
+		fault:    fmt.Sprintf("SIGKILL the primary's Patroni, postmaster and backends at %s; when a standby leads, the node restarts and rejoins; %d time(s)", p.scale.faultAt, times),
+		strategy: strategy,
+		load:     p.scale.faultAt + time.Duration(times)*25*time.Second + 3*time.Second,
+		inject: func(ctx context.Context, f *fault) error {
+			if err := f.sleepUntil(ctx, p.scale.faultAt); err != nil {
+				return err
+			}
+			for i := range times {
+				m, err := f.svc.PatroniMembers(ctx)
+				if err != nil {
+					return err
+				}
+				old := cluster.PatroniRole(m, "leader")
+				at := time.Now()
+				if i == 0 {
+					f.faultAt = at
+				}
+				faults = append(faults, at)
+				if err := f.svc.Kill(ctx, "patroni-primary"); err != nil {
+					return err
+				}
+				leader, err := newLeader(ctx, f, old)
+				if err != nil {
+					return err
+				}
+				f.note("crash %d: %s killed; %s was primary %s later", i+1, old, leader, time.Since(at).Round(time.Millisecond))
+				if err := rejoin(ctx, f, old); err != nil {
+					return err
+				}
+				time.Sleep(2 * time.Second) // steady state before the next crash
+			}
+			f.backAt = time.Now()
+			return nil
+		},
+		check: func(t *testing.T, f *fault, rep *cluster.Report) {
+			checkAnswers(t, f)
+			checkFaults(t, f, faults, crashTarget)
+			unknownOutcomes(t, f)
+			checkReadyz(t, f)
+		},
+	})
+}
+
+// postmaster: only the primary's postmaster is killed (its Patroni lives);
+// with primary_start_timeout 0 Patroni does not restart it in place but
+// lets the synchronous standby take over, and the node rejoins by itself.
+func (p *patroniSuite) postmaster(t *testing.T, strategy string) {
+	p.singleFault(t, strategy, fmt.Sprintf("P2. Primary's postmaster killed (%s)", strategy),
+		fmt.Sprintf("SIGKILL the primary's postmaster at %s (Patroni lives on)", p.scale.faultAt),
+		p.scale.faultAt+12*time.Second,
+		func(ctx context.Context, f *fault) error {
+			m, err := f.svc.PatroniMembers(ctx)
+			if err != nil {
+				return err
+			}
+			old := cluster.PatroniRole(m, "leader")
+			f.faultAt = time.Now()
+			if err := f.svc.Kill(ctx, "patroni-postmaster"); err != nil {
+				return err
+			}
+			leader, err := newLeader(ctx, f, old)
+			if err != nil {
+				return err
+			}
+			f.note("%s's postmaster killed; %s was primary %s later", old, leader, time.Since(f.faultAt).Round(time.Millisecond))
+			return nil
+		})
+}
+
+// switchover: the primary is moved to the synchronous standby on purpose
+// (Patroni's POST /switchover), as for maintenance.
+func (p *patroniSuite) switchover(t *testing.T, strategy string) {
+	p.singleFault(t, strategy, fmt.Sprintf("P3. Planned switchover (%s)", strategy),
+		fmt.Sprintf("switch the primary over to the synchronous standby at %s", p.scale.faultAt),
+		p.scale.faultAt+8*time.Second,
+		func(ctx context.Context, f *fault) error {
+			f.faultAt = time.Now()
+			if err := f.svc.Switchover(ctx); err != nil {
+				return err
+			}
+			f.note("the new primary was up %s after the switchover began", time.Since(f.faultAt).Round(time.Millisecond))
+			return nil
+		})
+}
+
+// singleFault runs a scenario whose one fault (strike, which sets
+// f.faultAt) must be over within postmasterGoal.
+func (p *patroniSuite) singleFault(t *testing.T, strategy, name, what string, load time.Duration, strike func(ctx context.Context, f *fault) error) {
+	p.scenario(t, scenario{
+		name:     name,
+		fault:    what,
+		strategy: strategy,
+		load:     load,
+		inject: func(ctx context.Context, f *fault) error {
+			if err := f.sleepUntil(ctx, p.scale.faultAt); err != nil {
+				return err
+			}
+			err := strike(ctx, f)
+			f.backAt = time.Now()
+			return err
+		},
+		check: func(t *testing.T, f *fault, rep *cluster.Report) {
+			checkAnswers(t, f)
+			checkFaults(t, f, []time.Time{f.faultAt}, postmasterGoal)
+			unknownOutcomes(t, f)
+			checkReadyz(t, f)
+		},
+	})
+}
+
+// standbysLost: both standbys (the synchronous one and the other replica)
+// crash and stay down for a while. Non-strict synchronous mode lets the
+// primary go on alone after Patroni notices (orders go on, but an order
+// acknowledged then lives on one node only); strict mode
+// (synchronous_mode_strict) stops every commit until a standby is back
+// (nothing is acknowledged that one crash could lose).
+func (p *patroniSuite) standbysLost(t *testing.T, strict bool) {
+	const react = 4 * time.Second // Patroni's loop (loop_wait 2s) and the replica's disconnect
+	down := 6 * time.Second
+	if p.scale.long {
+		down = 15 * time.Second
+	}
+	mode := "non-strict"
+	if strict {
+		mode = "strict"
+	}
+	ctx := context.Background()
+	if err := p.svc.PatroniConfig(ctx, map[string]any{"synchronous_mode_strict": strict}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.svc.PatroniConfig(ctx, map[string]any{"synchronous_mode_strict": false}) })
+	time.Sleep(3 * time.Second) // the members apply it in their next loop
+	var lostAt, backAt time.Time
+	p.scenario(t, scenario{
+		name:     fmt.Sprintf("P4. Both standbys lost, %s synchronous mode (batch)", mode),
+		fault:    fmt.Sprintf("SIGKILL the synchronous standby's and the replica's nodes at %s, restart them %s later", p.scale.faultAt, down),
+		strategy: "batch",
+		load:     p.scale.faultAt + down + 15*time.Second,
+		inject: func(ctx context.Context, f *fault) error {
+			if err := f.sleepUntil(ctx, p.scale.faultAt); err != nil {
+				return err
+			}
+			m, err := f.svc.PatroniMembers(ctx)
+			if err != nil {
+				return err
+			}
+			sync, replica := cluster.PatroniRole(m, "sync_standby"), cluster.PatroniRole(m, "replica")
+			f.faultAt = time.Now()
+			lostAt = f.faultAt
+			for _, u := range []string{sync, replica} {
+				if err := f.svc.Kill(ctx, u); err != nil {
+					return err
+				}
+			}
+			if err := f.sleepUntil(ctx, p.scale.faultAt+down); err != nil {
+				return err
+			}
+			backAt = time.Now()
+			f.backAt = backAt
+			if err := f.svc.Restart(ctx, "patroni"); err != nil {
+				return err
+			}
+			wctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if _, err := f.svc.WaitPatroni(wctx, func(m []cluster.PatroniMember) bool { return cluster.PatroniHealthy(m, 3) }); err != nil {
+				return err
+			}
+			f.note("standbys %s and %s killed, restarted %s later; healthy again %s after the restart", sync, replica, down,
+				time.Since(backAt).Round(time.Millisecond))
+			return nil
+		},
+		check: func(t *testing.T, f *fault, rep *cluster.Report) {
+			checkAnswers(t, f)
+			during := f.rec.Count(func(e cluster.Event) bool {
+				return e.Answer.Status == 201 && e.Done.After(lostAt.Add(react)) && e.Done.Before(backAt)
+			})
+			f.note("%d orders answered 201 between %s after the standbys were lost and their restart", during, react)
+			if strict && during > 0 {
+				t.Errorf("strict mode acknowledged %d orders while no standby was up", during)
+			}
+			if !strict && during == 0 {
+				t.Errorf("non-strict mode acknowledged no order while no standby was up")
+			}
+			if at, ok := f.rec.FirstOrder(backAt, -1); ok {
+				f.note("first 201 of a request sent after the restart: %s after it", at.Sub(backAt).Round(time.Millisecond))
+			} else {
+				t.Errorf("no order after the standbys came back")
+			}
+			unknownOutcomes(t, f)
+		},
+	})
+}
