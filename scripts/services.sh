@@ -466,16 +466,17 @@ PYTHON=/usr/bin/python3
 [[ -x $PYTHON ]] || PYTHON=python3
 
 # patroni_api PORT METHOD PATH [JSON]: print the REST answer's body; the status code goes to fd 3
-# when open. Exit 0 on any HTTP answer, 1 when the node does not answer.
+# when open. Exit 0 on any HTTP answer, 1 when the node does not answer within
+# $PATRONI_API_TIMEOUT seconds (3).
 patroni_api() {
 	"$PYTHON" - "$@" <<'PY'
-import sys, urllib.request, urllib.error
+import os, sys, urllib.request, urllib.error
 port, method, path = sys.argv[1:4]
 body = sys.argv[4].encode() if len(sys.argv) > 4 else None
 req = urllib.request.Request("http://127.0.0.1:%s%s" % (port, path), data=body, method=method,
                              headers={"Content-Type": "application/json"})
 try:
-    with urllib.request.urlopen(req, timeout=3) as r:
+    with urllib.request.urlopen(req, timeout=float(os.environ.get("PATRONI_API_TIMEOUT", "3"))) as r:
         code, out = r.status, r.read()
 except urllib.error.HTTPError as e:
     code, out = e.code, e.read()
@@ -712,7 +713,8 @@ cmd_switchover() {
 	find_dir || die "no running services dir"
 	leader=$(patroni_primary) || die "no patroni primary"
 	cand=$(patroni_role_unit sync_standby) || die "no synchronous standby to switch over to"
-	code=$(patroni_api "$(uport "$leader")" POST /switchover "{\"leader\":\"$leader\",\"candidate\":\"$cand\"}" 2>&1 >"$DIR/switchover.out") || code=000
+	# Patroni answers once the switchover is done (seconds).
+	code=$(PATRONI_API_TIMEOUT=$TIMEOUT patroni_api "$(uport "$leader")" POST /switchover "{\"leader\":\"$leader\",\"candidate\":\"$cand\"}" 2>&1 >"$DIR/switchover.out") || code=000
 	out=$(cat "$DIR/switchover.out" 2>/dev/null)
 	[[ $code == 200 ]] || die "switchover $leader -> $cand: HTTP $code $out"
 	log "switchover $leader -> $cand: $out"
