@@ -376,7 +376,7 @@ func (p *patroniSuite) singleFault(t *testing.T, strategy, name, what string, lo
 // crash could lose). The standbys stay down longer than Patroni takes to
 // give them up, so that the two modes differ.
 func (p *patroniSuite) standbysLost(t *testing.T, strict bool) {
-	const react = 2 * time.Second // the kills themselves, and answers already on their way
+	const react = time.Second // answers already on their way
 	down := 20 * time.Second
 	if p.scale.long {
 		down = 30 * time.Second
@@ -407,12 +407,12 @@ func (p *patroniSuite) standbysLost(t *testing.T, strict bool) {
 			}
 			sync, replica := cluster.PatroniRole(m, "sync_standby"), cluster.PatroniRole(m, "replica")
 			f.faultAt = time.Now()
-			lostAt = f.faultAt
 			for _, u := range []string{sync, replica} {
 				if err := f.svc.Kill(ctx, u); err != nil {
 					return err
 				}
 			}
+			lostAt = time.Now() // both gone
 			if err := f.sleepUntil(ctx, p.scale.faultAt+down); err != nil {
 				return err
 			}
