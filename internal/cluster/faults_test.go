@@ -62,6 +62,9 @@ type suite struct {
 type scenario struct {
 	name, fault string
 	strategy    string
+	// tail, when set, ends the load this long after inject returned (load
+	// is then only the upper bound): for faults of unknown length.
+	tail time.Duration
 	// serverURL is the PostgreSQL the scenario's database is created on;
 	// the default is the suite's single PostgreSQL.
 	serverURL string
@@ -208,6 +211,10 @@ func (s *suite) run(t *testing.T, sc scenario) *cluster.Report {
 		Think: sc.think, Timeout: sc.timeout, AuditSample: s.scale.auditSample, Scenario: sc.workload,
 		OnAnswer: rec.OnAnswer, Label: sc.name,
 	}
+	stop := make(chan struct{})
+	if sc.tail > 0 {
+		cfg.Stop = stop
+	}
 	type outcome struct {
 		res *loadtest.Result
 		err error
@@ -228,6 +235,13 @@ func (s *suite) run(t *testing.T, sc scenario) *cluster.Report {
 	f.start = start
 	if sc.inject != nil {
 		injectErr = sc.inject(ctx, f)
+	}
+	if sc.tail > 0 {
+		select {
+		case <-time.After(sc.tail):
+		case <-ctx.Done():
+		}
+		close(stop)
 	}
 	o := <-done
 	if o.res == nil {
