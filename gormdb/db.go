@@ -284,7 +284,7 @@ func dialectorFor(rawURL string, opts Options) (string, gorm.Dialector, error) {
 			}
 		}
 		u.RawQuery = q.Encode()
-		return Postgres, postgres.Open(u.String()), nil
+		return Postgres, postgres.New(postgres.Config{DSN: u.String(), OptionOpenDB: haOptions()}), nil
 	case MySQL, "mariadb":
 		setMySQLDefaults(u, opts)
 		return MySQL, gormmysql.Open(MySQLDSN(u, "transaction_isolation")), nil
@@ -459,6 +459,8 @@ func translate(err error) error {
 		return err
 	case errors.Is(err, gorm.ErrRecordNotFound):
 		return &flashorder.Error{Code: flashorder.ENOTFOUND, Message: "not found", Err: err}
+	case ReadOnly(err):
+		return &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "the database server is no longer the primary (failover); retry", Err: err}
 	default:
 		return &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "the database did not complete the request; retry later", Err: err}
 	}

@@ -80,6 +80,9 @@ type Server struct {
 type readyCheck struct {
 	name  string
 	check func(context.Context) error
+	// info, instead of check, also returns a value that /readyz shows
+	// under "info".
+	info func(context.Context) (string, error)
 }
 
 // NewServer returns a server for the given backends. adminToken guards the
@@ -108,6 +111,13 @@ func NewServer(store flashorder.Store, placer flashorder.OrderPlacer, idem flash
 		MaxHeaderBytes:    MaxBodyBytes,
 	}
 	return s
+}
+
+// AddReadyInfo adds a check whose value /readyz also shows, under
+// "info": {name: value} (say, which database server orderd writes to); an
+// error fails the check like AddReadyCheck's.
+func (s *Server) AddReadyInfo(name string, info func(context.Context) (string, error)) {
+	s.checks = append(s.checks, readyCheck{name: name, info: info})
 }
 
 // AddReadyCheck adds a backend that /readyz checks under name.
@@ -193,10 +203,22 @@ func (s *Server) routes() *gin.Engine {
 
 func (s *Server) readyz(c *gin.Context) {
 	checks := make(map[string]string, len(s.checks))
+	var info map[string]string
 	status, code := "ok", http.StatusOK
 	for _, rc := range s.checks {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
-		err := rc.check(ctx)
+		var err error
+		if rc.info != nil {
+			var v string
+			if v, err = rc.info(ctx); err == nil {
+				if info == nil {
+					info = map[string]string{}
+				}
+				info[rc.name] = v
+			}
+		} else {
+			err = rc.check(ctx)
+		}
 		cancel()
 		if err != nil {
 			s.Logger.Warn("readiness check failed", "backend", rc.name, "err", err)
@@ -206,5 +228,9 @@ func (s *Server) readyz(c *gin.Context) {
 		}
 		checks[rc.name] = "ok"
 	}
-	s.writeJSON(c, code, gin.H{"status": status, "checks": checks})
+	body := gin.H{"status": status, "checks": checks}
+	if info != nil {
+		body["info"] = info
+	}
+	s.writeJSON(c, code, body)
 }

@@ -98,6 +98,10 @@ type Config struct {
 	Warmup time.Duration `json:"warmup,omitempty"`
 	// Timeout bounds each request; the default is 10s.
 	Timeout time.Duration `json:"timeout"`
+	// Stop, when closed, ends a closed-loop run's load before Duration, as
+	// Duration's end would (the audit still runs). Fault tests use it to end
+	// the load once a fault sequence of unknown length is over.
+	Stop <-chan struct{} `json:"-"`
 	// LateThreshold is how late an open-loop request may leave and still be
 	// on time; the default is 1ms.
 	LateThreshold time.Duration `json:"late_threshold,omitempty"`
@@ -390,7 +394,15 @@ func (r *runner) load(ctx context.Context, admin *orderhttp.Client) *Result {
 
 // stopped reports whether the closed loop must send no new request.
 func (r *runner) stopped(ctx context.Context, now time.Time) bool {
-	return ctx.Err() != nil || (!r.stopAt.IsZero() && !now.Before(r.stopAt))
+	if ctx.Err() != nil || (!r.stopAt.IsZero() && !now.Before(r.stopAt)) {
+		return true
+	}
+	select {
+	case <-r.cfg.Stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // dispatch hands out open-loop tokens at their intended times until the run

@@ -8,7 +8,8 @@
 #
 #   scripts/bench-scenarios.sh [OUTDIR]      (default: bench-results/)
 #
-# Knobs: BENCH_DURATION (10s), BENCH_CONNS (800), BENCH_DBS (postgres mariadb sqlite),
+# Knobs: BENCH_DURATION (10s), BENCH_CONNS (800), BENCH_DBS (postgres mariadb sqlite; also
+# patroni: the 3-node Patroni cluster with synchronous replication, through its multi-host URL),
 # BENCH_STRATEGIES (batch), BENCH_SCENARIOS (hot catalogue-uniform catalogue carts keys
 # sale), BENCH_ORDERD (an orderd binary to measure instead of this tree's, e.g. an
 # older build for a before/after table; it must accept the same flags).
@@ -34,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 svc=()
 for db in $dbs; do
-	case $db in postgres) svc+=(postgres) ;; mariadb) svc+=(mariadb) ;; esac
+	case $db in postgres) svc+=(postgres) ;; mariadb) svc+=(mariadb) ;; patroni) svc+=(patroni) ;; esac
 done
 ((${#svc[@]})) && ./scripts/services.sh start "${svc[@]}" >&2
 set -a
@@ -65,7 +66,7 @@ wrkrun() {
 }
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/machine.txt" >&2
-echo "durability: PostgreSQL fsync=on synchronous_commit=on; MariaDB innodb_flush_log_at_trx_commit=1; SQLite WAL synchronous=FULL" | tee -a "$out/machine.txt" >&2
+echo "durability: PostgreSQL fsync=on synchronous_commit=on (patroni: the same on 3 nodes, synchronous_mode on: a commit waits for the synchronous standby's flush); MariaDB innodb_flush_log_at_trx_commit=1; SQLite WAL synchronous=FULL" | tee -a "$out/machine.txt" >&2
 
 port=$(freeport)
 "$out/orderbench" noop --listen "127.0.0.1:$port" >/dev/null &
@@ -83,6 +84,10 @@ for db in $dbs; do
 			psql "$FLASHORDER_TEST_POSTGRES_URL" -qc "CREATE DATABASE $name" ;;
 		mariadb) name=bench_${strategy}_$RANDOM url="${FLASHORDER_TEST_MYSQL_URL%/*}/$name"
 			mysql -h 127.0.0.1 -P "$FLASHORDER_MARIADB_PORT" -u root -e "CREATE DATABASE $name" ;;
+		patroni) name=bench_${strategy}_$RANDOM base=${FLASHORDER_TEST_PATRONI_URL%%\?*}
+			url="${base%/*}/$name?${FLASHORDER_TEST_PATRONI_URL#*\?}"
+			psql "$FLASHORDER_TEST_PATRONI_URL" -qc "CREATE DATABASE $name"
+			sleep 2 ;; # the asynchronous replica replays it (a host without the database stops pgx)
 		sqlite) url="sqlite://$out/bench-$strategy-$RANDOM.db" ;;
 		esac
 		port=$(freeport)

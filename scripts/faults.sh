@@ -8,6 +8,8 @@
 #   scripts/faults.sh [REPORT.md] [go test flags...]     e.g. scripts/faults.sh /tmp/r.md -run TestFaults/burst
 #
 # The short form of the same scenarios runs in scripts/test.sh. Takes about 10 minutes on 2 cores.
+# FAULTS_RUN=TestPatroniFaults runs the database failover scenarios (a 3-node Patroni cluster)
+# instead; their report goes to REPORT-patroni.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,8 @@ export FLASHORDER_SERVICES_SCRIPT=$PWD/scripts/services.sh
 export FLASHORDER_REQUIRE_SERVICES=1
 export FLASHORDER_FAULTS=long
 export FLASHORDER_FAULTS_REPORT=$report
+# The database failover scenarios (FAULTS_RUN=TestPatroniFaults) write theirs beside it.
+export FLASHORDER_PATRONI_REPORT=${report%.md}-patroni.md
 rm -f "$report"
 
 # The test builds orderd itself (warm Go build cache: seconds) and starts and stops its own

@@ -11,8 +11,17 @@
 #   scripts/services.sh env                   print the export lines of the running set
 #   scripts/services.sh status                one line per service
 #
+#   scripts/services.sh switchover patroni    move the Patroni primary to the synchronous standby
+#
 # SERVICE: postgres mariadb redis zookeeper etcd zk3 (3-node ZooKeeper ensemble, only on request);
 # zk3-1, zk3-2, zk3-3 address single ensemble members for stop/kill/restart.
+# patroni (only on request): 3 PostgreSQL nodes under Patroni with synchronous replication, on the
+# etcd of the same state dir (started with it). patroni-1..3 address single members;
+# `kill patroni-primary` crashes the current primary's node (SIGKILL to its Patroni, postmaster
+# and backends), `kill patroni-postmaster` kills only the primary's postmaster, `restart patroni`
+# starts every member that is down (it rejoins as a replica, pg_rewind when needed). `env` prints
+# FLASHORDER_TEST_PATRONI_URL (multi-host, target_session_attrs=read-write) and
+# FLASHORDER_TEST_PATRONI_API (the members' REST endpoints); `status` shows each member's role.
 #
 # Everything (data, logs, pid files, configs) lives in one throw-away state directory:
 # $FLASHORDER_SERVICES_DIR if set, else a fresh mktemp -d remembered in
@@ -40,6 +49,7 @@ DEFAULT_SERVICES=(postgres mariadb redis zookeeper etcd)
 TIMEOUT=${FLASHORDER_SERVICES_TIMEOUT:-60}
 DURABLE=${FLASHORDER_DURABLE:-0}
 DIR=""
+CMD=""
 
 log() { printf 'services.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -242,6 +252,10 @@ ensure_packages() {
 			command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
 			command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
 			;;
+		patroni)
+			pg_bindir >/dev/null || pkgs+=(postgresql)
+			command -v patroni >/dev/null 2>&1 || pkgs+=(patroni)
+			;;
 		zookeeper | zk3)
 			{ zk_jar >/dev/null && command -v java >/dev/null 2>&1; } || pkgs+=(zookeeper)
 			slf4j_binding >/dev/null || pkgs+=(libslf4j-java)
@@ -311,7 +325,7 @@ lock_dir() {
 # Each has $DIR/UNIT/{port,pid,log,data/} plus its config file; restart reuses all of it.
 # ---------------------------------------------------------------------------------------------
 
-kind_of() { case $1 in zk3-[123]) echo zk ;; zookeeper) echo zk ;; *) echo "$1" ;; esac; }
+kind_of() { case $1 in zk3-[123]) echo zk ;; zookeeper) echo zk ;; patroni-[123]) echo patroni ;; *) echo "$1" ;; esac; }
 udir() { echo "$DIR/$1"; }
 uport() { cat "$DIR/$1/port" 2>/dev/null; }
 
@@ -321,8 +335,9 @@ check_services() {
 	local s
 	for s in "$@"; do
 		case $s in
-		postgres | mariadb | redis | zookeeper | etcd | zk3 | zk3-[123]) ;;
-		*) die "unknown service '$s' (want postgres mariadb redis zookeeper zk3 etcd)" ;;
+		postgres | mariadb | redis | zookeeper | etcd | zk3 | zk3-[123] | patroni | patroni-[123]) ;;
+		patroni-primary | patroni-postmaster) [[ $CMD == kill ]] || die "'$s' is only for kill" ;;
+		*) die "unknown service '$s' (want postgres mariadb redis zookeeper zk3 etcd patroni)" ;;
 		esac
 	done
 }
@@ -331,14 +346,18 @@ check_services() {
 expand_units() {
 	local s
 	for s in "$@"; do
-		if [[ $s == zk3 ]]; then printf "%s\n" zk3-1 zk3-2 zk3-3; else echo "$s"; fi
+		case $s in
+		zk3) printf "%s\n" zk3-1 zk3-2 zk3-3 ;;
+		patroni) printf "%s\n" "${PATRONI_UNITS[@]}" ;;
+		*) echo "$s" ;;
+		esac
 	done
 }
 
 # Units present in the state dir, in a stable order.
 known_units() {
 	local u
-	for u in postgres mariadb redis zookeeper etcd zk3-1 zk3-2 zk3-3; do
+	for u in postgres mariadb redis zookeeper etcd zk3-1 zk3-2 zk3-3 patroni-1 patroni-2 patroni-3; do
 		[[ -f $DIR/$u/port ]] && echo "$u"
 	done
 	return 0
@@ -431,6 +450,280 @@ stop_postgres() {
 	if [[ -f $d/data/postmaster.pid ]]; then
 		as_pg "$(pg_bindir)/pg_ctl" stop -D "$d/data" -m fast -w -t 30 >>"$d/log" 2>&1 || true
 	fi
+}
+
+# --- Patroni: a 3-node PostgreSQL HA cluster (units patroni-1..3) ---------------------------------
+# Each unit is one Patroni process (its pid file) managing one PostgreSQL; the unit's `port` is
+# the REST API's, `pg_port` PostgreSQL's. Patroni keeps its leader key in the etcd of this state
+# dir (started with it when missing). Always durable (fsync, synchronous_commit on) with
+# synchronous replication: it exists to show that no acknowledged order is lost on failover.
+# FLASHORDER_PATRONI_STRICT=1 at first start sets synchronous_mode_strict.
+
+PATRONI_UNITS=(patroni-1 patroni-2 patroni-3)
+
+# The system python that Debian's patroni package runs on (python3-etcd, psycopg2 live there).
+PYTHON=/usr/bin/python3
+[[ -x $PYTHON ]] || PYTHON=python3
+
+# patroni_api PORT METHOD PATH [JSON]: print the REST answer's body; the status code goes to fd 3
+# when open. Exit 0 on any HTTP answer, 1 when the node does not answer within
+# $PATRONI_API_TIMEOUT seconds (3).
+patroni_api() {
+	"$PYTHON" - "$@" <<'PY'
+import os, sys, urllib.request, urllib.error
+port, method, path = sys.argv[1:4]
+body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+req = urllib.request.Request("http://127.0.0.1:%s%s" % (port, path), data=body, method=method,
+                             headers={"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(req, timeout=float(os.environ.get("PATRONI_API_TIMEOUT", "3"))) as r:
+        code, out = r.status, r.read()
+except urllib.error.HTTPError as e:
+    code, out = e.code, e.read()
+except Exception as e:
+    sys.exit(1)
+sys.stdout.write(out.decode(errors="replace"))
+sys.stderr.write("%d\n" % code)
+PY
+}
+
+# patroni_status PORT PATH: the HTTP status of GET PATH (000 when the node does not answer).
+patroni_status() {
+	local code
+	code=$(patroni_api "$1" GET "$2" 2>&1 >/dev/null) || code=000
+	echo "${code:-000}"
+}
+
+# patroni_members: "name role state lag" lines of the cluster as any live member sees it.
+patroni_members() {
+	local u out
+	for u in "${PATRONI_UNITS[@]}"; do
+		unit_pid "$u" >/dev/null || continue
+		out=$(patroni_api "$(uport "$u")" GET /cluster 2>/dev/null) || continue
+		"$PYTHON" -c '
+import json, sys
+for m in json.load(sys.stdin).get("members", []):
+    print(m["name"], m.get("role", "?"), m.get("state", "?"), m.get("lag", 0) if m.get("role") != "leader" else 0)
+' <<<"$out" && return 0
+	done
+	return 1
+}
+
+# patroni_role_unit ROLE: the unit whose member has ROLE (leader, sync_standby, replica).
+patroni_role_unit() {
+	local name role _
+	while read -r name role _; do
+		[[ $role == "$1" ]] && { echo "$name"; return 0; }
+	done < <(patroni_members)
+	return 1
+}
+
+# patroni_primary: the unit that answers GET /primary with 200 (what Patroni itself says).
+patroni_primary() {
+	local u
+	for u in "${PATRONI_UNITS[@]}"; do
+		[[ -f $DIR/$u/port ]] || continue
+		[[ $(patroni_status "$(uport "$u")" /primary) == 200 ]] && { echo "$u"; return 0; }
+	done
+	return 1
+}
+
+# patroni_ready_cluster: a leader, a synchronous standby, and every member running/streaming.
+patroni_ready_cluster() {
+	local name role state _ leader=0 sync=0 n=0
+	while read -r name role state _; do
+		n=$((n + 1))
+		[[ $state == running || $state == streaming ]] || return 1
+		[[ $role == leader ]] && leader=1
+		[[ $role == sync_standby ]] && sync=1
+	done < <(patroni_members)
+	((n == ${#PATRONI_UNITS[@]} && leader && sync))
+}
+
+# postmaster_pid UNIT: the pid of the unit's postmaster (first line of postmaster.pid), if alive.
+postmaster_pid() {
+	local f pid cmd
+	f=$(udir "$1")/data/postmaster.pid
+	[[ -s $f ]] || return 1
+	read -r pid <"$f" || return 1
+	pid_alive "$pid" || return 1
+	cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+	[[ $cmd == *"$(udir "$1")/data"* ]] || return 1
+	echo "$pid"
+}
+
+prepare_patroni() {
+	local u d etcd_port scope ports=() pgports=() n strict=false
+	[[ ${FLASHORDER_PATRONI_STRICT:-0} == 1 ]] && strict=true
+	etcd_port=$(uport etcd) || die "patroni needs etcd (start it first)"
+	for n in 1 2 3; do
+		ports[n]=$(free_port)
+		pgports[n]=$(free_port)
+	done
+	scope="flashorder-${ports[1]}"
+	for n in 1 2 3; do
+		u=patroni-$n
+		d=$(udir "$u")
+		mkdir -p "$d"
+		echo "${ports[n]}" >"$d/port"
+		echo "${pgports[n]}" >"$d/pg_port"
+		((${#d} + 20 < 107)) || die "state dir path too long for a unix socket: $d"
+		cat >"$d/patroni.yml" <<EOF
+# written by flashorder scripts/services.sh
+scope: $scope
+namespace: /flashorder/
+name: $u
+log:
+  level: INFO
+restapi:
+  listen: 127.0.0.1:${ports[n]}
+  connect_address: 127.0.0.1:${ports[n]}
+etcd3:
+  hosts: 127.0.0.1:$etcd_port
+bootstrap:
+  dcs:
+    # Failover timing (measured here: a node crash ~10 s, a killed postmaster 2-3 s, a switchover
+    # ~1.5 s). Patroni needs ttl >= loop_wait + 2 * retry_timeout.
+    ttl: 10
+    loop_wait: 2
+    retry_timeout: 4
+    # 0: a crashed primary's postmaster is not restarted in place; the standby takes over.
+    primary_start_timeout: 0
+    maximum_lag_on_failover: 1048576
+    synchronous_mode: true
+    synchronous_mode_strict: $strict
+    postgresql:
+      use_pg_rewind: true
+      use_slots: true
+      parameters:
+        wal_level: replica
+        hot_standby: "on"
+        wal_log_hints: "on"
+        max_wal_senders: 10
+        max_replication_slots: 10
+        max_connections: 300
+        fsync: "on"
+        synchronous_commit: "on"
+        full_page_writes: "on"
+  initdb:
+    - encoding: UTF8
+    - locale: C
+  pg_hba:
+    - local all all trust
+    - host replication all 127.0.0.1/32 trust
+    - host all all 127.0.0.1/32 trust
+postgresql:
+  listen: 127.0.0.1:${pgports[n]}
+  connect_address: 127.0.0.1:${pgports[n]}
+  data_dir: $d/data
+  bin_dir: $(pg_bindir)
+  pgpass: $d/pgpass
+  authentication:
+    superuser:
+      username: postgres
+    replication:
+      username: replicator
+    rewind:
+      username: postgres
+  parameters:
+    unix_socket_directories: "$d"
+watchdog:
+  mode: "off"
+EOF
+		if ((EUID == 0)); then
+			chown -R postgres:postgres "$d"
+			chmod 0755 "$d"
+		fi
+	done
+}
+
+init_patroni() { :; }
+
+launch_patroni() {
+	local u=$1 d lock pid
+	d=$(udir "$u")
+	# A killed postmaster leaves postmaster.pid behind; Patroni copes, but a stale socket lock
+	# whose pid is gone would make PostgreSQL refuse the port.
+	for lock in "$d"/.s.PGSQL.*.lock; do
+		[[ -f $lock ]] || continue
+		read -r pid <"$lock" || pid=""
+		pid_alive "$pid" || rm -f "$lock"
+	done
+	spawn "$d/pid" "$d/log" "${AS_PG[@]}" env HOME="$d" patroni "$d/patroni.yml"
+}
+
+# A member is ready when its REST API says its PostgreSQL runs (/health is 200).
+ready_patroni() { [[ $(patroni_status "$(uport "$1")" /health) == 200 ]]; }
+
+stop_patroni() { kill -TERM "$2" 2>/dev/null || true; }
+
+# after_stop_patroni UNIT: a postmaster left without its Patroni (killed) is stopped too.
+after_stop_patroni() {
+	local pid pids
+	pid=$(postmaster_pid "$1") || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	wait_dead 20 "$pid" && return 0
+	# shellcheck disable=SC2207
+	pids=("$pid" $(child_pids "$pid"))
+	kill -KILL "${pids[@]}" 2>/dev/null || true
+	wait_dead 10 "${pids[@]}" || true
+}
+
+# kill_patroni_node UNIT: a node crash: SIGKILL to Patroni, the postmaster and its backends at once.
+kill_patroni_node() {
+	local u=$1 pids=() p pm
+	p=$(unit_pid "$u") && pids+=("$p")
+	if pm=$(postmaster_pid "$u"); then
+		# shellcheck disable=SC2207
+		pids+=("$pm" $(child_pids "$pm"))
+	fi
+	((${#pids[@]})) || return 0
+	kill -KILL "${pids[@]}" 2>/dev/null || true
+	wait_dead 30 "${pids[@]}" || die "$u survived SIGKILL"
+	log "killed $u (Patroni and PostgreSQL)"
+}
+
+# kill_patroni_postmaster UNIT: SIGKILL only the postmaster; Patroni lives on.
+kill_patroni_postmaster() {
+	local pm
+	pm=$(postmaster_pid "$1") || die "$1 has no running postmaster"
+	kill -KILL "$pm"
+	wait_dead 30 "$pm" || die "postmaster of $1 survived SIGKILL"
+	log "killed the postmaster of $1 (pid $pm)"
+}
+
+# wait_patroni_cluster SECONDS: wait for a leader, a sync standby and every member streaming.
+wait_patroni_cluster() {
+	local t0 deadline
+	t0=$(now_us)
+	deadline=$((t0 + $1 * 1000000))
+	until patroni_ready_cluster; do
+		if (($(now_us) > deadline)); then
+			patroni_members >&2 || true
+			return 1
+		fi
+		sleep 0.2
+	done
+	log "patroni cluster ready (leader $(patroni_role_unit leader), sync standby $(patroni_role_unit sync_standby)) in $(fmt_secs $(($(now_us) - t0)))"
+}
+
+# cmd_switchover: move the leader to the synchronous standby through the REST API.
+cmd_switchover() {
+	local leader cand out code
+	find_dir || die "no running services dir"
+	leader=$(patroni_primary) || die "no patroni primary"
+	cand=$(patroni_role_unit sync_standby) || die "no synchronous standby to switch over to"
+	# Patroni answers once the switchover is done (seconds).
+	code=$(PATRONI_API_TIMEOUT=$TIMEOUT patroni_api "$(uport "$leader")" POST /switchover "{\"leader\":\"$leader\",\"candidate\":\"$cand\"}" 2>&1 >"$DIR/switchover.out") || code=000
+	out=$(cat "$DIR/switchover.out" 2>/dev/null)
+	[[ $code == 200 ]] || die "switchover $leader -> $cand: HTTP $code $out"
+	log "switchover $leader -> $cand: $out"
+	# Return once the new primary says so (the old one then rejoins as a replica on its own).
+	local deadline=$(($(now_us) + TIMEOUT * 1000000))
+	until [[ $(patroni_status "$(uport "$cand")" /primary) == 200 ]]; do
+		(($(now_us) < deadline)) || die "$cand is not primary ${TIMEOUT}s after the switchover"
+		sleep 0.1
+	done
 }
 
 # --- MariaDB ------------------------------------------------------------------------------------
@@ -678,10 +971,13 @@ stop_etcd() { kill -TERM "$2" 2>/dev/null || true; }
 # stop_unit UNIT: graceful stop via the service's own tool, then SIGTERM, then SIGKILL.
 stop_unit() {
 	local u=$1 pid k
-	pid=$(unit_pid "$u") || return 0
 	k=$(kind_of "$u")
+	pid=$(unit_pid "$u") || { [[ $k != patroni ]] || after_stop_patroni "$u"; return 0; }
 	"stop_$k" "$u" "$pid"
-	wait_dead 30 "$pid" && return 0
+	if wait_dead 30 "$pid"; then
+		[[ $k != patroni ]] || after_stop_patroni "$u"
+		return 0
+	fi
 	kill -TERM "$pid" 2>/dev/null || true
 	wait_dead 30 "$pid" && return 0
 	log "$u (pid $pid) ignored SIGTERM for 30s; sending SIGKILL"
@@ -737,6 +1033,16 @@ write_env() {
 				emit FLASHORDER_TEST_ETCD_ENDPOINTS "127.0.0.1:$(uport "$u")" \
 					FLASHORDER_ETCD_PEER_PORT "$(cat "$d/peer_port")"
 				;;
+			patroni-1)
+				local hosts="" apis="" m
+				for m in "${PATRONI_UNITS[@]}"; do
+					hosts+="${hosts:+,}127.0.0.1:$(cat "$DIR/$m/pg_port")"
+					apis+="${apis:+,}http://127.0.0.1:$(uport "$m")"
+				done
+				emit FLASHORDER_TEST_PATRONI_URL \
+					"postgres://postgres@$hosts/postgres?sslmode=disable&target_session_attrs=read-write&connect_timeout=2" \
+					FLASHORDER_TEST_PATRONI_API "$apis"
+				;;
 			zk3-1)
 				emit FLASHORDER_TEST_ZK3_ADDRS \
 					"127.0.0.1:$(uport zk3-1),127.0.0.1:$(uport zk3-2),127.0.0.1:$(uport zk3-3)"
@@ -747,6 +1053,7 @@ write_env() {
 				"FLASHORDER_${up}_PIDFILE" "$d/pid" \
 				"FLASHORDER_${up}_DATA" "$d/data" \
 				"FLASHORDER_${up}_LOG" "$d/log"
+			[[ $u != patroni-* ]] || emit "FLASHORDER_${up}_PG_PORT" "$(cat "$d/pg_port")"
 		done
 	} >"$f"
 	mv "$f" "$DIR/env"
@@ -759,6 +1066,17 @@ write_env() {
 cmd_start() {
 	local services=("$@") units=() u k kinds=()
 	((${#services[@]})) || services=("${DEFAULT_SERVICES[@]}")
+	# Patroni needs its etcd up first: start everything else (etcd included), then the members.
+	local others=() pat=()
+	for u in "${services[@]}"; do
+		case $u in patroni | patroni-[123]) pat+=("$u") ;; *) others+=("$u") ;; esac
+	done
+	if ((${#pat[@]} && ${#others[@]})) || { ((${#pat[@]})) && ! { find_dir && unit_pid etcd >/dev/null; }; }; then
+		[[ " ${others[*]} " == *" etcd "* ]] || others+=(etcd)
+		cmd_start "${others[@]}"
+		cmd_start "${pat[@]}"
+		return
+	fi
 	mapfile -t units < <(expand_units "${services[@]}")
 	for u in "${units[@]}"; do
 		k=$(kind_of "$u")
@@ -780,6 +1098,7 @@ cmd_start() {
 		if [[ ! -f $DIR/$u/port ]]; then
 			case $u in
 			zk3-*) [[ -f $DIR/zk3-1/port ]] || prepare_zk3 ;;
+			patroni-*) [[ -f $DIR/patroni-1/port ]] || prepare_patroni ;;
 			*) "prepare_$u" ;;
 			esac
 		fi
@@ -841,6 +1160,9 @@ cmd_start() {
 	if [[ " ${todo[*]} " == *" mariadb "* ]] && ((!failed)); then
 		verify_mariadb || { log "mariadb: root over TCP without password does not work"; failed=1; }
 	fi
+	if [[ " ${todo[*]} " == *" patroni-"* ]] && ((!failed)); then
+		wait_patroni_cluster "$TIMEOUT" || { log "patroni: no leader with a synchronous standby after ${TIMEOUT}s"; failed=1; }
+	fi
 	write_env
 	((!failed)) || die "some services failed to start; state dir $DIR (run '$SELF stop' to clean up)"
 }
@@ -859,7 +1181,16 @@ cmd_stop() {
 	else
 		mapfile -t units < <(known_units)
 	fi
-	# Stop in parallel: each waits for its own process to be gone.
+	# Patroni members first (each stops its PostgreSQL and needs etcd meanwhile), then the rest in
+	# parallel: each waits for its own process to be gone.
+	local first=()
+	for u in "${units[@]}"; do [[ $u != patroni-* ]] || first+=("$u"); done
+	if ((${#first[@]} && ${#first[@]} < ${#units[@]})); then
+		for u in "${first[@]}"; do stop_unit "$u" 9>&- & pids+=($!); done
+		for u in "${pids[@]}"; do wait "$u" || true; done
+		pids=()
+		mapfile -t units < <(printf '%s\n' "${units[@]}" | grep -v '^patroni-')
+	fi
 	for u in "${units[@]}"; do
 		stop_unit "$u" 9>&- &
 		pids+=($!)
@@ -871,6 +1202,7 @@ cmd_stop() {
 	# Full stop: make sure nothing of ours survives, then delete the state dir.
 	for u in $(known_units); do
 		unit_pid "$u" >/dev/null && { log "$u still running"; rc=1; }
+		[[ $u != patroni-* ]] || ! postmaster_pid "$u" >/dev/null || { log "$u's postmaster still running"; rc=1; }
 	done
 	((rc == 0)) || die "not removing $DIR: some services still run"
 	release_ports "$DIR"
@@ -888,6 +1220,21 @@ cmd_restart() {
 	for u in "${units[@]}"; do
 		[[ -f $DIR/$u/port ]] || die "$u was never started in $DIR"
 	done
+	# Patroni members that run are left alone: `restart patroni` brings back those that are down,
+	# and they rejoin as replicas.
+	local down=() rest=()
+	for u in "$@"; do
+		case $u in
+		patroni | patroni-[123]) down+=("$u") ;;
+		*) rest+=("$u") ;;
+		esac
+	done
+	if ((${#down[@]})); then
+		((${#rest[@]} == 0)) || die "restart patroni on its own"
+		exec 9>&-
+		FLASHORDER_SERVICES_DIR=$DIR cmd_start "${down[@]}"
+		return
+	fi
 	# Stop (if running) without deleting anything, then start again: same port, same data.
 	cmd_stop "$@"
 	exec 9>&-
@@ -897,8 +1244,17 @@ cmd_restart() {
 cmd_kill() {
 	(($#)) || die "usage: $0 kill SERVICE..."
 	find_dir || die "no running services dir"
-	local u
-	for u in $(expand_units "$@"); do kill_unit "$u"; done
+	local u p
+	for u in $(expand_units "$@"); do
+		case $u in
+		patroni-primary | patroni-postmaster)
+			p=$(patroni_primary) || die "no patroni primary to kill"
+			if [[ $u == patroni-primary ]]; then kill_patroni_node "$p"; else kill_patroni_postmaster "$p"; fi
+			;;
+		patroni-*) kill_patroni_node "$u" ;;
+		*) kill_unit "$u" ;;
+		esac
+	done
 }
 
 cmd_env() {
@@ -914,6 +1270,13 @@ cmd_status() {
 	for u in $(known_units); do
 		extra=""
 		[[ $u == zookeeper || $u == zk3-* ]] && extra=" mode=$(zk_mode "$u")"
+		if [[ $u == patroni-* ]]; then
+			local name role state lag
+			extra=" pg_port=$(cat "$DIR/$u/pg_port") role=down"
+			while read -r name role state lag; do
+				[[ $name == "$u" ]] && extra=" pg_port=$(cat "$DIR/$u/pg_port") role=$role state=$state lag=$lag"
+			done < <(patroni_members || true)
+		fi
 		if pid=$(unit_pid "$u"); then
 			echo "$u: running pid=$pid port=$(uport "$u")$extra"
 		else
@@ -925,12 +1288,17 @@ cmd_status() {
 main() {
 	local cmd=${1:-}
 	(($#)) && shift
-	case $cmd in start | stop | restart | start-again | kill) check_services "$@" ;; esac
+	CMD=$cmd
+	case $cmd in start | stop | restart | start-again | kill | switchover) check_services "$@" ;; esac
 	case $cmd in
 	start) cmd_start "$@" ;;
 	stop) cmd_stop "$@" ;;
 	restart | start-again) cmd_restart "$@" ;;
 	kill) cmd_kill "$@" ;;
+	switchover)
+		[[ $* == patroni ]] || die "usage: $0 switchover patroni"
+		cmd_switchover
+		;;
 	env) cmd_env ;;
 	status) cmd_status ;;
 	*)

@@ -344,6 +344,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.lock.ping != nil {
 		m.server.AddReadyCheck("lock", m.lock.ping)
 	}
+	if db.Engine() == gormdb.Postgres {
+		m.server.AddReadyInfo("db_writes_to", dbWritesTo(db))
+	}
 	if err := m.instrument(strategy); err != nil {
 		return err
 	}
@@ -411,4 +414,20 @@ func randomToken() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// dbWritesTo is the /readyz check that names the PostgreSQL server orderd
+// writes to (host:port; with a multi-host --db URL, the current primary). A
+// server that no longer takes writes (a standby) fails the check.
+func dbWritesTo(db *gormdb.DB) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		addr, writable, err := db.WritesTo(ctx)
+		if err != nil {
+			return "", err
+		}
+		if !writable {
+			return "", fmt.Errorf("database server %s is a standby (read-only)", addr)
+		}
+		return addr, nil
+	}
 }

@@ -53,6 +53,8 @@ type suite struct {
 	svc   *cluster.Services
 	bin   string
 	scale scale
+	// reportVar names the variable with the report's file.
+	reportVar string
 
 	mu      sync.Mutex
 	reports []*cluster.Report
@@ -63,8 +65,14 @@ type scenario struct {
 	name, fault string
 	strategy    string
 	// db is the database server: "postgres" (the default) or "mariadb".
-	db   string
-	args []string
+	db string
+	// tail, when set, ends the load this long after inject returned (load
+	// is then only the upper bound): for faults of unknown length.
+	tail time.Duration
+	// serverURL is the PostgreSQL the scenario's database is created on;
+	// the default is the suite's single PostgreSQL (or MariaDB, with db).
+	serverURL string
+	args      []string
 	// proxyVictim puts a TCP proxy the test controls (fault.proxy) between
 	// the victim instance and the database.
 	proxyVictim bool
@@ -126,15 +134,7 @@ func (f *fault) sleepUntil(ctx context.Context, d time.Duration) error {
 // scenario); FLASHORDER_FAULTS=long runs the long form, and
 // FLASHORDER_FAULTS_REPORT=FILE writes the Markdown report there.
 func TestFaults(t *testing.T) {
-	svc := cluster.StartServices(t, "postgres", "mariadb", "redis", "zk3")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	bin, err := cluster.Build(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &suite{svc: svc, bin: bin, scale: scaleFromEnv()}
-	t.Cleanup(func() { s.writeReport(t) })
+	s := newSuite(t, "FLASHORDER_FAULTS_REPORT", "postgres", "mariadb", "redis", "zk3")
 
 	t.Run("kill9", s.killNine)
 	t.Run("sigterm", s.sigterm)
@@ -146,6 +146,22 @@ func TestFaults(t *testing.T) {
 	t.Run("batchfail", s.batchFail)
 	t.Run("frozen", s.frozenHolders)
 	t.Run("partition", s.partitions)
+}
+
+// newSuite starts the services for t alone (skipping t when the services
+// script is unknown), builds orderd, and writes the report to the file that
+// reportVar names when t ends.
+func newSuite(t *testing.T, reportVar string, services ...string) *suite {
+	svc := cluster.StartServices(t, services...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin, err := cluster.Build(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &suite{svc: svc, bin: bin, scale: scaleFromEnv(), reportVar: reportVar}
+	t.Cleanup(func() { s.writeReport(t) })
+	return s
 }
 
 func (s *suite) writeReport(t *testing.T) {
@@ -160,7 +176,7 @@ func (s *suite) writeReport(t *testing.T) {
 		b.WriteString("\n" + r.Markdown())
 	}
 	t.Logf("fault scenarios:\n%s", b.String())
-	if path := os.Getenv("FLASHORDER_FAULTS_REPORT"); path != "" {
+	if path := os.Getenv(s.reportVar); path != "" {
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Errorf("write report: %v", err)
 		}
@@ -185,11 +201,16 @@ func (s *suite) run(t *testing.T, sc scenario) *cluster.Report {
 	if sc.timeout == 0 {
 		sc.timeout = 10 * time.Second
 	}
-	serverURL := s.svc.Env["FLASHORDER_TEST_POSTGRES_URL"]
-	if sc.db == "mariadb" {
-		serverURL = s.svc.Env["FLASHORDER_TEST_MYSQL_URL"]
+	if sc.serverURL == "" {
+		sc.serverURL = s.svc.Env["FLASHORDER_TEST_POSTGRES_URL"]
+		if sc.db == "mariadb" {
+			sc.serverURL = s.svc.Env["FLASHORDER_TEST_MYSQL_URL"]
+		}
 	}
-	dbURL, err := cluster.CreateDatabase(ctx, serverURL)
+	dbURL, err := cluster.CreateDatabase(ctx, sc.serverURL)
+	if err == nil {
+		err = cluster.WaitDatabase(ctx, dbURL)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +235,10 @@ func (s *suite) run(t *testing.T, sc scenario) *cluster.Report {
 		Think: sc.think, Sticky: sc.sticky, Timeout: sc.timeout, AuditSample: s.scale.auditSample, Scenario: sc.workload,
 		OnAnswer: rec.OnAnswer, Label: sc.name,
 	}
+	stop := make(chan struct{})
+	if sc.tail > 0 {
+		cfg.Stop = stop
+	}
 	type outcome struct {
 		res *loadtest.Result
 		err error
@@ -234,6 +259,13 @@ func (s *suite) run(t *testing.T, sc scenario) *cluster.Report {
 	f.start = start
 	if sc.inject != nil {
 		injectErr = sc.inject(ctx, f)
+	}
+	if sc.tail > 0 {
+		select {
+		case <-time.After(sc.tail):
+		case <-ctx.Done():
+		}
+		close(stop)
 	}
 	o := <-done
 	if o.res == nil {

@@ -19,6 +19,9 @@ type Event struct {
 	Answer     loadtest.Answer
 	Sent, Done time.Time
 	Order      string
+	// Replayed is whether a 201 was a replay of an earlier order under the
+	// same Idempotency-Key.
+	Replayed bool
 }
 
 // Recorder keeps every answer of a load run (loadtest.Config.OnAnswer), so
@@ -38,7 +41,7 @@ func NewRecorder() *Recorder { return &Recorder{first: make(chan struct{})} }
 // OnAnswer records one answer; pass it as loadtest.Config.OnAnswer.
 func (r *Recorder) OnAnswer(e loadtest.AnswerEvent) {
 	r.mu.Lock()
-	r.events = append(r.events, Event{Target: e.Target, Key: e.Key, Answer: e.Answer, Sent: e.Sent, Done: e.Done, Order: e.Order})
+	r.events = append(r.events, Event{Target: e.Target, Key: e.Key, Answer: e.Answer, Sent: e.Sent, Done: e.Done, Order: e.Order, Replayed: e.Replayed})
 	r.mu.Unlock()
 	r.once.Do(func() {
 		r.mu.Lock()

@@ -6,6 +6,13 @@ import "testing"
 // when the test ends; without PostgreSQL the test skips (see Service).
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	u := Service(t, "FLASHORDER_TEST_POSTGRES_URL")
+	return freshPostgres(t, "FLASHORDER_TEST_POSTGRES_URL")
+}
+
+// freshPostgres returns a fresh database on the PostgreSQL server named by
+// the service variable name; without it the test skips (see Service).
+func freshPostgres(t testing.TB, name string) string {
+	t.Helper()
+	u := Service(t, name)
 	return freshDatabase(t, "pgx", u, u)
 }
