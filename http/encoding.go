@@ -120,6 +120,7 @@ var (
 	jsonContentTypeValue = []string{jsonContentType}
 	retryAfterOne        = []string{"1"}
 	replayedTrue         = []string{"true"}
+	connectionClose      = []string{"close"}
 )
 
 // writeBody answers status with a JSON body. It is gin's c.Data (same
@@ -227,15 +228,18 @@ func (s *Server) readOrderBody(c *gin.Context) {
 		_ = rc.SetReadDeadline(time.Now().Add(s.BodyTimeout))
 	}
 	_, err := buf.ReadFrom(c.Request.Body)
-	if rc != nil {
+	if timedOut(err) {
+		// The deadline stays: net/http gives up on the rest of the body
+		// at once and closes the connection, instead of waiting for it.
+		c.Writer.Header()["Connection"] = connectionClose
+		s.writeError(c, errBodyTimeout())
+		return
+	}
+	if rc != nil && err == nil {
 		// No deadline for the rest of the request: net/http's read in
 		// the background (for a client that goes away) must not time out
 		// and cancel an order that is still being placed.
 		_ = rc.SetReadDeadline(time.Time{})
-	}
-	if timedOut(err) {
-		s.writeError(c, errBodyTimeout())
-		return
 	}
 	ri.body, ri.bodyErr = buf, err
 	c.Next()
