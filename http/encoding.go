@@ -247,8 +247,11 @@ func (s *Server) readOrderBody(c *gin.Context) {
 
 // timedOut reports whether err is a read that hit its deadline.
 func timedOut(err error) bool {
+	if err == nil { // the usual case: no error, and no allocation for ne
+		return false
+	}
 	var ne net.Error
-	return err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // decodeOrder decodes the order request body that readOrderBody read into
