@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -279,4 +280,37 @@ func testAuthJWT(t *testing.T, dbURL string) {
 		}
 	}
 	assertAudit(t, c)
+}
+
+// TestAuthFlags checks the --auth settings orderd refuses, and the warning
+// for auth none on an address other machines reach.
+func TestAuthFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--auth", "basic"},
+		{"--auth", "jwt"},
+		{"--auth", "jwt", "--jwt-secret", "s", "--jwt-jwks", "/nonexistent/jwks.json"},
+		{"--auth", "jwt", "--jwt-jwks", "/nonexistent/jwks.json"},
+		{"--auth", "jwt", "--jwt-jwks", "http://id.example.test/jwks.json"},
+		{"--jwt-secret", "s"},
+	} {
+		m := NewMain(io.Discard)
+		all := append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t)}, args...)
+		if err := m.ParseFlags(all, func(string) string { return "" }); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		err := m.Run(context.Background())
+		m.Close(context.Background())
+		if err == nil {
+			t.Errorf("%v: orderd started", args)
+		}
+	}
+
+	m, _ := startOrderd(t, testenv.SQLiteURL(t))
+	if logs := m.stderr.(*problemLog).String(); strings.Contains(logs, "--auth none") {
+		t.Errorf("auth none on loopback warned:\n%s", logs)
+	}
+	m, _ = startOrderd(t, testenv.SQLiteURL(t), "--listen", ":0")
+	if logs := m.stderr.(*problemLog).String(); !strings.Contains(logs, "--auth none") {
+		t.Errorf("auth none on every interface did not warn:\n%s", logs)
+	}
 }
