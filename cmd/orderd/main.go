@@ -297,7 +297,7 @@ func (m *Main) Run(ctx context.Context) error {
 		s.Logger = m.Logger
 		idem = s
 	default:
-		return fmt.Errorf("--idempotency %q is not supported (want memory or redis://host:port/db)", cfg.Idempotency)
+		return fmt.Errorf("--idempotency %q is not supported (want memory or redis://host:port/db)", redactURL(cfg.Idempotency))
 	}
 
 	// strategy is the placer before decorators: metrics and the stock
