@@ -12,6 +12,7 @@ const (
 	EBODYTOOLARGE     = "body_too_large"
 	EUNSUPPORTEDMEDIA = "unsupported_media_type"
 	EUNAUTHORIZED     = "unauthorized"
+	EFORBIDDEN        = "forbidden"
 	ENOTFOUND         = "not_found"
 	EMETHODNOTALLOWED = "method_not_allowed"
 	ESOLDOUT          = "sold_out"

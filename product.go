@@ -1,6 +1,9 @@
 package flashorder
 
-import "unicode/utf8"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Limits on product fields. They keep every order total well inside int64:
 // MaxPriceCents * MaxQuantity * MaxItems < 2^63.
@@ -45,8 +48,9 @@ func (in *ProductInput) Product(sku string) (Product, error) {
 	switch {
 	case in.Name == nil:
 		return Product{}, Errorf(EINVALID, "name is required")
-	case *in.Name == "" || utf8.RuneCountInString(*in.Name) > MaxNameLength || !utf8.ValidString(*in.Name):
-		return Product{}, Errorf(EINVALID, "name must be 1..%d characters of valid UTF-8", MaxNameLength)
+	case *in.Name == "" || utf8.RuneCountInString(*in.Name) > MaxNameLength || !utf8.ValidString(*in.Name) ||
+		strings.IndexByte(*in.Name, 0) >= 0:
+		return Product{}, Errorf(EINVALID, "name must be 1..%d characters of valid UTF-8, without NUL", MaxNameLength)
 	case in.PriceCents == nil:
 		return Product{}, Errorf(EINVALID, "price_cents is required")
 	case *in.PriceCents < 0 || *in.PriceCents > MaxPriceCents:

@@ -16,6 +16,16 @@ func ValidateUserID(id string) error {
 	return nil
 }
 
+// MaxOrderID bounds an order id. The ids orderd makes are UUIDs (36
+// characters); the bound leaves room without letting a path reach the
+// database with anything a column could refuse.
+const MaxOrderID = 64
+
+// ValidOrderID reports whether id can be an order id: 1..MaxOrderID
+// characters of [A-Za-z0-9_.:-]. Another id names no order, so the API
+// answers it without asking the database.
+func ValidOrderID(id string) bool { return validName(id, MaxOrderID, true) }
+
 // ValidateIdempotencyKey checks that key is 1..255 printable ASCII characters.
 func ValidateIdempotencyKey(key string) error {
 	if len(key) == 0 || len(key) > MaxIdempotencyKey {

@@ -447,6 +447,23 @@ func lockWaitTimedOut(err error) bool {
 	return errors.As(err, &myErr) && myErr.Number == 1205
 }
 
+// refusedInput reports whether the database refused a value of the request
+// (a data exception) rather than failed to answer.
+func refusedInput(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "22") // data exception: bad encoding, NUL, out of range
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		switch myErr.Number {
+		case 1366, 1406, 1264, 1292, 1300: // incorrect string, too long, out of range, bad value, invalid character string
+			return true
+		}
+	}
+	return false
+}
+
 // translate turns driver errors into domain errors at the store's boundary.
 // Domain errors pass through; a database that failed to answer becomes
 // EUNAVAILABLE, so that the client retries instead of seeing internals.
@@ -461,6 +478,11 @@ func translate(err error) error {
 		return &flashorder.Error{Code: flashorder.ENOTFOUND, Message: "not found", Err: err}
 	case ReadOnly(err):
 		return &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "the database server is no longer the primary (failover); retry", Err: err}
+	case refusedInput(err):
+		// The request carried a value the database cannot hold (a NUL,
+		// bytes that are not UTF-8): retrying will not help, and it is
+		// not the database's failure.
+		return &flashorder.Error{Code: flashorder.EINVALID, Message: "the request holds a value the database cannot store", Err: err}
 	default:
 		return &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "the database did not complete the request; retry later", Err: err}
 	}

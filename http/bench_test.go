@@ -16,6 +16,7 @@ import (
 	"github.com/flashorder/flashorder"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/jwtauth"
 )
 
 // benchStore is a Store that only answers Ping: the order path under
@@ -108,6 +109,15 @@ func serve(b *testing.B, h http.Handler, want int, next func(i int) *http.Reques
 
 func benchServer(b *testing.B, soldOut bool) http.Handler {
 	b.Helper()
+	return benchServerAuth(b, soldOut, nil)
+}
+
+// benchSecret is the HS256 key of the jwt benchmarks.
+var benchSecret = []byte("bench-jwt-secret-bench-jwt-secret")
+
+// benchServerAuth is benchServer with auth, when auth is set.
+func benchServerAuth(b *testing.B, soldOut bool, auth flashorder.Authenticator) http.Handler {
+	b.Helper()
 	idem := inmem.NewIdempotencyStore()
 	idem.Retention = time.Second // keeps the store small over millions of keys
 	placer := instantPlacer{created: time.Date(2025, 1, 2, 3, 4, 5, 123456000, time.UTC), soldOut: soldOut}
@@ -116,6 +126,7 @@ func benchServer(b *testing.B, soldOut bool) http.Handler {
 	// As orderd runs it.
 	s.MaxInflight = orderhttp.DefaultMaxInflight
 	s.OrderTimeout = orderhttp.DefaultOrderTimeout
+	s.Authenticator = auth
 	return s.Handler()
 }
 
@@ -137,6 +148,24 @@ func BenchmarkCreateOrder(b *testing.B) {
 		serve(b, h, http.StatusCreated, func(i int) *http.Request {
 			buf = strconv.AppendInt(append(buf[:0], "bench-key-"...), int64(i), 10)
 			keys[0] = string(buf)
+			return benchRequest("/api/v1/orders", benchBody, header)
+		})
+	})
+	b.Run("jwt", func(b *testing.B) {
+		// auth jwt: an HS256 user token per request, as orderbench sends
+		// it; the body names the token's user.
+		v, err := jwtauth.New(context.Background(), jwtauth.Options{Secret: benchSecret})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer v.Close()
+		token, err := jwtauth.Mint(benchSecret, "u-42", "", "", time.Hour)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := benchServerAuth(b, false, v)
+		header := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + token}}
+		serve(b, h, http.StatusCreated, func(int) *http.Request {
 			return benchRequest("/api/v1/orders", benchBody, header)
 		})
 	})

@@ -19,6 +19,11 @@ type Client struct {
 	BaseURL string
 	// AdminToken is sent as a bearer token on admin calls.
 	AdminToken string
+	// Token, when set, is sent as a bearer token on the order calls
+	// (CreateOrder, Order, Orders, PayOrder, CancelOrder): a user's JWT
+	// when orderd runs with auth jwt, or the admin token to act for any
+	// user and to pay.
+	Token string
 	// HTTPClient does the requests; the default is http.DefaultClient.
 	HTTPClient *http.Client
 }
@@ -88,9 +93,13 @@ func (c *Client) Order(ctx context.Context, id string) (*flashorder.Order, error
 }
 
 // Orders returns one page of a user's orders, newest first, and the cursor of
-// the next page ("" on the last).
+// the next page ("" on the last). An empty userID is left out of the query:
+// with auth jwt, the token's user.
 func (c *Client) Orders(ctx context.Context, userID string, limit int, cursor string) ([]*flashorder.Order, string, error) {
-	q := url.Values{"user_id": {userID}}
+	q := url.Values{}
+	if userID != "" { // with auth jwt, the token's user
+		q.Set("user_id", userID)
+	}
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
@@ -128,8 +137,11 @@ func (c *Client) do(ctx context.Context, method, path string, h http.Header, in 
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if admin {
+	switch {
+	case admin:
 		req.Header.Set("Authorization", "Bearer "+c.AdminToken)
+	case c.Token != "":
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	hc := c.HTTPClient
 	if hc == nil {

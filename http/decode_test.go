@@ -50,8 +50,12 @@ var decodeCases = []struct {
 	{"{\"user_id\":\"u1\",\"items\":{\"sku\":\"a\"}}", 400, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"field items must be an array\"}}"},
 	{"{\"user_id\":\"u1\",\"items\":[1]}", 400, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"field items must be an object\"}}"},
 	{"{\"user_id\":\"u1\",\"items\":[{\"sku\":1,\"quantity\":1}]}", 400, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"field items.sku must be a string\"}}"},
-	{"{\"USER_ID\":\"u1\",\"items\":[{\"SKU\":\"a\",\"Quantity\":1}]}", 201, "{\"id\":\"01J8ZQ4V6Y3K2M5N7P9R1T3W5X\",\"user_id\":\"u1\",\"status\":\"created\",\"items\":[{\"sku\":\"a\",\"quantity\":1,\"price_cents\":199900}],\"total_cents\":199900,\"created_at\":\"2025-01-02T03:04:05.123456Z\"}"},
-	{"{\"user_id\":\"u1\",\"user_id\":\"u2\",\"items\":[{\"sku\":\"a\",\"quantity\":1}]}", 201, "{\"id\":\"01J8ZQ4V6Y3K2M5N7P9R1T3W5X\",\"user_id\":\"u2\",\"status\":\"created\",\"items\":[{\"sku\":\"a\",\"quantity\":1,\"price_cents\":199900}],\"total_cents\":199900,\"created_at\":\"2025-01-02T03:04:05.123456Z\"}"},
+	// encoding/json matches keys case-insensitively and keeps the last of
+	// duplicates; the API refuses both (issue 13).
+	{"{\"USER_ID\":\"u1\",\"items\":[{\"SKU\":\"a\",\"Quantity\":1}]}", 400, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"unknown field \\\"USER_ID\\\" (field names are lower case)\"}}"},
+	{"{\"user_id\":\"u1\",\"items\":[{\"\u017fku\":\"a\",\"quantity\":1}]}", 400, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"unknown field \\\"\u017fku\\\" (field names are lower case)\"}}"},
+	{"{\"user_id\":\"u1\",\"items\":[{\"sku\":\"a\",\"sku\":\"b\",\"quantity\":1}]}", 400, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"field \\\"sku\\\" appears twice\"}}"},
+	{"{\"user_id\":\"u1\",\"user_id\":\"u2\",\"items\":[{\"sku\":\"a\",\"quantity\":1}]}", 400, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"field \\\"user_id\\\" appears twice\"}}"},
 	{"{\"user_id\":\"u\\\"1\",\"items\":[{\"sku\":\"a\",\"quantity\":1}]}", 400, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"user_id must be 1..64 characters of A-Z a-z 0-9 _ . : -\"}}"},
 	{"{\"user_id\":\"u<1>&\",\"items\":[{\"sku\":\"a\",\"quantity\":1}]}", 400, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"user_id must be 1..64 characters of A-Z a-z 0-9 _ . : -\"}}"},
 	{"{\"user_id\":\"u1\",\"items\":[{\"sku\":\"a\",\"quantity\":1},{\"sku\":\"a\",\"quantity\":2}]}", 400, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"items[1]: sku \\\"a\\\" appears twice\"}}"},

@@ -6,8 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -34,15 +32,23 @@ type PaymentEvent struct {
 
 // lifecycleRoutes registers the endpoints that end orders.
 func (s *Server) lifecycleRoutes(v1 *gin.RouterGroup) {
-	v1.POST("/orders/:id/pay", s.payOrder)
-	v1.POST("/orders/:id/cancel", s.cancelOrder)
+	v1.POST("/orders/:id/pay", s.authenticate, s.payOrder)
+	v1.POST("/orders/:id/cancel", s.authenticate, s.cancelOrder)
 	v1.POST("/payments/webhook", s.paymentWebhook)
 }
 
+// payOrder pays an order. With auth jwt only the admin token (the payment
+// service) pays; a user paying their own order would make the signed
+// webhook pointless.
 func (s *Server) payOrder(c *gin.Context) {
+	if info(c).user != "" {
+		s.writeError(c, flashorder.Errorf(flashorder.EFORBIDDEN, "only the payment service pays orders"))
+		return
+	}
 	s.endOrder(c, func(ctx context.Context, id string) (*flashorder.Order, error) { return s.Lifecycle.PayOrder(ctx, id) })
 }
 
+// cancelOrder cancels an order; a user's token cancels only its own.
 func (s *Server) cancelOrder(c *gin.Context) {
 	s.endOrder(c, func(ctx context.Context, id string) (*flashorder.Order, error) {
 		return s.Lifecycle.CancelOrder(ctx, id)
@@ -51,9 +57,17 @@ func (s *Server) cancelOrder(c *gin.Context) {
 
 func (s *Server) endOrder(c *gin.Context, end func(context.Context, string) (*flashorder.Order, error)) {
 	id := c.Param("id")
-	if s.Lifecycle == nil || len(id) > maxOrderID {
-		s.writeError(c, flashorder.Errorf(flashorder.ENOTFOUND, "order not found"))
+	if s.Lifecycle == nil || !flashorder.ValidOrderID(id) {
+		s.writeError(c, errNoOrder())
 		return
+	}
+	if info(c).user != "" {
+		// An order's user never changes: checking before ending it is
+		// enough.
+		if _, err := s.ownOrder(c); err != nil {
+			s.writeError(c, err)
+			return
+		}
 	}
 	o, err := end(c.Request.Context(), id)
 	if err != nil {
@@ -85,19 +99,13 @@ func (s *Server) paymentWebhook(c *gin.Context) {
 		return
 	}
 	var ev PaymentEvent
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&ev); err != nil {
-		s.writeError(c, jsonError(err))
-		return
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "unexpected data after the JSON value"))
+	if err := decodeStrict(bytes.NewReader(body), &ev); err != nil {
+		s.writeError(c, err)
 		return
 	}
 	switch {
-	case ev.OrderID == "" || len(ev.OrderID) > maxOrderID:
-		s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "order_id must be 1..%d characters", maxOrderID))
+	case !flashorder.ValidOrderID(ev.OrderID):
+		s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "order_id must be 1..%d characters of A-Z a-z 0-9 _ . : -", flashorder.MaxOrderID))
 		return
 	case ev.Event != WebhookEventPaid:
 		s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "event must be %q", WebhookEventPaid))

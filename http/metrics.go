@@ -37,7 +37,7 @@ type httpMetrics struct {
 
 // errorCodes are the label values of flashorder_orders_refused_total.
 var errorCodes = []string{
-	flashorder.EINVALID, flashorder.EBODYTOOLARGE, flashorder.EUNSUPPORTEDMEDIA, flashorder.EUNAUTHORIZED,
+	flashorder.EINVALID, flashorder.EBODYTOOLARGE, flashorder.EUNSUPPORTEDMEDIA, flashorder.EUNAUTHORIZED, flashorder.EFORBIDDEN,
 	flashorder.ENOTFOUND, flashorder.EMETHODNOTALLOWED, flashorder.ESOLDOUT, flashorder.ELIMITEXCEEDED,
 	flashorder.EUNKNOWNPRODUCT, flashorder.EINPROGRESS, flashorder.EKEYREUSED, flashorder.EINVALIDSTATE,
 	flashorder.ERATELIMITED, flashorder.EOVERLOADED, flashorder.EUNAVAILABLE, flashorder.EINTERNAL,
@@ -101,6 +101,14 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return m
 }
 
+// otherMethod is the method label of every request whose method is not a
+// standard one.
+const otherMethod = "other"
+
+// standardMethods are the methods labelled as themselves.
+var standardMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace}
+
 // routeKey names a route pattern and method: the labels of its series.
 type routeKey struct{ route, method string }
 
@@ -135,8 +143,7 @@ func (m *httpMetrics) cacheRoutes(routes gin.RoutesInfo) {
 	for _, r := range routes {
 		add(r.Path, r.Method)
 	}
-	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace} {
+	for _, method := range standardMethods {
 		add("unmatched", method)
 	}
 }
@@ -191,9 +198,12 @@ func (m *httpMetrics) middleware(c *gin.Context) {
 	route := routeOf(c)
 	status := c.Writer.Status()
 	r := m.routes[routeKey{route, c.Request.Method}]
-	if r == nil { // a method outside the standard ones
-		m.requests.WithLabelValues(route, c.Request.Method, statusLabel(status)).Inc()
-		m.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
+	if r == nil {
+		// A method outside the standard ones: a client may send any
+		// token as a method, so it is labelled "other", never as sent,
+		// lest made-up methods grow /metrics without bound.
+		m.requests.WithLabelValues(route, otherMethod, statusLabel(status)).Inc()
+		m.duration.WithLabelValues(route, otherMethod).Observe(time.Since(start).Seconds())
 		return
 	}
 	r.counter(m.requests, status).Inc()

@@ -146,7 +146,7 @@ func TestRouteMetrics(t *testing.T) {
 		route, method, code string
 		want                float64
 	}{
-		{"unmatched", "GET", "404", 2}, {"unmatched", "BREW", "404", 1}, {"/healthz", "GET", "200", 1}, {"/readyz", "GET", "200", 0},
+		{"unmatched", "GET", "404", 2}, {"unmatched", "other", "404", 1}, {"unmatched", "BREW", "404", 0}, {"/healthz", "GET", "200", 1}, {"/readyz", "GET", "200", 0},
 	} {
 		if v := metricValue(t, reg, "flashorder_http_requests_total", map[string]string{"route": tc.route, "method": tc.method, "code": tc.code}); v != tc.want {
 			t.Errorf("http_requests_total{%s %s %s} = %v, want %v", tc.route, tc.method, tc.code, v, tc.want)

@@ -19,9 +19,6 @@ const (
 	ReplayedHeader       = "Idempotent-Replayed"
 )
 
-// maxOrderID bounds the id in a path before it reaches the database.
-const maxOrderID = 64
-
 // createOrder is POST /api/v1/orders. Its backend calls run under
 // orderContext's deadline.
 func (s *Server) createOrder(c *gin.Context) {
@@ -29,6 +26,10 @@ func (s *Server) createOrder(c *gin.Context) {
 	defer cancel()
 	req := &flashorder.PlaceOrderRequest{}
 	if err := decodeOrder(c, &req.OrderRequest); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if err := s.actAs(c, &req.UserID); err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -190,12 +191,7 @@ func (s *Server) writeAnswer(c *gin.Context, a *flashorder.StoredAnswer, replaye
 }
 
 func (s *Server) getOrder(c *gin.Context) {
-	id := c.Param("id")
-	if len(id) > maxOrderID {
-		s.writeError(c, flashorder.Errorf(flashorder.ENOTFOUND, "order not found"))
-		return
-	}
-	o, err := s.store.Order(c.Request.Context(), id)
+	o, err := s.ownOrder(c)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -208,8 +204,29 @@ type orderList struct {
 	NextCursor string              `json:"next_cursor"`
 }
 
+// ownOrder returns the order in the path, when the request may see it (see
+// owns). An id that cannot be an order's is not looked up.
+func (s *Server) ownOrder(c *gin.Context) (*flashorder.Order, error) {
+	id := c.Param("id")
+	if !flashorder.ValidOrderID(id) {
+		return nil, errNoOrder()
+	}
+	o, err := s.store.Order(c.Request.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if !owns(c, o) {
+		return nil, errNoOrder()
+	}
+	return o, nil
+}
+
 func (s *Server) listOrders(c *gin.Context) {
 	f := flashorder.OrderFilter{UserID: c.Query("user_id"), Limit: flashorder.DefaultListLimit}
+	if err := s.actAs(c, &f.UserID); err != nil {
+		s.writeError(c, err)
+		return
+	}
 	if err := flashorder.ValidateUserID(f.UserID); err != nil {
 		s.writeError(c, err)
 		return
@@ -224,7 +241,7 @@ func (s *Server) listOrders(c *gin.Context) {
 	}
 	if v := c.Query("cursor"); v != "" {
 		id, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || len(id) == 0 || len(id) > maxOrderID {
+		if err != nil || !flashorder.ValidOrderID(string(id)) {
 			s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "cursor is not one this API returned"))
 			return
 		}

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -25,6 +26,14 @@ type requestInfo struct {
 	// code is the error code of the answer, set by writeError (and for a
 	// stored refusal by createOrderOnce); "" for a success.
 	code string
+	// user is the user of a valid user token (auth jwt); admin marks the
+	// admin token. Both are unset with auth none: see Server.authenticate.
+	user  string
+	admin bool
+	// body is an order request's body as readOrderBody read it, and
+	// bodyErr the error that ended the read, if any.
+	body    *bytes.Buffer
+	bodyErr error
 	// vals backs the answer's header values that change per request
 	// (X-Request-Id, Content-Length, Location): see headerValue.
 	vals  [3]string

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,14 @@ type Server struct {
 	// default, means no bound (orderd sets DefaultOrderTimeout). Set it
 	// before Open.
 	OrderTimeout time.Duration
+	// Authenticator, when set (auth jwt), checks the users' bearer tokens
+	// on the order endpoints: see authenticate. nil, the default, is auth
+	// none: the body's or query's user_id is the user. Set it before Open.
+	Authenticator flashorder.Authenticator
+	// BodyTimeout, when positive, bounds the time an order request's body
+	// may take to arrive; past it the request answers 400 "request body not
+	// received in time". 0, the default, leaves it to ReadTimeout.
+	BodyTimeout time.Duration
 	// RateLimiter, when set, limits the orders of each user (429
 	// rate_limited). Set it before Open.
 	RateLimiter flashorder.RateLimiter
@@ -180,25 +189,37 @@ func (s *Server) routes() *gin.Engine {
 	r.Use(s.limitBody)
 	r.NoRoute(func(c *gin.Context) { s.writeError(c, flashorder.Errorf(flashorder.ENOTFOUND, "no such route")) })
 	r.NoMethod(func(c *gin.Context) {
-		s.writeError(c, flashorder.Errorf(flashorder.EMETHODNOTALLOWED, "method %s not allowed here", c.Request.Method))
+		method := c.Request.Method
+		if !slices.Contains(standardMethods, method) {
+			method = "this method" // a made-up one may be long: not echoed
+		}
+		s.writeError(c, flashorder.Errorf(flashorder.EMETHODNOTALLOWED, "%s is not allowed here", method))
 	})
 
 	healthy := []byte(`{"status":"ok"}`)
-	r.GET("/healthz", func(c *gin.Context) { writeBody(c, http.StatusOK, healthy) })
-	r.GET("/readyz", s.readyz)
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
-	r.GET("/openapi.json", serveOpenAPI)
+	get(r, "/healthz", func(c *gin.Context) { writeBody(c, http.StatusOK, healthy) })
+	get(r, "/readyz", s.readyz)
+	get(r, "/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
+	get(r, "/openapi.json", serveOpenAPI)
 
 	v1 := r.Group("/api/v1")
-	v1.GET("/products/:sku", s.getProduct)
+	get(v1, "/products/:sku", s.getProduct)
 	v1.PUT("/products/:sku", s.requireAdmin, s.putProduct)
-	v1.POST("/orders", s.shed, s.createOrder)
-	v1.GET("/orders", s.listOrders)
-	v1.GET("/orders/:id", s.getOrder)
-	v1.GET("/admin/audit", s.requireAdmin, s.audit)
+	v1.POST("/orders", s.authenticate, s.readOrderBody, s.shed, s.createOrder)
+	get(v1, "/orders", s.authenticate, s.listOrders)
+	get(v1, "/orders/:id", s.authenticate, s.getOrder)
+	get(v1, "/admin/audit", s.requireAdmin, s.audit)
 	s.lifecycleRoutes(v1)
 	s.metrics.cacheRoutes(r.Routes())
 	return r
+}
+
+// get registers a GET route and its HEAD twin, which answers the same
+// status and headers without the body (RFC 9110: HEAD is GET without the
+// content; net/http drops the body).
+func get(r gin.IRoutes, path string, handlers ...gin.HandlerFunc) {
+	r.GET(path, handlers...)
+	r.HEAD(path, handlers...)
 }
 
 func (s *Server) readyz(c *gin.Context) {

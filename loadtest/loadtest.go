@@ -24,6 +24,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	orderhttp "github.com/flashorder/flashorder/http"
+	"github.com/flashorder/flashorder/jwtauth"
 )
 
 // ErrAuditFailed is returned (wrapped) by Run when the after-run audit found a
@@ -74,6 +75,16 @@ type Config struct {
 	URLs []string `json:"urls"`
 	// AdminToken is the bearer token for setup and audit.
 	AdminToken string `json:"-"`
+	// JWTSecret, when set, is the HS256 key of an orderd running with auth
+	// jwt: each simulated user gets a token, minted once at the start and
+	// sent with each of its orders. Users 0 then means one user per client
+	// (a token per order would measure the minting). JWTIssuer and
+	// JWTAudience become the tokens' iss and aud when set.
+	JWTSecret   string `json:"-"`
+	JWTIssuer   string `json:"-"`
+	JWTAudience string `json:"-"`
+	// Auth records that the run sent users' tokens (JWTSecret was set).
+	Auth bool `json:"auth,omitempty"`
 	// Concurrency is the number of clients in the closed loop, and the
 	// maximum of requests in flight in the open loop. The default is 50.
 	Concurrency int `json:"concurrency"`
@@ -140,6 +151,7 @@ func (c *Config) defaults() error {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 50
 	}
+	c.Auth = c.JWTSecret != ""
 	if c.Duration <= 0 && c.Requests <= 0 {
 		c.Duration = 10 * time.Second
 	}
@@ -215,12 +227,19 @@ type runner struct {
 	skus         []string
 	singleItems  [][]flashorder.ItemRequest
 	users        []string
+	auths        []string // "Bearer <token>" of each user, with JWTSecret
 	shards       []*shard
 	start        time.Time
 	measureStart time.Time
 	stopAt       time.Time // zero: no time limit
 	claimed      atomic.Int64
 	soldByClient []atomic.Int64 // units per SKU in 201s, for the live stock estimate
+}
+
+// tokenTTL is the lifetime of the users' tokens: the whole run, setup and
+// audit included, with room to spare.
+func tokenTTL(cfg Config) time.Duration {
+	return cfg.Warmup + cfg.Duration + 10*cfg.Timeout + time.Hour
 }
 
 // Run sets up the scenario's products, runs the load, and audits the server.
@@ -246,8 +265,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		r.skus = append(r.skus, sku)
 		r.singleItems = append(r.singleItems, []flashorder.ItemRequest{{SKU: sku, Quantity: sc.Quantity}})
 	}
-	for i := range sc.Users {
+	users := sc.Users
+	if cfg.JWTSecret != "" && users == 0 {
+		users = cfg.Concurrency
+	}
+	for i := range users {
 		r.users = append(r.users, fmt.Sprintf("u%s-%d", r.runID, i))
+	}
+	if cfg.JWTSecret != "" {
+		for _, u := range r.users {
+			token, err := jwtauth.Mint([]byte(cfg.JWTSecret), u, cfg.JWTIssuer, cfg.JWTAudience, tokenTTL(cfg))
+			if err != nil {
+				return nil, fmt.Errorf("loadtest: mint a token: %w", err)
+			}
+			r.auths = append(r.auths, "Bearer "+token)
+		}
 	}
 	r.soldByClient = make([]atomic.Int64, sc.SKUs)
 	nShards := runtime.GOMAXPROCS(0) * 4
@@ -259,6 +291,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	admin := orderhttp.NewClient(cfg.URLs[0], cfg.AdminToken)
+	admin.Token = cfg.AdminToken // the audit reads every user's orders
 	admin.HTTPClient = &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	var before map[string]flashorder.AuditLine
 	if !cfg.NoServer {

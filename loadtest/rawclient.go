@@ -110,20 +110,21 @@ func (rc *rawClient) Close() {
 var errStale = errors.New("loadtest: stale keep-alive connection")
 
 // post sends body to target i with the idempotency key ("" for none) and
+// the Authorization header value auth ("" for none), and
 // reads the answer's body into out. resent reports that the request went out
 // twice because a kept-alive connection turned out closed: with a key the
 // second is at worst a replay; without one the caller must count the first
 // attempt's outcome as unknown.
-func (rc *rawClient) post(ctx context.Context, i int, key string, body []byte, out *bytes.Buffer) (a rawAnswer, resent bool, err error) {
-	a, err = rc.postOnce(ctx, i, key, body, out)
+func (rc *rawClient) post(ctx context.Context, i int, key, auth string, body []byte, out *bytes.Buffer) (a rawAnswer, resent bool, err error) {
+	a, err = rc.postOnce(ctx, i, key, auth, body, out)
 	if errors.Is(err, errStale) && ctx.Err() == nil {
-		a, err = rc.postOnce(ctx, i, key, body, out)
+		a, err = rc.postOnce(ctx, i, key, auth, body, out)
 		return a, true, err
 	}
 	return a, false, err
 }
 
-func (rc *rawClient) postOnce(ctx context.Context, i int, key string, body []byte, out *bytes.Buffer) (rawAnswer, error) {
+func (rc *rawClient) postOnce(ctx context.Context, i int, key, auth string, body []byte, out *bytes.Buffer) (rawAnswer, error) {
 	if ctx.Err() != nil {
 		return rawAnswer{}, ctx.Err()
 	}
@@ -154,6 +155,10 @@ func (rc *rawClient) postOnce(ctx context.Context, i int, key string, body []byt
 	if key != "" {
 		b = append(b, "\r\nIdempotency-Key: "...)
 		b = append(b, key...)
+	}
+	if auth != "" {
+		b = append(b, "\r\nAuthorization: "...)
+		b = append(b, auth...)
 	}
 	b = append(b, "\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)

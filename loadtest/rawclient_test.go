@@ -82,7 +82,7 @@ func TestRawClient(t *testing.T) {
 		{201, false, `{"id":"o1"}`}, // a new connection after Connection: close
 	}
 	for i, w := range want {
-		a, resent, err := rc.post(context.Background(), 0, "k1", []byte(`{"x":1}`), &out)
+		a, resent, err := rc.post(context.Background(), 0, "k1", "", []byte(`{"x":1}`), &out)
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
@@ -107,10 +107,10 @@ func TestRawClientResendsOnStaleConnection(t *testing.T) {
 	defer stop()
 	defer rc.Close()
 	var out bytes.Buffer
-	if _, resent, err := rc.post(context.Background(), 0, "k1", []byte("{}"), &out); err != nil || resent {
+	if _, resent, err := rc.post(context.Background(), 0, "k1", "", []byte("{}"), &out); err != nil || resent {
 		t.Fatalf("first request: resent %v err %v", resent, err)
 	}
-	a, resent, err := rc.post(context.Background(), 0, "k2", []byte("{}"), &out)
+	a, resent, err := rc.post(context.Background(), 0, "k2", "", []byte("{}"), &out)
 	if err != nil || !resent || a.status != 201 {
 		t.Fatalf("second request: status %d resent %v err %v, want 201 resent", a.status, resent, err)
 	}
@@ -143,7 +143,7 @@ func TestRawClientCancel(t *testing.T) {
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start := time.Now()
 	var out bytes.Buffer
-	if _, _, err := rc.post(ctx, 0, "k", []byte("{}"), &out); err == nil {
+	if _, _, err := rc.post(ctx, 0, "k", "", []byte("{}"), &out); err == nil {
 		t.Fatal("want an error after cancel")
 	}
 	if d := time.Since(start); d > 5*time.Second {

@@ -57,6 +57,7 @@ type worker struct {
 // request is one order request with its pre-encoded body.
 type request struct {
 	user  string
+	auth  string // Authorization header value, "" without JWTSecret
 	items []flashorder.ItemRequest
 	key   string
 	body  []byte
@@ -134,7 +135,11 @@ func (w *worker) next() *request {
 	w.seq++
 	rq := &request{}
 	if len(w.r.users) > 0 {
-		rq.user = w.r.users[w.rng.IntN(len(w.r.users))]
+		i := w.rng.IntN(len(w.r.users))
+		rq.user = w.r.users[i]
+		if len(w.r.auths) > 0 {
+			rq.auth = w.r.auths[i]
+		}
 	} else {
 		rq.user = "u" + w.r.runID + "-" + strconv.Itoa(w.id) + "-" + strconv.FormatInt(w.seq, 10)
 	}
@@ -321,7 +326,7 @@ func (w *worker) do(ctx context.Context, target int, rq *request) (status int, a
 	ans = &answer{}
 	if w.raw != nil {
 		var ra rawAnswer
-		ra, resent, err = w.raw.post(ctx, target, rq.key, rq.body, &w.buf)
+		ra, resent, err = w.raw.post(ctx, target, rq.key, rq.auth, rq.body, &w.buf)
 		if err != nil {
 			return 0, emptyAnswer, resent, err
 		}
@@ -334,6 +339,9 @@ func (w *worker) do(ctx context.Context, target int, rq *request) (status int, a
 		req.Header = http.Header{"Content-Type": jsonContentType}
 		if rq.key != "" {
 			req.Header[orderhttp.IdempotencyKeyHeader] = []string{rq.key}
+		}
+		if rq.auth != "" {
+			req.Header["Authorization"] = []string{rq.auth}
 		}
 		resp, err := w.r.client.Do(req)
 		if err != nil {

@@ -6,6 +6,7 @@
 //	orderbench run --url http://127.0.0.1:8080 --admin-token T [flags]
 //	orderbench compare --strategies row,lock,segment,batch [flags]
 //	orderbench demo
+//	orderbench token --jwt-secret S --sub u-1
 package main
 
 import (
@@ -41,6 +42,7 @@ commands:
   compare   start orderd once per strategy (plus a no-op ceiling) and compare
   demo      start an embedded orderd (SQLite, temp dir) and run a short hot-SKU test
   noop      serve the no-op ceiling (a Gin handler answering 201) for wrk or hey
+  token     print an HS256 user token for an orderd with --auth jwt (tests, curl)
 
 orderbench <command> -h lists the command's flags.
 `
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = demoCmd(ctx, args[1:], stdout, stderr)
 	case "noop":
 		err = noopCmd(ctx, args[1:], stdout, stderr)
+	case "token":
+		err = tokenCmd(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -214,9 +218,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Var(&urls, "url", "orderd base URL, repeatable or comma-separated; requests go round-robin (default http://127.0.0.1:8080)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "orderd's admin token, for setup and audit (default $ORDERD_ADMIN_TOKEN)")
 	fs.BoolVar(&cfg.NoServer, "no-server", false, "the target is not orderd (a no-op server, to measure the tool itself): no setup, no audit")
+	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "orderd's --jwt-secret (auth jwt): mint a token per simulated user at the start (default $ORDERD_JWT_SECRET)")
+	fs.StringVar(&cfg.JWTIssuer, "jwt-issuer", "", "iss claim of the minted tokens (orderd's --jwt-issuer)")
+	fs.StringVar(&cfg.JWTAudience, "jwt-audience", "", "aud claim of the minted tokens (orderd's --jwt-audience)")
 	loadFlags(fs, &cfg, &out)
 	if err := parseFlags(fs, args, &cfg); err != nil {
 		return err
+	}
+	if cfg.JWTSecret == "" {
+		cfg.JWTSecret = os.Getenv("ORDERD_JWT_SECRET") // not the flag's default: -h never prints it
 	}
 	if len(urls) == 0 {
 		urls = stringList{"http://127.0.0.1:8080"}

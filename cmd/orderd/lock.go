@@ -105,7 +105,7 @@ func openLocker(ctx context.Context, raw string) (*lockBackend, error) {
 			return client.Close()
 		}}, nil
 	}
-	return nil, fmt.Errorf("--lock %q is not supported (want memory, zk://, etcd:// or redis://)", raw)
+	return nil, fmt.Errorf("--lock %q is not supported (want memory, zk://, etcd:// or redis://)", redactURL(raw))
 }
 
 // hosts returns the comma-separated host:port list of a URL.

@@ -30,6 +30,7 @@ import (
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/internal/metrics"
+	"github.com/flashorder/flashorder/jwtauth"
 	"github.com/flashorder/flashorder/redis"
 )
 
@@ -114,6 +115,13 @@ type Config struct {
 	MaxInflight          int
 	OrderTimeout         time.Duration
 	SoldOutTTL           time.Duration
+	IdempotencyMaxKeys   int
+
+	Auth        string
+	JWTSecret   string
+	JWTJWKS     string
+	JWTIssuer   string
+	JWTAudience string
 }
 
 // Main is the orderd program: its configuration and the backends it opened.
@@ -128,6 +136,7 @@ type Main struct {
 
 	stderr  io.Writer
 	db      *gormdb.DB
+	auth    *jwtauth.Verifier
 	server  *orderhttp.Server
 	lock    *lockBackend
 	sweeper *checkout.Sweeper
@@ -163,6 +172,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Lock, "lock", "memory", "lock backend: memory, zk://host:port[,host:port]/prefix, etcd://host:port/prefix or redis://host:port/db")
 	fs.StringVar(&cfg.Idempotency, "idempotency", "memory", "idempotency store: memory or redis://host:port/db")
 	fs.DurationVar(&cfg.IdempotencyRetention, "idempotency-retention", flashorder.DefaultIdempotencyRetention, "how long stored idempotent answers are kept")
+	fs.IntVar(&cfg.IdempotencyMaxKeys, "idempotency-max-keys", inmem.DefaultIdempotencyMaxKeys, "idempotency memory: most keys held, oldest dropped first (0: no bound)")
 	fs.DurationVar(&cfg.IdempotencyClaimTTL, "idempotency-claim-ttl", redis.DefaultClaimTTL, "how long an in-flight Redis claim outlives an owner that died")
 	fs.StringVar(&cfg.RateLimitUser, "rate-limit-user", "", "per-user order rate limit, N/s, N/m or N/h (empty: off)")
 	fs.IntVar(&cfg.RateLimitBurst, "rate-limit-burst", 0, "orders a user may burst above the rate (0: the rate's N)")
@@ -171,6 +181,11 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxInflight, "max-inflight", orderhttp.DefaultMaxInflight, "order requests in flight per instance before 503 overloaded (0: no bound)")
 	fs.DurationVar(&cfg.SoldOutTTL, "sold-out-ttl", checkout.DefaultSoldOutTTL, "how long a sold-out SKU is answered without the database (0: off)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for the admin endpoints (generated and logged when empty)")
+	fs.StringVar(&cfg.Auth, "auth", "none", "users: none (the body's user_id) or jwt (a bearer JWT's sub)")
+	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "auth jwt: HS256 key of the users' tokens")
+	fs.StringVar(&cfg.JWTJWKS, "jwt-jwks", "", "auth jwt: JWK Set file or https URL of the users' token keys (RS256, ES256, EdDSA)")
+	fs.StringVar(&cfg.JWTIssuer, "jwt-issuer", "", "auth jwt: required iss claim (empty: not checked)")
+	fs.StringVar(&cfg.JWTAudience, "jwt-audience", "", "auth jwt: required aud claim (empty: not checked)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a stop waits for in-flight requests")
@@ -287,6 +302,7 @@ func (m *Main) Run(ctx context.Context) error {
 	case "memory":
 		s := inmem.NewIdempotencyStore()
 		s.Retention = cfg.IdempotencyRetention
+		s.MaxKeys = cfg.IdempotencyMaxKeys
 		idem = s
 	case "redis":
 		if idemRedis, err = m.redisClient(cfg.Idempotency); err != nil {
@@ -298,7 +314,7 @@ func (m *Main) Run(ctx context.Context) error {
 		s.Logger = m.Logger
 		idem = s
 	default:
-		return fmt.Errorf("--idempotency %q is not supported (want memory or redis://host:port/db)", cfg.Idempotency)
+		return fmt.Errorf("--idempotency %q is not supported (want memory or redis://host:port/db)", redactURL(cfg.Idempotency))
 	}
 
 	// strategy is the placer before decorators: metrics and the stock
@@ -326,6 +342,9 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.server = orderhttp.NewServer(store, placer, idem, cfg.AdminToken)
 	m.server.Logger = m.Logger
+	if err := m.openAuth(ctx); err != nil {
+		return err
+	}
 	m.server.MaxInflight = cfg.MaxInflight
 	m.server.OrderTimeout = cfg.OrderTimeout
 	m.server.RateLimiter = limiter
@@ -362,7 +381,11 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	m.Logger.Info("orderd listening", "addr", m.server.Addr().String(), "db", db.Engine(), "strategy", cfg.Strategy,
-		"lock", cfg.Lock, "idempotency", cfg.Idempotency)
+		"lock", redactURL(cfg.Lock), "idempotency", redactURL(cfg.Idempotency), "auth", cfg.Auth)
+	if cfg.Auth == "none" && !loopback(m.server.Addr()) {
+		m.Logger.Warn("--auth none on an address other machines reach: any client can act as any user (read, cancel and pay their orders); use --auth jwt",
+			"addr", m.server.Addr().String())
+	}
 	return nil
 }
 
@@ -386,6 +409,9 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.db != nil {
 		errs = append(errs, m.db.Close())
 	}
+	if m.auth != nil {
+		m.auth.Close()
+	}
 	for _, c := range m.redisClients {
 		errs = append(errs, c.Close())
 	}
@@ -400,7 +426,7 @@ func (m *Main) openDebug(addr string) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", redactedCmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

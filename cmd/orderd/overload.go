@@ -87,7 +87,7 @@ func (m *Main) rateLimiter(idemRedis *goredis.Client) (flashorder.RateLimiter, e
 		}
 		return redis.NewRateLimiter(c, n, period, burst), nil
 	default:
-		return nil, fmt.Errorf("--rate-limit-store %q is not supported (want memory or redis://host:port/db)", store)
+		return nil, fmt.Errorf("--rate-limit-store %q is not supported (want memory or redis://host:port/db)", redactURL(store))
 	}
 }
 
