@@ -36,7 +36,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/flashorder/flashorder/internal/zk"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/internal/keymutex"

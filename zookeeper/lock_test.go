@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/flashorder/flashorder/internal/zk"
 	"go.uber.org/goleak"
 
 	"github.com/flashorder/flashorder"
