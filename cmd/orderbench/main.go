@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flashorder/flashorder/internal/buildinfo"
 	"github.com/flashorder/flashorder/loadtest"
 )
 
@@ -42,7 +43,7 @@ commands:
   demo      start an embedded orderd (SQLite, temp dir) and run a short hot-SKU test
   noop      serve the no-op ceiling (a Gin handler answering 201) for wrk or hey
 
-orderbench <command> -h lists the command's flags.
+orderbench <command> -h lists the command's flags; orderbench --version prints the build.
 `
 
 // run is orderbench: it parses the subcommand and its flags and runs it.
@@ -61,6 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = demoCmd(ctx, args[1:], stdout, stderr)
 	case "noop":
 		err = noopCmd(ctx, args[1:], stdout, stderr)
+	case "--version", "-version", "version":
+		fmt.Fprintln(stdout, "orderbench", buildinfo.Read())
+		return nil
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -223,3 +223,25 @@ func TestNoopCmd(t *testing.T) {
 		t.Errorf("noop: %v", err)
 	}
 }
+
+// TestVersionAndDemoHelp checks orderbench --version, and that demo -h shows
+// the demo's own defaults (a 6s sale of 2,000 units), not run's.
+func TestVersionAndDemoHelp(t *testing.T) {
+	out, err := runArgs(t, "--version")
+	if err != nil || !strings.HasPrefix(out, "orderbench ") || !strings.Contains(out, "go1.") {
+		t.Errorf("--version: %q, %v", out, err)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"demo", "-h"}, &stdout, &stderr); err != nil {
+		t.Fatalf("demo -h: %v", err)
+	}
+	help := strings.Join(strings.Fields(stderr.String()), " ")
+	for _, want := range []string{"(default 6s)", "(default 2000)", "(default 20000)"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("demo -h lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if strings.Contains(help, "(default 10s)") && strings.Contains(help, "measured time (0 with --requests: until that many requests) (default 10s)") {
+		t.Errorf("demo -h shows run's duration default")
+	}
+}

@@ -44,6 +44,10 @@ func main() {
 
 // run starts orderd, waits for ctx to end (a signal), then drains and stops it.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	if versionRequested(args) {
+		fmt.Fprintln(stderr, versionLine())
+		return nil
+	}
 	m := NewMain(stderr)
 	if err := m.ParseFlags(args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -135,6 +139,7 @@ func NewMain(stderr io.Writer) *Main {
 func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("orderd", flag.ContinueOnError)
 	fs.SetOutput(output)
+	fs.Usage = func() { printUsage(fs.Output(), fs) }
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
 	fs.StringVar(&cfg.DB, "db", "sqlite://data/flashorder.db", "database URL: sqlite://path, postgres://user:pass@host:port/db?sslmode=disable or mysql://user:pass@host:port/db")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
