@@ -113,6 +113,7 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		rows = append(rows, row)
 	}
 
+	thresholdErr := checkRows(rows, out.Thresholds, stdout)
 	table := fmt.Sprintf("scenario %s\n", cfg.Scenario) + compareTable(rows)
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, table)
@@ -128,10 +129,27 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "HTML report: %s\n", out.HTML)
 	}
+	var failed error
 	if auditFailed {
-		return fmt.Errorf("%w: see the table", loadtest.ErrAuditFailed)
+		failed = fmt.Errorf("%w: see the table", loadtest.ErrAuditFailed)
 	}
-	return nil
+	return errors.Join(failed, thresholdErr)
+}
+
+// checkRows checks the thresholds against every strategy's result (not the
+// ceiling's) and prints the verdicts.
+func checkRows(rows []compareRow, thresholds []loadtest.Threshold, stdout io.Writer) error {
+	var errs []error
+	for _, r := range rows {
+		if len(thresholds) == 0 || r.Result == nil || r.Result.Config.NoServer {
+			continue
+		}
+		if err := loadtest.Check(r.Result, thresholds); err != nil {
+			fmt.Fprintf(stdout, "strategy %s: %v\n", r.Name, err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // compareTable renders the comparison.
@@ -174,29 +192,34 @@ func firstLine(s string) string {
 	return s
 }
 
+// compareReport is compare's HTML report: the table, the strategies' orders
+// per second as bars with the no-op ceiling as a reference line (it is not a
+// strategy), and their latency distributions.
 func compareReport(rows []compareRow, table string) loadtest.Report {
 	rep := loadtest.Report{Title: "orderbench compare", Table: table}
 	var labels []string
 	var values []float64
 	var dist []loadtest.Line
+	var refs []loadtest.Marker
 	for _, r := range rows {
 		if r.Result == nil {
 			// Shown as an empty bar: a failed strategy is never left out.
 			labels, values = append(labels, r.Name+" (FAILED)"), append(values, 0)
 			continue
 		}
-		v := r.Result.OrdersPerSec
-		if r.Result.Config.NoServer {
-			v = r.Result.AchievedRate
-		}
-		labels, values = append(labels, r.Name), append(values, v)
 		dist = append(dist, loadtest.DistLine(r.Result, r.Name))
 		rep.Runs = append(rep.Runs, r.Result)
+		if r.Result.Config.NoServer {
+			refs = append(refs, loadtest.Marker{At: r.Result.AchievedRate,
+				Label: fmt.Sprintf("no-op ceiling: %.0f answers/s (what orderbench itself can send here)", r.Result.AchievedRate)})
+			continue
+		}
+		labels, values = append(labels, r.Name), append(values, r.Result.OrdersPerSec)
 	}
 	rep.Summary = []template.HTML{
-		loadtest.BarChart("Orders per second (no-op: answers per second)", "per second", labels, values),
-		loadtest.LineChart("Latency distribution", "percentile", "ms (log)", dist, true,
-			map[float64]string{0: "0%", 1: "90%", 2: "99%", 3: "99.9%", 4: "99.99%", 5: "99.999%", 5.5: "max"}),
+		loadtest.BarChart("Orders per second by strategy", "orders per second", labels, values, refs...),
+		loadtest.Chart{Title: "Latency distribution", XLabel: "percentile", YLabel: "ms (log)", Lines: dist, LogY: true,
+			XTicks: loadtest.NinesTicks}.SVG(),
 	}
 	return rep
 }
