@@ -163,8 +163,9 @@ func (c *collector) run(ctx context.Context, loadDone <-chan struct{}) {
 		}
 		t := time.NewTimer(time.Until(next))
 		select {
-		case now := <-t.C:
-			c.tick(now, false)
+		case <-t.C:
+			// Now, not the timer's time: the interval ends when it is read.
+			c.tick(time.Now(), false)
 		case <-loadDone:
 			t.Stop()
 			return

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -34,18 +35,28 @@ func runArgs(t *testing.T, args ...string) (string, error) {
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	html, js := filepath.Join(dir, "r.html"), filepath.Join(dir, "r.json")
-	out, err := runArgs(t, "demo", "--duration", "3s", "--concurrency", "16", "--html", html, "--json", js)
+	csvPath, hgrm := filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.hgrm")
+	out, err := runArgs(t, "demo", "--duration", "3s", "--concurrency", "16", "--stock", "500", "--html", html, "--json", js,
+		"--csv", csvPath, "--hgrm", hgrm, "--threshold", "errors<1%")
 	if err != nil {
 		t.Fatalf("demo: %v", err)
 	}
 	if !strings.Contains(out, "audit: OK") {
 		t.Errorf("no audit line in the demo's output")
 	}
+	if !regexp.MustCompile(`(?m)^The stock \(500 units\) lasted .*: 500 orders sold`).MatchString(out) {
+		t.Errorf("the demo's headline does not say how long the stock lasted")
+	}
+	for _, f := range []string{csvPath, hgrm} {
+		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
 	page, err := os.ReadFile(html)
 	if err != nil {
 		t.Fatalf("HTML report: %v", err)
 	}
-	for _, want := range []string{"<svg", "Throughput", "Latency distribution"} {
+	for _, want := range []string{"<svg", "Throughput", "Latency distribution", "Stock left", "sold out at", "errors&lt;1%"} {
 		if !bytes.Contains(page, []byte(want)) {
 			t.Errorf("HTML report lacks %q", want)
 		}
@@ -243,5 +254,33 @@ func TestVersionAndDemoHelp(t *testing.T) {
 	}
 	if strings.Contains(help, "(default 10s)") && strings.Contains(help, "measured time (0 with --requests: until that many requests) (default 10s)") {
 		t.Errorf("demo -h shows run's duration default")
+	}
+}
+
+// TestThresholdExit: a failed --threshold is an error of its own, exit status
+// 2, while a failed audit stays 1 even when thresholds fail too.
+func TestThresholdExit(t *testing.T) {
+	e, err := startEmbedded(context.Background(), t.TempDir(), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	args := []string{"run", "--url", e.URL, "--admin-token", e.AdminToken, "--requests", "100", "--concurrency", "4", "--quiet"}
+	if _, err := runArgs(t, append(args, "--threshold", "errors<1%", "--threshold", "p99<1m")...); err != nil {
+		t.Errorf("thresholds that hold: %v", err)
+	}
+	out, err := runArgs(t, append(args, "--threshold", "rate>100000000")...)
+	if !errors.Is(err, loadtest.ErrThresholdFailed) || exitCode(err) != 2 {
+		t.Errorf("a threshold that fails: %v (exit %d), want ErrThresholdFailed and exit 2", err, exitCode(err))
+	}
+	if !strings.Contains(out, "threshold  rate>100000000") || !strings.Contains(out, "FAILED") {
+		t.Errorf("the summary does not show the failed threshold")
+	}
+	if _, err := runArgs(t, append(args, "--threshold", "p99<")...); err == nil {
+		t.Errorf("a malformed threshold was accepted")
+	}
+	both := errors.Join(loadtest.ErrAuditFailed, loadtest.ErrThresholdFailed)
+	if exitCode(both) != 1 || exitCode(errors.New("other")) != 1 {
+		t.Errorf("exit codes: audit and threshold %d, other %d; want 1 and 1", exitCode(both), exitCode(errors.New("other")))
 	}
 }
