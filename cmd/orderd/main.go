@@ -115,6 +115,9 @@ type Main struct {
 	// is not closed by Close: tests share one in-process Locker between two
 	// Mains to elect one expiry sweeper.
 	Locker flashorder.Locker
+	// StartupTimeout bounds connecting to each backend in Run; the default
+	// is 10s.
+	StartupTimeout time.Duration
 
 	stderr  io.Writer
 	db      *gormdb.DB
@@ -223,13 +226,20 @@ func (m *Main) configureLogger() error {
 // Run opens the backends chosen by the configuration and starts serving.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
-	db, err := gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns, IdleTxTimeout: cfg.DBIdleTxTimeout})
+	var db *gormdb.DB
+	err := m.connect(ctx, "database", cfg.DB, func(ctx context.Context) (err error) {
+		db, err = gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns, IdleTxTimeout: cfg.DBIdleTxTimeout})
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	m.db = db
 
-	m.lock, err = openLocker(ctx, cfg.Lock)
+	err = m.connect(ctx, "lock", cfg.Lock, func(ctx context.Context) (err error) {
+		m.lock, err = openLocker(ctx, cfg.Lock)
+		return err
+	})
 	if err != nil {
 		return err
 	}
