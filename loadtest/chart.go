@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"math"
 	"strings"
+
+	"github.com/dustin/go-humanize"
 )
 
 // Line is one series of a chart.
@@ -42,6 +44,10 @@ type Chart struct {
 }
 
 var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"}
+
+// barPalette colors bars; no red, which the reports keep for errors and
+// failures.
+var barPalette = []string{"#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#e377c2"}
 
 // The drawing area, in the SVG's own units (the SVG scales to its container).
 const (
@@ -309,22 +315,7 @@ func num(v float64) string {
 }
 
 // thousands renders n with comma separators: 12,345.
-func thousands(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
+func thousands(n int64) string { return humanize.Comma(n) }
 
 // BarChart renders one bar per label, with optional horizontal reference
 // lines (such as the no-op ceiling) that are not bars.
@@ -349,7 +340,7 @@ func BarChart(title, yLabel string, labels []string, values []float64, refs ...M
 		bw := pw / n * 0.6
 		x := padL + pw/n*float64(i) + pw/n*0.2
 		y := a.sy(values[i])
-		fmt.Fprintf(&b, `<rect class="series" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`, x, y, bw, a.sy(0)-y, palette[i%len(palette)])
+		fmt.Fprintf(&b, `<rect class="series" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`, x, y, bw, a.sy(0)-y, barPalette[i%len(barPalette)])
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x+bw/2, y-5, num(math.Round(values[i])))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x+bw/2, chartH-padB+18, template.HTMLEscapeString(l))
 	}

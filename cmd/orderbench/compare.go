@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/gin-gonic/gin"
 
 	"github.com/flashorder/flashorder/loadtest"
@@ -211,7 +212,7 @@ func compareReport(rows []compareRow, table string) loadtest.Report {
 		rep.Runs = append(rep.Runs, r.Result)
 		if r.Result.Config.NoServer {
 			refs = append(refs, loadtest.Marker{At: r.Result.AchievedRate,
-				Label: fmt.Sprintf("no-op ceiling: %.0f answers/s (what orderbench itself can send here)", r.Result.AchievedRate)})
+				Label: fmt.Sprintf("no-op ceiling: %s answers/s (what orderbench itself can send here)", humanize.Comma(int64(r.Result.AchievedRate)))})
 			continue
 		}
 		labels, values = append(labels, r.Name), append(values, r.Result.OrdersPerSec)
