@@ -191,13 +191,27 @@ func timeCharts(res *Result) (Chart, Chart) {
 	return tp, lat
 }
 
+// rampChart shows the closed loop's active clients as the stages ramp them.
+func rampChart(res *Result) Chart {
+	l := Line{Name: "active clients", Color: "#555", Points: [][2]float64{{0, 0}}}
+	for i, iv := range res.Series {
+		if charted(res, i) {
+			l.Points = append(l.Points, [2]float64{iv.T, iv.Target})
+		}
+	}
+	return Chart{Title: "Clients (stages " + stagesString(res.Config.Stages) + ")", XLabel: "time since start",
+		YLabel: "clients", Lines: []Line{l}, XUnit: "s", Markers: saleMarkers(res)}
+}
+
 // distChart is the latency distribution by percentile; in the open loop the
 // latency from the intended send time next to the service time.
 func distChart(res *Result) Chart {
 	c := Chart{Title: "Latency distribution", XLabel: "percentile", YLabel: "ms (log)", LogY: true, XTicks: NinesTicks}
 	if res.Mode == "open" && len(res.ServiceDist) > 0 {
 		c.Title = "Latency distribution: from the intended send time, and service time"
-		c.Lines = []Line{DistLine(res, "from intended send time (what users wait)"), distLine(res.ServiceDist, "service time (from the actual send)")}
+		svc := distLine(res.ServiceDist, "service time (from the actual send)")
+		svc.Color = "#9467bd"
+		c.Lines = []Line{DistLine(res, "from intended send time (what users wait)"), svc}
 		return c
 	}
 	c.Lines = []Line{DistLine(res, "")}
@@ -205,14 +219,19 @@ func distChart(res *Result) Chart {
 }
 
 // Charts returns the charts of one run: answers by kind, stock left,
-// throughput, latency percentiles over time and the latency distribution.
+// throughput, the clients of a closed-loop ramp, latency percentiles over
+// time and the latency distribution.
 func Charts(res *Result) []template.HTML {
 	tp, lat := timeCharts(res)
 	charts := []Chart{answersChart(res)}
 	if !res.Config.NoServer {
 		charts = append(charts, stockChart(res))
 	}
-	charts = append(charts, tp, lat, distChart(res))
+	charts = append(charts, tp)
+	if res.Mode == "closed" && len(res.Config.Stages) > 0 {
+		charts = append(charts, rampChart(res))
+	}
+	charts = append(charts, lat, distChart(res))
 	out := make([]template.HTML, len(charts))
 	for i, c := range charts {
 		out[i] = c.SVG()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +94,11 @@ func TestStagesRun(t *testing.T) {
 	}
 	if last := res.Series[len(res.Series)-1]; peak < 3 || last.Target > 0.5 {
 		t.Errorf("closed loop: target peaked at %v and ended at %v, want about 4 and 0", peak, last.Target)
+	}
+	var page strings.Builder
+	if err := loadtest.WriteHTML(&page, loadtest.Report{Title: "t", Runs: []*loadtest.Result{res}}); err != nil ||
+		!strings.Contains(page.String(), "Clients (stages 400ms:4,400ms:0)") {
+		t.Errorf("the report has no chart of the ramp's clients (%v)", err)
 	}
 
 	cfg = fakeConfig(srv.URL)
