@@ -327,6 +327,21 @@ func (p *process) lastLines() string {
 	return strings.Join(p.tail, "\n")
 }
 
+// exitReason is what orderd said before it exited: its last line (the
+// error) first, for the table's one-line FAILED cell, then the lines before.
+func (p *process) exitReason() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.tail) == 0 {
+		return "(no output)"
+	}
+	last := p.tail[len(p.tail)-1]
+	if len(p.tail) == 1 {
+		return last
+	}
+	return last + "\nbefore that:\n" + strings.Join(p.tail[:len(p.tail)-1], "\n")
+}
+
 // startProcess starts orderd and waits until it listens and is ready.
 func startProcess(ctx context.Context, bin string, args []string) (*process, error) {
 	cmd := exec.Command(bin, args...)
@@ -365,7 +380,7 @@ func startProcess(ctx context.Context, bin string, args []string) (*process, err
 	select {
 	case p.addr = <-addrc:
 	case <-p.exited:
-		return nil, fmt.Errorf("orderd exited: %s", p.lastLines())
+		return nil, fmt.Errorf("orderd exited: %s", p.exitReason())
 	case <-timeout.C:
 		p.stop()
 		return nil, fmt.Errorf("orderd did not listen within 60s: %s", p.lastLines())
