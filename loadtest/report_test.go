@@ -21,7 +21,7 @@ import (
 	"github.com/flashorder/flashorder/loadtest"
 )
 
-// saleRun runs a short sale that sells out against a correct fake: 200 units
+// saleRun runs a short sale that sells out against a correct fake: 150 units
 // for up to 3 s.
 func saleRun(t *testing.T) *loadtest.Result {
 	t.Helper()
@@ -33,12 +33,12 @@ func saleRun(t *testing.T) *loadtest.Result {
 	cfg.Requests = 0
 	cfg.Concurrency = 8
 	cfg.Duration = 3 * time.Second
-	cfg.Scenario = loadtest.Scenario{Stock: 200, PerUserLimit: 1, Users: 2000}
+	cfg.Scenario = loadtest.Scenario{Stock: 150, PerUserLimit: 1, Users: 2000}
 	res, err := loadtest.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	if len(res.SoldOut) != 1 || res.SoldOut[0].SKU != "bench-0" || res.Orders != 200 {
+	if len(res.SoldOut) != 1 || res.SoldOut[0].SKU != "bench-0" || res.Orders != 150 {
 		t.Fatalf("the sale did not sell out: sold out %+v, %d orders", res.SoldOut, res.Orders)
 	}
 	return res
@@ -52,7 +52,7 @@ func saleRun(t *testing.T) *loadtest.Result {
 func TestSaleStory(t *testing.T) {
 	res := saleRun(t)
 	at := res.SoldOut[0].At
-	if h := loadtest.Headline(res); !regexp.MustCompile(`^The stock \(200 units\) lasted \d+(\.\d+)? m?s: 200 orders sold .* 0 errors`).MatchString(h) {
+	if h := loadtest.Headline(res); !regexp.MustCompile(`^The stock \(150 units\) lasted \d+(\.\d+)? m?s: 150 orders sold .* 0 errors`).MatchString(h) {
 		t.Errorf("headline %q", h)
 	}
 	if res.BucketSeconds != 0.1 || len(res.Series) < 6 {
@@ -63,7 +63,7 @@ func TestSaleStory(t *testing.T) {
 	}
 	// The stock per SKU only falls, and first shows 0 in the bucket of the
 	// sell-out (give or take the scheduling of the collector).
-	prev, zeroAt := int64(200), -1.0
+	prev, zeroAt := int64(150), -1.0
 	for _, iv := range res.Series {
 		if len(iv.SKUStock) != 1 || iv.SKUStock[0] > prev {
 			t.Fatalf("interval %+v: no per-SKU stock, or it rose from %d", iv, prev)
