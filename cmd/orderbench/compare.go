@@ -115,7 +115,20 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 
 	thresholdErr := checkRows(rows, out.Thresholds, stdout)
-	table := fmt.Sprintf("scenario %s\n", cfg.Scenario) + compareTable(rows)
+	if err := writeComparison(rows, cfg.Scenario, out, stdout); err != nil {
+		return err
+	}
+	var failed error
+	if auditFailed {
+		failed = fmt.Errorf("%w: see the table", loadtest.ErrAuditFailed)
+	}
+	return errors.Join(failed, thresholdErr)
+}
+
+// writeComparison prints the comparison table and writes the JSON and HTML
+// files out asks for.
+func writeComparison(rows []compareRow, sc loadtest.Scenario, out outputs, stdout io.Writer) error {
+	table := fmt.Sprintf("scenario %s\n", sc) + compareTable(rows)
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, table)
 	if out.JSON != "" {
@@ -130,11 +143,7 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "HTML report: %s\n", out.HTML)
 	}
-	var failed error
-	if auditFailed {
-		failed = fmt.Errorf("%w: see the table", loadtest.ErrAuditFailed)
-	}
-	return errors.Join(failed, thresholdErr)
+	return nil
 }
 
 // checkRows checks the thresholds against every strategy's result (not the
