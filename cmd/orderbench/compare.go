@@ -143,7 +143,32 @@ func writeComparison(rows []compareRow, sc loadtest.Scenario, out outputs, stdou
 		}
 		fmt.Fprintf(stdout, "HTML report: %s\n", out.HTML)
 	}
+	// --csv and --hgrm: one file per run, the row's name before the extension.
+	for _, r := range rows {
+		if r.Result == nil {
+			continue
+		}
+		each := outputs{CSV: perRow(out.CSV, r.Name), Hgrm: perRow(out.Hgrm, r.Name)}
+		if err := writeReports(each, "", r.Result, stdout); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// perRow turns report.csv into report-batch.csv for the row named name ("" stays "").
+func perRow(path, name string) string {
+	if path == "" {
+		return ""
+	}
+	clean := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(name))
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-" + clean + ext
 }
 
 // checkRows checks the thresholds against every strategy's result (not the

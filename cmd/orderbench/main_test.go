@@ -167,9 +167,10 @@ func TestCompare(t *testing.T) {
 	}
 	for _, target := range targets {
 		t.Run(target[0], func(t *testing.T) {
-			html := filepath.Join(t.TempDir(), "c.html")
+			dir := t.TempDir()
+			html := filepath.Join(dir, "c.html")
 			args := append([]string{"compare", "--orderd", bin, "--strategies", "row,no-such-strategy", "--duration", "1s",
-				"--concurrency", "4", "--quiet", "--html", html}, target[1:]...)
+				"--concurrency", "4", "--quiet", "--html", html, "--csv", filepath.Join(dir, "s.csv")}, target[1:]...)
 			out, err := runArgs(t, args...)
 			if err != nil {
 				t.Fatalf("compare: %v", err)
@@ -196,8 +197,15 @@ func TestCompare(t *testing.T) {
 			if strings.Contains(out, "warning:") {
 				t.Errorf("compare warned (a fresh database not dropped?)")
 			}
-			if page, err := os.ReadFile(html); err != nil || !bytes.Contains(page, []byte("Orders per second")) {
-				t.Errorf("compare HTML report: %v", err)
+			for _, f := range []string{"s-no-op-ceiling.csv", "s-row.csv"} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Errorf("--csv: %v", err)
+				}
+			}
+			// The ceiling is a reference line across the bars, not a bar.
+			if page, err := os.ReadFile(html); err != nil || !bytes.Contains(page, []byte("Orders per second")) ||
+				!bytes.Contains(page, []byte(`<line class="ref"`)) || !bytes.Contains(page, []byte("no-op ceiling: ")) {
+				t.Errorf("compare HTML report (%v): no bar chart with the ceiling as a reference line", err)
 			}
 		})
 	}
