@@ -68,8 +68,9 @@ var decodeCases = []struct {
 	{`{"user_id":"u1","items":[{"sku":"a","quantity":1}]}` + strings.Repeat(" ", 70000), 413, `{"error":{"code":"body_too_large","message":"the body exceeds 65536 bytes"}}`},
 }
 
-// TestDecodeOrderAnswers checks decodeCases with the body's length known and
-// with it unknown (chunked), where the 64 KiB limit bites while reading.
+// TestDecodeOrderAnswers checks decodeCases, every body with its trailing
+// newline, with the body's length known and with it unknown (chunked), where
+// the 64 KiB limit bites while reading.
 func TestDecodeOrderAnswers(t *testing.T) {
 	s := orderhttp.NewServer(benchStore{}, instantPlacer{created: time.Date(2025, 1, 2, 3, 4, 5, 123456000, time.UTC)}, inmem.NewIdempotencyStore(), "admin")
 	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -83,7 +84,7 @@ func TestDecodeOrderAnswers(t *testing.T) {
 			}
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, req)
-			if w.Code != tc.status || w.Body.String() != tc.want {
+			if w.Code != tc.status || w.Body.String() != tc.want+"\n" {
 				t.Errorf("chunked %v, body %.80q:\n got %d %s\nwant %d %s", chunked, tc.body, w.Code, w.Body, tc.status, tc.want)
 			}
 		}
@@ -109,7 +110,7 @@ func TestContentTypes(t *testing.T) {
 		if w.Code != status {
 			t.Errorf("Content-Type %q: %d %s, want %d", ct, w.Code, w.Body, status)
 		}
-		if status == 415 && w.Body.String() != `{"error":{"code":"unsupported_media_type","message":"the body must be application/json"}}` {
+		if status == 415 && w.Body.String() != `{"error":{"code":"unsupported_media_type","message":"the body must be application/json"}}`+"\n" {
 			t.Errorf("Content-Type %q: body %s", ct, w.Body)
 		}
 	}

@@ -123,9 +123,9 @@ var (
 	connectionClose      = []string{"close"}
 )
 
-// writeBody answers status with a JSON body. It is gin's c.Data (same
-// headers: Content-Type unless set, Content-Length) without c.Data's
-// allocations per answer.
+// writeBody answers status with a JSON body and a trailing newline. It is
+// gin's c.Data (same headers: Content-Type unless set, Content-Length)
+// without c.Data's allocations per answer.
 func writeBody(c *gin.Context, status int, body []byte) {
 	h := c.Writer.Header()
 	if len(h["Content-Type"]) == 0 {
@@ -136,14 +136,30 @@ func writeBody(c *gin.Context, status int, body []byte) {
 		c.Writer.WriteHeaderNow()
 		return
 	}
-	if len(body) > 0 {
-		h["Content-Length"] = info(c).headerValue(decimal(len(body)))
+	if len(body) == 0 {
+		return
 	}
-	if _, err := c.Writer.Write(body); err != nil {
+	// Every JSON answer ends with a newline, as curl users and line-based
+	// tools expect; the encoders (and answers stored by older versions) leave
+	// it out, so it is written here, once.
+	nl := body[len(body)-1] != '\n'
+	n := len(body)
+	if nl {
+		n++
+	}
+	h["Content-Length"] = info(c).headerValue(decimal(n))
+	_, err := c.Writer.Write(body)
+	if err == nil && nl {
+		_, err = c.Writer.Write(newline)
+	}
+	if err != nil {
 		_ = c.Error(err)
 		c.Abort()
 	}
 }
+
+// newline ends every JSON answer.
+var newline = []byte{'\n'}
 
 // bodyAllowed reports whether an answer with status may have a body, as
 // gin decides it.

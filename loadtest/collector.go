@@ -8,34 +8,64 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
+
 	orderhttp "github.com/flashorder/flashorder/http"
 )
 
-// sliver is the length under which the last interval of a run (what came
-// after the last full second) is kept in the results but not charted or
-// printed: its rates would be noise.
+// sliver is the share of a bucket under which the last interval of a run
+// (what came after the last full bucket) is kept in the results but not
+// charted or printed: its rates would be noise.
 const sliver = 0.25
 
-// Interval is one second (or the last, shorter, part) of a run.
+// maxChartSKUs is how many SKUs the time series follows one by one (stock
+// left per SKU); beyond it only the total is kept.
+const maxChartSKUs = 8
+
+// Interval is one bucket of a run (Config.Bucket long; the last one may be
+// shorter).
 type Interval struct {
 	// T is the end of the interval in seconds since the start of the run.
 	T float64 `json:"t"`
 	// Seconds is the interval's length.
 	Seconds float64 `json:"seconds"`
 	// Warmup marks intervals before the measurement started.
-	Warmup       bool    `json:"warmup,omitempty"`
-	Answers      int64   `json:"answers"`
-	Orders       int64   `json:"orders"`
-	Errors       int64   `json:"errors"`
-	AnswersPerS  float64 `json:"answers_per_s"`
-	OrdersPerS   float64 `json:"orders_per_s"`
-	P50          float64 `json:"p50_ms"`
-	P90          float64 `json:"p90_ms"`
-	P99          float64 `json:"p99_ms"`
-	Max          float64 `json:"max_ms"`
-	Late         int64   `json:"late,omitempty"`
-	StockLeft    int64   `json:"stock_left"`
-	StockIsGuess bool    `json:"stock_is_guess,omitempty"`
+	Warmup  bool  `json:"warmup,omitempty"`
+	Answers int64 `json:"answers"`
+	Orders  int64 `json:"orders"`
+	// Errors are the 5xx and transport failures; Refused the business
+	// refusals (sold_out, limit_exceeded), which are not errors.
+	Errors      int64   `json:"errors"`
+	Refused     int64   `json:"refused"`
+	AnswersPerS float64 `json:"answers_per_s"`
+	OrdersPerS  float64 `json:"orders_per_s"`
+	P50         float64 `json:"p50_ms"`
+	P90         float64 `json:"p90_ms"`
+	P99         float64 `json:"p99_ms"`
+	Max         float64 `json:"max_ms"`
+	Late        int64   `json:"late,omitempty"`
+	// StockLeft is the total stock left as last read from the server (or
+	// estimated: StockIsGuess); -1 when not known.
+	StockLeft    int64 `json:"stock_left"`
+	StockIsGuess bool  `json:"stock_is_guess,omitempty"`
+	// Codes counts the interval's answers by kind ("201", "409 sold_out",
+	// "timeout").
+	Codes map[string]int64 `json:"codes,omitempty"`
+	// SKUStock is the stock left of each of the first 8 SKUs at the end of
+	// the interval, as the client's own 201s tell it (exact unless
+	// requests had unknown outcomes).
+	SKUStock []int64 `json:"sku_stock,omitempty"`
+	// Target is, with stages, the clients (closed loop) or the rate (open
+	// loop) the ramp had reached at the end of the interval.
+	Target float64 `json:"target,omitempty"`
+}
+
+// SoldOut is the moment one SKU's stock ran out, as the client saw it: the
+// answer to the order that took its last unit.
+type SoldOut struct {
+	SKU string `json:"sku"`
+	// At is in seconds since the start of the run.
+	At float64 `json:"at"`
 }
 
 // Result is the outcome of a run.
@@ -55,25 +85,44 @@ type Result struct {
 	OfferedRate  float64 `json:"offered_rate"`
 	AchievedRate float64 `json:"achieved_rate"`
 	// Orders is the number of new orders (201s that were not replays).
-	Orders       int64         `json:"orders"`
-	OrdersPerSec float64       `json:"orders_per_s"`
-	Errors       int64         `json:"errors"`
-	Answers      []AnswerCount `json:"answers"`
+	Orders       int64   `json:"orders"`
+	OrdersPerSec float64 `json:"orders_per_s"`
+	// Errors are the 5xx answers and transport failures (no answer);
+	// Refused the business refusals (409 sold_out and limit_exceeded),
+	// which are the sale working, not errors.
+	Errors  int64         `json:"errors"`
+	Refused int64         `json:"refused"`
+	Answers []AnswerCount `json:"answers"`
 	// Late is the number of open-loop requests sent later than the late
 	// threshold; NotSent the number that were due but never sent.
-	Late     int64        `json:"late"`
-	NotSent  int64        `json:"not_sent"`
-	MaxLagMs float64      `json:"max_lag_ms"`
-	Latency  Percentiles  `json:"latency"`
-	Dist     []DistPoint  `json:"distribution"`
-	Series   []Interval   `json:"series"`
-	Audit    *AuditReport `json:"audit,omitempty"`
+	Late     int64       `json:"late"`
+	NotSent  int64       `json:"not_sent"`
+	MaxLagMs float64     `json:"max_lag_ms"`
+	Latency  Percentiles `json:"latency"`
+	Dist     []DistPoint `json:"distribution"`
+	// ServiceLatency and ServiceDist are, in the open loop, the latency
+	// measured from each request's actual send (what the server took),
+	// next to Latency from the intended send time.
+	ServiceLatency *Percentiles `json:"service_latency,omitempty"`
+	ServiceDist    []DistPoint  `json:"service_distribution,omitempty"`
+	// BucketSeconds is the length of the Series' intervals.
+	BucketSeconds float64    `json:"bucket_seconds"`
+	Series        []Interval `json:"series"`
+	// SKUs are the scenario's products, in the order of Interval.SKUStock.
+	SKUs []string `json:"skus,omitempty"`
+	// SoldOut lists the SKUs whose stock ran out during the run.
+	SoldOut []SoldOut `json:"sold_out,omitempty"`
+	// Thresholds are the --threshold checks, once Check ran.
+	Thresholds []ThresholdResult `json:"thresholds,omitempty"`
+	Audit      *AuditReport      `json:"audit,omitempty"`
 
 	workers []workerState
+	// hist is the measured latency histogram, for WriteHgrm.
+	hist *hdrhistogram.Histogram
 }
 
-// collector drains the shards once a second into the time series, and prints
-// progress.
+// collector drains the shards once a bucket into the time series, and prints
+// progress once a second.
 type collector struct {
 	r     *runner
 	admin *orderhttp.Client
@@ -84,19 +133,22 @@ type collector struct {
 	last   time.Time
 	cur    counts // scratch for one interval
 	curM   counts // scratch for its measured part
-	stock  atomic.Int64
-	guess  atomic.Bool
+	// prog gathers the intervals since the last progress line.
+	prog     counts
+	progFrom time.Time
+	stock    atomic.Int64
+	guess    atomic.Bool
 }
 
 func newCollector(r *runner, admin *orderhttp.Client) *collector {
 	th := r.cfg.LateThreshold
 	c := &collector{r: r, admin: admin, total: newCounts(th), seen: map[Answer]int64{}, last: r.start,
-		cur: newCounts(th), curM: newCounts(th)}
+		cur: newCounts(th), curM: newCounts(th), prog: newCounts(th), progFrom: r.start}
 	c.stock.Store(-1)
 	return c
 }
 
-// run ticks once a second (and once exactly when the warmup ends) until
+// run ticks once a bucket (and once exactly when the warmup ends) until
 // loadDone is closed.
 func (c *collector) run(ctx context.Context, loadDone <-chan struct{}) {
 	if !c.r.cfg.NoServer {
@@ -105,14 +157,15 @@ func (c *collector) run(ctx context.Context, loadDone <-chan struct{}) {
 		defer func() { <-polled }()
 	}
 	for {
-		next := c.last.Add(time.Second)
+		next := c.last.Add(c.r.cfg.Bucket)
 		if c.last.Before(c.r.measureStart) && c.r.measureStart.Before(next) {
 			next = c.r.measureStart
 		}
 		t := time.NewTimer(time.Until(next))
 		select {
-		case now := <-t.C:
-			c.tick(now, false)
+		case <-t.C:
+			// Now, not the timer's time: the interval ends when it is read.
+			c.tick(time.Now(), false)
 		case <-loadDone:
 			t.Stop()
 			return
@@ -128,7 +181,7 @@ func (c *collector) pollStock(ctx context.Context, loadDone <-chan struct{}) {
 	defer tk.Stop()
 	for {
 		var sum int64
-		ok := len(c.r.skus) <= 8
+		ok := len(c.r.skus) <= maxChartSKUs
 		for _, sku := range c.r.skus {
 			if !ok {
 				break
@@ -167,41 +220,66 @@ func (c *collector) tick(now time.Time, final bool) {
 	}
 	c.curM.moveTo(&c.total)
 	secs := now.Sub(c.last).Seconds()
-	warm := c.last.Before(c.r.measureStart)
-	var answers, errs int64
-	for k, v := range iv.answers {
-		answers += v
-		if k.Status != 201 {
-			errs += v
-		}
-		c.seen[k] += v
-	}
-	p := PercentilesOf(iv.hist)
-	out := Interval{T: now.Sub(c.r.start).Seconds(), Seconds: secs, Warmup: warm, Answers: answers, Orders: iv.orders,
-		Errors: errs, P50: p.P50, P90: p.P90, P99: p.P99, Max: p.Max, Late: iv.lateness.Late,
-		StockLeft: c.stock.Load(), StockIsGuess: c.guess.Load()}
-	if secs > 0 {
-		out.AnswersPerS = float64(answers) / secs
-		out.OrdersPerS = float64(iv.orders) / secs
-	}
+	out := c.interval(iv, now, secs)
 	c.last = now
 	c.series = append(c.series, out)
-	if !(final && secs < sliver && len(c.series) > 1) {
-		c.progress(out)
+	iv.moveTo(&c.prog)
+	short := final && secs < sliver*c.r.cfg.Bucket.Seconds() && len(c.series) > 1
+	if (now.Sub(c.progFrom) >= time.Second-time.Millisecond || final) && !short {
+		c.progress(now, out)
 	}
 }
 
-func (c *collector) progress(iv Interval) {
+// interval summarises iv, the answers of the secs seconds up to now.
+func (c *collector) interval(iv *counts, now time.Time, secs float64) Interval {
+	out := Interval{T: now.Sub(c.r.start).Seconds(), Seconds: secs, Warmup: c.last.Before(c.r.measureStart),
+		Orders: iv.orders, Late: iv.lateness.Late, StockLeft: c.stock.Load(), StockIsGuess: c.guess.Load(),
+		Codes: make(map[string]int64, len(iv.answers))}
+	out.Answers, out.Errors, out.Refused = classify(iv.answers)
+	for k, v := range iv.answers {
+		out.Codes[k.String()] += v
+		c.seen[k] += v
+	}
+	p := PercentilesOf(iv.hist)
+	out.P50, out.P90, out.P99, out.Max = p.P50, p.P90, p.P99, p.Max
+	if secs > 0 {
+		out.AnswersPerS = float64(out.Answers) / secs
+		out.OrdersPerS = float64(iv.orders) / secs
+	}
+	if !c.r.cfg.NoServer && len(c.r.skus) <= maxChartSKUs {
+		out.SKUStock = make([]int64, len(c.r.skus))
+		for i := range c.r.skus {
+			out.SKUStock[i] = c.r.cfg.Scenario.Stock - c.r.soldByClient[i].Load()
+		}
+	}
+	if len(c.r.cfg.Stages) > 0 {
+		out.Target = StageTarget(c.r.cfg.Stages, now.Sub(c.r.start))
+	}
+	return out
+}
+
+// progress prints one line for the time since the last one; iv is the
+// interval that just ended.
+func (c *collector) progress(now time.Time, iv Interval) {
+	p := &c.prog
+	secs := now.Sub(c.progFrom).Seconds()
+	c.progFrom = now
+	defer p.reset()
 	w := c.r.cfg.Progress
-	if w == nil {
+	if w == nil || secs <= 0 {
 		return
+	}
+	var answers int64
+	for _, v := range p.answers {
+		answers += v
 	}
 	var b strings.Builder
 	phase := ""
 	if iv.Warmup {
 		phase = " warmup"
 	}
-	fmt.Fprintf(&b, "%6.1fs%s  orders/s %7.0f  answers/s %7.0f  p99 %8.2fms", iv.T, phase, iv.OrdersPerS, iv.AnswersPerS, iv.P99)
+	fmt.Fprintf(&b, "%6.1fs%s  orders/s %7.0f  answers/s %7.0f  p99 %8.2fms", iv.T, phase, float64(p.orders)/secs,
+		float64(answers)/secs, PercentilesOf(p.hist).P99)
 	if iv.StockLeft >= 0 {
 		approx := ""
 		if iv.StockIsGuess {
@@ -209,7 +287,11 @@ func (c *collector) progress(iv Interval) {
 		}
 		fmt.Fprintf(&b, "  stock %s%d", approx, iv.StockLeft)
 	}
-	if errs := errorSummary(c.seen); errs != "" {
+	refused, errs := answerSummary(c.seen)
+	if refused != "" {
+		b.WriteString("  refused: " + refused)
+	}
+	if errs != "" {
 		b.WriteString("  errors: " + errs)
 	}
 	if c.r.cfg.Terminal {
@@ -219,17 +301,37 @@ func (c *collector) progress(iv Interval) {
 	}
 }
 
-// errorSummary lists the non-201 answers as "409 sold_out=12 0 timeout=1".
-func errorSummary(m map[Answer]int64) string {
-	var parts []string
+// answerSummary lists the business refusals ("409 sold_out=12") and the other
+// answers that are not 201s ("503 overloaded=3 timeout=1"), each sorted.
+func answerSummary(m map[Answer]int64) (refused, other string) {
+	var r, o []string
 	for _, ac := range sortedAnswers(m) {
-		if ac.Status == 201 {
-			continue
+		switch {
+		case ac.Status == 201:
+		case ac.IsRefusal():
+			r = append(r, fmt.Sprintf("%s=%d", ac.Answer, ac.Count))
+		default:
+			o = append(o, fmt.Sprintf("%s=%d", ac.Answer, ac.Count))
 		}
-		parts = append(parts, fmt.Sprintf("%s=%d", ac.Answer, ac.Count))
 	}
-	sort.Strings(parts)
-	return strings.Join(parts, " ")
+	sort.Strings(r)
+	sort.Strings(o)
+	return strings.Join(r, " "), strings.Join(o, " ")
+}
+
+// classify counts the answers in m: all of them, the errors and the business
+// refusals.
+func classify(m map[Answer]int64) (all, errs, refused int64) {
+	for k, v := range m {
+		all += v
+		switch {
+		case k.IsError():
+			errs += v
+		case k.IsRefusal():
+			refused += v
+		}
+	}
+	return all, errs, refused
 }
 
 // String renders an answer as "201", "409 sold_out" or "timeout".
@@ -254,27 +356,28 @@ func (c *collector) result(end time.Time) *Result {
 	}
 	cfg := c.r.cfg
 	t := &c.total
-	var requests, errs int64
-	for k, v := range t.answers {
-		requests += v
-		if k.Status != 201 {
-			errs += v
-		}
-	}
-	res := &Result{Label: cfg.Label, Started: c.r.start, Mode: "closed", Requests: requests, Orders: t.orders,
-		Errors: errs, Answers: sortedAnswers(t.answers), Late: t.lateness.Late,
+	res := &Result{Label: cfg.Label, Started: c.r.start, Mode: "closed", Orders: t.orders,
+		Answers: sortedAnswers(t.answers), Late: t.lateness.Late,
 		MaxLagMs: float64(t.lateness.MaxLag.Microseconds()) / 1000,
-		Latency:  PercentilesOf(t.hist), Dist: Distribution(t.hist), Series: c.series}
+		Latency:  PercentilesOf(t.hist), Dist: Distribution(t.hist), Series: c.series,
+		BucketSeconds: cfg.Bucket.Seconds(), SKUs: c.r.skus, SoldOut: c.r.soldOut(), hist: t.hist}
+	res.Requests, res.Errors, res.Refused = classify(t.answers)
 	measureStart := c.r.measureStart
 	if end.After(measureStart) {
 		res.Seconds = end.Sub(measureStart).Seconds()
-		res.AchievedRate = float64(requests) / res.Seconds
+		res.AchievedRate = float64(res.Requests) / res.Seconds
 		res.OrdersPerSec = float64(t.orders) / res.Seconds
 	}
 	res.OfferedRate = res.AchievedRate
 	if cfg.Rate > 0 {
 		res.Mode = "open"
 		res.OfferedRate = cfg.Rate
+		if ran := end.Sub(c.r.start).Seconds(); len(cfg.Stages) > 0 && ran > 0 {
+			// The ramp's average over the run, warmup included.
+			res.OfferedRate = float64(Schedule{Start: c.r.start, Stages: cfg.Stages}.Due(end)) / ran
+		}
+		svc := PercentilesOf(t.svc)
+		res.ServiceLatency, res.ServiceDist = &svc, Distribution(t.svc)
 	}
 	return res
 }

@@ -6,161 +6,9 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 )
-
-// Line is one series of a chart.
-type Line struct {
-	Name   string
-	Color  string
-	Points [][2]float64
-}
-
-var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"}
-
-const (
-	chartW, chartH         = 760.0, 300.0
-	padL, padR, padT, padB = 70.0, 150.0, 30.0, 40.0
-)
-
-// LineChart renders lines as an inline SVG. With logY the y axis is
-// logarithmic (values <= 0 are drawn at the bottom). xTicks, when set, labels
-// the x axis at those values.
-func LineChart(title, xLabel, yLabel string, lines []Line, logY bool, xTicks map[float64]string) template.HTML {
-	minX, maxX, minY, maxY := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
-	for _, l := range lines {
-		for _, p := range l.Points {
-			minX, maxX = math.Min(minX, p[0]), math.Max(maxX, p[0])
-			y := p[1]
-			if logY && y <= 0 {
-				continue
-			}
-			minY, maxY = math.Min(minY, y), math.Max(maxY, y)
-		}
-	}
-	if math.IsInf(minX, 0) || math.IsInf(minY, 0) {
-		return template.HTML(fmt.Sprintf(`<p>%s: no data</p>`, template.HTMLEscapeString(title)))
-	}
-	if !logY {
-		minY = 0
-	}
-	if maxX == minX {
-		maxX = minX + 1
-	}
-	ty := func(y float64) float64 { return y }
-	if logY {
-		ty = math.Log10
-		minY = math.Pow(10, math.Floor(math.Log10(minY)))
-		maxY = math.Pow(10, math.Ceil(math.Log10(maxY)))
-	}
-	if maxY <= minY {
-		maxY = minY + 1
-	}
-	pw, ph := chartW-padL-padR, chartH-padT-padB
-	sx := func(x float64) float64 { return padL + (x-minX)/(maxX-minX)*pw }
-	sy := func(y float64) float64 {
-		if logY && y <= 0 {
-			y = minY
-		}
-		return padT + ph - (ty(y)-ty(minY))/(ty(maxY)-ty(minY))*ph
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`, chartW, chartH)
-	fmt.Fprintf(&b, `<text x="%.0f" y="16" font-size="13" font-weight="bold">%s</text>`, padL, template.HTMLEscapeString(title))
-	fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" fill="none" stroke="#999"/>`, padL, padT, pw, ph)
-	// y ticks
-	var yt []float64
-	if logY {
-		for v := minY; v <= maxY*1.0001; v *= 10 {
-			yt = append(yt, v)
-		}
-	} else {
-		for i := 0; i <= 5; i++ {
-			yt = append(yt, minY+(maxY-minY)*float64(i)/5)
-		}
-	}
-	for _, v := range yt {
-		y := sy(v)
-		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#eee"/>`, padL, padL+pw, y, y)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`, padL-4, y+4, num(v))
-	}
-	// x ticks
-	if xTicks != nil {
-		for v, label := range xTicks {
-			if v < minX || v > maxX {
-				continue
-			}
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, sx(v), padT+ph+14, template.HTMLEscapeString(label))
-		}
-	} else {
-		for i := 0; i <= 5; i++ {
-			v := minX + (maxX-minX)*float64(i)/5
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, sx(v), padT+ph+14, num(v))
-		}
-	}
-	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, padL+pw/2, chartH-6, template.HTMLEscapeString(xLabel))
-	fmt.Fprintf(&b, `<text transform="translate(14,%.1f) rotate(-90)" text-anchor="middle">%s</text>`, padT+ph/2, template.HTMLEscapeString(yLabel))
-	for i, l := range lines {
-		color := l.Color
-		if color == "" {
-			color = palette[i%len(palette)]
-		}
-		var pts []string
-		for _, p := range l.Points {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", sx(p[0]), sy(p[1])))
-		}
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.6" points="%s"/>`, color, strings.Join(pts, " "))
-		if len(l.Points) == 1 {
-			fmt.Fprintf(&b, `<circle cx="%s" r="3" fill="%s"/>`, strings.Replace(pts[0], ",", `" cy="`, 1), color)
-		}
-		ly := padT + 12 + float64(i)*16
-		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="3"/>`, padL+pw+10, padL+pw+28, ly-4, ly-4, color)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`, padL+pw+32, ly, template.HTMLEscapeString(l.Name))
-	}
-	b.WriteString(`</svg>`)
-	return template.HTML(b.String())
-}
-
-// BarChart renders one bar per label as an inline SVG.
-func BarChart(title, yLabel string, labels []string, values []float64) template.HTML {
-	maxV := 0.0
-	for _, v := range values {
-		maxV = math.Max(maxV, v)
-	}
-	if maxV == 0 {
-		maxV = 1
-	}
-	pw, ph := chartW-padL-40, chartH-padT-padB
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`, chartW, chartH)
-	fmt.Fprintf(&b, `<text x="%.0f" y="16" font-size="13" font-weight="bold">%s</text>`, padL, template.HTMLEscapeString(title))
-	fmt.Fprintf(&b, `<text transform="translate(14,%.1f) rotate(-90)" text-anchor="middle">%s</text>`, padT+ph/2, template.HTMLEscapeString(yLabel))
-	n := float64(len(labels))
-	for i, l := range labels {
-		bw := pw / n * 0.7
-		x := padL + pw/n*float64(i) + pw/n*0.15
-		h := values[i] / maxV * ph
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`, x, padT+ph-h, bw, h, palette[i%len(palette)])
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x+bw/2, padT+ph-h-4, num(values[i]))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x+bw/2, padT+ph+14, template.HTMLEscapeString(l))
-	}
-	fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#999"/>`, padL, padL+pw, padT+ph, padT+ph)
-	b.WriteString(`</svg>`)
-	return template.HTML(b.String())
-}
-
-func num(v float64) string {
-	switch a := math.Abs(v); {
-	case a == 0:
-		return "0"
-	case a >= 100:
-		return fmt.Sprintf("%.0f", v)
-	case a >= 1:
-		return fmt.Sprintf("%.1f", v)
-	default:
-		return fmt.Sprintf("%.3g", v)
-	}
-}
 
 // nines maps a percentile to the x of the classic latency-by-percentile plot:
 // 90 -> 1, 99 -> 2, 99.9 -> 3.
@@ -171,41 +19,237 @@ func nines(q float64) float64 {
 	return math.Min(-math.Log10(1-q/100), 5.5)
 }
 
-var ninesTicks = map[float64]string{0: "0%", 1: "90%", 2: "99%", 3: "99.9%", 4: "99.99%", 5: "99.999%", 5.5: "max"}
+// NinesTicks label the x axis of a latency distribution chart.
+var NinesTicks = map[float64]string{0: "0%", 1: "90%", 2: "99%", 3: "99.9%", 4: "99.99%", 5: "99.999%", 5.5: "max"}
 
-// Charts returns the three charts of one run: throughput over time, latency
-// percentiles over time, and the latency distribution.
-func Charts(res *Result) []template.HTML {
-	var orders, answers, p50, p90, p99, pmax Line
-	orders.Name, answers.Name = "orders/s", "answers/s"
-	p50.Name, p90.Name, p99.Name, pmax.Name = "p50", "p90", "p99", "max"
+// answerColor gives each kind of answer a color that says what it is: green
+// orders, orange and yellow business refusals, red errors.
+func answerColor(a Answer) string {
+	switch {
+	case a.Status == 201:
+		return "#2ca02c"
+	case a.IsRefusal() && a.Code == CodeSoldOut:
+		return "#ff7f0e"
+	case a.IsRefusal():
+		return "#f2c744"
+	case a.Status >= 500:
+		return "#d62728"
+	case a.Status == 0:
+		return "#7b1113"
+	default:
+		return "#9467bd"
+	}
+}
+
+// charted reports whether interval i of res is drawn: a last interval much
+// shorter than a bucket is left out, its rates would be noise.
+func charted(res *Result, i int) bool {
+	iv := res.Series[i]
+	bucket := res.BucketSeconds
+	if bucket <= 0 {
+		bucket = 1
+	}
+	return !(i > 0 && i == len(res.Series)-1 && iv.Seconds < sliver*bucket)
+}
+
+// saleMarkers marks the sell-out on the time charts: one SKU's, or when all
+// of several SKUs ran out, the last of them.
+func saleMarkers(res *Result) []Marker {
+	if len(res.SoldOut) == 0 {
+		return nil
+	}
+	if len(res.SoldOut) == len(res.SKUs) {
+		last := res.SoldOut[len(res.SoldOut)-1]
+		label := fmt.Sprintf("sold out at %s", fmtDur(last.At))
+		if len(res.SKUs) > 1 {
+			label = fmt.Sprintf("all %d SKUs sold out at %s", len(res.SKUs), fmtDur(last.At))
+		}
+		return []Marker{{At: last.At, Label: label}}
+	}
+	first := res.SoldOut[0]
+	return []Marker{{At: first.At, Label: fmt.Sprintf("%s sold out at %s", first.SKU, fmtDur(first.At))}}
+}
+
+// answersChart stacks the answers per second by kind.
+func answersChart(res *Result) Chart {
+	kinds := map[string]Answer{}
+	for _, a := range res.Answers {
+		kinds[a.Answer.String()] = a.Answer
+	}
+	for _, iv := range res.Series {
+		for k := range iv.Codes {
+			if _, ok := kinds[k]; !ok {
+				kinds[k] = parseAnswer(k)
+			}
+		}
+	}
+	order := make([]Answer, 0, len(kinds))
+	for _, a := range kinds {
+		order = append(order, a)
+	}
+	slices.SortFunc(order, func(x, y Answer) int { return answerRank(x) - answerRank(y) })
+	c := Chart{Title: "Answers per second, by kind (stacked)", XLabel: "time since start", YLabel: "answers per second",
+		Stacked: true, XUnit: "s", Markers: saleMarkers(res)}
+	for _, a := range order {
+		l := Line{Name: a.String(), Color: answerColor(a)}
+		for i, iv := range res.Series {
+			if charted(res, i) && iv.Seconds > 0 {
+				l.Points = append(l.Points, [2]float64{iv.T - iv.Seconds/2, float64(iv.Codes[a.String()]) / iv.Seconds})
+			}
+		}
+		c.Lines = append(c.Lines, l)
+	}
+	return c
+}
+
+// answerRank orders the kinds of answers: orders, refusals, other 4xx, 5xx,
+// transport failures.
+func answerRank(a Answer) int {
+	switch {
+	case a.Status == 201:
+		return 0
+	case a.IsRefusal():
+		return 100 + len(a.Code)
+	case a.Status == 0:
+		return 1000
+	default:
+		return a.Status
+	}
+}
+
+// parseAnswer is Answer.String's inverse.
+func parseAnswer(s string) Answer {
+	var a Answer
+	if n, err := fmt.Sscanf(s, "%d %s", &a.Status, &a.Code); n >= 1 && (err == nil || n == 1) {
+		return a
+	}
+	return Answer{Code: s}
+}
+
+// stockChart follows the stock left, per SKU from the client's 201s when
+// the run has few SKUs, else the total the server reported.
+func stockChart(res *Result) Chart {
+	c := Chart{Title: "Stock left", XLabel: "time since start", YLabel: "units", XUnit: "s", Markers: saleMarkers(res)}
+	if len(res.Series) > 0 && len(res.Series[0].SKUStock) > 0 {
+		for s := range res.Series[0].SKUStock {
+			name := fmt.Sprint(s)
+			if s < len(res.SKUs) {
+				name = res.SKUs[s]
+			}
+			l := Line{Name: name, Points: [][2]float64{{0, float64(res.Config.Scenario.Stock)}}}
+			for i, iv := range res.Series {
+				if charted(res, i) && s < len(iv.SKUStock) {
+					l.Points = append(l.Points, [2]float64{iv.T, float64(iv.SKUStock[s])})
+				}
+			}
+			c.Lines = append(c.Lines, l)
+		}
+		return c
+	}
+	l := Line{Name: "all SKUs (read from the server)"}
 	for i, iv := range res.Series {
-		if i > 0 && i == len(res.Series)-1 && iv.Seconds < sliver {
-			break
+		if charted(res, i) && iv.StockLeft >= 0 {
+			l.Points = append(l.Points, [2]float64{iv.T, float64(iv.StockLeft)})
 		}
-		orders.Points = append(orders.Points, [2]float64{iv.T, iv.OrdersPerS})
-		answers.Points = append(answers.Points, [2]float64{iv.T, iv.AnswersPerS})
+	}
+	c.Lines = []Line{l}
+	return c
+}
+
+// timeCharts returns throughput and latency percentiles over time.
+func timeCharts(res *Result) (Chart, Chart) {
+	orders := Line{Name: "orders/s", Color: "#2ca02c"}
+	answers := Line{Name: "answers/s", Color: "#1f77b4"}
+	target := Line{Name: "target rate (stages)", Color: "#555", Dashed: true}
+	p50, p90, p99, pmax := Line{Name: "p50"}, Line{Name: "p90"}, Line{Name: "p99"}, Line{Name: "max"}
+	for i, iv := range res.Series {
+		if !charted(res, i) {
+			continue
+		}
+		x := iv.T - iv.Seconds/2
+		orders.Points = append(orders.Points, [2]float64{x, iv.OrdersPerS})
+		answers.Points = append(answers.Points, [2]float64{x, iv.AnswersPerS})
+		if res.Mode == "open" && len(res.Config.Stages) > 0 {
+			target.Points = append(target.Points, [2]float64{iv.T, iv.Target})
+		}
 		if iv.Answers > 0 {
-			p50.Points = append(p50.Points, [2]float64{iv.T, iv.P50})
-			p90.Points = append(p90.Points, [2]float64{iv.T, iv.P90})
-			p99.Points = append(p99.Points, [2]float64{iv.T, iv.P99})
-			pmax.Points = append(pmax.Points, [2]float64{iv.T, iv.Max})
+			p50.Points = append(p50.Points, [2]float64{x, iv.P50})
+			p90.Points = append(p90.Points, [2]float64{x, iv.P90})
+			p99.Points = append(p99.Points, [2]float64{x, iv.P99})
+			pmax.Points = append(pmax.Points, [2]float64{x, iv.Max})
 		}
 	}
-	return []template.HTML{
-		LineChart("Throughput", "seconds since start", "per second", []Line{orders, answers}, false, nil),
-		LineChart("Latency percentiles per second", "seconds since start", "ms (log)", []Line{p50, p90, p99, pmax}, true, nil),
-		LineChart("Latency distribution (measured time)", "percentile", "ms (log)", []Line{DistLine(res, "")}, true, ninesTicks),
+	lines := []Line{orders, answers}
+	if len(target.Points) > 0 {
+		lines = append(lines, target)
 	}
+	bucket := fmtDur(res.BucketSeconds)
+	tp := Chart{Title: "Throughput (per " + bucket + " bucket, as a rate per second)", XLabel: "time since start",
+		YLabel: "per second", Lines: lines, XUnit: "s", Markers: saleMarkers(res)}
+	lat := Chart{Title: "Latency percentiles per " + bucket + " bucket", XLabel: "time since start", YLabel: "ms (log)",
+		Lines: []Line{p50, p90, p99, pmax}, LogY: true, XUnit: "s", Markers: saleMarkers(res)}
+	return tp, lat
+}
+
+// rampChart shows the closed loop's active clients as the stages ramp them.
+func rampChart(res *Result) Chart {
+	l := Line{Name: "active clients", Color: "#555", Points: [][2]float64{{0, 0}}}
+	for i, iv := range res.Series {
+		if charted(res, i) {
+			l.Points = append(l.Points, [2]float64{iv.T, iv.Target})
+		}
+	}
+	return Chart{Title: "Clients (stages " + stagesString(res.Config.Stages) + ")", XLabel: "time since start",
+		YLabel: "clients", Lines: []Line{l}, XUnit: "s", Markers: saleMarkers(res)}
+}
+
+// distChart is the latency distribution by percentile; in the open loop the
+// latency from the intended send time next to the service time.
+func distChart(res *Result) Chart {
+	c := Chart{Title: "Latency distribution", XLabel: "percentile", YLabel: "ms (log)", LogY: true, XTicks: NinesTicks}
+	if res.Mode == "open" && len(res.ServiceDist) > 0 {
+		c.Title = "Latency distribution: from the intended send time, and service time"
+		svc := distLine(res.ServiceDist, "service time (from the actual send)")
+		svc.Color = "#9467bd"
+		c.Lines = []Line{DistLine(res, "from intended send time (what users wait)"), svc}
+		return c
+	}
+	c.Lines = []Line{DistLine(res, "")}
+	return c
+}
+
+// Charts returns the charts of one run: answers by kind, stock left,
+// throughput, the clients of a closed-loop ramp, latency percentiles over
+// time and the latency distribution.
+func Charts(res *Result) []template.HTML {
+	tp, lat := timeCharts(res)
+	charts := []Chart{answersChart(res)}
+	if !res.Config.NoServer {
+		charts = append(charts, stockChart(res))
+	}
+	charts = append(charts, tp)
+	if res.Mode == "closed" && len(res.Config.Stages) > 0 {
+		charts = append(charts, rampChart(res))
+	}
+	charts = append(charts, lat, distChart(res))
+	out := make([]template.HTML, len(charts))
+	for i, c := range charts {
+		out[i] = c.SVG()
+	}
+	return out
 }
 
 // DistLine is res's latency distribution as a chart line.
 func DistLine(res *Result, name string) Line {
-	l := Line{Name: name}
-	if l.Name == "" {
-		l.Name = "latency"
+	if name == "" {
+		name = "latency"
 	}
-	for _, d := range res.Dist {
+	return distLine(res.Dist, name)
+}
+
+func distLine(dist []DistPoint, name string) Line {
+	l := Line{Name: name}
+	for _, d := range dist {
 		l.Points = append(l.Points, [2]float64{nines(d.Percentile), d.LatencyMs})
 	}
 	return l
@@ -222,23 +266,37 @@ type Report struct {
 }
 
 var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
-	"charts":  Charts,
-	"summary": func(r *Result) string { var b strings.Builder; WriteSummary(&b, r); return b.String() },
-}).Parse(`<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{{.Title}}</title>
-<style>body{font-family:sans-serif;margin:2em;max-width:1000px}pre{background:#f6f6f6;padding:1em;overflow-x:auto}
-h2{border-bottom:1px solid #ccc}.fail{color:#b00;font-weight:bold}</style></head>
-<body><h1>{{.Title}}</h1>
-{{if .Table}}<pre>{{.Table}}</pre>{{end}}
-{{range .Summary}}<div>{{.}}</div>{{end}}
-{{range .Runs}}<h2>{{if .Label}}{{.Label}}{{else}}run {{.RunID}}{{end}}</h2>
-{{if .Audit}}{{if not .Audit.OK}}<p class="fail">AUDIT FAILED</p>{{end}}{{end}}
-<pre>{{summary .}}</pre>
-{{range charts .}}<div>{{.}}</div>{{end}}
-{{end}}
-<p>Generated by orderbench. Self-contained: no scripts, no external resources.</p>
-</body></html>
-`))
+	"charts":   Charts,
+	"headline": Headline,
+	"facts":    Facts,
+	"audit":    func(r *Result) string { var b strings.Builder; WriteAudit(&b, r.Audit); return b.String() },
+	"summary":  func(r *Result) string { var b strings.Builder; WriteSummary(&b, r); return b.String() },
+	"share": func(n, of int64) string {
+		if of == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(of))
+	},
+	"kind":      answerKind,
+	"color":     answerColor,
+	"thousands": thousands,
+}).Parse(reportHTML))
+
+// answerKind names what an answer means for the report's table.
+func answerKind(a Answer) string {
+	switch {
+	case a.Status == 201:
+		return "order"
+	case a.IsRefusal():
+		return "business refusal"
+	case a.IsError():
+		return "error"
+	case a.Status == 0:
+		return "not counted"
+	default:
+		return "client error"
+	}
+}
 
 // WriteHTML writes rep as a self-contained HTML page.
 func WriteHTML(w io.Writer, rep Report) error {

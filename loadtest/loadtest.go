@@ -8,15 +8,18 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -134,6 +137,15 @@ type Config struct {
 	StdHTTP bool `json:"std_http,omitempty"`
 	// Label names the run in reports.
 	Label string `json:"label,omitempty"`
+	// Bucket is the length of the time series' intervals. The default is
+	// sized to the run: 100ms for runs up to 30s, 1s up to 10 minutes (and
+	// for runs bounded by Requests alone), 5s beyond.
+	Bucket time.Duration `json:"bucket,omitempty"`
+	// Stages ramp the load (see Stage): the number of active clients in the
+	// closed loop, the request rate in the open loop (Rate > 0 then only
+	// selects the open loop). The run lasts as long as the stages (Duration
+	// is set to their sum); Requests cannot be combined with them.
+	Stages []Stage `json:"stages,omitempty"`
 	// OnAnswer, when set, is called with every answer (warmup included), from
 	// many goroutines at once: it must be safe for concurrent use and fast,
 	// since it runs on the hot path. Fault tests use it to time outages and
@@ -148,12 +160,24 @@ func (c *Config) defaults() error {
 	for i, u := range c.URLs {
 		c.URLs[i] = strings.TrimRight(u, "/")
 	}
+	if len(c.Stages) > 0 {
+		if c.Requests > 0 {
+			return errors.New("loadtest: stages set the run's length; they cannot be combined with a request count")
+		}
+		c.Duration = StagesDuration(c.Stages)
+		if c.Rate <= 0 {
+			c.Concurrency = int(math.Ceil(StagesMax(c.Stages)))
+		}
+	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 50
 	}
 	c.Auth = c.JWTSecret != ""
 	if c.Duration <= 0 && c.Requests <= 0 {
 		c.Duration = 10 * time.Second
+	}
+	if c.Bucket <= 0 {
+		c.Bucket = defaultBucket(c.Warmup + c.Duration)
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
@@ -203,6 +227,21 @@ func (c *Config) defaults() error {
 	return nil
 }
 
+// defaultBucket sizes the time series' intervals to a run of length run (0:
+// unknown, bounded by a request count).
+func defaultBucket(run time.Duration) time.Duration {
+	switch {
+	case run <= 0:
+		return time.Second
+	case run <= 30*time.Second:
+		return 100 * time.Millisecond
+	case run <= 10*time.Minute:
+		return time.Second
+	default:
+		return 5 * time.Second
+	}
+}
+
 // NewTransport returns an HTTP transport tuned for load: enough idle
 // connections per host for every client, no compression, short dial timeout.
 func NewTransport(concurrency int) *http.Transport {
@@ -234,6 +273,30 @@ type runner struct {
 	stopAt       time.Time // zero: no time limit
 	claimed      atomic.Int64
 	soldByClient []atomic.Int64 // units per SKU in 201s, for the live stock estimate
+	// soldOutAt is, per SKU, when (ns since start, +1) the client's 201s
+	// took its last unit; 0 while some is left.
+	soldOutAt []atomic.Int64
+}
+
+// took accounts q units of SKU i taken by a 201 answered at done, and notes
+// the moment the SKU's stock runs out.
+func (r *runner) took(i int, q int64, done time.Time) {
+	after := r.soldByClient[i].Add(q)
+	if after >= r.cfg.Scenario.Stock && after-q < r.cfg.Scenario.Stock {
+		r.soldOutAt[i].CompareAndSwap(0, int64(done.Sub(r.start))+1)
+	}
+}
+
+// soldOut lists the SKUs whose stock ran out, in the order they did.
+func (r *runner) soldOut() []SoldOut {
+	var out []SoldOut
+	for i := range r.soldOutAt {
+		if ns := r.soldOutAt[i].Load(); ns > 0 {
+			out = append(out, SoldOut{SKU: r.skus[i], At: time.Duration(ns - 1).Seconds()})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b SoldOut) int { return cmp.Compare(a.At, b.At) })
+	return out
 }
 
 // tokenTTL is the lifetime of the users' tokens: the whole run, setup and
@@ -282,6 +345,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	r.soldByClient = make([]atomic.Int64, sc.SKUs)
+	r.soldOutAt = make([]atomic.Int64, sc.SKUs)
 	nShards := runtime.GOMAXPROCS(0) * 4
 	if nShards > cfg.Concurrency {
 		nShards = cfg.Concurrency
@@ -400,7 +464,7 @@ func (r *runner) load(ctx context.Context, admin *orderhttp.Client) *Result {
 	var notSent int64
 	if cfg.Rate > 0 {
 		tokens := make(chan int64, cfg.Concurrency)
-		sched := Schedule{Start: r.start, Rate: cfg.Rate}
+		sched := Schedule{Start: r.start, Rate: cfg.Rate, Stages: cfg.Stages}
 		for _, w := range workers {
 			wg.Add(1)
 			go func() { defer wg.Done(); w.openLoop(ctx, sched, tokens) }()
@@ -436,6 +500,15 @@ func (r *runner) stopped(ctx context.Context, now time.Time) bool {
 	default:
 		return false
 	}
+}
+
+// idle reports whether closed-loop client id must wait at now because the
+// stages' ramp has not reached it (it is never idle without stages).
+func (r *runner) idle(id int, now time.Time) bool {
+	if len(r.cfg.Stages) == 0 {
+		return false
+	}
+	return float64(id) >= math.Round(StageTarget(r.cfg.Stages, now.Sub(r.start)))
 }
 
 // dispatch hands out open-loop tokens at their intended times until the run

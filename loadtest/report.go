@@ -20,10 +20,13 @@ func WriteSummary(w io.Writer, res *Result) {
 	}
 	fmt.Fprintf(w, "\n== %s: run %s, %s loop, %d clients, %s measured against %s\n", title, res.RunID, res.Mode,
 		cfg.Concurrency, fmtSecs(res.Seconds), strings.Join(cfg.URLs, ", "))
+	fmt.Fprintf(w, "%s\n", Headline(res))
 	fmt.Fprintf(w, "scenario   %s\n", cfg.Scenario)
 	fmt.Fprintf(w, "offered    %10.1f req/s\n", res.OfferedRate)
 	fmt.Fprintf(w, "achieved   %10.1f req/s  (%d answers)\n", res.AchievedRate, res.Requests)
-	fmt.Fprintf(w, "orders     %10.1f orders/s  (%d new orders)\n", res.OrdersPerSec, res.Orders)
+	fmt.Fprintf(w, "orders     %10.1f orders/s  (%d new orders over the measured time)\n", res.OrdersPerSec, res.Orders)
+	fmt.Fprintf(w, "refused    %10d  (business refusals: sold_out, limit_exceeded; not errors)\n", res.Refused)
+	fmt.Fprintf(w, "errors     %10d  (5xx and transport failures)\n", res.Errors)
 	if res.Mode == "open" {
 		fmt.Fprintf(w, "late       %10d requests sent more than %s after their intended time (max lag %.1fms); %d never sent\n",
 			res.Late, cfg.LateThreshold, res.MaxLagMs, res.NotSent)
@@ -34,7 +37,7 @@ func WriteSummary(w io.Writer, res *Result) {
 		if res.Requests > 0 {
 			share = 100 * float64(a.Count) / float64(res.Requests)
 		}
-		fmt.Fprintf(w, "  %-32s %10d  %5.1f%%\n", a.Answer.String(), a.Count, share)
+		fmt.Fprintf(w, "  %-32s %10d  %5.1f%%  %s\n", a.Answer.String(), a.Count, share, answerKind(a.Answer))
 	}
 	l := res.Latency
 	from := "send"
@@ -43,6 +46,17 @@ func WriteSummary(w io.Writer, res *Result) {
 	}
 	fmt.Fprintf(w, "latency (ms, from %s): p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  mean %.2f\n",
 		from, l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+	if s := res.ServiceLatency; s != nil {
+		fmt.Fprintf(w, "service time (ms, from the actual send): p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
+			s.P50, s.P90, s.P99, s.P999, s.Max)
+	}
+	for _, t := range res.Thresholds {
+		verdict := "ok"
+		if !t.OK {
+			verdict = "FAILED"
+		}
+		fmt.Fprintf(w, "threshold  %-20s %-8s actual %s\n", t.Expr, verdict, t.Actual)
+	}
 	WriteAudit(w, res.Audit)
 }
 

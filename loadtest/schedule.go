@@ -8,16 +8,27 @@ import (
 // Schedule is the open-loop timetable: request i is meant to leave at
 // Start + i/Rate, whatever happened to the requests before it. Latency is
 // measured from that intended time, so a server that stalls is charged for
-// every request it kept waiting (no coordinated omission).
+// every request it kept waiting (no coordinated omission). With Stages the
+// rate ramps instead (see Stage) and Rate is not used.
 type Schedule struct {
 	// Start is the intended send time of request 0.
 	Start time.Time
-	// Rate is the number of requests per second; it must be > 0.
+	// Rate is the number of requests per second; it must be > 0 unless
+	// Stages are set.
 	Rate float64
+	// Stages, when set, ramp the rate.
+	Stages []Stage
 }
 
 // Intended returns the intended send time of request i.
 func (s Schedule) Intended(i int64) time.Time {
+	if len(s.Stages) > 0 {
+		t := rampTime(s.Stages, float64(i))
+		if math.IsInf(t, 1) || t > float64(math.MaxInt64/int64(time.Second)) {
+			return s.Start.Add(time.Duration(math.MaxInt64))
+		}
+		return s.Start.Add(time.Duration(t * float64(time.Second)))
+	}
 	return s.Start.Add(time.Duration(float64(i) * float64(time.Second) / s.Rate))
 }
 
@@ -27,6 +38,9 @@ func (s Schedule) Due(now time.Time) int64 {
 	d := now.Sub(s.Start)
 	if d < 0 {
 		return 0
+	}
+	if len(s.Stages) > 0 {
+		return int64(math.Floor(rampCount(s.Stages, d.Seconds()))) + 1
 	}
 	return int64(math.Floor(d.Seconds()*s.Rate)) + 1
 }

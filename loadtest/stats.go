@@ -90,6 +90,29 @@ type Answer struct {
 	Code   string `json:"code,omitempty"`
 }
 
+// CodeCancelled is the Code of a request cut short because the run was
+// interrupted: the tool's doing, neither an answer nor an error.
+const CodeCancelled = "cancelled"
+
+// Business refusals: the sale saying no, as it must once the stock is gone or
+// a user has their share. They are answers, not errors.
+const (
+	CodeSoldOut       = "sold_out"
+	CodeLimitExceeded = "limit_exceeded"
+)
+
+// IsError reports whether a is an error: a 5xx or a transport failure (no
+// answer at all). Business refusals and other 4xx are not errors.
+func (a Answer) IsError() bool {
+	return a.Status >= 500 || (a.Status == 0 && a.Code != CodeCancelled)
+}
+
+// IsRefusal reports whether a is a business refusal: 409 sold_out or 409
+// limit_exceeded.
+func (a Answer) IsRefusal() bool {
+	return a.Status == 409 && (a.Code == CodeSoldOut || a.Code == CodeLimitExceeded)
+}
+
 // AnswerCount is how many answers of one kind a run got.
 type AnswerCount struct {
 	Answer
@@ -110,18 +133,22 @@ type shard struct {
 
 // counts is what a shard or an interval gathers.
 type counts struct {
+	// hist is the latency (from the intended send time in the open loop),
+	// svc the service time (from the actual send).
 	hist     *hdrhistogram.Histogram
+	svc      *hdrhistogram.Histogram
 	answers  map[Answer]int64
 	orders   int64
 	lateness Lateness
 }
 
 func newCounts(threshold time.Duration) counts {
-	return counts{hist: NewHistogram(), answers: map[Answer]int64{}, lateness: Lateness{Threshold: threshold}}
+	return counts{hist: NewHistogram(), svc: NewHistogram(), answers: map[Answer]int64{}, lateness: Lateness{Threshold: threshold}}
 }
 
-func (c *counts) add(lat time.Duration, a Answer, units int64, intended, sent time.Time, open bool) {
+func (c *counts) add(lat, svc time.Duration, a Answer, units int64, intended, sent time.Time, open bool) {
 	RecordLatency(c.hist, lat)
+	RecordLatency(c.svc, svc)
 	c.answers[a]++
 	if units > 0 {
 		c.orders++
@@ -135,6 +162,8 @@ func (c *counts) add(lat time.Duration, a Answer, units int64, intended, sent ti
 func (c *counts) moveTo(into *counts) {
 	into.hist.Merge(c.hist)
 	c.hist.Reset()
+	into.svc.Merge(c.svc)
+	c.svc.Reset()
 	for k, v := range c.answers {
 		into.answers[k] += v
 	}
@@ -147,6 +176,7 @@ func (c *counts) moveTo(into *counts) {
 
 func (c *counts) reset() {
 	c.hist.Reset()
+	c.svc.Reset()
 	clear(c.answers)
 	c.orders = 0
 	c.lateness = Lateness{Threshold: c.lateness.Threshold}
@@ -156,14 +186,14 @@ func newShard(threshold time.Duration) *shard {
 	return &shard{all: newCounts(threshold), measured: newCounts(threshold)}
 }
 
-// record accounts one answer. units is the number of stock units a new
+// record accounts one answer: lat is its latency, svc its service time. units is the number of stock units a new
 // order (a 201 that is not a replay) took; 0 for any other answer. measured
 // tells whether the request was sent after the warmup.
-func (s *shard) record(lat time.Duration, a Answer, units int64, intended, sent time.Time, open, measured bool) {
+func (s *shard) record(lat, svc time.Duration, a Answer, units int64, intended, sent time.Time, open, measured bool) {
 	s.mu.Lock()
-	s.all.add(lat, a, units, intended, sent, open)
+	s.all.add(lat, svc, a, units, intended, sent, open)
 	if measured {
-		s.measured.add(lat, a, units, intended, sent, open)
+		s.measured.add(lat, svc, a, units, intended, sent, open)
 	}
 	s.mu.Unlock()
 }

@@ -86,19 +86,32 @@ func (w *worker) closedLoop(ctx context.Context) {
 		if w.r.stopped(ctx, now) {
 			return
 		}
+		if w.r.idle(w.id, now) {
+			// Not yet (or no longer) part of the ramp: look again shortly.
+			if !sleep(ctx, 10*time.Millisecond) {
+				return
+			}
+			continue
+		}
 		if w.r.cfg.Requests > 0 && !now.Before(w.r.measureStart) && w.r.claimed.Add(1) > w.r.cfg.Requests {
 			return
 		}
 		w.send(ctx, now, now, false)
-		if think > 0 {
-			t := time.NewTimer(think)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return
-			}
+		if think > 0 && !sleep(ctx, think) {
+			return
 		}
+	}
+}
+
+// sleep waits for d and reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -208,7 +221,7 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 	var a Answer
 	switch {
 	case err != nil && ctx.Err() != nil:
-		a = Answer{Code: "cancelled"}
+		a = Answer{Code: CodeCancelled}
 	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)):
 		a = Answer{Code: CodeTimeout}
 	case err != nil && isDialError(err):
@@ -241,7 +254,7 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 		if !replayed {
 			for _, it := range rq.items {
 				units += it.Quantity
-				w.r.soldByClient[w.r.skuIndex(it.SKU)].Add(it.Quantity)
+				w.r.took(w.r.skuIndex(it.SKU), it.Quantity, done)
 			}
 		}
 	}
@@ -253,7 +266,7 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 	if !rq.retry || w.lastStatus == 0 || w.lastStatus >= 500 {
 		w.last, w.lastStatus, w.lastID = rq, a.Status, ans.ID
 	}
-	w.shard.record(done.Sub(intended), a, units, intended, sent, open, !sent.Before(w.r.measureStart))
+	w.shard.record(done.Sub(intended), done.Sub(sent), a, units, intended, sent, open, !sent.Before(w.r.measureStart))
 	if f := w.r.cfg.OnAnswer; f != nil {
 		f(AnswerEvent{Target: target, Key: rq.key, Answer: a, Intended: intended, Sent: sent, Done: done, Order: ans.ID, Replayed: ans.replayed})
 	}

@@ -15,6 +15,9 @@
 #    the 2 cores fully, and together they could push requests past server timeouts);
 # 4. always stops the services and deletes their state, also on failure or Ctrl-C.
 #
+# gcc (for -race), promtool (Debian's prometheus package) and chromium are installed
+# with apt-get when missing.
+#
 # The Go build cache (GOCACHE) is left alone on purpose: a cold build of this module's
 # dependencies takes minutes on 2 cores, a warm one seconds.
 set -euo pipefail
@@ -25,15 +28,26 @@ die() { log "error: $*"; exit 1; }
 
 command -v go >/dev/null 2>&1 || die "go is not on PATH (need the version in go.mod: $(sed -n 's/^go //p' go.mod))"
 
+# apt_install WHY PACKAGE...: installs Debian packages (needs root).
+apt_install() {
+	local why=$1
+	shift
+	((EUID == 0)) || die "$why; install $* (apt-get)"
+	log "installing $* ($why)"
+	DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$@" >/dev/null
+}
+
 # -race needs cgo, i.e. a C compiler; a fresh Debian has none (Go then silently sets
 # CGO_ENABLED=0 and -race fails).
-if ! command -v gcc >/dev/null 2>&1; then
-	((EUID == 0)) || die "gcc is needed for go test -race; install gcc and libc6-dev"
-	log "installing gcc for go test -race"
-	DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 install -y gcc libc6-dev >/dev/null
-fi
+command -v gcc >/dev/null 2>&1 || apt_install "gcc is needed for go test -race" gcc libc6-dev
 export CGO_ENABLED=1
+
+# Tools the tests drive: promtool checks deploy/prometheus (Debian's prometheus package
+# has it), headless Chromium renders orderbench's HTML report. Under
+# FLASHORDER_REQUIRE_SERVICES=1 a test fails when its tool is missing.
+command -v promtool >/dev/null 2>&1 || apt_install "promtool checks the alert rules" prometheus
+command -v chromium >/dev/null 2>&1 || apt_install "chromium renders the orderbench report" chromium
 
 # With no Go packages yet there is nothing to check or test (go vet/test would fail on that).
 # (go list succeeds with empty output then; a real error such as a broken go.mod still fails here.)

@@ -1,6 +1,6 @@
 -- wrk script: the named scenarios of `orderbench --scenario` (hot, catalogue,
 -- carts, keys, sale) for a plain wrk run. The products must exist first
--- (README, "orderbench": PUT bench-0 .. bench-99); wrk does no setup or audit.
+-- (docs/ORDERBENCH.md: PUT bench-0 .. bench-99); wrk does no setup or audit.
 --
 --   SCENARIO=sale wrk -t2 -c64 -d20s -s scripts/wrk-scenario.lua http://127.0.0.1:8080
 --

@@ -1,6 +1,7 @@
 // Package zookeeper implements flashorder.Locker on Apache ZooKeeper with
-// github.com/go-zookeeper/zk: the lock recipe of the ZooKeeper documentation,
-// with the details that make it trustworthy.
+// github.com/go-zookeeper/zk (its patched copy in internal/zk): the lock
+// recipe of the ZooKeeper documentation, with the details that make it
+// trustworthy.
 //
 //   - One parent znode per key (a container znode, which the server removes
 //     when it is empty), named from the key with every byte outside
@@ -36,7 +37,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/flashorder/flashorder/internal/zk"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/internal/keymutex"

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/flashorder/flashorder/internal/zk"
 	"go.uber.org/goleak"
 
 	"github.com/flashorder/flashorder"
@@ -70,8 +70,8 @@ func backend(t testing.TB, addrs []string) locktest.Backend {
 		// machine misses a ping). A leaked connection still shows: its
 		// main loop is not ignored.
 		LeakOptions: []goleak.Option{
-			goleak.IgnoreAnyFunction("github.com/go-zookeeper/zk.(*Conn).sendLoop"),
-			goleak.IgnoreAnyFunction("github.com/go-zookeeper/zk.(*Conn).recvLoop"),
+			goleak.IgnoreAnyFunction("github.com/flashorder/flashorder/internal/zk.(*Conn).sendLoop"),
+			goleak.IgnoreAnyFunction("github.com/flashorder/flashorder/internal/zk.(*Conn).recvLoop"),
 		},
 		Leftovers: func(t testing.TB, key string) int {
 			children, _, err := admin.Children(probe.KeyPath(key))

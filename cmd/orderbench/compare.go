@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/gin-gonic/gin"
 
 	"github.com/flashorder/flashorder/loadtest"
@@ -113,7 +114,21 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		rows = append(rows, row)
 	}
 
-	table := fmt.Sprintf("scenario %s\n", cfg.Scenario) + compareTable(rows)
+	thresholdErr := checkRows(rows, out.Thresholds, stdout)
+	if err := writeComparison(rows, cfg.Scenario, out, stdout); err != nil {
+		return err
+	}
+	var failed error
+	if auditFailed {
+		failed = fmt.Errorf("%w: see the table", loadtest.ErrAuditFailed)
+	}
+	return errors.Join(failed, thresholdErr)
+}
+
+// writeComparison prints the comparison table and writes the JSON and HTML
+// files out asks for.
+func writeComparison(rows []compareRow, sc loadtest.Scenario, out outputs, stdout io.Writer) error {
+	table := fmt.Sprintf("scenario %s\n", sc) + compareTable(rows)
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, table)
 	if out.JSON != "" {
@@ -128,10 +143,48 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "HTML report: %s\n", out.HTML)
 	}
-	if auditFailed {
-		return fmt.Errorf("%w: see the table", loadtest.ErrAuditFailed)
+	// --csv and --hgrm: one file per run, the row's name before the extension.
+	for _, r := range rows {
+		if r.Result == nil {
+			continue
+		}
+		each := outputs{CSV: perRow(out.CSV, r.Name), Hgrm: perRow(out.Hgrm, r.Name)}
+		if err := writeReports(each, "", r.Result, stdout); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// perRow turns report.csv into report-batch.csv for the row named name ("" stays "").
+func perRow(path, name string) string {
+	if path == "" {
+		return ""
+	}
+	clean := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(name))
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-" + clean + ext
+}
+
+// checkRows checks the thresholds against every strategy's result (not the
+// ceiling's) and prints the verdicts.
+func checkRows(rows []compareRow, thresholds []loadtest.Threshold, stdout io.Writer) error {
+	var errs []error
+	for _, r := range rows {
+		if len(thresholds) == 0 || r.Result == nil || r.Result.Config.NoServer {
+			continue
+		}
+		if err := loadtest.Check(r.Result, thresholds); err != nil {
+			fmt.Fprintf(stdout, "strategy %s: %v\n", r.Name, err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // compareTable renders the comparison.
@@ -174,29 +227,34 @@ func firstLine(s string) string {
 	return s
 }
 
+// compareReport is compare's HTML report: the table, the strategies' orders
+// per second as bars with the no-op ceiling as a reference line (it is not a
+// strategy), and their latency distributions.
 func compareReport(rows []compareRow, table string) loadtest.Report {
 	rep := loadtest.Report{Title: "orderbench compare", Table: table}
 	var labels []string
 	var values []float64
 	var dist []loadtest.Line
+	var refs []loadtest.Marker
 	for _, r := range rows {
 		if r.Result == nil {
 			// Shown as an empty bar: a failed strategy is never left out.
 			labels, values = append(labels, r.Name+" (FAILED)"), append(values, 0)
 			continue
 		}
-		v := r.Result.OrdersPerSec
-		if r.Result.Config.NoServer {
-			v = r.Result.AchievedRate
-		}
-		labels, values = append(labels, r.Name), append(values, v)
 		dist = append(dist, loadtest.DistLine(r.Result, r.Name))
 		rep.Runs = append(rep.Runs, r.Result)
+		if r.Result.Config.NoServer {
+			refs = append(refs, loadtest.Marker{At: r.Result.AchievedRate,
+				Label: fmt.Sprintf("no-op ceiling: %s answers/s (what orderbench itself can send here)", humanize.Comma(int64(r.Result.AchievedRate)))})
+			continue
+		}
+		labels, values = append(labels, r.Name), append(values, r.Result.OrdersPerSec)
 	}
 	rep.Summary = []template.HTML{
-		loadtest.BarChart("Orders per second (no-op: answers per second)", "per second", labels, values),
-		loadtest.LineChart("Latency distribution", "percentile", "ms (log)", dist, true,
-			map[float64]string{0: "0%", 1: "90%", 2: "99%", 3: "99.9%", 4: "99.99%", 5: "99.999%", 5.5: "max"}),
+		loadtest.BarChart("Orders per second by strategy", "orders per second", labels, values, refs...),
+		loadtest.Chart{Title: "Latency distribution", XLabel: "percentile", YLabel: "ms (log)", Lines: dist, LogY: true,
+			XTicks: loadtest.NinesTicks}.SVG(),
 	}
 	return rep
 }
@@ -303,6 +361,21 @@ func (p *process) lastLines() string {
 	return strings.Join(p.tail, "\n")
 }
 
+// exitReason is what orderd said before it exited: its last line (the
+// error) first, for the table's one-line FAILED cell, then the lines before.
+func (p *process) exitReason() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.tail) == 0 {
+		return "(no output)"
+	}
+	last := p.tail[len(p.tail)-1]
+	if len(p.tail) == 1 {
+		return last
+	}
+	return last + "\nbefore that:\n" + strings.Join(p.tail[:len(p.tail)-1], "\n")
+}
+
 // startProcess starts orderd and waits until it listens and is ready.
 func startProcess(ctx context.Context, bin string, args []string) (*process, error) {
 	cmd := exec.Command(bin, args...)
@@ -341,7 +414,7 @@ func startProcess(ctx context.Context, bin string, args []string) (*process, err
 	select {
 	case p.addr = <-addrc:
 	case <-p.exited:
-		return nil, fmt.Errorf("orderd exited: %s", p.lastLines())
+		return nil, fmt.Errorf("orderd exited: %s", p.exitReason())
 	case <-timeout.C:
 		p.stop()
 		return nil, fmt.Errorf("orderd did not listen within 60s: %s", p.lastLines())

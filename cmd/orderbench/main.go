@@ -1,7 +1,8 @@
 // Command orderbench is flashorder's load tester: it drives one or more orderd
 // servers with a closed or open loop, prints live progress and a latency
 // summary, and audits the server after every run (no oversell, no lost order,
-// no double order); a failed audit exits with status 1.
+// no double order); a failed audit exits with status 1, a failed --threshold
+// with status 2.
 //
 //	orderbench run --url http://127.0.0.1:8080 --admin-token T [flags]
 //	orderbench compare --strategies row,lock,segment,batch [flags]
@@ -11,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flashorder/flashorder/internal/buildinfo"
 	"github.com/flashorder/flashorder/loadtest"
 )
 
@@ -31,8 +34,17 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "orderbench:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is orderbench's exit status for err: 1 for a failed audit and any
+// other failure, 2 when the only failure is a --threshold.
+func exitCode(err error) int {
+	if errors.Is(err, loadtest.ErrThresholdFailed) && !errors.Is(err, loadtest.ErrAuditFailed) {
+		return 2
+	}
+	return 1
 }
 
 const usage = `usage: orderbench <command> [flags]
@@ -44,7 +56,7 @@ commands:
   noop      serve the no-op ceiling (a Gin handler answering 201) for wrk or hey
   token     print an HS256 user token for an orderd with --auth jwt (tests, curl)
 
-orderbench <command> -h lists the command's flags.
+orderbench <command> -h lists the command's flags; orderbench --version prints the build.
 `
 
 // run is orderbench: it parses the subcommand and its flags and runs it.
@@ -65,6 +77,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = noopCmd(ctx, args[1:], stdout, stderr)
 	case "token":
 		err = tokenCmd(args[1:], stdout, stderr)
+	case "--version", "-version", "version":
+		fmt.Fprintln(stdout, "orderbench", buildinfo.Read())
+		return nil
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -92,12 +107,39 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
-// outputs are the report files a command writes.
+// outputs are the report files a command writes, and the thresholds its
+// results must meet.
 type outputs struct {
 	JSON       string
 	HTML       string
+	Hgrm       string
+	CSV        string
 	Quiet      bool
 	CPUProfile string
+	Thresholds []loadtest.Threshold
+}
+
+// thresholdList is --threshold, repeatable.
+type thresholdList struct{ list *[]loadtest.Threshold }
+
+func (t thresholdList) String() string {
+	if t.list == nil {
+		return ""
+	}
+	parts := make([]string, len(*t.list))
+	for i, th := range *t.list {
+		parts[i] = th.Expr
+	}
+	return strings.Join(parts, ",")
+}
+
+func (t thresholdList) Set(v string) error {
+	th, err := loadtest.ParseThreshold(v)
+	if err != nil {
+		return err
+	}
+	*t.list = append(*t.list, th)
+	return nil
 }
 
 // loadFlags binds the flags shared by run, compare and demo to cfg.
@@ -114,8 +156,16 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	fs.StringVar(&cfg.Scenario.Name, "scenario", "", "named workload of the benchmark tables: "+strings.Join(loadtest.ScenarioNames(), ", ")+
 		" (scenario flags given with it override its values)")
 	scenarioFlags(fs, &cfg.Scenario)
+	fs.Func("stages", "ramp the load, duration:target,... e.g. 10s:500,30s:2000: linear from the previous target (0 at first); "+
+		"targets are clients, or requests/s with --rate (any value, it only selects the open loop); the run lasts as long as the stages",
+		func(v string) (err error) { cfg.Stages, err = loadtest.ParseStages(v); return err })
+	fs.DurationVar(&cfg.Bucket, "bucket", 0, "length of the time series' buckets (0: sized to the run, 100ms up to 30s)")
+	fs.Var(thresholdList{&out.Thresholds}, "threshold", "pass condition, repeatable: p99<50ms, p99.9<200ms, mean<10ms, max<1s, "+
+		"errors<1% (5xx and transport failures; errors<5 counts), rate>5000 (answers/s), orders>1000 (orders/s); a failed one exits 2")
 	fs.StringVar(&out.JSON, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&out.HTML, "html", "", "write a self-contained HTML report to this file")
+	fs.StringVar(&out.Hgrm, "hgrm", "", "write the latency histogram in HdrHistogram's percentile format (.hgrm, ms) to this file")
+	fs.StringVar(&out.CSV, "csv", "", "write the time series as CSV (one row per bucket) to this file")
 	fs.BoolVar(&cfg.StdHTTP, "std-http", false, "send orders with net/http instead of the built-in HTTP/1.1 keep-alive client")
 	fs.BoolVar(&out.Quiet, "quiet", false, "no live progress")
 	fs.StringVar(&out.CPUProfile, "cpuprofile", "", "write orderbench's own CPU profile to this file (to find the tool's limits)")
@@ -255,29 +305,53 @@ func runAndReport(ctx context.Context, cfg loadtest.Config, out outputs, stdout 
 	if res == nil {
 		return err
 	}
+	if len(out.Thresholds) > 0 {
+		err = errors.Join(err, loadtest.Check(res, out.Thresholds))
+	}
 	loadtest.WriteSummary(stdout, res)
-	if werr := writeReports(out, "orderbench run", res); werr != nil {
+	if werr := writeReports(out, "orderbench "+runTitle(cfg), res, stdout); werr != nil {
 		return errors.Join(err, werr)
-	}
-	if out.HTML != "" {
-		fmt.Fprintf(stdout, "HTML report: %s\n", out.HTML)
-	}
-	if out.JSON != "" {
-		fmt.Fprintf(stdout, "JSON results: %s\n", out.JSON)
 	}
 	return err
 }
 
-func writeReports(out outputs, title string, res *loadtest.Result) error {
-	if out.JSON != "" {
-		if err := loadtest.WriteJSON(out.JSON, res); err != nil {
-			return err
-		}
+// runTitle names a run in its report: the label (demo) or "run".
+func runTitle(cfg loadtest.Config) string {
+	if cfg.Label != "" {
+		return cfg.Label
 	}
-	if out.HTML != "" {
-		if err := loadtest.WriteHTMLFile(out.HTML, loadtest.Report{Title: title, Runs: []*loadtest.Result{res}}); err != nil {
+	return "run"
+}
+
+// writeReports writes the report files out asks for and names them on
+// stdout.
+func writeReports(out outputs, title string, res *loadtest.Result, stdout io.Writer) error {
+	files := []struct {
+		path, what string
+		write      func(io.Writer, *loadtest.Result) error
+	}{
+		{out.HTML, "HTML report", func(w io.Writer, r *loadtest.Result) error {
+			return loadtest.WriteHTML(w, loadtest.Report{Title: title, Runs: []*loadtest.Result{r}})
+		}},
+		{out.JSON, "JSON results", func(w io.Writer, r *loadtest.Result) error {
+			b, err := json.MarshalIndent(r, "", "  ")
+			if err != nil {
+				return err
+			}
+			_, err = w.Write(append(b, '\n'))
+			return err
+		}},
+		{out.CSV, "CSV time series", loadtest.WriteCSV},
+		{out.Hgrm, "latency histogram (.hgrm)", loadtest.WriteHgrm},
+	}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if err := loadtest.WriteFile(f.path, res, f.write); err != nil {
 			return err
 		}
+		fmt.Fprintf(stdout, "%s: %s\n", f.what, f.path)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -30,22 +31,33 @@ func runArgs(t *testing.T, args ...string) (string, error) {
 	return stdout.String(), err
 }
 
-// TestDemo runs `orderbench demo` as a newcomer would, for a few seconds.
+// TestDemo runs `orderbench demo` as a newcomer would, for a few seconds,
+// with a stock small enough to sell out even on a loaded machine.
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	html, js := filepath.Join(dir, "r.html"), filepath.Join(dir, "r.json")
-	out, err := runArgs(t, "demo", "--duration", "3s", "--concurrency", "16", "--html", html, "--json", js)
+	csvPath, hgrm := filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.hgrm")
+	out, err := runArgs(t, "demo", "--duration", "3s", "--concurrency", "16", "--stock", "50", "--html", html, "--json", js,
+		"--csv", csvPath, "--hgrm", hgrm, "--threshold", "errors<1%")
 	if err != nil {
 		t.Fatalf("demo: %v", err)
 	}
 	if !strings.Contains(out, "audit: OK") {
 		t.Errorf("no audit line in the demo's output")
 	}
+	if !regexp.MustCompile(`(?m)^The stock \(50 units\) lasted .*: 50 orders sold`).MatchString(out) {
+		t.Errorf("the demo's headline does not say how long the stock lasted")
+	}
+	for _, f := range []string{csvPath, hgrm} {
+		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
 	page, err := os.ReadFile(html)
 	if err != nil {
 		t.Fatalf("HTML report: %v", err)
 	}
-	for _, want := range []string{"<svg", "Throughput", "Latency distribution"} {
+	for _, want := range []string{"<svg", "Throughput", "Latency distribution", "Stock left", "sold out at", "errors&lt;1%"} {
 		if !bytes.Contains(page, []byte(want)) {
 			t.Errorf("HTML report lacks %q", want)
 		}
@@ -155,9 +167,10 @@ func TestCompare(t *testing.T) {
 	}
 	for _, target := range targets {
 		t.Run(target[0], func(t *testing.T) {
-			html := filepath.Join(t.TempDir(), "c.html")
+			dir := t.TempDir()
+			html := filepath.Join(dir, "c.html")
 			args := append([]string{"compare", "--orderd", bin, "--strategies", "row,no-such-strategy", "--duration", "1s",
-				"--concurrency", "4", "--quiet", "--html", html}, target[1:]...)
+				"--concurrency", "4", "--quiet", "--html", html, "--csv", filepath.Join(dir, "s.csv")}, target[1:]...)
 			out, err := runArgs(t, args...)
 			if err != nil {
 				t.Fatalf("compare: %v", err)
@@ -184,8 +197,15 @@ func TestCompare(t *testing.T) {
 			if strings.Contains(out, "warning:") {
 				t.Errorf("compare warned (a fresh database not dropped?)")
 			}
-			if page, err := os.ReadFile(html); err != nil || !bytes.Contains(page, []byte("Orders per second")) {
-				t.Errorf("compare HTML report: %v", err)
+			for _, f := range []string{"s-no-op-ceiling.csv", "s-row.csv"} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Errorf("--csv: %v", err)
+				}
+			}
+			// The ceiling is a reference line across the bars, not a bar.
+			if page, err := os.ReadFile(html); err != nil || !bytes.Contains(page, []byte("Orders per second")) ||
+				!bytes.Contains(page, []byte(`<line class="ref"`)) || !bytes.Contains(page, []byte("no-op ceiling: ")) {
+				t.Errorf("compare HTML report (%v): no bar chart with the ceiling as a reference line", err)
 			}
 		})
 	}
@@ -221,5 +241,55 @@ func TestNoopCmd(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("noop: %v", err)
+	}
+}
+
+// TestVersionAndDemoHelp checks orderbench --version, and that demo -h shows
+// the demo's own defaults (a 6s sale of 2,000 units), not run's.
+func TestVersionAndDemoHelp(t *testing.T) {
+	out, err := runArgs(t, "--version")
+	if err != nil || !strings.HasPrefix(out, "orderbench ") || !strings.Contains(out, "go1.") {
+		t.Errorf("--version: %q, %v", out, err)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"demo", "-h"}, &stdout, &stderr); err != nil {
+		t.Fatalf("demo -h: %v", err)
+	}
+	help := strings.Join(strings.Fields(stderr.String()), " ")
+	for _, want := range []string{"(default 6s)", "(default 2000)", "(default 20000)"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("demo -h lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if strings.Contains(help, "(default 10s)") && strings.Contains(help, "measured time (0 with --requests: until that many requests) (default 10s)") {
+		t.Errorf("demo -h shows run's duration default")
+	}
+}
+
+// TestThresholdExit: a failed --threshold is an error of its own, exit status
+// 2, while a failed audit stays 1 even when thresholds fail too.
+func TestThresholdExit(t *testing.T) {
+	e, err := startEmbedded(context.Background(), t.TempDir(), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	args := []string{"run", "--url", e.URL, "--admin-token", e.AdminToken, "--requests", "100", "--concurrency", "4", "--quiet"}
+	if _, err := runArgs(t, append(args, "--threshold", "errors<1%", "--threshold", "p99<1m")...); err != nil {
+		t.Errorf("thresholds that hold: %v", err)
+	}
+	out, err := runArgs(t, append(args, "--threshold", "rate>100000000")...)
+	if !errors.Is(err, loadtest.ErrThresholdFailed) || exitCode(err) != 2 {
+		t.Errorf("a threshold that fails: %v (exit %d), want ErrThresholdFailed and exit 2", err, exitCode(err))
+	}
+	if !strings.Contains(out, "threshold  rate>100000000") || !strings.Contains(out, "FAILED") {
+		t.Errorf("the summary does not show the failed threshold")
+	}
+	if _, err := runArgs(t, append(args, "--threshold", "p99<")...); err == nil {
+		t.Errorf("a malformed threshold was accepted")
+	}
+	both := errors.Join(loadtest.ErrAuditFailed, loadtest.ErrThresholdFailed)
+	if exitCode(both) != 1 || exitCode(errors.New("other")) != 1 {
+		t.Errorf("exit codes: audit and threshold %d, other %d; want 1 and 1", exitCode(both), exitCode(errors.New("other")))
 	}
 }

@@ -45,6 +45,10 @@ func main() {
 
 // run starts orderd, waits for ctx to end (a signal), then drains and stops it.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	if versionRequested(args) {
+		fmt.Fprintln(stderr, versionLine())
+		return nil
+	}
 	m := NewMain(stderr)
 	if err := m.ParseFlags(args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -133,6 +137,9 @@ type Main struct {
 	// is not closed by Close: tests share one in-process Locker between two
 	// Mains to elect one expiry sweeper.
 	Locker flashorder.Locker
+	// StartupTimeout bounds connecting to each backend in Run; the default
+	// is 10s.
+	StartupTimeout time.Duration
 
 	stderr  io.Writer
 	db      *gormdb.DB
@@ -158,6 +165,7 @@ func NewMain(stderr io.Writer) *Main {
 func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("orderd", flag.ContinueOnError)
 	fs.SetOutput(output)
+	fs.Usage = func() { printUsage(fs.Output(), fs) }
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
 	fs.StringVar(&cfg.DB, "db", "sqlite://data/flashorder.db", "database URL: sqlite://path, postgres://user:pass@host:port/db?sslmode=disable or mysql://user:pass@host:port/db")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", gormdb.DefaultMaxConns, "connection pool size for PostgreSQL and MySQL (SQLite uses one)")
@@ -249,14 +257,21 @@ func (m *Main) configureLogger() error {
 // Run opens the backends chosen by the configuration and starts serving.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
-	db, err := gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns,
-		IdleTxTimeout: cfg.DBIdleTxTimeout, LockTimeout: cfg.DBLockTimeout, KeepAlive: cfg.DBKeepAlive})
+	var db *gormdb.DB
+	err := m.connect(ctx, "database", cfg.DB, func(ctx context.Context) (err error) {
+		db, err = gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns,
+			IdleTxTimeout: cfg.DBIdleTxTimeout, LockTimeout: cfg.DBLockTimeout, KeepAlive: cfg.DBKeepAlive})
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	m.db = db
 
-	m.lock, err = openLocker(ctx, cfg.Lock)
+	err = m.connect(ctx, "lock", cfg.Lock, func(ctx context.Context) (err error) {
+		m.lock, err = openLocker(ctx, cfg.Lock)
+		return err
+	})
 	if err != nil {
 		return err
 	}

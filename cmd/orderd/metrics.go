@@ -5,6 +5,8 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/internal/buildinfo"
+	"github.com/flashorder/flashorder/internal/metrics"
 )
 
 // instrument registers the strategy's and the lock backends' metrics on the
@@ -14,6 +16,9 @@ import (
 // and, under --strategy lock, the orders' locks.
 func (m *Main) instrument(placer flashorder.OrderPlacer) error {
 	reg := m.server.Registry()
+	if err := metrics.RegisterBuildInfo(reg, buildinfo.Read()); err != nil {
+		return err
+	}
 	if err := m.lockMetrics.Register(reg); err != nil {
 		return err
 	}

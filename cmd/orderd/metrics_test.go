@@ -162,7 +162,7 @@ func TestMetricsMoveWithOrders(t *testing.T) {
 		after.families[name] = typ
 	}
 
-	// The README's metrics table lists exactly the flashorder_* families
+	// docs/OPERATE.md's metrics table lists exactly the flashorder_* families
 	// (of the batch and the lock strategy together).
 	documented := readmeMetrics(t)
 	for _, name := range sortedFamilies(after.families) {
@@ -172,21 +172,22 @@ func TestMetricsMoveWithOrders(t *testing.T) {
 		typ, ok := documented[name]
 		switch {
 		case !ok:
-			t.Errorf("README's Operate section does not document %s", name)
+			t.Errorf("docs/OPERATE.md's metrics table does not document %s", name)
 		case typ != after.families[name]:
-			t.Errorf("README says %s is a %s, /metrics says %s", name, typ, after.families[name])
+			t.Errorf("docs/OPERATE.md says %s is a %s, /metrics says %s", name, typ, after.families[name])
 		}
 		delete(documented, name)
 	}
 	for name := range documented {
-		t.Errorf("README documents %s, which /metrics does not show", name)
+		t.Errorf("docs/OPERATE.md documents %s, which /metrics does not show", name)
 	}
 }
 
-// readmeMetrics returns the metrics table of README.md: name to type.
+// readmeMetrics returns the metrics table of docs/OPERATE.md (moved there
+// from the README): name to type.
 func readmeMetrics(t *testing.T) map[string]string {
 	t.Helper()
-	data, err := os.ReadFile("../../README.md")
+	data, err := os.ReadFile("../../docs/OPERATE.md")
 	if err != nil {
 		t.Fatal(err)
 	}

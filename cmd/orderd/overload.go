@@ -46,6 +46,13 @@ func (m *Main) redisClient(rawURL string) (*goredis.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Reach it now, so that a Redis that is down or misnamed stops the
+	// start with a clear error instead of failing every order later.
+	err = m.connect(context.Background(), "redis", rawURL, func(ctx context.Context) error { return c.Ping(ctx).Err() })
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
 	if m.redisClients == nil {
 		m.redisClients = map[string]*goredis.Client{}
 	}

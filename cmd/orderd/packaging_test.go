@@ -52,7 +52,7 @@ func TestPackagingCompose(t *testing.T) {
 	if err := yaml.Unmarshal(data, &c); err != nil {
 		t.Fatalf("docker-compose.yml is not valid YAML: %v", err)
 	}
-	for _, name := range []string{"postgres", "redis", "zookeeper", "orderd-1", "orderd-2", "lb"} {
+	for _, name := range []string{"postgres", "redis", "zookeeper", "orderd-1", "orderd-2", "lb", "prometheus", "grafana"} {
 		if _, ok := c.Services[name]; !ok {
 			t.Errorf("docker-compose.yml has no service %s", name)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/internal/buildinfo"
 )
 
 // BatchSizeBuckets are the histogram buckets of flashorder_batch_size: orders
@@ -170,6 +171,24 @@ func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// RegisterBuildInfo registers flashorder_build_info on reg: a gauge of 1
+// whose labels version, revision and go_version name the running build, so
+// that dashboards can show which build each instance runs and when it
+// changed.
+func RegisterBuildInfo(reg prometheus.Registerer, info buildinfo.Info) error {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "flashorder_build_info",
+		Help: "Always 1; the labels name the running build (module version, VCS revision, Go version).",
+		ConstLabels: prometheus.Labels{"version": info.Version, "revision": info.Revision,
+			"go_version": info.GoVersion},
+	})
+	g.Set(1)
+	if err := register(reg, g); err != nil {
+		return fmt.Errorf("metrics: build info: %w", err)
 	}
 	return nil
 }
