@@ -17,17 +17,12 @@ import (
 // are the tokens' users' and the audit passes.
 func TestRunWithAuth(t *testing.T) {
 	const secret = "bench-jwt-secret-bench-jwt-secret"
-	e, err := startEmbedded(context.Background(), t.TempDir(), os.Stderr)
+	e, err := startEmbedded(context.Background(), t.TempDir(), os.Stderr,
+		"--auth", "jwt", "--jwt-secret", secret, "--jwt-issuer", "bench", "--jwt-audience", "orderd")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	v, err := jwtauth.New(context.Background(), jwtauth.Options{Secret: []byte(secret), Issuer: "bench", Audience: "orderd"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	e.server.Authenticator = v
 
 	for _, scenario := range loadtest.ScenarioNames() {
 		js := filepath.Join(t.TempDir(), "r.json")

@@ -4,54 +4,50 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/flashorder/flashorder/checkout"
-	"github.com/flashorder/flashorder/gormdb"
-	orderhttp "github.com/flashorder/flashorder/http"
-	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/internal/orderd"
 	"github.com/flashorder/flashorder/loadtest"
 )
 
-// embedded is an orderd running inside orderbench, wired as cmd/orderd wires
-// its embedded default: SQLite, the batch strategy, in-process idempotency.
+// embedded is an orderd running inside orderbench: internal/orderd's Main,
+// the server cmd/orderd runs, on its embedded default (SQLite, the batch
+// strategy, in-process idempotency) with every other default of orderd's
+// flags: the sold-out memo, the in-flight bound, the order timeout, the
+// expiry sweeper, the metrics.
 type embedded struct {
 	URL        string
 	AdminToken string
-	db         *gormdb.DB
-	server     *orderhttp.Server
+	main       *orderd.Main
 }
 
 // startEmbedded starts an orderd on a free loopback port with its SQLite
-// database in dir.
-func startEmbedded(ctx context.Context, dir string, logTo io.Writer) (*embedded, error) {
-	db, err := gormdb.Open(ctx, "sqlite://"+filepath.Join(dir, "flashorder.db"), gormdb.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("open embedded database: %w", err)
+// database in dir; args are more orderd flags (e.g. --auth jwt ...).
+func startEmbedded(ctx context.Context, dir string, logTo io.Writer, args ...string) (*embedded, error) {
+	e := &embedded{AdminToken: randomToken(), main: orderd.NewMain(logTo)}
+	args = append([]string{"--listen", "127.0.0.1:0", "--db", "sqlite://" + filepath.Join(dir, "flashorder.db"),
+		"--admin-token", e.AdminToken, "--log-level", "warn"}, args...)
+	if err := e.main.ParseFlags(args, func(string) string { return "" }); err != nil {
+		return nil, fmt.Errorf("embedded orderd: %w", err)
 	}
-	e := &embedded{AdminToken: randomToken(), db: db}
-	e.server = orderhttp.NewServer(db, checkout.NewBatch(db, checkout.BatchOptions{}), inmem.NewIdempotencyStore(), e.AdminToken)
-	e.server.Logger = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := e.server.Open("127.0.0.1:0"); err != nil {
-		db.Close()
+	if err := e.main.Run(ctx); err != nil {
+		e.main.Close(context.Background())
 		return nil, fmt.Errorf("start embedded orderd: %w", err)
 	}
-	e.URL = e.server.URL()
+	e.URL = e.main.URL()
 	return e, nil
 }
 
-// Close stops the server and closes the database.
+// Close drains and stops the embedded orderd.
 func (e *embedded) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return errors.Join(e.server.Close(ctx), e.db.Close())
+	return e.main.Close(ctx)
 }
 
 func randomToken() string {

@@ -1,4 +1,4 @@
-package main
+package orderd
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 // ORDERD_* variable, and exits cleanly.
 func TestUsageNamesVariables(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out); err != nil {
+	if err := Run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out); err != nil {
 		t.Fatalf("orderd -h: %v", err)
 	}
 	lines := map[string]bool{}
@@ -33,7 +33,7 @@ func TestUsageNamesVariables(t *testing.T) {
 // nothing (no listener, no database).
 func TestVersion(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"--version"}, func(string) string { return "" }, &out); err != nil {
+	if err := Run(context.Background(), []string{"--version"}, func(string) string { return "" }, &out); err != nil {
 		t.Fatalf("orderd --version: %v", err)
 	}
 	if got := out.String(); !strings.HasPrefix(got, "orderd ") || !strings.Contains(got, " revision ") || !strings.Contains(got, "go1.") {
