@@ -267,63 +267,17 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.lockMetrics = metrics.NewLockMetrics()
 
-	var placer flashorder.OrderPlacer
-	switch cfg.Strategy {
-	case "row":
-		placer = checkout.NewRow(db)
-	case "batch":
-		if cfg.BatchMax < 1 || cfg.BatchQueue < 1 || cfg.BatchPipeline < 0 {
-			return fmt.Errorf("--batch-max and --batch-queue must be at least 1, --batch-pipeline at least 0")
-		}
-		pipeline := cfg.BatchPipeline
-		if pipeline == 0 && db.Engine() == gormdb.SQLite {
-			pipeline = 1 // one connection: a second transaction would only wait for it
-		}
-		m.batchMetrics = metrics.NewBatchMetrics()
-		placer = checkout.NewBatch(db, checkout.BatchOptions{MaxBatch: cfg.BatchMax, MaxQueue: cfg.BatchQueue,
-			Pipeline: pipeline, Observe: m.batchMetrics.Observe})
-	case "segment":
-		if cfg.Segments < 1 {
-			return fmt.Errorf("--segments must be at least 1")
-		}
-		sg := checkout.NewSegment(db)
-		sg.Segments = cfg.Segments
-		placer = sg
-	case "lock":
-		m.fenceMetrics = metrics.NewLockStrategyMetrics()
-		placer = checkout.NewLockStrategy(db, m.measureLocker(m.lock.locker), checkout.LockStrategyOptions{OnFenced: m.fenceMetrics.Fenced})
-		if cfg.Lock == "memory" && db.Engine() != gormdb.SQLite {
-			m.Logger.Warn("--strategy lock with --lock memory: the lock and its fencing tokens are local to this process; "+
-				"other instances on this database are not excluded, and the fence will refuse the orders of some of them (503); use zk://, etcd:// or redis://",
-				"db", db.Engine())
-		}
-	default:
-		return fmt.Errorf("--strategy %q is not supported (want batch, row, segment or lock)", cfg.Strategy)
+	placer, err := m.openStrategy(db)
+	if err != nil {
+		return err
+	}
+	idem, idemRedis, err := m.openIdempotency()
+	if err != nil {
+		return err
 	}
 
-	var idem flashorder.IdempotencyStore
-	var idemRedis *goredis.Client
-	switch scheme(cfg.Idempotency) {
-	case "memory":
-		s := inmem.NewIdempotencyStore()
-		s.Retention = cfg.IdempotencyRetention
-		s.MaxKeys = cfg.IdempotencyMaxKeys
-		idem = s
-	case "redis":
-		if idemRedis, err = m.redisClient(cfg.Idempotency); err != nil {
-			return fmt.Errorf("--idempotency: %w", err)
-		}
-		s := redis.NewIdempotencyStore(idemRedis)
-		s.Retention = cfg.IdempotencyRetention
-		s.ClaimTTL = cfg.IdempotencyClaimTTL
-		s.Logger = m.Logger
-		idem = s
-	default:
-		return fmt.Errorf("--idempotency %q is not supported (want memory or redis://host:port/db)", redactURL(cfg.Idempotency))
-	}
-
-	// strategy is the placer before decorators: metrics and the stock
-	// returner look at its type.
+	// strategy is the placer before decorators: instrument looks at its
+	// type.
 	strategy := placer
 	var store flashorder.Store = db
 	if cfg.SoldOutTTL > 0 {
@@ -353,6 +307,28 @@ func (m *Main) Run(ctx context.Context) error {
 	m.server.MaxInflight = cfg.MaxInflight
 	m.server.OrderTimeout = cfg.OrderTimeout
 	m.server.RateLimiter = limiter
+	m.addReadyChecks(db)
+	if err := m.instrument(strategy); err != nil {
+		return err
+	}
+	if err := m.startLifecycle(); err != nil {
+		return err
+	}
+	if err := m.server.Open(cfg.Listen); err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if cfg.DebugListen != "" {
+		if err := m.openDebug(cfg.DebugListen); err != nil {
+			return err
+		}
+	}
+	m.logListening(db)
+	return nil
+}
+
+// addReadyChecks makes /readyz check every Redis in use and the lock
+// service, and name the PostgreSQL server orderd writes to.
+func (m *Main) addReadyChecks(db *gormdb.DB) {
 	for u, c := range m.redisClients {
 		name := "redis"
 		if len(m.redisClients) > 1 {
@@ -371,27 +347,18 @@ func (m *Main) Run(ctx context.Context) error {
 	if db.Engine() == gormdb.Postgres {
 		m.server.AddReadyInfo("db_writes_to", dbWritesTo(db))
 	}
-	if err := m.instrument(strategy); err != nil {
-		return err
-	}
-	if err := m.startLifecycle(); err != nil {
-		return err
-	}
-	if err := m.server.Open(cfg.Listen); err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	if cfg.DebugListen != "" {
-		if err := m.openDebug(cfg.DebugListen); err != nil {
-			return err
-		}
-	}
+}
+
+// logListening logs what orderd serves with, and warns when it trusts the
+// body's user_id on an address other machines reach.
+func (m *Main) logListening(db *gormdb.DB) {
+	cfg := &m.Config
 	m.Logger.Info("orderd listening", "addr", m.server.Addr().String(), "db", db.Engine(), "strategy", cfg.Strategy,
 		"lock", redactURL(cfg.Lock), "idempotency", redactURL(cfg.Idempotency), "auth", cfg.Auth)
 	if cfg.Auth == "none" && !loopback(m.server.Addr()) {
 		m.Logger.Warn("--auth none on an address other machines reach: any client can act as any user (read, cancel and pay their orders); use --auth jwt",
 			"addr", m.server.Addr().String())
 	}
-	return nil
 }
 
 // URL returns the base URL orderd serves on, once Run returned.
