@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"os"
@@ -70,9 +71,25 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// With a secret, whose key never changes under orderd, verified tokens are
+// remembered, so that a user's next orders with the same token skip parsing
+// it again (the parse is most of auth's cost per order): cacheShards shards
+// of at most cacheShardSize tokens each, each token for at most cacheTTL and
+// never past its exp. Tokens of a JWKS are parsed every time, so that a key
+// that leaves the set stops being accepted at once.
+const (
+	cacheShards    = 64
+	cacheShardSize = 256
+	cacheTTL       = time.Minute
+)
+
 // Verifier checks tokens and returns their sub claim.
 type Verifier struct {
 	parser  *jwt.Parser
+	leeway  time.Duration
+	cached  bool // remember verified tokens (secret only)
+	seed    maphash.Seed
+	cache   [cacheShards]tokenShard
 	keyfunc jwt.Keyfunc
 	// keys is the current key set of a JWKS file, swapped on change.
 	keys   atomic.Pointer[keyfunc.Keyfunc]
@@ -109,10 +126,11 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 	if opts.Audience != "" {
 		popts = append(popts, jwt.WithAudience(opts.Audience))
 	}
-	v := &Verifier{parser: jwt.NewParser(popts...), cancel: func() {}}
+	v := &Verifier{parser: jwt.NewParser(popts...), leeway: opts.Leeway, seed: maphash.MakeSeed(), cancel: func() {}}
 	switch {
 	case len(opts.Secret) > 0:
 		secret := opts.Secret
+		v.cached = true
 		v.keyfunc = func(*jwt.Token) (any, error) { return secret, nil }
 	case strings.HasPrefix(opts.JWKS, "https://"):
 		if err := v.openURL(ctx, opts); err != nil {
@@ -218,6 +236,14 @@ func (v *Verifier) Close() {
 // Authenticate implements flashorder.Authenticator: it returns the sub claim
 // of a token that is well signed, unexpired and for this service.
 func (v *Verifier) Authenticate(_ context.Context, token string) (string, error) {
+	now := time.Now()
+	var sh *tokenShard
+	if v.cached {
+		sh = &v.cache[maphash.String(v.seed, token)%cacheShards]
+		if sub, ok := sh.get(token, now); ok {
+			return sub, nil
+		}
+	}
 	var claims jwt.RegisteredClaims
 	if _, err := v.parser.ParseWithClaims(token, &claims, v.keyfunc); err != nil {
 		return "", refusal(err)
@@ -225,7 +251,47 @@ func (v *Verifier) Authenticate(_ context.Context, token string) (string, error)
 	if flashorder.ValidateUserID(claims.Subject) != nil {
 		return "", flashorder.Errorf(flashorder.EUNAUTHORIZED, "the token's sub must be a valid user id (1..64 characters of A-Z a-z 0-9 _ . : -)")
 	}
+	if sh != nil {
+		until := now.Add(cacheTTL)
+		if exp := claims.ExpiresAt.Add(v.leeway); exp.Before(until) {
+			until = exp
+		}
+		sh.put(token, claims.Subject, until)
+	}
 	return claims.Subject, nil
+}
+
+// tokenShard is one shard of the verified tokens: the sub of each, and until
+// when it may be answered without parsing the token again.
+type tokenShard struct {
+	mu     sync.Mutex
+	tokens map[string]cachedToken
+}
+
+type cachedToken struct {
+	sub   string
+	until time.Time
+}
+
+func (sh *tokenShard) get(token string, now time.Time) (string, bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	t, ok := sh.tokens[token]
+	if !ok || !now.Before(t.until) {
+		return "", false
+	}
+	return t.sub, true
+}
+
+// put remembers a verified token. A full shard starts over: simpler than an
+// LRU, and a token dropped is only parsed again.
+func (sh *tokenShard) put(token, sub string, until time.Time) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.tokens == nil || len(sh.tokens) >= cacheShardSize {
+		sh.tokens = make(map[string]cachedToken, cacheShardSize)
+	}
+	sh.tokens[token] = cachedToken{sub: sub, until: until}
 }
 
 // refusal turns a parse error into the client-safe reason.

@@ -242,6 +242,15 @@ func TestSecret(t *testing.T) {
 	wantUser(t, v, "other secret", other, "")
 	badSub, _ := jwtauth.Mint(secret, "u/7", "", "", time.Minute)
 	wantUser(t, v, "bad sub", badSub, "")
+	wantUser(t, v, "minted, again (remembered)", tok, "u-7")
+
+	// A remembered token still expires: exp plus the leeway (1 s).
+	short, _ := jwtauth.Mint(secret, "u-8", "", "", time.Second)
+	wantUser(t, v, "short-lived", short, "u-8")
+	wantUser(t, v, "short-lived, again", short, "u-8")
+	time.Sleep(3 * time.Second)
+	wantUser(t, v, "short-lived, past exp and leeway", short, "")
+
 	if _, err := jwtauth.New(context.Background(), jwtauth.Options{}); err == nil {
 		t.Error("New without a key: no error")
 	}
