@@ -25,7 +25,7 @@ func (m *Main) startLifecycle() error {
 	// memory the election is within this process, so every orderd on the
 	// database sweeps (harmless: an order expires once, by a conditional
 	// update).
-	locker := m.Locker
+	locker := m.SweeperLocker
 	if locker == nil {
 		locker = m.lock.locker
 	}

@@ -55,7 +55,7 @@ func TestOrderdLifecycle(t *testing.T) {
 func startOrderdWithLocker(t *testing.T, dbURL string, locker flashorder.Locker, args ...string) (*Main, *orderhttp.Client) {
 	t.Helper()
 	m := newTestMain(t)
-	m.Locker = locker
+	m.SweeperLocker = locker
 	// The tests check answers, not latency: on a busy 2-core machine under
 	// -race an order can queue for longer than the production default of
 	// --order-timeout. A test's own --order-timeout comes later and wins.

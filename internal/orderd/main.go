@@ -123,10 +123,11 @@ type Main struct {
 	Config Config
 	Logger *slog.Logger
 
-	// Locker, when set before Run, is used instead of the --lock backend and
-	// is not closed by Close: tests share one in-process Locker between two
-	// Mains to elect one expiry sweeper.
-	Locker flashorder.Locker
+	// SweeperLocker, when set before Run, elects the expiry sweeper instead
+	// of the --lock backend (which the lock strategy still uses), and is not
+	// closed by Close: tests share one in-process Locker between two Mains
+	// to elect one sweeper.
+	SweeperLocker flashorder.Locker
 	// StartupTimeout bounds connecting to each backend in Run; the default
 	// is 10s.
 	StartupTimeout time.Duration

@@ -1,8 +1,6 @@
 package orderd
 
 import (
-	"strings"
-
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/internal/buildinfo"
@@ -34,14 +32,5 @@ func (m *Main) instrument(placer flashorder.OrderPlacer) error {
 // measureLocker wraps locker so that its wait and hold times and lost locks
 // show on /metrics under the backend named by --lock.
 func (m *Main) measureLocker(locker flashorder.Locker) flashorder.Locker {
-	return m.lockMetrics.Wrap(locker, lockBackendName(m.Config.Lock))
-}
-
-// lockBackendName returns the metrics label of a --lock value: "memory" or
-// the URL's scheme ("zk", "etcd", "redis").
-func lockBackendName(lock string) string {
-	if scheme, _, ok := strings.Cut(lock, "://"); ok {
-		return scheme
-	}
-	return lock
+	return m.lockMetrics.Wrap(locker, scheme(m.Config.Lock))
 }
