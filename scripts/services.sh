@@ -504,7 +504,7 @@ patroni_members() {
 import json, sys
 for m in json.load(sys.stdin).get("members", []):
     print(m["name"], m.get("role", "?"), m.get("state", "?"), m.get("lag", 0) if m.get("role") != "leader" else 0)
-' <<<"$out" && return 0
+' <<<"$out" 2>/dev/null && return 0
 	done
 	return 1
 }
@@ -649,6 +649,8 @@ launch_patroni() {
 		read -r pid <"$lock" || pid=""
 		pid_alive "$pid" || rm -f "$lock"
 	done
+	# A node that starts again after a crash starts clean, as after a reboot.
+	[[ -n $(postmaster_pid "$u") ]] || kill_stragglers "$u"
 	spawn "$d/pid" "$d/log" "${AS_PG[@]}" env HOME="$d" patroni "$d/patroni.yml"
 }
 
@@ -669,17 +671,43 @@ after_stop_patroni() {
 	wait_dead 10 "${pids[@]}" || true
 }
 
+# data_dir_pids UNIT: every process whose working directory is the unit's data dir: the
+# postmaster and all its backends, also those orphaned by a killed postmaster.
+data_dir_pids() {
+	local data p
+	data=$(udir "$1")/data
+	# One find, not a readlink per process: this runs while the node is frozen (SIGSTOP).
+	for p in $(find /proc -mindepth 2 -maxdepth 2 -name cwd -lname "$data" 2>/dev/null); do
+		p=${p#/proc/}
+		echo "${p%/cwd}"
+	done
+	return 0
+}
+
+# kill_stragglers UNIT: SIGKILL what is left of the unit's PostgreSQL (backends of a killed
+# postmaster still attached to its shared memory would keep a new postmaster from starting).
+kill_stragglers() {
+	local pids=()
+	mapfile -t pids < <(data_dir_pids "$1")
+	((${#pids[@]})) || return 0
+	kill -KILL "${pids[@]}" 2>/dev/null || true
+	wait_dead 30 "${pids[@]}" || die "$1: PostgreSQL processes survived SIGKILL"
+}
+
 # kill_patroni_node UNIT: a node crash: SIGKILL to Patroni, the postmaster and its backends at once.
+# Patroni and the postmaster are stopped (SIGSTOP) first, so that no backend is forked between
+# listing the processes and killing them (under load the postmaster forks all the time).
 kill_patroni_node() {
 	local u=$1 pids=() p pm
 	p=$(unit_pid "$u") && pids+=("$p")
-	if pm=$(postmaster_pid "$u"); then
-		# shellcheck disable=SC2207
-		pids+=("$pm" $(child_pids "$pm"))
-	fi
+	pm=$(postmaster_pid "$u") && pids+=("$pm")
 	((${#pids[@]})) || return 0
+	kill -STOP "${pids[@]}" 2>/dev/null || true
+	# shellcheck disable=SC2207
+	pids+=($(data_dir_pids "$u")) # the backends: their working directory is the data dir
 	kill -KILL "${pids[@]}" 2>/dev/null || true
 	wait_dead 30 "${pids[@]}" || die "$u survived SIGKILL"
+	kill_stragglers "$u"
 	log "killed $u (Patroni and PostgreSQL)"
 }
 
