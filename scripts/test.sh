@@ -10,7 +10,7 @@
 #    3-node Patroni cluster (PostgreSQL with synchronous replication) with scripts/services.sh in a private
 #    throw-away state dir (never the developer's own set), exports their addresses
 #    (FLASHORDER_TEST_*) plus FLASHORDER_REQUIRE_SERVICES=1 so no test can silently skip;
-# 3. go test -race -count=1 -p 1 -timeout 20m ./... "$@", and returns its exit status
+# 3. go test -race -count=1 -p 1 -timeout 40m ./... "$@", and returns its exit status
 #    (-p 1: one package's tests at a time; the end-to-end and fault packages each load
 #    the 2 cores fully, and together they could push requests past server timeouts);
 # 4. always stops the services and deletes their state, also on failure or Ctrl-C.
@@ -99,7 +99,7 @@ set -a
 set +a
 export FLASHORDER_REQUIRE_SERVICES=1
 
-log "go test -race -count=1 -p 1 -timeout 20m ./... $*"
+log "go test -race -count=1 -p 1 -timeout 40m ./... $*"
 # go test runs as a background job in its own process group (set -m) and we `wait` for it:
 # a trapped signal interrupts `wait` at once (a foreground child would first have to finish,
 # up to 20 minutes), and the whole group (go plus the test binaries it runs) can be signalled.
@@ -114,7 +114,7 @@ stop_gotest() {
 	kill -KILL -- "-$GOTEST_PID" 2>/dev/null || true
 }
 set -m
-go test -race -count=1 -p 1 -timeout 20m ./... "$@" &
+go test -race -count=1 -p 1 -timeout 40m ./... "$@" &
 GOTEST_PID=$!
 set +m
 trap 'stop_gotest INT; exit 130' INT
