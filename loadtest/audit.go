@@ -9,6 +9,8 @@ import (
 	"sort"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/flashorder/flashorder"
 	orderhttp "github.com/flashorder/flashorder/http"
 )
@@ -83,15 +85,21 @@ func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[
 		for sku, q := range w.uncertain {
 			uncertain[sku] += q
 		}
-	}
-
-	byID := distinctOrders(ws, &v)
-	rep.Orders = len(byID)
-	for _, w := range ws {
 		rep.Uncertain += w.uncertainRequests
 	}
+	byID := distinctOrders(ws, &v)
+	rep.Orders = len(byID)
+	units := r.checkLimits(byID, &v)
+	r.checkStock(ctx, admin, before, units, uncertain, rep, &v)
+	r.readBack(ctx, admin, byID, rep, &v)
+	rep.Violations = v.list
+	rep.OK = len(v.list) == 0
+	return rep
+}
 
-	// Units per SKU and per user from the distinct orders.
+// checkLimits returns the units per SKU of the distinct orders, and notes
+// every user who holds more of a SKU than the scenario's per-user limit.
+func (r *runner) checkLimits(byID map[string]record, v *violations) map[string]int64 {
 	units := map[string]int64{}
 	type userSKU struct{ user, sku string }
 	perUser := map[userSKU]int64{}
@@ -113,65 +121,73 @@ func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[
 			v.add("per-user limit", "user %s holds %d units of %s in 201s, the limit is %d", k.user, perUser[k], k.sku, limit)
 		}
 	}
+	return units
+}
 
-	// The server's audit and the stock deltas.
+// checkStock compares the server's audit after the run with the one before
+// and with the units of the client's 201s, SKU by SKU, into rep.SKUs.
+func (r *runner) checkStock(ctx context.Context, admin *orderhttp.Client, before map[string]flashorder.AuditLine,
+	units, uncertain map[string]int64, rep *AuditReport, v *violations) {
 	a, err := admin.Audit(ctx)
 	if err != nil {
 		v.add("audit endpoint", "%v", err)
-	} else {
-		rep.ServerAuditOK = a.OK
-		if !a.OK {
-			for _, l := range a.Products {
-				if !l.OK {
-					v.add("audit endpoint", "product %s: restocked %d, available %d, sold %d: restocked != available + sold or available < 0",
-						l.SKU, l.Restocked, l.Available, l.Sold)
-				}
-			}
-			if len(v.counts) == 0 || v.counts["audit endpoint"] == 0 {
-				v.add("audit endpoint", "the server's audit says ok=false")
-			}
-		}
-		after := map[string]flashorder.AuditLine{}
+		return
+	}
+	rep.ServerAuditOK = a.OK
+	if !a.OK {
 		for _, l := range a.Products {
-			after[l.SKU] = l
+			if !l.OK {
+				v.add("audit endpoint", "product %s: restocked %d, available %d, sold %d: restocked != available + sold or available < 0",
+					l.SKU, l.Restocked, l.Available, l.Sold)
+			}
 		}
-		for _, sku := range r.skus {
-			s := SKUAudit{SKU: sku, Before: before[sku], ClientUnits: units[sku], UncertainUnits: uncertain[sku], OK: true}
-			l, ok := after[sku]
-			if !ok {
-				v.add("stock", "the audit after the run does not list product %s", sku)
-				s.OK = false
-				rep.SKUs = append(rep.SKUs, s)
-				continue
-			}
-			s.After = l
-			s.Taken = s.Before.Available - l.Available
-			s.Sold = l.Sold - s.Before.Sold
-			fail := func(format string, args ...any) {
-				s.OK = false
-				v.add("stock", "%s: "+format, append([]any{sku}, args...)...)
-			}
-			if l.Sold > l.Restocked {
-				fail("sold %d > restocked %d (oversold)", l.Sold, l.Restocked)
-			}
-			if l.Available < 0 {
-				fail("available %d < 0", l.Available)
-			}
-			if s.Taken != s.Sold {
-				fail("stock taken during the run %d != units sold during the run %d", s.Taken, s.Sold)
-			}
-			if s.Taken < s.ClientUnits {
-				fail("stock taken %d < units in the client's 201s %d (an answered order took no stock, or stock came back)", s.Taken, s.ClientUnits)
-			}
-			if s.Taken > s.ClientUnits+s.UncertainUnits {
-				fail("stock taken %d > units in the client's 201s %d + units of requests with unknown outcome %d (oversell, or orders nobody was told about)",
-					s.Taken, s.ClientUnits, s.UncertainUnits)
-			}
-			rep.SKUs = append(rep.SKUs, s)
+		if len(v.counts) == 0 || v.counts["audit endpoint"] == 0 {
+			v.add("audit endpoint", "the server's audit says ok=false")
 		}
 	}
+	after := map[string]flashorder.AuditLine{}
+	for _, l := range a.Products {
+		after[l.SKU] = l
+	}
+	for _, sku := range r.skus {
+		s := SKUAudit{SKU: sku, Before: before[sku], ClientUnits: units[sku], UncertainUnits: uncertain[sku], OK: true}
+		l, ok := after[sku]
+		if !ok {
+			v.add("stock", "the audit after the run does not list product %s", sku)
+			s.OK = false
+			rep.SKUs = append(rep.SKUs, s)
+			continue
+		}
+		s.After = l
+		s.Taken = s.Before.Available - l.Available
+		s.Sold = l.Sold - s.Before.Sold
+		fail := func(format string, args ...any) {
+			s.OK = false
+			v.add("stock", "%s: "+format, append([]any{sku}, args...)...)
+		}
+		if l.Sold > l.Restocked {
+			fail("sold %d > restocked %d (oversold)", l.Sold, l.Restocked)
+		}
+		if l.Available < 0 {
+			fail("available %d < 0", l.Available)
+		}
+		if s.Taken != s.Sold {
+			fail("stock taken during the run %d != units sold during the run %d", s.Taken, s.Sold)
+		}
+		if s.Taken < s.ClientUnits {
+			fail("stock taken %d < units in the client's 201s %d (an answered order took no stock, or stock came back)", s.Taken, s.ClientUnits)
+		}
+		if s.Taken > s.ClientUnits+s.UncertainUnits {
+			fail("stock taken %d > units in the client's 201s %d + units of requests with unknown outcome %d (oversell, or orders nobody was told about)",
+				s.Taken, s.ClientUnits, s.UncertainUnits)
+		}
+		rep.SKUs = append(rep.SKUs, s)
+	}
+}
 
-	// Every (sampled) 201 must exist with the same user and items.
+// readBack reads every (sampled) 201 back over the API, 16 at a time: each
+// must exist, with the same user and items, and still be active.
+func (r *runner) readBack(ctx context.Context, admin *orderhttp.Client, byID map[string]record, rep *AuditReport, v *violations) {
 	ids := make([]string, 0, len(byID))
 	for id := range byID {
 		ids = append(ids, id)
@@ -183,43 +199,29 @@ func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[
 	}
 	rep.Checked = len(ids)
 	var mu sync.Mutex
-	check := func(id string) {
-		rec := byID[id]
-		o, err := admin.Order(ctx, id)
-		mu.Lock()
-		defer mu.Unlock()
-		var ce *orderhttp.ClientError
-		switch {
-		case errors.As(err, &ce) && ce.Status == 404:
-			v.add("lost order", "order %s (key %s, user %s) was answered 201 but GET says 404", id, rec.Key, rec.User)
-		case err != nil:
-			v.add("lost order", "read order %s: %v", id, err)
-		case o.UserID != rec.User || !sameOrderItems(o.Items, rec.Items):
-			v.add("order mismatch", "order %s is user %s items %v in the database, the 201 was for user %s items %v", id, o.UserID, o.Items, rec.User, rec.Items)
-		case !o.Status.Active():
-			v.add("order status", "order %s has status %s right after the run", id, o.Status)
-		}
-	}
-	jobs := make(chan string)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range jobs {
-				check(id)
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(16)
 	for _, id := range ids {
-		jobs <- id
+		g.Go(func() error {
+			rec := byID[id]
+			o, err := admin.Order(ctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			var ce *orderhttp.ClientError
+			switch {
+			case errors.As(err, &ce) && ce.Status == 404:
+				v.add("lost order", "order %s (key %s, user %s) was answered 201 but GET says 404", id, rec.Key, rec.User)
+			case err != nil:
+				v.add("lost order", "read order %s: %v", id, err)
+			case o.UserID != rec.User || !sameOrderItems(o.Items, rec.Items):
+				v.add("order mismatch", "order %s is user %s items %v in the database, the 201 was for user %s items %v", id, o.UserID, o.Items, rec.User, rec.Items)
+			case !o.Status.Active():
+				v.add("order status", "order %s has status %s right after the run", id, o.Status)
+			}
+			return nil
+		})
 	}
-	close(jobs)
-	wg.Wait()
-
-	rep.Violations = v.list
-	rep.OK = len(v.list) == 0
-	return rep
+	_ = g.Wait()
 }
 
 // distinctOrders returns the 201s by order id, and adds a violation for a key
