@@ -178,7 +178,7 @@ func TestBatchAbandonedOrderLeavesQueue(t *testing.T) {
 	gone, cancel := context.WithCancel(ctx)
 	second := make(chan error, 1)
 	go func() { _, err := b.PlaceOrder(gone, request("u-2", "ab-1", 1)); second <- err }()
-	waitFor(t, "the second order to queue", func() bool { return b.QueueDepth() == 1 })
+	testenv.WaitFor(t, "the second order to queue", 10*time.Second, func() bool { return b.QueueDepth() == 1 })
 	cancel()
 	cancelFirst() // taken into a batch: must still get the batch's answer
 	select {

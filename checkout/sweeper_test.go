@@ -60,17 +60,6 @@ func newInstance(lc *checkout.Lifecycle, locker flashorder.Locker) *instance {
 	return in
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestSweeperElection runs two sweepers on one database and one Locker: only
 // the leader expires orders, each once; when the leader loses its lock it
 // steps down and the other one sweeps. Stopping both leaks no goroutine.
@@ -95,13 +84,13 @@ func TestSweeperElection(t *testing.T) {
 
 	a := newInstance(lc, locker)
 	a.sweeper.Start()
-	waitFor(t, "a leads", a.leading.Load)
+	testenv.WaitFor(t, "a leads", 10*time.Second, a.leading.Load)
 	b := newInstance(lc, locker)
 	b.sweeper.Start()
 	defer b.sweeper.Stop()
 
 	placeN(10, "first-")
-	waitFor(t, "10 orders expired", func() bool { return a.expired.Load()+b.expired.Load() == 10 })
+	testenv.WaitFor(t, "10 orders expired", 10*time.Second, func() bool { return a.expired.Load()+b.expired.Load() == 10 })
 	if b.expired.Load() != 0 || b.leading.Load() {
 		t.Fatalf("the follower swept: a %d, b %d", a.expired.Load(), b.expired.Load())
 	}
@@ -113,18 +102,18 @@ func TestSweeperElection(t *testing.T) {
 	if err := locker.last().Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b leads", b.leading.Load)
+	testenv.WaitFor(t, "b leads", 10*time.Second, b.leading.Load)
 	placeN(7, "second-")
-	waitFor(t, "7 more orders expired", func() bool { return a.expired.Load()+b.expired.Load() == 17 })
+	testenv.WaitFor(t, "7 more orders expired", 10*time.Second, func() bool { return a.expired.Load()+b.expired.Load() == 17 })
 	if a.expired.Load() != 10 || b.expired.Load() != 7 {
 		t.Fatalf("expired by a %d, by b %d: want 10 and 7", a.expired.Load(), b.expired.Load())
 	}
 
 	// The leader stops (orderd shut down): a, waiting again, takes over.
 	b.sweeper.Stop()
-	waitFor(t, "a leads again", a.leading.Load)
+	testenv.WaitFor(t, "a leads again", 10*time.Second, a.leading.Load)
 	placeN(2, "third-")
-	waitFor(t, "2 more orders expired", func() bool { return a.expired.Load() == 12 })
+	testenv.WaitFor(t, "2 more orders expired", 10*time.Second, func() bool { return a.expired.Load() == 12 })
 	a.sweeper.Stop()
 	if b.expired.Load() != 7 {
 		t.Fatalf("a stopped sweeper expired orders: %d", b.expired.Load())

@@ -137,7 +137,7 @@ func TestIdempotencyStoreExpiry(t *testing.T) {
 	if rec, _ := next.Claim(ctx, "k", "fp-next"); rec == nil || rec.Fingerprint != "fp-dead" {
 		t.Fatalf("live claim not seen: %+v", rec)
 	}
-	waitFor(t, func() bool { rec, _ := next.Claim(ctx, "k", "fp-next"); return rec == nil })
+	testenv.WaitFor(t, "the condition", 5*time.Second, func() bool { rec, _ := next.Claim(ctx, "k", "fp-next"); return rec == nil })
 	// The first owner wakes up: its answer must not replace the new claim.
 	if err := dead.Complete(ctx, "k", flashorder.StoredAnswer{Status: 201, Body: []byte("stale")}); err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestIdempotencyStoreExpiry(t *testing.T) {
 		t.Fatalf("answer not stored: %+v", rec)
 	}
 	// Past the retention the key is free again.
-	waitFor(t, func() bool { rec, _ := dead.Claim(ctx, "k", "fp-y"); return rec == nil })
+	testenv.WaitFor(t, "the condition", 5*time.Second, func() bool { rec, _ := dead.Claim(ctx, "k", "fp-y"); return rec == nil })
 }
 
 // TestIdempotencyStoreRedisDown points the store at a port where no Redis
@@ -241,17 +241,5 @@ func TestSoldOutCache(t *testing.T) {
 	if sold, _ := c.SoldOut(ctx, "s1"); sold {
 		t.Fatal("cleared mark still seen")
 	}
-	waitFor(t, func() bool { sold, _ := c.SoldOut(ctx, "s2"); return !sold })
-}
-
-// waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, "the condition", 5*time.Second, func() bool { sold, _ := c.SoldOut(ctx, "s2"); return !sold })
 }

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/flashorder/flashorder/internal/cluster"
 	"github.com/flashorder/flashorder/internal/failpoint"
+	"github.com/flashorder/flashorder/internal/testenv"
 	"github.com/flashorder/flashorder/loadtest"
 	"github.com/flashorder/flashorder/locktest"
 )
@@ -986,28 +984,9 @@ func noRefusedStored(t *testing.T, f *fault, whose string, keep func(cluster.Eve
 	}
 }
 
-// metric reads the sum of a counter's series from an orderd's /metrics.
+// metric reads the sum of a counter's series from an orderd's /metrics (0
+// when it has none yet).
 func metric(baseURL, name string) (float64, error) {
-	resp, err := http.Get(baseURL + "/metrics")
-	if err != nil {
-		return 0, fmt.Errorf("metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("metrics: %w", err)
-	}
-	var sum float64
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != '{' && line[len(name)] != ' ') {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("metrics: %q: %w", line, err)
-		}
-		sum += v
-	}
-	return sum, nil
+	v, _, err := testenv.MetricSum(baseURL, name)
+	return v, err
 }

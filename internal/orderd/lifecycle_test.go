@@ -1,13 +1,11 @@
 package orderd
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -41,7 +39,7 @@ func TestOrderdLifecycle(t *testing.T) {
 			t.Cleanup(func() { locker.Close() })
 			fast := []string{"--payment-timeout", "1s", "--sweep-interval", "100ms", "--sweep-batch", "7"}
 			a, ca := startOrderdWithLocker(t, db.URL, locker, fast...)
-			waitFor(t, "instance a to lead", func() bool { return metric(t, ca, "flashorder_sweeper_leader") == 1 })
+			testenv.WaitFor(t, "instance a to lead", 15*time.Second, func() bool { return metric(t, ca, "flashorder_sweeper_leader") == 1 })
 			b, cb := startOrderdWithLocker(t, db.URL, locker, fast...)
 			t.Run("ExpiryReturnsStock", func(t *testing.T) { testExpiryReturnsStock(t, ca, cb) })
 			t.Run("OneSweeper", func(t *testing.T) { testOneSweeper(t, a, b, ca, cb) })
@@ -117,37 +115,14 @@ func (l *problemLog) String() string {
 	return strings.Join(l.lines, "\n")
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// metric returns the value of an unlabelled metric from /metrics.
+// metric returns the value of an unlabelled metric from c's /metrics.
 func metric(t *testing.T, c *orderhttp.Client, name string) float64 {
 	t.Helper()
-	resp, err := c.HTTPClient.Get(c.BaseURL + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape metrics: %v", err)
+	v, ok, err := testenv.MetricSum(c.BaseURL, name)
+	if err != nil || !ok {
+		t.Fatalf("metric %s: %v (found %v)", name, err, ok)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("metric %s not in /metrics", name)
-	return 0
+	return v
 }
 
 func create(t *testing.T, c *orderhttp.Client, user, sku string, q int64) *flashorder.Order {
@@ -334,7 +309,7 @@ func testExpiryReturnsStock(t *testing.T, ca, cb *orderhttp.Client) {
 	if _, err := cb.CreateOrder(ctx, order("eu-2", item("exp-1", 1)), ""); errCode(t, err) != flashorder.ESOLDOUT {
 		t.Fatalf("second buyer before expiry: %v, want sold_out", err)
 	}
-	waitFor(t, "the unpaid order to expire", func() bool { return statusOf(t, ca, first.ID) == flashorder.StatusExpired })
+	testenv.WaitFor(t, "the unpaid order to expire", 15*time.Second, func() bool { return statusOf(t, ca, first.ID) == flashorder.StatusExpired })
 	if _, err := cb.PayOrder(ctx, first.ID); errCode(t, err) != flashorder.EINVALIDSTATE {
 		t.Fatalf("late payment: %v, want invalid_state", err)
 	}
@@ -365,7 +340,7 @@ func testOneSweeper(t *testing.T, a, b *Main, ca, cb *orderhttp.Client) {
 	putProduct(t, ca, "two-1", 1000, 0)
 	wait := func(orders []*flashorder.Order) {
 		t.Helper()
-		waitFor(t, "every order to expire", func() bool {
+		testenv.WaitFor(t, "every order to expire", 15*time.Second, func() bool {
 			for _, o := range orders {
 				if statusOf(t, cb, o.ID) != flashorder.StatusExpired {
 					return false
@@ -398,7 +373,7 @@ func testOneSweeper(t *testing.T, a, b *Main, ca, cb *orderhttp.Client) {
 	if err := a.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "instance b to lead", func() bool { return metric(t, cb, "flashorder_sweeper_leader") == 1 })
+	testenv.WaitFor(t, "instance b to lead", 15*time.Second, func() bool { return metric(t, cb, "flashorder_sweeper_leader") == 1 })
 	bBefore = metric(t, cb, "flashorder_orders_expired_total")
 	orders = orders[:0]
 	for i := range 10 {
@@ -428,7 +403,7 @@ func TestOrderdCloseStopsSweeper(t *testing.T) {
 	}
 	c := orderhttp.NewClient(m.URL(), adminToken)
 	c.HTTPClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	waitFor(t, "the sweeper to lead", func() bool { return metric(t, c, "flashorder_sweeper_leader") == 1 })
+	testenv.WaitFor(t, "the sweeper to lead", 15*time.Second, func() bool { return metric(t, c, "flashorder_sweeper_leader") == 1 })
 	if _, err := c.PayOrder(context.Background(), "no-such"); errCode(t, err) != flashorder.ENOTFOUND {
 		t.Fatalf("pay unknown order: %v", err)
 	}

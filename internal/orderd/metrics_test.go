@@ -140,7 +140,7 @@ func TestMetricsMoveWithOrders(t *testing.T) {
 	// its orders' locks are measured like the sweeper's.
 	lm, lc := startOrderd(t, testenv.SQLiteURL(t), "--strategy", "lock")
 	putProduct(t, lc, "metrics-lock", 5, 0)
-	waitFor(t, "the sweeper to lead", func() bool {
+	testenv.WaitFor(t, "the sweeper to lead", 15*time.Second, func() bool {
 		return scrapeMetrics(t, lm.URL()).series["flashorder_sweeper_leader"] == 1
 	})
 	lockBefore := scrapeMetrics(t, lm.URL())
