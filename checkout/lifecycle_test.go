@@ -11,7 +11,7 @@ import (
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/checkout/placertest"
 	"github.com/flashorder/flashorder/gormdb"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 func putProduct(t *testing.T, db *gormdb.DB, sku string, stock, limit int64) {

@@ -10,7 +10,7 @@ import (
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/checkout/placertest"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // recordingStore records, per transaction, the segment calls made in it.

@@ -9,7 +9,7 @@ import (
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/checkout/placertest"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/redis"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/checkout/placertest"
 	"github.com/flashorder/flashorder/inmem"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // recordingLocker hands out the real in-process locks and remembers them, so

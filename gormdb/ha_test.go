@@ -12,7 +12,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/gormdb"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // TestReadOnlyNodeIsUnavailable writes through a store whose URL names only a

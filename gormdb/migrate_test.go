@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/flashorder/flashorder/gormdb"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // TestOpenConcurrently opens one fresh database from several goroutines at

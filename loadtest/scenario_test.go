@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/flashorder/flashorder"
-	"github.com/flashorder/flashorder/internal/fakeorderd"
+	"github.com/flashorder/flashorder/internal/testkit/fakeorderd"
 	"github.com/flashorder/flashorder/loadtest"
 )
 

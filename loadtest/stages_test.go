@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashorder/flashorder/internal/fakeorderd"
+	"github.com/flashorder/flashorder/internal/testkit/fakeorderd"
 	"github.com/flashorder/flashorder/loadtest"
 )
 

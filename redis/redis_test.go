@@ -12,7 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashorder/flashorder"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/redis"
 )
 

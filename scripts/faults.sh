@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long form of the fault tests (internal/cluster, TestFaults): a private PostgreSQL, MariaDB,
+# The long form of the fault tests (internal/testkit/cluster, TestFaults): a private PostgreSQL, MariaDB,
 # Redis and 3-node ZooKeeper ensemble (scripts/services.sh, durable settings), 3 orderd
 # processes per scenario, hundreds of clients (5,000 in the burst) for tens of seconds per
 # scenario, one fault each. Prints the Markdown report (the figures of docs/RELIABILITY.md)
@@ -28,7 +28,7 @@ rm -f "$report"
 # The test builds orderd itself (warm Go build cache: seconds) and starts and stops its own
 # services. No -race: the long form measures, the short form in test.sh checks for races.
 rc=0
-go test -count=1 -timeout 60m -v -run "${FAULTS_RUN:-TestFaults}" "$@" ./internal/cluster || rc=$?
+go test -count=1 -timeout 60m -v -run "${FAULTS_RUN:-TestFaults}" "$@" ./internal/testkit/cluster || rc=$?
 if [[ -s $report ]]; then
 	echo
 	cat "$report"

@@ -19,7 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/flashorder/flashorder"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/locktest"
 	"github.com/flashorder/flashorder/zookeeper"
 )

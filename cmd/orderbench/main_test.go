@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashorder/flashorder/internal/fakeorderd"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/fakeorderd"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/loadtest"
 )
 

@@ -18,7 +18,7 @@ import (
 	"github.com/flashorder/flashorder/gormdb"
 	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/internal/metrics"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // histogram returns the sample count and sum of the histogram name (with the

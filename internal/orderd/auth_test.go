@@ -17,7 +17,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	orderhttp "github.com/flashorder/flashorder/http"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // JWT settings of the auth tests' orderd.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	orderhttp "github.com/flashorder/flashorder/http"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 func TestParseFlagsEnvAndPrecedence(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/flashorder/flashorder"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // hostile is one request of the hostile catalogue (issue 13) and the

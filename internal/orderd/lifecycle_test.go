@@ -16,7 +16,7 @@ import (
 	"github.com/flashorder/flashorder"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 const webhookSecret = "test-webhook-secret"

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // scrape is one read of /metrics: series ("name{labels}") to value, and the

@@ -9,7 +9,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	orderhttp "github.com/flashorder/flashorder/http"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // TestMixedLoadInvariants sends 2,000 mixed orders from 128 concurrent clients (single and

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 func TestParseRate(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/flashorder/flashorder"
 	orderhttp "github.com/flashorder/flashorder/http"
-	"github.com/flashorder/flashorder/internal/cluster"
+	"github.com/flashorder/flashorder/internal/testkit/cluster"
 	"github.com/flashorder/flashorder/loadtest"
 )
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // Services is a private set of real servers started with scripts/services.sh

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashorder/flashorder/internal/cluster"
+	"github.com/flashorder/flashorder/internal/testkit/cluster"
 	"github.com/flashorder/flashorder/internal/failpoint"
-	"github.com/flashorder/flashorder/internal/testenv"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/loadtest"
 	"github.com/flashorder/flashorder/locktest"
 )
