@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashorder/flashorder/internal/testkit/cluster"
 	"github.com/flashorder/flashorder/internal/failpoint"
+	"github.com/flashorder/flashorder/internal/testkit/cluster"
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/loadtest"
 	"github.com/flashorder/flashorder/locktest"
