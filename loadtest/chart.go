@@ -38,6 +38,9 @@ type Chart struct {
 	// numbers; XUnit is appended to round x labels ("s").
 	XTicks map[float64]string
 	XUnit  string
+	// XMax, when larger than the data's, ends the x axis there, so that
+	// the time charts of one run share their scale.
+	XMax float64
 	// Markers are vertical event lines; Refs horizontal reference lines.
 	Markers []Marker
 	Refs    []Marker
@@ -101,6 +104,10 @@ func (c Chart) bounds() (axes, bool) {
 	}
 	if c.XUnit == "s" {
 		a.minX = 0 // time axes start at the start of the run
+	}
+	a.maxX = math.Max(a.maxX, c.XMax)
+	for _, m := range c.Markers {
+		a.maxX = math.Max(a.maxX, m.At) // an event at the very end is still shown
 	}
 	return a, !math.IsInf(a.minX, 0) && !math.IsInf(a.minY, 0)
 }

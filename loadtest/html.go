@@ -41,6 +41,16 @@ func answerColor(a Answer) string {
 	}
 }
 
+// runEnd is the end of res's last charted interval, where its time axes end.
+func runEnd(res *Result) float64 {
+	for i := len(res.Series) - 1; i >= 0; i-- {
+		if charted(res, i) {
+			return res.Series[i].T
+		}
+	}
+	return 0
+}
+
 // charted reports whether interval i of res is drawn: a last interval much
 // shorter than a bucket is left out, its rates would be noise.
 func charted(res *Result, i int) bool {
@@ -89,7 +99,7 @@ func answersChart(res *Result) Chart {
 	}
 	slices.SortFunc(order, func(x, y Answer) int { return answerRank(x) - answerRank(y) })
 	c := Chart{Title: "Answers per second, by kind (stacked)", XLabel: "time since start", YLabel: "answers per second",
-		Stacked: true, XUnit: "s", Markers: saleMarkers(res)}
+		Stacked: true, XUnit: "s", XMax: runEnd(res), Markers: saleMarkers(res)}
 	for _, a := range order {
 		l := Line{Name: a.String(), Color: answerColor(a)}
 		for i, iv := range res.Series {
@@ -129,7 +139,7 @@ func parseAnswer(s string) Answer {
 // stockChart follows the stock left, per SKU from the client's 201s when
 // the run has few SKUs, else the total the server reported.
 func stockChart(res *Result) Chart {
-	c := Chart{Title: "Stock left", XLabel: "time since start", YLabel: "units", XUnit: "s", Markers: saleMarkers(res)}
+	c := Chart{Title: "Stock left", XLabel: "time since start", YLabel: "units", XUnit: "s", XMax: runEnd(res), Markers: saleMarkers(res)}
 	if len(res.Series) > 0 && len(res.Series[0].SKUStock) > 0 {
 		for s := range res.Series[0].SKUStock {
 			name := fmt.Sprint(s)
@@ -185,9 +195,9 @@ func timeCharts(res *Result) (Chart, Chart) {
 	}
 	bucket := fmtDur(res.BucketSeconds)
 	tp := Chart{Title: "Throughput (per " + bucket + " bucket, as a rate per second)", XLabel: "time since start",
-		YLabel: "per second", Lines: lines, XUnit: "s", Markers: saleMarkers(res)}
+		YLabel: "per second", Lines: lines, XUnit: "s", XMax: runEnd(res), Markers: saleMarkers(res)}
 	lat := Chart{Title: "Latency percentiles per " + bucket + " bucket", XLabel: "time since start", YLabel: "ms (log)",
-		Lines: []Line{p50, p90, p99, pmax}, LogY: true, XUnit: "s", Markers: saleMarkers(res)}
+		Lines: []Line{p50, p90, p99, pmax}, LogY: true, XUnit: "s", XMax: runEnd(res), Markers: saleMarkers(res)}
 	return tp, lat
 }
 
@@ -200,7 +210,7 @@ func rampChart(res *Result) Chart {
 		}
 	}
 	return Chart{Title: "Clients (stages " + stagesString(res.Config.Stages) + ")", XLabel: "time since start",
-		YLabel: "clients", Lines: []Line{l}, XUnit: "s", Markers: saleMarkers(res)}
+		YLabel: "clients", Lines: []Line{l}, XUnit: "s", XMax: runEnd(res), Markers: saleMarkers(res)}
 }
 
 // distChart is the latency distribution by percentile; in the open loop the

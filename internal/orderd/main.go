@@ -249,7 +249,7 @@ func (m *Main) configureLogger() error {
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
 	var db *gormdb.DB
-	err := m.connect(ctx, "database", cfg.DB, func(ctx context.Context) (err error) {
+	err := m.connectWithin(ctx, "database", cfg.DB, 0, func(ctx context.Context) (err error) {
 		db, err = gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns,
 			IdleTxTimeout: cfg.DBIdleTxTimeout, LockTimeout: cfg.DBLockTimeout, KeepAlive: cfg.DBKeepAlive})
 		return err
