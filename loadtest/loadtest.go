@@ -153,6 +153,22 @@ type Config struct {
 	OnAnswer func(AnswerEvent) `json:"-"`
 }
 
+// The values Config.defaults gives zero fields; orderbench's flags show the
+// same ones.
+const (
+	DefaultConcurrency   = 50
+	DefaultDuration      = 10 * time.Second
+	DefaultTimeout       = 10 * time.Second
+	DefaultLateThreshold = time.Millisecond
+	DefaultAuditSample   = 20000
+	DefaultSKUs          = 1
+	DefaultSKUPrefix     = "bench-"
+	DefaultStock         = 1_000_000
+	DefaultPriceCents    = 1999
+	DefaultQuantity      = 1
+	DefaultMultiItems    = 2
+)
+
 func (c *Config) defaults() error {
 	if len(c.URLs) == 0 {
 		return errors.New("loadtest: no target URL")
@@ -170,42 +186,42 @@ func (c *Config) defaults() error {
 		}
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 50
+		c.Concurrency = DefaultConcurrency
 	}
 	c.Auth = c.JWTSecret != ""
 	if c.Duration <= 0 && c.Requests <= 0 {
-		c.Duration = 10 * time.Second
+		c.Duration = DefaultDuration
 	}
 	if c.Bucket <= 0 {
 		c.Bucket = defaultBucket(c.Warmup + c.Duration)
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = 10 * time.Second
+		c.Timeout = DefaultTimeout
 	}
 	if c.LateThreshold <= 0 {
-		c.LateThreshold = time.Millisecond
+		c.LateThreshold = DefaultLateThreshold
 	}
 	if c.AuditSample == 0 {
-		c.AuditSample = 20000
+		c.AuditSample = DefaultAuditSample
 	}
 	s := &c.Scenario
 	if s.SKUs <= 0 {
-		s.SKUs = 1
+		s.SKUs = DefaultSKUs
 	}
 	if s.SKUPrefix == "" {
-		s.SKUPrefix = "bench-"
+		s.SKUPrefix = DefaultSKUPrefix
 	}
 	if s.Stock <= 0 {
-		s.Stock = 1_000_000
+		s.Stock = DefaultStock
 	}
 	if s.PriceCents <= 0 {
-		s.PriceCents = 1999
+		s.PriceCents = DefaultPriceCents
 	}
 	if s.Quantity <= 0 {
-		s.Quantity = 1
+		s.Quantity = DefaultQuantity
 	}
 	if s.MultiItems <= 1 {
-		s.MultiItems = 2
+		s.MultiItems = DefaultMultiItems
 	}
 	if s.MultiItems > s.SKUs {
 		s.MultiItems = s.SKUs

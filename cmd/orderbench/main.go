@@ -23,7 +23,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/flashorder/flashorder/internal/buildinfo"
 	"github.com/flashorder/flashorder/loadtest"
@@ -144,15 +143,15 @@ func (t thresholdList) Set(v string) error {
 
 // loadFlags binds the flags shared by run, compare and demo to cfg.
 func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
-	fs.IntVar(&cfg.Concurrency, "concurrency", 50, "closed loop: number of clients; open loop: most requests in flight")
+	fs.IntVar(&cfg.Concurrency, "concurrency", loadtest.DefaultConcurrency, "closed loop: number of clients; open loop: most requests in flight")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests per second, latency from each request's intended send time (0: closed loop)")
 	fs.DurationVar(&cfg.Think, "think", 0, "closed loop: pause of each client between requests")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time (0 with --requests: until that many requests)")
+	fs.DurationVar(&cfg.Duration, "duration", loadtest.DefaultDuration, "measured time (0 with --requests: until that many requests)")
 	fs.Int64Var(&cfg.Requests, "requests", 0, "stop after this many measured requests (0: no limit)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "load before the measurement (audited, not counted)")
-	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "timeout of each request")
-	fs.DurationVar(&cfg.LateThreshold, "late-threshold", time.Millisecond, "open loop: a request sent later than this after its intended time counts as late")
-	fs.IntVar(&cfg.AuditSample, "audit-sample", 20000, "how many 201s the audit reads back with GET /orders/{id} (-1: all)")
+	fs.DurationVar(&cfg.Timeout, "timeout", loadtest.DefaultTimeout, "timeout of each request")
+	fs.DurationVar(&cfg.LateThreshold, "late-threshold", loadtest.DefaultLateThreshold, "open loop: a request sent later than this after its intended time counts as late")
+	fs.IntVar(&cfg.AuditSample, "audit-sample", loadtest.DefaultAuditSample, "how many 201s the audit reads back with GET /orders/{id} (-1: all)")
 	fs.StringVar(&cfg.Scenario.Name, "scenario", "", "named workload of the benchmark tables: "+strings.Join(loadtest.ScenarioNames(), ", ")+
 		" (scenario flags given with it override its values)")
 	scenarioFlags(fs, &cfg.Scenario)
@@ -174,15 +173,15 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 // scenarioFlags binds the flags that describe what is ordered to s. Given
 // with --scenario, they override the named scenario's values.
 func scenarioFlags(fs *flag.FlagSet, s *loadtest.Scenario) {
-	fs.IntVar(&s.SKUs, "skus", 1, "number of products (1: one hot SKU)")
-	fs.StringVar(&s.SKUPrefix, "sku-prefix", "bench-", "product SKUs are PREFIX0, PREFIX1, ...; the run resets them")
-	fs.Int64Var(&s.Stock, "stock", 1_000_000, "stock of each product at setup")
-	fs.Int64Var(&s.PriceCents, "price-cents", 1999, "price of each product")
+	fs.IntVar(&s.SKUs, "skus", loadtest.DefaultSKUs, "number of products (1: one hot SKU)")
+	fs.StringVar(&s.SKUPrefix, "sku-prefix", loadtest.DefaultSKUPrefix, "product SKUs are PREFIX0, PREFIX1, ...; the run resets them")
+	fs.Int64Var(&s.Stock, "stock", loadtest.DefaultStock, "stock of each product at setup")
+	fs.Int64Var(&s.PriceCents, "price-cents", loadtest.DefaultPriceCents, "price of each product")
 	fs.Int64Var(&s.PerUserLimit, "per-user-limit", 0, "per-user limit of each product (0: none)")
 	fs.Float64Var(&s.Zipf, "zipf", 0, "pick SKUs with a Zipf distribution of this exponent (> 1; 0: uniform)")
 	fs.Float64Var(&s.MultiShare, "multi-share", 0, "share (0..1) of orders with several items")
-	fs.IntVar(&s.MultiItems, "multi-items", 2, "distinct SKUs in a multi-item order")
-	fs.Int64Var(&s.Quantity, "quantity", 1, "quantity of every item")
+	fs.IntVar(&s.MultiItems, "multi-items", loadtest.DefaultMultiItems, "distinct SKUs in a multi-item order")
+	fs.Int64Var(&s.Quantity, "quantity", loadtest.DefaultQuantity, "quantity of every item")
 	fs.IntVar(&s.Users, "users", 0, "size of the user pool, so per-user limits bite (0: a new user per order)")
 	fs.Float64Var(&s.RetryShare, "retry-share", 0, "share (0..1) of requests that resend the previous request with the same Idempotency-Key")
 	fs.Var(keysFlag{&s.NoKeys}, "keys", "send an Idempotency-Key with every order (--keys=false: none)")
