@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashorder/flashorder"
@@ -26,8 +27,9 @@ import (
 	"github.com/flashorder/flashorder/zookeeper"
 )
 
-// openStrategy returns the --strategy placer on db, with its metrics made
-// (and registered later by instrument).
+// openStrategy returns the --strategy placer on db. A strategy with metrics
+// of its own gets them at construction; instrument registers them later
+// through m.registerStrategyMetrics.
 func (m *Main) openStrategy(db *gormdb.DB) (flashorder.OrderPlacer, error) {
 	cfg := &m.Config
 	var placer flashorder.OrderPlacer
@@ -42,9 +44,11 @@ func (m *Main) openStrategy(db *gormdb.DB) (flashorder.OrderPlacer, error) {
 		if pipeline == 0 && db.Engine() == gormdb.SQLite {
 			pipeline = 1 // one connection: a second transaction would only wait for it
 		}
-		m.batchMetrics = metrics.NewBatchMetrics()
-		placer = checkout.NewBatch(db, checkout.BatchOptions{MaxBatch: cfg.BatchMax, MaxQueue: cfg.BatchQueue,
-			Pipeline: pipeline, Observe: m.batchMetrics.Observe})
+		bm := metrics.NewBatchMetrics()
+		b := checkout.NewBatch(db, checkout.BatchOptions{MaxBatch: cfg.BatchMax, MaxQueue: cfg.BatchQueue,
+			Pipeline: pipeline, Observe: bm.Observe})
+		m.registerStrategyMetrics = func(reg prometheus.Registerer) error { return bm.Register(reg, b.QueueDepth) }
+		placer = b
 	case "segment":
 		if cfg.Segments < 1 {
 			return nil, fmt.Errorf("--segments must be at least 1")
@@ -53,8 +57,9 @@ func (m *Main) openStrategy(db *gormdb.DB) (flashorder.OrderPlacer, error) {
 		sg.Segments = cfg.Segments
 		placer = sg
 	case "lock":
-		m.fenceMetrics = metrics.NewLockStrategyMetrics()
-		placer = checkout.NewLockStrategy(db, m.measureLocker(m.lock.locker), checkout.LockStrategyOptions{OnFenced: m.fenceMetrics.Fenced})
+		fm := metrics.NewLockStrategyMetrics()
+		placer = checkout.NewLockStrategy(db, m.measureLocker(m.lock.locker), checkout.LockStrategyOptions{OnFenced: fm.Fenced})
+		m.registerStrategyMetrics = fm.Register
 		if cfg.Lock == "memory" && db.Engine() != gormdb.SQLite {
 			m.Logger.Warn("--strategy lock with --lock memory: the lock and its fencing tokens are local to this process; "+
 				"other instances on this database are not excluded, and the fence will refuse the orders of some of them (503); use zk://, etcd:// or redis://",

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashorder/flashorder"
@@ -142,9 +143,10 @@ type Main struct {
 	// redisClients holds one client per Redis URL in use, by URL.
 	redisClients map[string]*goredis.Client
 
-	lockMetrics  *metrics.LockMetrics
-	batchMetrics *metrics.BatchMetrics
-	fenceMetrics *metrics.LockStrategyMetrics
+	lockMetrics *metrics.LockMetrics
+	// registerStrategyMetrics, when the strategy has metrics of its own,
+	// registers them (set by openStrategy, called by instrument).
+	registerStrategyMetrics func(prometheus.Registerer) error
 }
 
 // NewMain returns a Main that logs to stderr.
@@ -277,9 +279,6 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
-	// strategy is the placer before decorators: instrument looks at its
-	// type.
-	strategy := placer
 	var store flashorder.Store = db
 	if cfg.SoldOutTTL > 0 {
 		memo := checkout.NewSoldOutMemo(placer, db)
@@ -309,7 +308,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.server.OrderTimeout = cfg.OrderTimeout
 	m.server.RateLimiter = limiter
 	m.addReadyChecks(db)
-	if err := m.instrument(strategy); err != nil {
+	if err := m.instrument(); err != nil {
 		return err
 	}
 	if err := m.startLifecycle(); err != nil {

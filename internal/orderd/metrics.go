@@ -2,7 +2,6 @@ package orderd
 
 import (
 	"github.com/flashorder/flashorder"
-	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/internal/buildinfo"
 	"github.com/flashorder/flashorder/internal/metrics"
 )
@@ -12,7 +11,7 @@ import (
 // the strategy and the sweeper, which took their observers at construction.
 // The lock metrics measure every Locker orderd uses: the sweeper's election
 // and, under --strategy lock, the orders' locks.
-func (m *Main) instrument(placer flashorder.OrderPlacer) error {
+func (m *Main) instrument() error {
 	reg := m.server.Registry()
 	if err := metrics.RegisterBuildInfo(reg, buildinfo.Read()); err != nil {
 		return err
@@ -20,11 +19,8 @@ func (m *Main) instrument(placer flashorder.OrderPlacer) error {
 	if err := m.lockMetrics.Register(reg); err != nil {
 		return err
 	}
-	switch p := placer.(type) {
-	case *checkout.Batch:
-		return m.batchMetrics.Register(reg, p.QueueDepth)
-	case *checkout.LockStrategy:
-		return m.fenceMetrics.Register(reg)
+	if m.registerStrategyMetrics != nil {
+		return m.registerStrategyMetrics(reg)
 	}
 	return nil
 }
