@@ -65,16 +65,23 @@ func TestRunRefusesUnknownBackends(t *testing.T) {
 		{"--idempotency", "memcached://x"},
 		{"--db", "oracle://x"},
 	} {
-		m := NewMain(io.Discard)
-		args = append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t)}, args...)
-		if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
-			t.Fatal(err)
-		}
-		err := m.Run(context.Background())
-		m.Close(context.Background())
-		if err == nil {
-			t.Fatalf("%v: orderd started", args)
-		}
+		refusesToStart(t, args...)
+	}
+}
+
+// refusesToStart checks that orderd on a fresh SQLite file, with args added,
+// parses its flags but does not start.
+func refusesToStart(t *testing.T, args ...string) {
+	t.Helper()
+	m := NewMain(io.Discard)
+	args = append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t)}, args...)
+	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Run(context.Background())
+	m.Close(context.Background())
+	if err == nil {
+		t.Fatalf("%v: orderd started", args)
 	}
 }
 

@@ -1,12 +1,8 @@
 package orderd
 
 import (
-	"context"
-	"io"
 	"testing"
 	"time"
-
-	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 func TestParseRate(t *testing.T) {
@@ -38,15 +34,6 @@ func TestRunRefusesBadOverloadFlags(t *testing.T) {
 		{"--rate-limit-user", "fast"},
 		{"--rate-limit-user", "5/s", "--rate-limit-store", "memcached://x"},
 	} {
-		m := NewMain(io.Discard)
-		args = append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t)}, args...)
-		if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
-			t.Fatal(err)
-		}
-		err := m.Run(context.Background())
-		m.Close(context.Background())
-		if err == nil {
-			t.Fatalf("%v: orderd started", args)
-		}
+		refusesToStart(t, args...)
 	}
 }
