@@ -558,15 +558,25 @@ func (s *suite) redisStop(t *testing.T) {
 // burst: far more clients than the instances admit (--max-inflight 256): the
 // excess is refused at once with 503 overloaded, nothing times out, and
 // orderd's memory stays bounded.
+//
+// Every batch sleeps batchPause before it writes (failpoint
+// checkout/batch-commit), so no order is answered sooner: the first requests
+// of the ~667 clients per instance all arrive while the first batch still
+// pauses, and more than 256 are in flight whatever the machine's speed, not
+// only when the database happens to be slow.
 func (s *suite) burst(t *testing.T) {
 	const maxInflight = 256
 	const rssLimit = 512 << 20
+	const batchPause = 500 * time.Millisecond
 	var peak [3]int64
 	var before [3]int64
+	slow := []string{fmt.Sprintf("%s=checkout/batch-commit=sleep(%s)", failpoint.EnvVar, batchPause)}
 	s.run(t, scenario{
-		name:    "7. Burst beyond capacity",
-		fault:   fmt.Sprintf("%d concurrent clients against --max-inflight %d per instance", s.scale.burstClients, maxInflight),
+		name: "7. Burst beyond capacity",
+		fault: fmt.Sprintf("%d concurrent clients against --max-inflight %d per instance; every batch pauses %s before it writes (failpoint checkout/batch-commit)",
+			s.scale.burstClients, maxInflight, batchPause),
 		args:    []string{"--max-inflight", fmt.Sprint(maxInflight)},
+		env:     map[int][]string{0: slow, 1: slow, 2: slow},
 		clients: s.scale.burstClients,
 		load:    s.scale.burstLoad,
 		inject: func(ctx context.Context, f *fault) error {
