@@ -30,7 +30,7 @@ func bearerToken(h http.Header) (string, bool) {
 // is not copied for the comparison; ConstantTimeCompare does not hide
 // lengths either.
 func (s *Server) isAdmin(token string) bool {
-	return len(token) == len(s.adminToken) && subtle.ConstantTimeCompare([]byte(token), []byte(s.adminToken)) == 1
+	return len(token) == len(s.cfg.AdminToken) && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) == 1
 }
 
 // unauthorized answers 401 with the bearer challenge.
@@ -52,7 +52,7 @@ func (s *Server) requireAdmin(c *gin.Context) {
 // or a user's token, whose user it notes for the handlers (see actAs and
 // owns). Any other request is refused 401 before its body is read.
 func (s *Server) authenticate(c *gin.Context) {
-	if s.Authenticator == nil {
+	if s.cfg.Authenticator == nil {
 		return
 	}
 	token, ok := bearerToken(c.Request.Header)
@@ -65,7 +65,7 @@ func (s *Server) authenticate(c *gin.Context) {
 		ri.admin = true
 		return
 	}
-	user, err := s.Authenticator.Authenticate(c.Request.Context(), token)
+	user, err := s.cfg.Authenticator.Authenticate(c.Request.Context(), token)
 	if err != nil {
 		if flashorder.ErrorCode(err) != flashorder.EUNAUTHORIZED {
 			err = &flashorder.Error{Code: flashorder.EUNAUTHORIZED, Message: "the bearer token is not valid", Err: err}

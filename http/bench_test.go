@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -121,12 +120,9 @@ func benchServerAuth(b *testing.B, soldOut bool, auth flashorder.Authenticator) 
 	idem := inmem.NewIdempotencyStore()
 	idem.Retention = time.Second // keeps the store small over millions of keys
 	placer := instantPlacer{created: time.Date(2025, 1, 2, 3, 4, 5, 123456000, time.UTC), soldOut: soldOut}
-	s := orderhttp.NewServer(benchStore{}, placer, idem, "admin")
-	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	// As orderd runs it.
-	s.MaxInflight = orderhttp.DefaultMaxInflight
-	s.OrderTimeout = orderhttp.DefaultOrderTimeout
-	s.Authenticator = auth
+	s := newServer(orderhttp.Config{Store: benchStore{}, MaxInflight: orderhttp.DefaultMaxInflight,
+		OrderTimeout: orderhttp.DefaultOrderTimeout, Authenticator: auth}, placer, idem)
 	return s.Handler()
 }
 

@@ -1,15 +1,12 @@
 package http_test
 
 import (
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	orderhttp "github.com/flashorder/flashorder/http"
-	"github.com/flashorder/flashorder/inmem"
 )
 
 // decodeCases pins what POST /api/v1/orders answers to odd bodies: status and
@@ -72,8 +69,7 @@ var decodeCases = []struct {
 // newline, with the body's length known and with it unknown (chunked), where
 // the 64 KiB limit bites while reading.
 func TestDecodeOrderAnswers(t *testing.T) {
-	s := orderhttp.NewServer(benchStore{}, instantPlacer{created: time.Date(2025, 1, 2, 3, 4, 5, 123456000, time.UTC)}, inmem.NewIdempotencyStore(), "admin")
-	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := newServer(orderhttp.Config{Store: benchStore{}}, instantPlacer{created: time.Date(2025, 1, 2, 3, 4, 5, 123456000, time.UTC)}, nil)
 	h := s.Handler()
 	for _, chunked := range []bool{false, true} {
 		for _, tc := range decodeCases {
@@ -93,8 +89,7 @@ func TestDecodeOrderAnswers(t *testing.T) {
 
 // TestContentTypes checks which Content-Type headers an order may carry.
 func TestContentTypes(t *testing.T) {
-	s := orderhttp.NewServer(benchStore{}, instantPlacer{}, inmem.NewIdempotencyStore(), "admin")
-	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := newServer(orderhttp.Config{Store: benchStore{}}, instantPlacer{}, nil)
 	h := s.Handler()
 	for ct, status := range map[string]int{
 		"": 415, "text/plain": 415, "application/jsonx": 415, "application/json; charset": 415,

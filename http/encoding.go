@@ -64,12 +64,6 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
-// errorAnswer renders err as the API's error body with its status.
-func errorAnswer(err error) (int, []byte) {
-	code, message := codeAndMessage(err)
-	return errorStatus(code), encodeError(code, message)
-}
-
 // codeAndMessage returns flashorder.ErrorCode(err) and
 // flashorder.ErrorMessage(err), without their errors.As (and its allocation)
 // when err is an *flashorder.Error itself, as it mostly is.
@@ -95,7 +89,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 		if errors.Is(c.Request.Context().Err(), context.Canceled) {
 			level = slog.LevelDebug
 		}
-		s.Logger.Log(c.Request.Context(), level, "request failed", "method", c.Request.Method, "path", c.Request.URL.Path,
+		s.logger.Log(c.Request.Context(), level, "request failed", "method", c.Request.Method, "path", c.Request.URL.Path,
 			"status", status, "request_id", ri.id, "err", err)
 		if status == http.StatusServiceUnavailable {
 			c.Writer.Header()["Retry-After"] = retryAfterOne
@@ -140,8 +134,7 @@ func writeBody(c *gin.Context, status int, body []byte) {
 		return
 	}
 	// Every JSON answer ends with a newline, as curl users and line-based
-	// tools expect; the encoders (and answers stored by older versions) leave
-	// it out, so it is written here, once.
+	// tools expect; the encoders leave it out, so it is written here, once.
 	nl := body[len(body)-1] != '\n'
 	n := len(body)
 	if nl {
@@ -239,9 +232,9 @@ func (s *Server) readOrderBody(c *gin.Context) {
 		}
 	}()
 	var rc *http.ResponseController
-	if s.BodyTimeout > 0 {
+	if s.cfg.BodyTimeout > 0 {
 		rc = http.NewResponseController(c.Writer)
-		_ = rc.SetReadDeadline(time.Now().Add(s.BodyTimeout))
+		_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
 	}
 	_, err := buf.ReadFrom(c.Request.Body)
 	if timedOut(err) {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 
@@ -22,8 +20,8 @@ import (
 // the claim and the end of the request: the claim stays in flight.
 type stuckClaims struct{ *inmem.IdempotencyStore }
 
-func (stuckClaims) Complete(context.Context, string, flashorder.StoredAnswer) error {
-	return errors.New("redis: store idempotent answer: i/o timeout")
+func (stuckClaims) Complete(context.Context, string, flashorder.Outcome) error {
+	return errors.New("redis: store idempotent outcome: i/o timeout")
 }
 
 func (stuckClaims) Release(context.Context, string) error {
@@ -43,8 +41,7 @@ func TestRetryAfterStuckClaim(t *testing.T) {
 	if _, err := db.PutProduct(context.Background(), flashorder.Product{SKU: "p", Name: "p", PriceCents: 5, Stock: 100}); err != nil {
 		t.Fatal(err)
 	}
-	s := orderhttp.NewServer(db, checkout.NewRow(db), stuckClaims{inmem.NewIdempotencyStore()}, "admin")
-	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := newServer(orderhttp.Config{Store: db}, checkout.NewRow(db), stuckClaims{inmem.NewIdempotencyStore()})
 	h := s.Handler()
 
 	first := post(h, "k-1", "u-1")
@@ -108,8 +105,7 @@ func TestUnknownCommitOutcome(t *testing.T) {
 				if strategy == "batch" {
 					placer = checkout.NewBatch(store, checkout.BatchOptions{})
 				}
-				s := orderhttp.NewServer(store, placer, inmem.NewIdempotencyStore(), "admin")
-				s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+				s := newServer(orderhttp.Config{Store: store}, placer, nil)
 				h := s.Handler()
 
 				if first := post(h, "k-1", "u-1"); first.Code != 503 {

@@ -45,19 +45,21 @@ func (s *Server) payOrder(c *gin.Context) {
 		s.writeError(c, flashorder.Errorf(flashorder.EFORBIDDEN, "only the payment service pays orders"))
 		return
 	}
-	s.endOrder(c, func(ctx context.Context, id string) (*flashorder.Order, error) { return s.Lifecycle.PayOrder(ctx, id) })
+	s.endOrder(c, func(ctx context.Context, id string) (*flashorder.Order, error) {
+		return s.cfg.Lifecycle.PayOrder(ctx, id)
+	})
 }
 
 // cancelOrder cancels an order; a user's token cancels only its own.
 func (s *Server) cancelOrder(c *gin.Context) {
 	s.endOrder(c, func(ctx context.Context, id string) (*flashorder.Order, error) {
-		return s.Lifecycle.CancelOrder(ctx, id)
+		return s.cfg.Lifecycle.CancelOrder(ctx, id)
 	})
 }
 
 func (s *Server) endOrder(c *gin.Context, end func(context.Context, string) (*flashorder.Order, error)) {
 	id := c.Param("id")
-	if s.Lifecycle == nil || !flashorder.ValidOrderID(id) {
+	if s.cfg.Lifecycle == nil || !flashorder.ValidOrderID(id) {
 		s.writeError(c, errNoOrder())
 		return
 	}
@@ -81,7 +83,7 @@ func (s *Server) endOrder(c *gin.Context, end func(context.Context, string) (*fl
 // Providers deliver at least once, so a replay for an order that is already
 // paid answers 200 with the order instead of 409.
 func (s *Server) paymentWebhook(c *gin.Context) {
-	if s.PaymentWebhookSecret == "" || s.Lifecycle == nil {
+	if s.cfg.PaymentWebhookSecret == "" || s.cfg.Lifecycle == nil {
 		s.writeError(c, flashorder.Errorf(flashorder.ENOTFOUND, "no such route"))
 		return
 	}
@@ -90,7 +92,7 @@ func (s *Server) paymentWebhook(c *gin.Context) {
 		s.writeError(c, jsonError(err))
 		return
 	}
-	if !validSignature(c.GetHeader(SignatureHeader), body, s.PaymentWebhookSecret) {
+	if !validSignature(c.GetHeader(SignatureHeader), body, s.cfg.PaymentWebhookSecret) {
 		s.writeError(c, flashorder.Errorf(flashorder.EUNAUTHORIZED, "the %s header is missing or does not match the body", SignatureHeader))
 		return
 	}
@@ -112,9 +114,9 @@ func (s *Server) paymentWebhook(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	o, err := s.Lifecycle.PayOrder(ctx, ev.OrderID)
+	o, err := s.cfg.Lifecycle.PayOrder(ctx, ev.OrderID)
 	if flashorder.ErrorCode(err) == flashorder.EINVALIDSTATE {
-		if cur, lookupErr := s.store.Order(ctx, ev.OrderID); lookupErr == nil && cur.Status == flashorder.StatusPaid {
+		if cur, lookupErr := s.cfg.Store.Order(ctx, ev.OrderID); lookupErr == nil && cur.Status == flashorder.StatusPaid {
 			o, err = cur, nil
 		}
 	}

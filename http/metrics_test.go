@@ -3,7 +3,6 @@ package http_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/flashorder/flashorder"
 	orderhttp "github.com/flashorder/flashorder/http"
-	"github.com/flashorder/flashorder/inmem"
 )
 
 // placerFunc is an OrderPlacer made of a function.
@@ -68,7 +66,7 @@ func ordersWith(code string) map[string]string {
 func TestOrderOutcomesCounted(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	placed := instantPlacer{}
-	s := orderhttp.NewServer(benchStore{}, placerFunc(func(ctx context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
+	s := newServer(orderhttp.Config{Store: benchStore{}, MaxInflight: 1}, placerFunc(func(ctx context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
 		switch req.UserID {
 		case "held":
 			close(entered)
@@ -77,9 +75,7 @@ func TestOrderOutcomesCounted(t *testing.T) {
 			panic("placer bug")
 		}
 		return placed.PlaceOrder(ctx, req)
-	}), inmem.NewIdempotencyStore(), "admin")
-	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	s.MaxInflight = 1
+	}), nil)
 	h := s.Handler()
 	reg := s.Registry()
 
@@ -134,8 +130,7 @@ func TestOrderOutcomesCounted(t *testing.T) {
 // method outside the standard ones, and that a route shows no series before
 // its first request.
 func TestRouteMetrics(t *testing.T) {
-	s := orderhttp.NewServer(benchStore{}, instantPlacer{}, inmem.NewIdempotencyStore(), "admin")
-	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := newServer(orderhttp.Config{Store: benchStore{}}, instantPlacer{}, nil)
 	h := s.Handler()
 	for _, m := range []string{"GET", "GET", "BREW"} {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(m, "/no/such/route", nil))
@@ -166,8 +161,7 @@ func TestRouteMetrics(t *testing.T) {
 // TestOrderAnswerHeaders checks the headers of a created order, of its
 // replay and of a refusal.
 func TestOrderAnswerHeaders(t *testing.T) {
-	s := orderhttp.NewServer(benchStore{}, instantPlacer{}, inmem.NewIdempotencyStore(), "admin")
-	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := newServer(orderhttp.Config{Store: benchStore{}}, instantPlacer{}, nil)
 	h := s.Handler()
 	check := func(w *httptest.ResponseRecorder, status int, replayed string) {
 		t.Helper()
@@ -214,11 +208,11 @@ var benchStringBody = string(benchBody)
 // server error (under load thousands leave at once).
 func TestClientGoneNotLoggedAsError(t *testing.T) {
 	var logs bytes.Buffer
-	s := orderhttp.NewServer(benchStore{}, placerFunc(func(ctx context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
-		<-ctx.Done()
-		return nil, &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "the request ended", Err: ctx.Err()}
-	}), inmem.NewIdempotencyStore(), "admin")
-	s.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := newServer(orderhttp.Config{Store: benchStore{}, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
+		placerFunc(func(ctx context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
+			<-ctx.Done()
+			return nil, &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "the request ended", Err: ctx.Err()}
+		}), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	req := httptest.NewRequest("POST", "/api/v1/orders", strings.NewReader(`{"user_id":"u-1","items":[{"sku":"a","quantity":1}]}`)).WithContext(ctx)
 	req.Header.Set("Content-Type", "application/json")

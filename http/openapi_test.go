@@ -23,7 +23,6 @@ import (
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
-	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/jwtauth"
 )
@@ -34,8 +33,8 @@ const (
 )
 
 // newTestServer runs the API on a fresh SQLite database with the batch
-// strategy, the lifecycle and the webhook on.
-func newTestServer(t *testing.T) (*orderhttp.Server, *httptest.Server) {
+// strategy, the lifecycle and the webhook on, and auth (nil: none).
+func newTestServer(t *testing.T, auth flashorder.Authenticator) (*orderhttp.Server, *httptest.Server) {
 	t.Helper()
 	ctx := context.Background()
 	db, err := gormdb.Open(ctx, testenv.SQLiteURL(t), gormdb.Options{})
@@ -43,9 +42,8 @@ func newTestServer(t *testing.T) (*orderhttp.Server, *httptest.Server) {
 		t.Fatalf("open database: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	srv := orderhttp.NewServer(db, checkout.NewBatch(db, checkout.BatchOptions{}), inmem.NewIdempotencyStore(), adminToken)
-	srv.Lifecycle = checkout.NewLifecycle(db)
-	srv.PaymentWebhookSecret = webhookSecret
+	srv := newServer(orderhttp.Config{Store: db, AdminToken: adminToken, Lifecycle: checkout.NewLifecycle(db),
+		PaymentWebhookSecret: webhookSecret, Authenticator: auth}, checkout.NewBatch(db, checkout.BatchOptions{}), nil)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return srv, ts
@@ -82,7 +80,7 @@ var ginParam = regexp.MustCompile(`:([A-Za-z_]+)`)
 // TestOpenAPIRoutes checks that the document describes exactly the routes the
 // server registers, with the same methods.
 func TestOpenAPIRoutes(t *testing.T) {
-	srv, ts := newTestServer(t)
+	srv, ts := newTestServer(t, nil)
 	doc := loadDocument(t, ts.URL)
 
 	served := map[string]bool{}
@@ -201,7 +199,7 @@ func (a *apiCheck) call(method, path string, header map[string]string, body stri
 // TestOpenAPIAnswers drives a real server through every operation, successes
 // and errors, and validates each answer against openapi.json.
 func TestOpenAPIAnswers(t *testing.T) {
-	_, ts := newTestServer(t)
+	_, ts := newTestServer(t, nil)
 	doc := loadDocument(t, ts.URL)
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
@@ -349,14 +347,13 @@ func sortedKeys(m map[string]bool) []string {
 // operations' 401 and 403 answers, and the users' successes, and validates
 // each against openapi.json.
 func TestOpenAPIAuthAnswers(t *testing.T) {
-	srv, ts := newTestServer(t)
 	secret := []byte("openapi-jwt-secret-openapi-jwt-secret")
 	v, err := jwtauth.New(context.Background(), jwtauth.Options{Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
-	srv.Authenticator = v
+	_, ts := newTestServer(t, v)
 	doc := loadDocument(t, ts.URL)
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {

@@ -3,8 +3,6 @@ package http_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -34,9 +32,10 @@ func (h *hooked) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderReque
 	return h.next.PlaceOrder(ctx, req)
 }
 
-// newServer returns a server on a fresh SQLite database whose placer runs
-// before ahead of the row strategy, with product "p" (100 units) in stock.
-func newServer(t *testing.T, before func() error) (*orderhttp.Server, http.Handler) {
+// newRowServer returns a server on cfg and a fresh SQLite database whose
+// placer runs before ahead of the row strategy, with product "p" (100 units)
+// in stock.
+func newRowServer(t *testing.T, cfg orderhttp.Config, before func() error) (*orderhttp.Server, http.Handler) {
 	t.Helper()
 	db, err := gormdb.Open(context.Background(), testenv.SQLiteURL(t), gormdb.Options{})
 	if err != nil {
@@ -46,8 +45,8 @@ func newServer(t *testing.T, before func() error) (*orderhttp.Server, http.Handl
 	if _, err := db.PutProduct(context.Background(), flashorder.Product{SKU: "p", Name: "p", PriceCents: 5, Stock: 100}); err != nil {
 		t.Fatal(err)
 	}
-	s := orderhttp.NewServer(db, &hooked{next: checkout.NewRow(db), before: before}, inmem.NewIdempotencyStore(), "admin")
-	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Store = db
+	s := newServer(cfg, &hooked{next: checkout.NewRow(db), before: before}, nil)
 	return s, s.Handler()
 }
 
@@ -66,7 +65,7 @@ func post(h http.Handler, key, user string) *httptest.ResponseRecorder {
 // key runs again and succeeds.
 func TestRetryAfter5xx(t *testing.T) {
 	var calls atomic.Int32
-	_, h := newServer(t, func() error {
+	_, h := newRowServer(t, orderhttp.Config{}, func() error {
 		if calls.Add(1) == 1 {
 			return &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "retry later", Err: errors.New("injected")}
 		}
@@ -93,14 +92,13 @@ func TestShedding(t *testing.T) {
 	entered.Add(3)
 	var hold atomic.Bool
 	hold.Store(true)
-	s, h := newServer(t, func() error {
+	_, h := newRowServer(t, orderhttp.Config{MaxInflight: 3}, func() error {
 		if hold.Load() {
 			entered.Done()
 			<-release
 		}
 		return nil
 	})
-	s.MaxInflight = 3
 	var wg sync.WaitGroup
 	codes := make(chan int, 3)
 	for i := range 3 {
@@ -131,12 +129,11 @@ func TestShedding(t *testing.T) {
 // TestRateLimit checks 429 rate_limited with Retry-After for one user, other
 // users unaffected, and recovery after Retry-After.
 func TestRateLimit(t *testing.T) {
-	s, h := newServer(t, func() error { return nil })
 	now := time.Unix(1_700_000_000, 0)
 	var mu sync.Mutex
 	l := inmem.NewRateLimiter(2, time.Second, 2, 0)
 	l.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	s.RateLimiter = l
+	_, h := newRowServer(t, orderhttp.Config{RateLimiter: l}, func() error { return nil })
 	for i := range 2 {
 		if w := post(h, "", "busy"); w.Code != 201 {
 			t.Fatalf("order %d within the burst: %d %s", i, w.Code, w.Body)
@@ -166,8 +163,7 @@ func (failing) Allow(context.Context, string) (bool, time.Duration, error) {
 
 // TestRateLimiterDown checks that a failing limiter lets orders through.
 func TestRateLimiterDown(t *testing.T) {
-	s, h := newServer(t, func() error { return nil })
-	s.RateLimiter = failing{}
+	_, h := newRowServer(t, orderhttp.Config{RateLimiter: failing{}}, func() error { return nil })
 	if w := post(h, "", "u1"); w.Code != 201 {
 		t.Fatalf("with the limiter down: %d %s", w.Code, w.Body)
 	}

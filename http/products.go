@@ -14,7 +14,7 @@ func (s *Server) getProduct(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	p, err := s.store.Product(c.Request.Context(), sku)
+	p, err := s.cfg.Store.Product(c.Request.Context(), sku)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -33,7 +33,7 @@ func (s *Server) putProduct(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	stored, err := s.store.PutProduct(c.Request.Context(), p)
+	stored, err := s.cfg.Store.PutProduct(c.Request.Context(), p)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -42,7 +42,7 @@ func (s *Server) putProduct(c *gin.Context) {
 }
 
 func (s *Server) audit(c *gin.Context) {
-	a, err := s.store.Audit(c.Request.Context())
+	a, err := s.cfg.Store.Audit(c.Request.Context())
 	if err != nil {
 		s.writeError(c, err)
 		return

@@ -16,10 +16,10 @@ import (
 // that fails lets the request pass: the limit protects capacity, no invariant
 // depends on it, and the database still decides the order.
 func (s *Server) allowOrder(ctx context.Context, c *gin.Context, userID string) bool {
-	if s.RateLimiter == nil {
+	if s.cfg.RateLimiter == nil {
 		return true
 	}
-	ok, retryAfter, err := s.RateLimiter.Allow(ctx, userID)
+	ok, retryAfter, err := s.cfg.RateLimiter.Allow(ctx, userID)
 	if err != nil {
 		s.warnRateLimiter(err)
 		return true
@@ -40,5 +40,5 @@ func (s *Server) warnRateLimiter(err error) {
 	if now-last < int64(time.Second) || !s.rateWarnAt.CompareAndSwap(last, now) {
 		return
 	}
-	s.Logger.Warn("rate limiter failed; letting orders through", "err", err)
+	s.logger.Warn("rate limiter failed; letting orders through", "err", err)
 }

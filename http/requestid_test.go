@@ -15,7 +15,6 @@ import (
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
-	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
@@ -70,9 +69,8 @@ func TestRequestID(t *testing.T) {
 	}
 	defer db.Close()
 	placer := &failingPlacer{}
-	srv := orderhttp.NewServer(db, placer, inmem.NewIdempotencyStore(), "admin")
 	logs := &syncBuffer{}
-	srv.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := newServer(orderhttp.Config{Store: db, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, placer, nil)
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 

@@ -38,41 +38,57 @@ const (
 
 var ginModeOnce sync.Once
 
-// Server serves the API over HTTP.
-type Server struct {
-	store       flashorder.Store
-	placer      flashorder.OrderPlacer
-	idempotency flashorder.IdempotencyStore
-	adminToken  string
+// Config is what a Server serves with. Store, Orders and AdminToken are
+// required; the zero value of every other field is its default.
+type Config struct {
+	// Store reads products and orders, and answers the admin endpoints.
+	Store flashorder.Store
+	// Orders places orders, each Idempotency-Key's at most once
+	// (checkout.Idempotent in front of a strategy).
+	Orders OrderTaker
+	// AdminToken guards the admin endpoints.
+	AdminToken string
 
-	// Logger receives errors and request logs; the default is slog.Default().
+	// Logger receives errors and request logs; nil is slog.Default().
 	Logger *slog.Logger
-	// Lifecycle pays and cancels orders; set it before Open. Without it the
-	// pay and cancel endpoints answer 404.
+	// Lifecycle pays and cancels orders. nil: the pay and cancel endpoints
+	// answer 404.
 	Lifecycle flashorder.OrderLifecycle
-	// PaymentWebhookSecret is the HMAC key of the payment webhook; set it
-	// before Open. Empty (the default) disables the webhook: 404.
+	// PaymentWebhookSecret is the HMAC key of the payment webhook. Empty
+	// disables the webhook: 404.
 	PaymentWebhookSecret string
 	// MaxInflight bounds the order requests in flight; beyond it POST
-	// /api/v1/orders answers 503 overloaded at once. 0, the default, means
-	// no bound (orderd sets DefaultMaxInflight). Set it before Open.
+	// /api/v1/orders answers 503 overloaded at once. 0 means no bound
+	// (orderd sets DefaultMaxInflight).
 	MaxInflight int
 	// OrderTimeout bounds the time an order request spends in the
-	// backends; past it the request answers 503 unavailable. 0, the
-	// default, means no bound (orderd sets DefaultOrderTimeout). Set it
-	// before Open.
+	// backends; past it the request answers 503 unavailable. 0 means no
+	// bound (orderd sets DefaultOrderTimeout).
 	OrderTimeout time.Duration
 	// Authenticator, when set (auth jwt), checks the users' bearer tokens
-	// on the order endpoints: see authenticate. nil, the default, is auth
-	// none: the body's or query's user_id is the user. Set it before Open.
+	// on the order endpoints: see authenticate. nil is auth none: the
+	// body's or query's user_id is the user.
 	Authenticator flashorder.Authenticator
 	// BodyTimeout, when positive, bounds the time an order request's body
 	// may take to arrive; past it the request answers 400 "request body not
-	// received in time". 0, the default, leaves it to ReadTimeout.
+	// received in time". 0 leaves it to ReadTimeout.
 	BodyTimeout time.Duration
 	// RateLimiter, when set, limits the orders of each user (429
-	// rate_limited). Set it before Open.
+	// rate_limited).
 	RateLimiter flashorder.RateLimiter
+}
+
+// OrderTaker places an order request: the order, or the error (a refusal or
+// a failure), and whether the answer replays an earlier request's under the
+// same Idempotency-Key. checkout.Idempotent is one.
+type OrderTaker interface {
+	Place(ctx context.Context, req *flashorder.PlaceOrderRequest) (order *flashorder.Order, replayed bool, err error)
+}
+
+// Server serves the API over HTTP.
+type Server struct {
+	cfg    Config
+	logger *slog.Logger
 
 	inflight   atomic.Int64
 	rateWarnAt atomic.Int64
@@ -94,22 +110,25 @@ type readyCheck struct {
 	info func(context.Context) (string, error)
 }
 
-// NewServer returns a server for the given backends. adminToken guards the
-// admin endpoints and must not be empty.
-func NewServer(store flashorder.Store, placer flashorder.OrderPlacer, idem flashorder.IdempotencyStore, adminToken string) *Server {
+// NewServer returns a server for cfg. It panics when a required field of cfg
+// is missing: a programming error, not a runtime one.
+func NewServer(cfg Config) *Server {
+	if cfg.Store == nil || cfg.Orders == nil || cfg.AdminToken == "" {
+		panic("http: NewServer needs Config.Store, Config.Orders and Config.AdminToken")
+	}
 	ginModeOnce.Do(func() { gin.SetMode(gin.ReleaseMode) })
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	s := &Server{
-		store:       store,
-		placer:      placer,
-		idempotency: idem,
-		adminToken:  adminToken,
-		Logger:      slog.Default(),
-		registry:    prometheus.NewRegistry(),
-		ids:         newRequestIDs(),
+		cfg:      cfg,
+		logger:   cfg.Logger,
+		registry: prometheus.NewRegistry(),
+		ids:      newRequestIDs(),
 	}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = newHTTPMetrics(s.registry)
-	s.AddReadyCheck("db", store.Ping)
+	s.AddReadyCheck("db", cfg.Store.Ping)
 	s.router = s.routes()
 	s.server = &http.Server{
 		Handler:           s.router,
@@ -129,7 +148,8 @@ func (s *Server) AddReadyInfo(name string, info func(context.Context) (string, e
 	s.checks = append(s.checks, readyCheck{name: name, info: info})
 }
 
-// AddReadyCheck adds a backend that /readyz checks under name.
+// AddReadyCheck adds a backend that /readyz checks under name. Add checks
+// before Open.
 func (s *Server) AddReadyCheck(name string, check func(context.Context) error) {
 	s.checks = append(s.checks, readyCheck{name: name, check: check})
 }
@@ -148,10 +168,10 @@ func (s *Server) Open(addr string) error {
 		return err
 	}
 	s.ln = ln
-	s.server.ErrorLog = slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn)
+	s.server.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
 	go func() {
 		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.Logger.Error("http server stopped", "err", err)
+			s.logger.Error("http server stopped", "err", err)
 		}
 	}()
 	return nil
@@ -182,7 +202,7 @@ func (s *Server) routes() *gin.Engine {
 	// the 500 that the recovery answers.
 	r.Use(s.requestID, s.metrics.middleware)
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
-		s.Logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path,
+		s.logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path,
 			"request_id", RequestID(c.Request.Context()), "panic", err)
 		s.writeError(c, flashorder.Errorf(flashorder.EINTERNAL, "internal error"))
 	}))
@@ -242,7 +262,7 @@ func (s *Server) readyz(c *gin.Context) {
 		}
 		cancel()
 		if err != nil {
-			s.Logger.Warn("readiness check failed", "backend", rc.name, "err", err)
+			s.logger.Warn("readiness check failed", "backend", rc.name, "err", err)
 			checks[rc.name] = "unavailable"
 			status, code = "unavailable", http.StatusServiceUnavailable
 			continue

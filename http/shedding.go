@@ -24,7 +24,7 @@ var overloadedBody = encodeError(flashorder.EOVERLOADED, "too many orders in fli
 // atomic adds. A shed request counts in
 // flashorder_orders_refused_total{code="overloaded"} (see countOrder).
 func (s *Server) shed(c *gin.Context) {
-	limit := int64(s.MaxInflight)
+	limit := int64(s.cfg.MaxInflight)
 	if limit <= 0 {
 		return
 	}
@@ -50,8 +50,8 @@ func (s *Server) shed(c *gin.Context) {
 // on it. The handler passes this context on itself rather than putting it in
 // a copy of the request, which would cost a request copy per order.
 func (s *Server) orderContext(c *gin.Context) (context.Context, context.CancelFunc) {
-	if s.OrderTimeout <= 0 {
+	if s.cfg.OrderTimeout <= 0 {
 		return c.Request.Context(), func() {}
 	}
-	return context.WithTimeout(c.Request.Context(), s.OrderTimeout)
+	return context.WithTimeout(c.Request.Context(), s.cfg.OrderTimeout)
 }

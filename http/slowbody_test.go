@@ -10,15 +10,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	orderhttp "github.com/flashorder/flashorder/http"
 )
 
 // TestSlowBody checks that order bodies that do not arrive hold no in-flight
 // slot, and are answered "request body not received in time" once
 // BodyTimeout passes, not "unexpected data after the JSON value".
 func TestSlowBody(t *testing.T) {
-	s, _ := newServer(t, func() error { return nil })
-	s.MaxInflight = 1
-	s.BodyTimeout = 300 * time.Millisecond
+	s, _ := newRowServer(t, orderhttp.Config{MaxInflight: 1, BodyTimeout: 300 * time.Millisecond}, func() error { return nil })
 	if err := s.Open("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}

@@ -21,14 +21,14 @@ const DefaultIdempotencyMaxKeys = 250_000
 
 // IdempotencyStore is an in-process flashorder.IdempotencyStore. Keys are
 // spread over shards, each with its own mutex, so that concurrent requests do
-// not serialise on one lock. Answers expire after Retention; in-flight claims
+// not serialise on one lock. Outcomes expire after Retention; in-flight claims
 // live until completed or released (their owner is this process). At most
 // MaxKeys keys are held: past it, the oldest claims go first. A created order
 // still replays after its key went, through the database (the server looks
 // a taken key up there); a stored refusal (sold out, say) is then decided
 // anew.
 type IdempotencyStore struct {
-	// Retention is how long a completed answer is kept; the default is
+	// Retention is how long a completed outcome is kept; the default is
 	// flashorder.DefaultIdempotencyRetention.
 	Retention time.Duration
 	// MaxKeys bounds the keys held, spread evenly over the shards; the
@@ -126,12 +126,12 @@ func (sh *idemShard) evict(limit int) {
 }
 
 // Complete implements flashorder.IdempotencyStore.
-func (s *IdempotencyStore) Complete(_ context.Context, key string, answer flashorder.StoredAnswer) error {
+func (s *IdempotencyStore) Complete(_ context.Context, key string, outcome flashorder.Outcome) error {
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e, ok := sh.entries[key]; ok {
-		e.record.Answer = &answer
+		e.record.Outcome = &outcome
 		e.expires = s.Now().Add(s.Retention)
 	}
 	return nil
@@ -142,14 +142,14 @@ func (s *IdempotencyStore) Release(_ context.Context, key string) error {
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e, ok := sh.entries[key]; ok && e.record.Answer == nil {
+	if e, ok := sh.entries[key]; ok && e.record.Outcome == nil {
 		delete(sh.entries, key)
 	}
 	return nil
 }
 
-// sweep drops expired answers, at most once per tenth of the retention, so
-// that memory stays bounded by the answers of one retention period.
+// sweep drops expired outcomes, at most once per tenth of the retention, so
+// that memory stays bounded by the outcomes of one retention period.
 func (sh *idemShard) sweep(now time.Time, retention time.Duration) {
 	if now.Before(sh.sweepAt) {
 		return

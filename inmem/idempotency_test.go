@@ -22,20 +22,19 @@ func TestIdempotencyStore(t *testing.T) {
 	if rec, err := s.Claim(ctx, "k", "fp1"); rec != nil || err != nil {
 		t.Fatalf("first claim: %v %v", rec, err)
 	}
-	if rec, _ := s.Claim(ctx, "k", "fp1"); rec == nil || rec.Answer != nil || rec.Fingerprint != "fp1" {
+	if rec, _ := s.Claim(ctx, "k", "fp1"); rec == nil || rec.Outcome != nil || rec.Fingerprint != "fp1" {
 		t.Fatalf("claim while in flight: %+v", rec)
 	}
-	answer := flashorder.StoredAnswer{Status: 201, Body: []byte(`{}`), Location: "/x"}
-	if err := s.Complete(ctx, "k", answer); err != nil {
+	if err := s.Complete(ctx, "k", flashorder.Outcome{Order: &flashorder.Order{ID: "x"}}); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ := s.Claim(ctx, "k", "fp2")
-	if rec == nil || rec.Fingerprint != "fp1" || rec.Answer == nil || rec.Answer.Location != "/x" {
+	if rec == nil || rec.Fingerprint != "fp1" || rec.Outcome == nil || rec.Outcome.Order.ID != "x" {
 		t.Fatalf("claim after completion: %+v", rec)
 	}
 	// Release never drops a completed answer.
 	_ = s.Release(ctx, "k")
-	if rec, _ := s.Claim(ctx, "k", "fp1"); rec == nil || rec.Answer == nil {
+	if rec, _ := s.Claim(ctx, "k", "fp1"); rec == nil || rec.Outcome == nil {
 		t.Fatal("release dropped a completed answer")
 	}
 	// Past the retention, the key is free again.
@@ -82,7 +81,7 @@ func TestIdempotencyStoreBound(t *testing.T) {
 			t.Fatalf("claim %s: %v %v", key, rec, err)
 		}
 		if i%3 == 0 {
-			_ = s.Complete(ctx, key, flashorder.StoredAnswer{Status: 201})
+			_ = s.Complete(ctx, key, flashorder.Outcome{Order: &flashorder.Order{ID: key}})
 		} else if i%3 == 1 {
 			_ = s.Release(ctx, key)
 		}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,27 +26,28 @@ const DefaultClaimTTL = 30 * time.Second
 
 // claimScript claims KEYS[1] for fingerprint ARGV[1] and owner token ARGV[2]
 // for ARGV[3] ms when the key is free, and returns false. When the key is held
-// it changes nothing and returns the record: fingerprint, status, body and
-// location (the last three nil while in flight).
+// it changes nothing and returns the record: the fingerprint, the outcome
+// (JSON; nil while in flight) and the status, body and location of an answer
+// that a version before outcomes stored (nil otherwise).
 var claimScript = goredis.NewScript(`
-local r = redis.call('HMGET', KEYS[1], 'f', 's', 'b', 'l')
+local r = redis.call('HMGET', KEYS[1], 'f', 'a', 's', 'b', 'l')
 if r[1] then return r end
 redis.call('HSET', KEYS[1], 'f', ARGV[1], 'o', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return false
 `)
 
-// completeScript stores the answer (fingerprint ARGV[2], status ARGV[3], body
-// ARGV[4], location ARGV[5]) for ARGV[6] ms when KEYS[1] is claimed by owner
-// ARGV[1], or is gone (the claim expired, or Redis lost it). It never
-// overwrites another owner's claim or a stored answer.
+// completeScript stores the outcome (fingerprint ARGV[2], outcome JSON
+// ARGV[3]) for ARGV[4] ms when KEYS[1] is claimed by owner ARGV[1], or is
+// gone (the claim expired, or Redis lost it). It never overwrites another
+// owner's claim or a stored outcome.
 var completeScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then
 	return 0
 end
 redis.call('HDEL', KEYS[1], 'o')
-redis.call('HSET', KEYS[1], 'f', ARGV[2], 's', ARGV[3], 'b', ARGV[4], 'l', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('HSET', KEYS[1], 'f', ARGV[2], 'a', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 `)
 
@@ -61,7 +62,7 @@ return 0
 // IdempotencyStore is a flashorder.IdempotencyStore on Redis, shared by every
 // orderd instance. Each key is one hash: the request's fingerprint, the owner
 // token of an in-flight claim (which expires after ClaimTTL), and once done the
-// answer's status, body and location (kept for Retention). Claim, Complete and
+// outcome as JSON (kept for Retention). Claim, Complete and
 // Release are one Lua script each, so they are atomic.
 //
 // Unless Strict is set, a Claim that Redis cannot answer in time is treated
@@ -151,14 +152,18 @@ func (s *IdempotencyStore) Claim(ctx context.Context, key, fingerprint string) (
 }
 
 // Complete implements flashorder.IdempotencyStore.
-func (s *IdempotencyStore) Complete(ctx context.Context, key string, answer flashorder.StoredAnswer) error {
+func (s *IdempotencyStore) Complete(ctx context.Context, key string, outcome flashorder.Outcome) error {
 	c := s.takeOwned(key)
+	a, err := json.Marshal(outcome)
+	if err != nil {
+		return fmt.Errorf("redis: store idempotent outcome: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	err := completeScript.Run(ctx, s.client, []string{s.Prefix + key},
-		c.token, c.fingerprint, answer.Status, answer.Body, answer.Location, s.Retention.Milliseconds()).Err()
+	err = completeScript.Run(ctx, s.client, []string{s.Prefix + key},
+		c.token, c.fingerprint, a, s.Retention.Milliseconds()).Err()
 	if err != nil {
-		return fmt.Errorf("redis: store idempotent answer: %w", err)
+		return fmt.Errorf("redis: store idempotent outcome: %w", err)
 	}
 	return nil
 }
@@ -192,26 +197,51 @@ func (s *IdempotencyStore) warn(msg string, err error) {
 	s.Logger.Warn(msg, "err", err, "fallbacks", s.fallbacks.Load())
 }
 
-// parseRecord decodes the claim script's reply: fingerprint, then status, body
-// and location, or nils while in flight.
+// parseRecord decodes the claim script's reply: the fingerprint, then the
+// outcome, or nils while in flight.
 func parseRecord(reply []any) (*flashorder.IdempotencyRecord, error) {
-	if len(reply) != 4 {
+	if len(reply) != 5 {
 		return nil, fmt.Errorf("unexpected reply of %d fields", len(reply))
 	}
 	fp, _ := reply[0].(string)
 	rec := &flashorder.IdempotencyRecord{Fingerprint: fp}
-	status, ok := reply[1].(string)
+	if a, ok := reply[1].(string); ok {
+		rec.Outcome = new(flashorder.Outcome)
+		if err := json.Unmarshal([]byte(a), rec.Outcome); err != nil {
+			return nil, fmt.Errorf("bad stored outcome: %w", err)
+		}
+		return rec, nil
+	}
+	status, ok := reply[2].(string)
 	if !ok {
 		return rec, nil
 	}
-	code, err := strconv.Atoi(status)
+	body, _ := reply[3].(string)
+	outcome, err := legacyOutcome(status, body)
 	if err != nil {
-		return nil, fmt.Errorf("bad stored status %q", status)
+		return nil, err
 	}
-	body, _ := reply[2].(string)
-	loc, _ := reply[3].(string)
-	rec.Answer = &flashorder.StoredAnswer{Status: code, Body: []byte(body), Location: loc}
+	rec.Outcome = outcome
 	return rec, nil
+}
+
+// legacyOutcome reads an answer stored by a version before outcomes: an HTTP
+// status and body, the order for 201 and the API's error body otherwise.
+func legacyOutcome(status, body string) (*flashorder.Outcome, error) {
+	if status == "201" {
+		o := new(flashorder.Order)
+		if err := json.Unmarshal([]byte(body), o); err != nil {
+			return nil, fmt.Errorf("bad stored order: %w", err)
+		}
+		return &flashorder.Outcome{Order: o}, nil
+	}
+	var e struct {
+		Error flashorder.Refusal `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error.Code == "" {
+		return nil, fmt.Errorf("bad stored answer %s %q", status, body)
+	}
+	return &flashorder.Outcome{Refusal: &e.Error}, nil
 }
 
 func newToken() string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,34 +51,38 @@ func TestIdempotencyStore(t *testing.T) {
 	if rec, err := s.Claim(ctx, "k", "fp1"); rec != nil || err != nil {
 		t.Fatalf("first claim: %+v %v", rec, err)
 	}
-	if rec, err := s.Claim(ctx, "k", "fp2"); err != nil || rec == nil || rec.Answer != nil || rec.Fingerprint != "fp1" {
+	if rec, err := s.Claim(ctx, "k", "fp2"); err != nil || rec == nil || rec.Outcome != nil || rec.Fingerprint != "fp1" {
 		t.Fatalf("claim while in flight: %+v %v", rec, err)
 	}
-	answer := flashorder.StoredAnswer{Status: 201, Body: []byte(`{"id":"o-1"}` + "\x00\xff"), Location: "/api/v1/orders/o-1"}
-	if err := s.Complete(ctx, "k", answer); err != nil {
+	order := &flashorder.Order{ID: "o-1", UserID: "u\x00\u00ff", Status: flashorder.StatusCreated, TotalCents: 250,
+		Items:     []flashorder.OrderItem{{SKU: "sku-1", Quantity: 2, PriceCents: 125}},
+		CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)}
+	if err := s.Complete(ctx, "k", flashorder.Outcome{Order: order}); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := s.Claim(ctx, "k", "fp1")
-	if err != nil || rec == nil || rec.Fingerprint != "fp1" || rec.Answer == nil ||
-		rec.Answer.Status != 201 || string(rec.Answer.Body) != string(answer.Body) || rec.Answer.Location != answer.Location {
+	if err != nil || rec == nil || rec.Fingerprint != "fp1" || rec.Outcome == nil || rec.Outcome.Refusal != nil ||
+		!reflect.DeepEqual(rec.Outcome.Order, order) {
 		t.Fatalf("claim after completion: %+v %v", rec, err)
 	}
-	// A stored refusal has no Location.
+	// A stored refusal comes back with its code and message.
 	if rec, _ := s.Claim(ctx, "r", "fp"); rec != nil {
 		t.Fatal("fresh key held")
 	}
-	if err := s.Complete(ctx, "r", flashorder.StoredAnswer{Status: 409, Body: []byte(`{}`)}); err != nil {
+	refusal := &flashorder.Refusal{Code: flashorder.ESOLDOUT, Message: "sku-1 is sold out"}
+	if err := s.Complete(ctx, "r", flashorder.Outcome{Refusal: refusal}); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := s.Claim(ctx, "r", "fp"); rec == nil || rec.Answer == nil || rec.Answer.Status != 409 || rec.Answer.Location != "" {
+	if rec, _ := s.Claim(ctx, "r", "fp"); rec == nil || rec.Outcome == nil || rec.Outcome.Order != nil ||
+		!reflect.DeepEqual(rec.Outcome.Refusal, refusal) {
 		t.Fatalf("stored refusal: %+v", rec)
 	}
 	// Release drops an in-flight claim but never a stored answer.
 	if err := s.Release(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := s.Claim(ctx, "k", "fp1"); rec == nil || rec.Answer == nil {
-		t.Fatal("release dropped a stored answer")
+	if rec, _ := s.Claim(ctx, "k", "fp1"); rec == nil || rec.Outcome == nil {
+		t.Fatal("release dropped a stored outcome")
 	}
 	if rec, _ := s.Claim(ctx, "x", "fp"); rec != nil {
 		t.Fatal("fresh key held")
@@ -110,7 +115,7 @@ func TestIdempotencyStoreConcurrentClaims(t *testing.T) {
 				t.Error(err)
 			case rec == nil:
 				winners.Add(1)
-			case rec.Fingerprint == "fp" && rec.Answer == nil:
+			case rec.Fingerprint == "fp" && rec.Outcome == nil:
 				held.Add(1)
 			}
 		}()
@@ -139,19 +144,19 @@ func TestIdempotencyStoreExpiry(t *testing.T) {
 	}
 	testenv.WaitFor(t, "the condition", 5*time.Second, func() bool { rec, _ := next.Claim(ctx, "k", "fp-next"); return rec == nil })
 	// The first owner wakes up: its answer must not replace the new claim.
-	if err := dead.Complete(ctx, "k", flashorder.StoredAnswer{Status: 201, Body: []byte("stale")}); err != nil {
+	if err := dead.Complete(ctx, "k", flashorder.Outcome{Order: &flashorder.Order{ID: "stale"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := dead.Release(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := dead.Claim(ctx, "k", "fp-x"); rec == nil || rec.Fingerprint != "fp-next" || rec.Answer != nil {
+	if rec, _ := dead.Claim(ctx, "k", "fp-x"); rec == nil || rec.Fingerprint != "fp-next" || rec.Outcome != nil {
 		t.Fatalf("a stale owner changed the next claim: %+v", rec)
 	}
-	if err := next.Complete(ctx, "k", flashorder.StoredAnswer{Status: 201, Body: []byte("fresh")}); err != nil {
+	if err := next.Complete(ctx, "k", flashorder.Outcome{Order: &flashorder.Order{ID: "fresh"}}); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := dead.Claim(ctx, "k", "fp-x"); rec == nil || rec.Answer == nil || string(rec.Answer.Body) != "fresh" {
+	if rec, _ := dead.Claim(ctx, "k", "fp-x"); rec == nil || rec.Outcome == nil || rec.Outcome.Order.ID != "fresh" {
 		t.Fatalf("answer not stored: %+v", rec)
 	}
 	// Past the retention the key is free again.
@@ -177,10 +182,10 @@ func TestIdempotencyStoreRedisDown(t *testing.T) {
 		t.Fatalf("fallback claim: %+v %v", rec, err)
 	}
 	// A second request for the same key in this process waits for the first.
-	if rec, err := lenient.Claim(ctx, "k", "fp"); err != nil || rec == nil || rec.Answer != nil {
+	if rec, err := lenient.Claim(ctx, "k", "fp"); err != nil || rec == nil || rec.Outcome != nil {
 		t.Fatalf("local duplicate during fallback: %+v %v", rec, err)
 	}
-	if err := lenient.Complete(ctx, "k", flashorder.StoredAnswer{Status: 201}); err == nil {
+	if err := lenient.Complete(ctx, "k", flashorder.Outcome{Order: &flashorder.Order{ID: "o"}}); err == nil {
 		t.Fatal("complete without Redis succeeded")
 	}
 	if rec, err := lenient.Claim(ctx, "k", "fp"); rec != nil || err != nil {
@@ -242,4 +247,29 @@ func TestSoldOutCache(t *testing.T) {
 		t.Fatal("cleared mark still seen")
 	}
 	testenv.WaitFor(t, "the condition", 5*time.Second, func() bool { sold, _ := c.SoldOut(ctx, "s2"); return !sold })
+}
+
+// TestIdempotencyStoreReadsLegacyAnswers: an answer stored by a version
+// before outcomes (an HTTP status and body) is still replayed, as an order
+// or a refusal, during a rolling upgrade.
+func TestIdempotencyStoreReadsLegacyAnswers(t *testing.T) {
+	ctx := context.Background()
+	c, p := client(t), prefix()
+	s := newStore(c, p)
+	order := `{"id":"o-1","user_id":"u1","status":"created","items":[{"sku":"a","quantity":1,"price_cents":5}],"total_cents":5,"created_at":"2026-01-02T03:04:05.123456Z"}`
+	c.HSet(ctx, p+"ok", "f", "fp", "s", "201", "b", order, "l", "/api/v1/orders/o-1")
+	c.HSet(ctx, p+"no", "f", "fp", "s", "409", "b", `{"error":{"code":"sold_out","message":"a is sold out"}}`, "l", "")
+	c.HSet(ctx, p+"bad", "f", "fp", "s", "409", "b", `not json`, "l", "")
+	rec, err := s.Claim(ctx, "ok", "fp")
+	if err != nil || rec == nil || rec.Outcome == nil || rec.Outcome.Order == nil || rec.Outcome.Order.ID != "o-1" ||
+		rec.Outcome.Order.Items[0].PriceCents != 5 || rec.Outcome.Order.CreatedAt.Nanosecond() != 123456000 {
+		t.Fatalf("legacy order: %+v %v", rec, err)
+	}
+	rec, err = s.Claim(ctx, "no", "fp")
+	if err != nil || rec == nil || rec.Outcome == nil || rec.Outcome.Refusal == nil || *rec.Outcome.Refusal != (flashorder.Refusal{Code: "sold_out", Message: "a is sold out"}) {
+		t.Fatalf("legacy refusal: %+v %v", rec, err)
+	}
+	if rec, err := s.Claim(ctx, "bad", "fp"); err == nil {
+		t.Fatalf("a malformed stored answer was read: %+v", rec)
+	}
 }

@@ -8,35 +8,35 @@ import (
 	"os"
 	"strings"
 
+	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/jwtauth"
 )
 
-// openAuth sets up --auth on the server: nothing for none, a JWT verifier
-// for jwt.
-func (m *Main) openAuth(ctx context.Context) error {
+// openAuth returns the server's authenticator for --auth: nil for none, a
+// JWT verifier for jwt.
+func (m *Main) openAuth(ctx context.Context) (flashorder.Authenticator, error) {
 	cfg := &m.Config
 	jwtFlags := cfg.JWTSecret != "" || cfg.JWTJWKS != "" || cfg.JWTIssuer != "" || cfg.JWTAudience != ""
 	switch cfg.Auth {
 	case "none":
 		if jwtFlags {
-			return fmt.Errorf("--jwt-* flags need --auth jwt")
+			return nil, fmt.Errorf("--jwt-* flags need --auth jwt")
 		}
-		return nil
+		return nil, nil
 	case "jwt":
 	default:
-		return fmt.Errorf("--auth %q is not supported (want none or jwt)", cfg.Auth)
+		return nil, fmt.Errorf("--auth %q is not supported (want none or jwt)", cfg.Auth)
 	}
 	if (cfg.JWTSecret == "") == (cfg.JWTJWKS == "") {
-		return fmt.Errorf("--auth jwt needs exactly one of --jwt-secret and --jwt-jwks")
+		return nil, fmt.Errorf("--auth jwt needs exactly one of --jwt-secret and --jwt-jwks")
 	}
 	v, err := jwtauth.New(ctx, jwtauth.Options{Secret: []byte(cfg.JWTSecret), JWKS: cfg.JWTJWKS,
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Logger: m.Logger})
 	if err != nil {
-		return fmt.Errorf("--auth jwt: %w", err)
+		return nil, fmt.Errorf("--auth jwt: %w", err)
 	}
 	m.auth = v
-	m.server.Authenticator = v
-	return nil
+	return v, nil
 }
 
 // loopback reports whether addr is reachable from this machine only.

@@ -72,6 +72,31 @@ func (m *Main) openStrategy(db *gormdb.DB) (flashorder.OrderPlacer, error) {
 	return placer, nil
 }
 
+// openOrders builds the order path: the --strategy, the sold-out memo in
+// front of it (--sold-out-ttl), and idempotency in front of both. store is
+// what the server reads through: the memo's view when it is on, so that a
+// restock clears its marks. idemRedis is the --idempotency Redis, if any.
+func (m *Main) openOrders(db *gormdb.DB) (orders *checkout.Idempotent, store flashorder.Store, idemRedis *goredis.Client, err error) {
+	placer, err := m.openStrategy(db)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	idem, idemRedis, err := m.openIdempotency()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	store = db
+	if ttl := m.Config.SoldOutTTL; ttl > 0 {
+		memo := checkout.NewSoldOutMemo(placer, db)
+		memo.TTL = ttl
+		if idemRedis != nil {
+			memo.Shared = redis.NewSoldOutCache(idemRedis)
+		}
+		placer, store = memo, memo.Store()
+	}
+	return checkout.NewIdempotent(placer, idem, store, m.Logger), store, idemRedis, nil
+}
+
 // openIdempotency returns the --idempotency store, and its Redis client when
 // the store is on Redis (the sold-out memo and the rate limiter share it).
 func (m *Main) openIdempotency() (flashorder.IdempotencyStore, *goredis.Client, error) {

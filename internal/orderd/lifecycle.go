@@ -7,19 +7,23 @@ import (
 	"github.com/flashorder/flashorder/internal/metrics"
 )
 
-// startLifecycle wires payment, cancellation and expiry: the lifecycle behind
-// the pay and cancel endpoints, and the expiry sweeper, elected through the
-// lock backend so that one instance sweeps at a time.
-func (m *Main) startLifecycle() error {
+// newLifecycle returns the lifecycle behind the pay and cancel endpoints and
+// the expiry sweeper.
+func (m *Main) newLifecycle() (*checkout.Lifecycle, error) {
 	cfg := &m.Config
 	if cfg.PaymentTimeout <= 0 || cfg.SweepInterval <= 0 || cfg.SweepBatch <= 0 {
-		return errors.New("--payment-timeout, --sweep-interval and --sweep-batch must be positive")
+		return nil, errors.New("--payment-timeout, --sweep-interval and --sweep-batch must be positive")
 	}
 	lc := checkout.NewLifecycle(m.db)
 	lc.PaymentTimeout = cfg.PaymentTimeout
-	m.server.Lifecycle = lc
-	m.server.PaymentWebhookSecret = cfg.PaymentWebhookSecret
+	return lc, nil
+}
 
+// startSweeper starts expiring the orders of lc that were not paid in time,
+// on the instance elected through the lock backend, so that one instance
+// sweeps at a time.
+func (m *Main) startSweeper(lc *checkout.Lifecycle) error {
+	cfg := &m.Config
 	// The sweeper is elected through the --lock backend: with zk://,
 	// etcd:// or redis:// one instance of all that share it sweeps; with
 	// memory the election is within this process, so every orderd on the
@@ -39,9 +43,9 @@ func (m *Main) startLifecycle() error {
 	return nil
 }
 
-// stopLifecycle stops the sweeper: it steps down and unlocks, before Close
+// stopSweeper stops the sweeper: it steps down and unlocks, before Close
 // closes the lock backend.
-func (m *Main) stopLifecycle() error {
+func (m *Main) stopSweeper() error {
 	if m.sweeper != nil {
 		m.sweeper.Stop()
 	}

@@ -270,25 +270,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.lockMetrics = metrics.NewLockMetrics()
 
-	placer, err := m.openStrategy(db)
+	orders, store, idemRedis, err := m.openOrders(db)
 	if err != nil {
 		return err
 	}
-	idem, idemRedis, err := m.openIdempotency()
-	if err != nil {
-		return err
-	}
-
-	var store flashorder.Store = db
-	if cfg.SoldOutTTL > 0 {
-		memo := checkout.NewSoldOutMemo(placer, db)
-		memo.TTL = cfg.SoldOutTTL
-		if idemRedis != nil {
-			memo.Shared = redis.NewSoldOutCache(idemRedis)
-		}
-		placer, store = memo, memo.Store()
-	}
-
 	limiter, err := m.rateLimiter(idemRedis)
 	if err != nil {
 		return err
@@ -299,19 +284,24 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger.Warn("no --admin-token given; generated one for this run", "admin_token", cfg.AdminToken)
 	}
 
-	m.server = orderhttp.NewServer(store, placer, idem, cfg.AdminToken)
-	m.server.Logger = m.Logger
-	if err := m.openAuth(ctx); err != nil {
+	auth, err := m.openAuth(ctx)
+	if err != nil {
 		return err
 	}
-	m.server.MaxInflight = cfg.MaxInflight
-	m.server.OrderTimeout = cfg.OrderTimeout
-	m.server.RateLimiter = limiter
+	lifecycle, err := m.newLifecycle()
+	if err != nil {
+		return err
+	}
+	m.server = orderhttp.NewServer(orderhttp.Config{
+		Store: store, Orders: orders, AdminToken: cfg.AdminToken,
+		Logger: m.Logger, Lifecycle: lifecycle, PaymentWebhookSecret: cfg.PaymentWebhookSecret,
+		MaxInflight: cfg.MaxInflight, OrderTimeout: cfg.OrderTimeout, Authenticator: auth, RateLimiter: limiter,
+	})
 	m.addReadyChecks(db)
 	if err := m.instrument(); err != nil {
 		return err
 	}
-	if err := m.startLifecycle(); err != nil {
+	if err := m.startSweeper(lifecycle); err != nil {
 		return err
 	}
 	if err := m.server.Open(cfg.Listen); err != nil {
@@ -374,7 +364,7 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.debug != nil {
 		errs = append(errs, m.debug.Close())
 	}
-	errs = append(errs, m.stopLifecycle())
+	errs = append(errs, m.stopSweeper())
 	if m.lock != nil {
 		errs = append(errs, m.lock.close())
 	}
