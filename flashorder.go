@@ -43,13 +43,25 @@ type Store interface {
 }
 
 // Tx is the set of primitives that checkout strategies compose inside one
-// database transaction. Every method may also return a database error.
+// database transaction, in groups by purpose; a helper that needs one group
+// takes that group. Every method may also return a database error.
 //
 // Lock order: a transaction locks product rows (sorted by SKU) before it
 // touches the user_purchases counters of those SKUs. Every writer of a
 // counter holds its product's row lock, so counters never deadlock and a
 // read of them under that lock is current.
 type Tx interface {
+	ProductTx
+	StockTx
+	SegmentTx
+	QuotaTx
+	OrderTx
+	LifecycleTx
+	FenceTx
+}
+
+// ProductTx reads and locks product rows inside a transaction.
+type ProductTx interface {
 	// Products returns the products among skus that exist, keyed by SKU,
 	// without locking them.
 	Products(ctx context.Context, skus []string) (map[string]*Product, error)
@@ -59,6 +71,10 @@ type Tx interface {
 	// Sorted locking is what keeps batches of several instances on one
 	// database from deadlocking.
 	LockProducts(ctx context.Context, skus []string) (map[string]*Product, error)
+}
+
+// StockTx takes units from a product row (strategies row, lock and batch).
+type StockTx interface {
 	// TakeStocks takes take[sku] units of every SKU in take with one
 	// statement. The caller holds their rows (LockProducts) and has checked
 	// that the units are there; a row without them is an error.
@@ -67,6 +83,10 @@ type Tx interface {
 	// returns false, changing nothing, when fewer are. When it returns true
 	// the product row stays locked until the transaction ends.
 	TakeStock(ctx context.Context, sku string, qty int64) (bool, error)
+}
+
+// SegmentTx takes units from a product's stock segments (strategy segment).
+type SegmentTx interface {
 	// TakeFromSegment takes qty units of sku from one of its n stock
 	// segments that has them, chosen at random, and returns false, changing
 	// nothing, when no single segment has qty units. A false may leave a
@@ -81,6 +101,11 @@ type Tx interface {
 	// n segments. It returns false, changing nothing, when the total is
 	// short. Call it before any TakeFromSegment of sku in the transaction.
 	RefillSegments(ctx context.Context, sku string, qty int64, n int) (bool, error)
+}
+
+// QuotaTx keeps what each user holds of each SKU in active orders, for the
+// per-user limits.
+type QuotaTx interface {
 	// Quotas returns how many units each (user, SKU) pair of keys holds in
 	// active orders, with one statement (absent pairs hold none).
 	Quotas(ctx context.Context, keys []QuotaKey) (map[QuotaKey]int64, error)
@@ -92,6 +117,13 @@ type Tx interface {
 	// one upsert. Counters are kept for the SKUs with a per-user limit only
 	// (PutProduct rebuilds a SKU's counters when it gains a limit).
 	AddQuotas(ctx context.Context, add map[QuotaKey]int64) error
+	// ReleaseQuota subtracts qty from what userID holds of sku in active
+	// orders (never below zero).
+	ReleaseQuota(ctx context.Context, userID, sku string, qty int64) error
+}
+
+// OrderTx writes orders.
+type OrderTx interface {
 	// InsertOrders inserts, in bulk, the orders whose idempotency keys no
 	// stored order holds, with their items, and returns the keys of those it
 	// left out because a stored order (or one inserted by a concurrent
@@ -101,7 +133,10 @@ type Tx interface {
 	// DeleteOrders deletes the orders with the given ids, and their items,
 	// that this transaction inserted and then could not accept.
 	DeleteOrders(ctx context.Context, ids []string) error
+}
 
+// LifecycleTx moves orders through their lifecycle and gives their stock back.
+type LifecycleTx interface {
 	// TransitionOrder moves order id from status from to status to with one
 	// conditional update, and returns the order as it is now, with its items.
 	// When the order is not in status from it changes nothing and returns
@@ -112,9 +147,11 @@ type Tx interface {
 	OrdersCreatedBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
 	// ReturnStock adds qty units of sku back to its available stock.
 	ReturnStock(ctx context.Context, sku string, qty int64) error
-	// ReleaseQuota subtracts qty from what userID holds of sku in active
-	// orders (never below zero).
-	ReleaseQuota(ctx context.Context, userID, sku string, qty int64) error
+}
+
+// FenceTx checks a lock's fencing token against the newest that wrote a SKU
+// (strategy lock).
+type FenceTx interface {
 	// Fence records token (a Lock's fencing token) as the newest that wrote
 	// sku and returns true, or changes nothing and returns false when sku
 	// already carries a newer token (its lock went to a newer holder) or

@@ -405,7 +405,7 @@ func (a *allotment) limitedKeys() []flashorder.QuotaKey {
 // the orders that allotment accepts. An order whose key another order holds
 // is dropped, which can only leave more for the others: the allotment runs
 // again and inserts the orders it accepts now, until no key is taken.
-func (a *allotment) insertPredicted(ctx context.Context, tx flashorder.Tx) error {
+func (a *allotment) insertPredicted(ctx context.Context, tx flashorder.OrderTx) error {
 	for {
 		a.run(false)
 		var fresh []*flashorder.Order

@@ -124,7 +124,7 @@ func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus 
 
 // checkLimits tells an order refused for stock whether it was over a per-user
 // limit too, which the API reports first. It only reads.
-func checkLimits(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus []string, products map[string]*flashorder.Product) error {
+func checkLimits(ctx context.Context, tx flashorder.QuotaTx, o *flashorder.Order, skus []string, products map[string]*flashorder.Product) error {
 	for _, sku := range skus {
 		limit := products[sku].PerUserLimit
 		if limit == 0 {

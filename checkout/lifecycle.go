@@ -189,7 +189,7 @@ func (l *Lifecycle) giveBack(ctx context.Context, tx flashorder.Tx, orders []*fl
 // returnStock adds each item's quantity back to its SKU's products row; items
 // hold distinct SKUs in ascending order, the order in which every strategy
 // locks product rows.
-func returnStock(ctx context.Context, tx flashorder.Tx, items []flashorder.ItemRequest) error {
+func returnStock(ctx context.Context, tx flashorder.LifecycleTx, items []flashorder.ItemRequest) error {
 	for _, it := range items {
 		if err := tx.ReturnStock(ctx, it.SKU, it.Quantity); err != nil {
 			return err

@@ -37,30 +37,28 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	var cfg loadtest.Config
 	var out outputs
-	strategies := stringList{}
-	var orderdBin, db, lock string
-	var extra stringList
-	fs.Var(&strategies, "strategies", "strategies to compare, comma-separated (default row)")
-	fs.StringVar(&orderdBin, "orderd", "", "orderd binary (default: go build ./cmd/orderd when run in the source tree, else orderd on PATH)")
-	fs.StringVar(&db, "db", "", "orderd --db URL for every strategy (default: a fresh SQLite file per strategy)")
-	fs.StringVar(&lock, "lock", "memory", "orderd --lock URL")
-	var fresh bool
-	fs.BoolVar(&fresh, "fresh-db", false, "with a postgres:// or mysql:// --db: run each strategy on a new empty database on that server, dropped afterwards")
-	fs.Var(&extra, "orderd-arg", "extra orderd argument, repeatable (e.g. --orderd-arg=--db-max-conns=32)")
+	var cf compareFlags
+	fs.Var(&cf.strategies, "strategies", "strategies to compare, comma-separated (default row)")
+	fs.StringVar(&cf.orderd, "orderd", "", "orderd binary (default: go build ./cmd/orderd when run in the source tree, else orderd on PATH)")
+	fs.StringVar(&cf.db, "db", "", "orderd --db URL for every strategy (default: a fresh SQLite file per strategy)")
+	fs.StringVar(&cf.lock, "lock", "memory", "orderd --lock URL")
+	fs.BoolVar(&cf.fresh, "fresh-db", false, "with a postgres:// or mysql:// --db: run each strategy on a new empty database on that server, dropped afterwards")
+	fs.Var(&cf.extra, "orderd-arg", "extra orderd argument, repeatable (e.g. --orderd-arg=--db-max-conns=32)")
 	loadFlags(fs, &cfg, &out)
 	if err := parseFlags(fs, args, &cfg); err != nil {
 		return err
 	}
-	if len(strategies) == 0 {
-		strategies = stringList{"row"}
+	if len(cf.strategies) == 0 {
+		cf.strategies = stringList{"row"}
 	}
 	tmp, err := os.MkdirTemp("", "orderbench-compare-")
 	if err != nil {
 		return fmt.Errorf("create temp dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	if orderdBin == "" {
-		if orderdBin, err = findOrderd(ctx, tmp, stderr); err != nil {
+	cf.tmp = tmp
+	if cf.orderd == "" {
+		if cf.orderd, err = findOrderd(ctx, tmp, stderr); err != nil {
 			return err
 		}
 	}
@@ -81,35 +79,10 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		rows = append(rows, compareRow{Name: "no-op ceiling", Result: ceiling})
 	}
 	auditFailed := false
-	for _, s := range strategies {
-		if ctx.Err() != nil {
-			rows = append(rows, compareRow{Name: s, Failed: "interrupted"})
-			continue
-		}
-		fmt.Fprintf(stdout, "== strategy %s\n", s)
-		dbURL := db
-		var drop func() error
-		switch {
-		case dbURL == "":
-			dbURL = "sqlite://" + filepath.Join(tmp, databaseName(s)+".db")
-		case fresh:
-			if dbURL, drop, err = freshDatabase(ctx, db, databaseName(s)); err != nil {
-				rows = append(rows, compareRow{Name: s, Failed: err.Error()})
-				fmt.Fprintf(stdout, "strategy %s FAILED: %v\n", s, err)
-				continue
-			}
-		}
-		row := compareStrategy(ctx, cfg, orderdBin, s, dbURL, lock, extra, stdout)
-		if drop != nil {
-			if err := drop(); err != nil {
-				fmt.Fprintf(stdout, "warning: %v\n", err)
-			}
-		}
+	for _, s := range cf.strategies {
+		row := cf.run(ctx, cfg, s, stdout)
 		if row.Result != nil && row.Result.Audit != nil && !row.Result.Audit.OK {
 			auditFailed = true
-		}
-		if row.Failed != "" {
-			fmt.Fprintf(stdout, "strategy %s FAILED: %s\n", s, row.Failed)
 		}
 		rows = append(rows, row)
 	}
@@ -123,6 +96,46 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		failed = fmt.Errorf("%w: see the table", loadtest.ErrAuditFailed)
 	}
 	return errors.Join(failed, thresholdErr)
+}
+
+// compareFlags are compare's own flags, beside the load's, and its temporary
+// directory.
+type compareFlags struct {
+	strategies, extra stringList
+	orderd, db, lock  string
+	fresh             bool
+	tmp               string
+}
+
+// run measures strategy s on its database (a SQLite file in the temporary
+// directory, --db, or a fresh database on --db's server, dropped after).
+func (cf *compareFlags) run(ctx context.Context, cfg loadtest.Config, s string, stdout io.Writer) compareRow {
+	if ctx.Err() != nil {
+		return compareRow{Name: s, Failed: "interrupted"}
+	}
+	fmt.Fprintf(stdout, "== strategy %s\n", s)
+	dbURL := cf.db
+	var drop func() error
+	switch {
+	case dbURL == "":
+		dbURL = "sqlite://" + filepath.Join(cf.tmp, databaseName(s)+".db")
+	case cf.fresh:
+		var err error
+		if dbURL, drop, err = freshDatabase(ctx, cf.db, databaseName(s)); err != nil {
+			fmt.Fprintf(stdout, "strategy %s FAILED: %v\n", s, err)
+			return compareRow{Name: s, Failed: err.Error()}
+		}
+	}
+	row := compareStrategy(ctx, cfg, cf.orderd, s, dbURL, cf.lock, cf.extra, stdout)
+	if drop != nil {
+		if err := drop(); err != nil {
+			fmt.Fprintf(stdout, "warning: %v\n", err)
+		}
+	}
+	if row.Failed != "" {
+		fmt.Fprintf(stdout, "strategy %s FAILED: %s\n", s, row.Failed)
+	}
+	return row
 }
 
 // writeComparison prints the comparison table and writes the JSON and HTML
