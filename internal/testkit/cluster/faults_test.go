@@ -965,10 +965,18 @@ func checkRowHolderFault(t *testing.T, f *fault, rep *cluster.Report, faultFor t
 	}
 	noRefusedStored(t, f, "the "+what+" instance's", fromVictim)
 	// The idle-transaction timeout (2s) bounds the stop; without it, it
-	// lasts as long as the fault (6s). The bound leaves 2s for a busy
-	// machine; the runs measure about 2.0s.
-	if rep.Recovery < 0 || rep.Recovery > 2*idleTxTimeout {
-		t.Errorf("longest time without a 201: %s; want at most %s (the fault lasted %s)", rep.Recovery, 2*idleTxTimeout, faultFor)
+	// lasts as long as the fault (6s). Mostly the stop is one idle timeout
+	// (2.0s). It can be two: a session of the victim queued for the row
+	// before the freeze may wait up to two lock timeouts (first for
+	// PostgreSQL's tuple lock, then, afresh, for the holder's transaction),
+	// so it can still be queued when the first holder is ended, be granted
+	// the row and hold it, stopped, for another idle timeout (1 run in 10
+	// here). No session of the victim queues after the freeze, and 2 lock
+	// timeouts (2s) do not outlast 2 idle timeouts, so a third is not
+	// possible. maxStop adds the time for the survivors' next commit.
+	const maxStop = 2*idleTxTimeout + 500*time.Millisecond
+	if rep.Recovery < 0 || rep.Recovery > maxStop {
+		t.Errorf("longest time without a 201: %s; want at most %s (the fault lasted %s)", rep.Recovery, maxStop, faultFor)
 	}
 	if at, ok := f.rec.FirstOrder(f.backAt, victim); !ok {
 		t.Errorf("the %s instance made no order after the fault ended", what)
