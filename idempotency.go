@@ -47,7 +47,7 @@ type Refusal struct {
 }
 
 // Err returns the refusal as an *Error, or nil when o holds an order.
-func (o *Outcome) Err() error {
+func (o Outcome) Err() error {
 	if o.Refusal == nil {
 		return nil
 	}

@@ -90,30 +90,30 @@ func (p *Idempotent) Place(ctx context.Context, req *flashorder.PlaceOrderReques
 
 // run places the order under a key this request claimed and returns its
 // outcome, or a failure that must not be stored.
-func (p *Idempotent) run(ctx context.Context, req *flashorder.PlaceOrderRequest) (*flashorder.Outcome, bool, error) {
+func (p *Idempotent) run(ctx context.Context, req *flashorder.PlaceOrderRequest) (flashorder.Outcome, bool, error) {
 	order, err := p.next.PlaceOrder(ctx, req)
 	if err == nil {
-		return &flashorder.Outcome{Order: order}, false, nil
+		return flashorder.Outcome{Order: order}, false, nil
 	}
 	taken := errors.Is(err, flashorder.ErrIdempotencyKeyTaken)
 	if !taken && !refusal(err) {
-		return nil, false, err
+		return flashorder.Outcome{}, false, err
 	}
 	// The key may belong to an order this process never saw (a restart,
 	// another instance): the database is the final word.
 	stored, lookupErr := p.orders.OrderByIdempotencyKey(ctx, req.IdempotencyKey)
 	switch {
 	case lookupErr == nil && stored.Fingerprint != req.Fingerprint:
-		return nil, false, errKeyReused()
+		return flashorder.Outcome{}, false, errKeyReused()
 	case lookupErr == nil:
-		return &flashorder.Outcome{Order: stored}, true, nil
+		return flashorder.Outcome{Order: stored}, true, nil
 	case flashorder.ErrorCode(lookupErr) != flashorder.ENOTFOUND:
-		return nil, false, lookupErr
+		return flashorder.Outcome{}, false, lookupErr
 	case taken:
-		return nil, false, &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "retry later", Err: err}
+		return flashorder.Outcome{}, false, &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "retry later", Err: err}
 	}
 	code, message := flashorder.ErrorCode(err), flashorder.ErrorMessage(err)
-	return &flashorder.Outcome{Refusal: &flashorder.Refusal{Code: code, Message: message}}, false, nil
+	return flashorder.Outcome{Refusal: &flashorder.Refusal{Code: code, Message: message}}, false, nil
 }
 
 // claimed answers a request whose key was claimed before: the stored
@@ -137,8 +137,8 @@ func (p *Idempotent) claimed(ctx context.Context, req *flashorder.PlaceOrderRequ
 }
 
 // complete stores outcome for key and reports whether it did.
-func (p *Idempotent) complete(ctx context.Context, key string, outcome *flashorder.Outcome) bool {
-	if err := p.keys.Complete(context.WithoutCancel(ctx), key, *outcome); err != nil {
+func (p *Idempotent) complete(ctx context.Context, key string, outcome flashorder.Outcome) bool {
+	if err := p.keys.Complete(context.WithoutCancel(ctx), key, outcome); err != nil {
 		p.logger.Warn("store idempotent outcome", "err", err)
 		return false
 	}
