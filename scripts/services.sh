@@ -600,6 +600,11 @@ bootstrap:
         hot_standby: "on"
         wal_log_hints: "on"
         max_wal_senders: 10
+        # A crashed primary rejoins from the WAL the new primary still has: under
+        # heavy load the new leader's slot for it starts at the promotion, and the
+        # segments before went in the next checkpoint ("requested WAL segment ...
+        # has already been removed"), leaving the node "starting up" for good.
+        wal_keep_size: 1GB
         max_replication_slots: 10
         max_connections: 300
         fsync: "on"
