@@ -89,7 +89,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 		if errors.Is(c.Request.Context().Err(), context.Canceled) {
 			level = slog.LevelDebug
 		}
-		s.logger.Log(c.Request.Context(), level, "request failed", "method", c.Request.Method, "path", c.Request.URL.Path,
+		s.cfg.Logger.Log(c.Request.Context(), level, "request failed", "method", c.Request.Method, "path", c.Request.URL.Path,
 			"status", status, "request_id", ri.id, "err", err)
 		if status == http.StatusServiceUnavailable {
 			c.Writer.Header()["Retry-After"] = retryAfterOne

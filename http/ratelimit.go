@@ -40,5 +40,5 @@ func (s *Server) warnRateLimiter(err error) {
 	if now-last < int64(time.Second) || !s.rateWarnAt.CompareAndSwap(last, now) {
 		return
 	}
-	s.logger.Warn("rate limiter failed; letting orders through", "err", err)
+	s.cfg.Logger.Warn("rate limiter failed; letting orders through", "err", err)
 }

@@ -138,8 +138,8 @@ func (s *Server) requestID(c *gin.Context) {
 	c.Request = c.Request.WithContext(rc)
 	c.Writer.Header()[RequestIDHeader] = ri.headerValue(id)
 	c.Next()
-	if s.logger.Enabled(c.Request.Context(), slog.LevelDebug) {
-		s.logger.LogAttrs(c.Request.Context(), slog.LevelDebug, "request",
+	if s.cfg.Logger.Enabled(c.Request.Context(), slog.LevelDebug) {
+		s.cfg.Logger.LogAttrs(c.Request.Context(), slog.LevelDebug, "request",
 			slog.String("method", c.Request.Method), slog.String("route", routeOf(c)),
 			slog.Int("status", c.Writer.Status()), slog.Duration("duration", time.Since(start)),
 			slog.String("code", ri.code), slog.String("request_id", id))

@@ -87,8 +87,7 @@ type OrderTaker interface {
 
 // Server serves the API over HTTP.
 type Server struct {
-	cfg    Config
-	logger *slog.Logger
+	cfg Config
 
 	inflight   atomic.Int64
 	rateWarnAt atomic.Int64
@@ -122,7 +121,6 @@ func NewServer(cfg Config) *Server {
 	}
 	s := &Server{
 		cfg:      cfg,
-		logger:   cfg.Logger,
 		registry: prometheus.NewRegistry(),
 		ids:      newRequestIDs(),
 	}
@@ -168,10 +166,10 @@ func (s *Server) Open(addr string) error {
 		return err
 	}
 	s.ln = ln
-	s.server.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
+	s.server.ErrorLog = slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)
 	go func() {
 		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("http server stopped", "err", err)
+			s.cfg.Logger.Error("http server stopped", "err", err)
 		}
 	}()
 	return nil
@@ -202,7 +200,7 @@ func (s *Server) routes() *gin.Engine {
 	// the 500 that the recovery answers.
 	r.Use(s.requestID, s.metrics.middleware)
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
-		s.logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path,
+		s.cfg.Logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path,
 			"request_id", RequestID(c.Request.Context()), "panic", err)
 		s.writeError(c, flashorder.Errorf(flashorder.EINTERNAL, "internal error"))
 	}))
@@ -262,7 +260,7 @@ func (s *Server) readyz(c *gin.Context) {
 		}
 		cancel()
 		if err != nil {
-			s.logger.Warn("readiness check failed", "backend", rc.name, "err", err)
+			s.cfg.Logger.Warn("readiness check failed", "backend", rc.name, "err", err)
 			checks[rc.name] = "unavailable"
 			status, code = "unavailable", http.StatusServiceUnavailable
 			continue
