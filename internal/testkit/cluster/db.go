@@ -2,16 +2,10 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"net/url"
-
-	_ "github.com/go-sql-driver/mysql" // registers the "mysql" database/sql driver
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 
 	"github.com/flashorder/flashorder/gormdb"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // CreateDatabase creates an empty database with a random name on the
@@ -19,29 +13,7 @@ import (
 // URL) and returns its URL. The database lives as long as the server's state
 // directory.
 func CreateDatabase(ctx context.Context, serverURL string) (string, error) {
-	u, err := url.Parse(serverURL)
-	if err != nil {
-		return "", fmt.Errorf("cluster: %w", err)
-	}
-	driver, dsn := "pgx", serverURL
-	if u.Scheme == gormdb.MySQL || u.Scheme == "mariadb" {
-		// tx_isolation: MariaDB before 11.1 knows no other name, and the
-		// isolation level does not matter for CREATE DATABASE.
-		driver, dsn = "mysql", gormdb.MySQLDSN(u, "tx_isolation")
-	}
-	db, err := sql.Open(driver, dsn)
-	if err != nil {
-		return "", fmt.Errorf("cluster: open %s: %w", serverURL, err)
-	}
-	defer db.Close()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "fo_faults_" + hex.EncodeToString(b)
-	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", fmt.Errorf("cluster: create database %s: %w", name, err)
-	}
-	u.Path = "/" + name
-	return u.String(), nil
+	return testenv.CreateDatabase(ctx, serverURL, "fo_faults_")
 }
 
 // DBState is what CheckDB read from the database.

@@ -13,6 +13,5 @@ func PostgresURL(t testing.TB) string {
 // the service variable name; without it the test skips (see Service).
 func freshPostgres(t testing.TB, name string) string {
 	t.Helper()
-	u := Service(t, name)
-	return freshDatabase(t, "pgx", u, u)
+	return freshDatabase(t, Service(t, name))
 }

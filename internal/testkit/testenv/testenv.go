@@ -6,19 +6,10 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	_ "github.com/go-sql-driver/mysql" // registers the "mysql" database/sql driver
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-
-	"github.com/flashorder/flashorder/gormdb"
 )
 
 // Database is one database for a test: its engine name and URL.
@@ -34,10 +25,10 @@ func Databases(t testing.TB) []Database {
 	t.Helper()
 	dbs := []Database{{Engine: "sqlite", URL: SQLiteURL(t)}}
 	if u := Optional(t, "FLASHORDER_TEST_POSTGRES_URL"); u != "" {
-		dbs = append(dbs, Database{Engine: "postgres", URL: freshDatabase(t, "pgx", u, u)})
+		dbs = append(dbs, Database{Engine: "postgres", URL: freshDatabase(t, u)})
 	}
 	if u := Optional(t, "FLASHORDER_TEST_MYSQL_URL"); u != "" {
-		dbs = append(dbs, Database{Engine: "mysql", URL: freshDatabase(t, "mysql", mysqlDSN(t, u), u)})
+		dbs = append(dbs, Database{Engine: "mysql", URL: freshDatabase(t, u)})
 	}
 	return dbs
 }
@@ -83,49 +74,21 @@ func Optional(t testing.TB, name string) string {
 }
 
 // freshDatabase creates a database with a random name on the server at
-// adminURL and returns baseURL pointing at it.
-func freshDatabase(t testing.TB, driver, dsn, baseURL string) string {
+// serverURL, dropped when the test ends, and returns its URL.
+func freshDatabase(t testing.TB, serverURL string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := sql.Open(driver, dsn)
+	dbURL, err := CreateDatabase(ctx, serverURL, "fo_test_")
 	if err != nil {
-		t.Fatalf("testenv: open %s: %v", driver, err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "fo_test_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		admin.Close()
-		t.Fatalf("testenv: create database %s: %v", name, err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		drop := "DROP DATABASE IF EXISTS " + name
-		if driver == "pgx" {
-			drop += " WITH (FORCE)"
+		if err := DropDatabase(ctx, serverURL, dbURL); err != nil {
+			t.Log(err)
 		}
-		if _, err := admin.ExecContext(ctx, drop); err != nil {
-			t.Logf("testenv: drop database %s: %v", name, err)
-		}
-		admin.Close()
 	})
-	u, err := url.Parse(baseURL)
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
-// mysqlDSN turns a mysql:// URL into a go-sql-driver DSN for the MariaDB that
-// the services script starts.
-func mysqlDSN(t testing.TB, raw string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	return gormdb.MySQLDSN(u, "tx_isolation")
+	return dbURL
 }
