@@ -3,6 +3,7 @@ package flashorder
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes, the machine-readable part of every error that reaches a client.
@@ -16,6 +17,8 @@ const (
 	ENOTFOUND         = "not_found"
 	EMETHODNOTALLOWED = "method_not_allowed"
 	ESOLDOUT          = "sold_out"
+	ENOTSTARTED       = "not_started"
+	ESALEENDED        = "sale_ended"
 	ELIMITEXCEEDED    = "limit_exceeded"
 	EUNKNOWNPRODUCT   = "unknown_product"
 	EINPROGRESS       = "request_in_progress"
@@ -37,7 +40,10 @@ var ErrIdempotencyKeyTaken = errors.New("flashorder: idempotency key already use
 type Error struct {
 	Code    string
 	Message string
-	Err     error
+	// StartsAt, for ENOTSTARTED, is when the sale opens: the HTTP layer
+	// answers it in the body and as Retry-After.
+	StartsAt time.Time
+	Err      error
 }
 
 // Error implements the error interface.

@@ -2,6 +2,7 @@ package flashorder
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -44,6 +45,20 @@ type Outcome struct {
 type Refusal struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// StartsAt is the not_started refusal's start time.
+	StartsAt *time.Time `json:"starts_at,omitempty"`
+}
+
+// NewRefusal returns err's code, client-safe message and start time as a
+// Refusal.
+func NewRefusal(err error) *Refusal {
+	r := &Refusal{Code: ErrorCode(err), Message: ErrorMessage(err)}
+	var e *Error
+	if errors.As(err, &e) && !e.StartsAt.IsZero() {
+		t := e.StartsAt
+		r.StartsAt = &t
+	}
+	return r
 }
 
 // Err returns the refusal as an *Error, or nil when o holds an order.
@@ -51,5 +66,9 @@ func (o Outcome) Err() error {
 	if o.Refusal == nil {
 		return nil
 	}
-	return &Error{Code: o.Refusal.Code, Message: o.Refusal.Message}
+	e := &Error{Code: o.Refusal.Code, Message: o.Refusal.Message}
+	if o.Refusal.StartsAt != nil {
+		e.StartsAt = *o.Refusal.StartsAt
+	}
+	return e
 }

@@ -2,6 +2,7 @@ package flashorder
 
 import (
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -12,6 +13,17 @@ const (
 	MaxStock        = 1_000_000_000_000
 	MaxPerUserLimit = 1_000_000_000
 	MaxNameLength   = 200
+	// MinPaymentWindow and MaxPaymentWindow bound a product's payment_window.
+	MinPaymentWindow = 10 * time.Second
+	MaxPaymentWindow = 24 * time.Hour
+)
+
+// Product statuses, as the product page shows them (ProductStatus).
+const (
+	ProductUpcoming = "upcoming"
+	ProductOpen     = "open"
+	ProductSoldOut  = "sold_out"
+	ProductEnded    = "ended"
 )
 
 // Product is a SKU on sale.
@@ -26,10 +38,52 @@ type Product struct {
 	// PerUserLimit caps the units one user holds across active orders; 0
 	// means no limit.
 	PerUserLimit int64 `json:"per_user_limit"`
+	// StartsAt and EndsAt are the product's sale window: orders are taken
+	// from StartsAt (inclusive) until EndsAt (exclusive). Nil is no bound.
+	// Both are UTC with microsecond precision, the precision every database
+	// keeps.
+	StartsAt *time.Time `json:"starts_at,omitempty"`
+	EndsAt   *time.Time `json:"ends_at,omitempty"`
+	// PaymentWindow, when not zero, is how long this product's orders stay
+	// unpaid before they expire, instead of orderd's --payment-timeout. An
+	// order of several products gets the shortest of their windows.
+	PaymentWindow time.Duration `json:"-"`
 	// Restocked is the sum of every stock change made by an admin; the stock
 	// invariant is Restocked == Stock + Sold.
 	Restocked int64 `json:"-"`
 }
+
+// CheckWindow returns nil when the sale window is open at now, and otherwise
+// the refusal an order at now gets: ENOTSTARTED (with StartsAt set) before
+// the start, ESALEENDED from the end on.
+func (p *Product) CheckWindow(now time.Time) error {
+	if p.StartsAt != nil && now.Before(*p.StartsAt) {
+		return &Error{Code: ENOTSTARTED, StartsAt: *p.StartsAt,
+			Message: "the sale of " + quote(p.SKU) + " starts at " + p.StartsAt.UTC().Format(time.RFC3339Nano)}
+	}
+	if p.EndsAt != nil && !now.Before(*p.EndsAt) {
+		return &Error{Code: ESALEENDED,
+			Message: "the sale of " + quote(p.SKU) + " ended at " + p.EndsAt.UTC().Format(time.RFC3339Nano)}
+	}
+	return nil
+}
+
+// Status returns what the product page shows at now: ProductUpcoming before
+// the window, ProductEnded after it, ProductSoldOut inside it without stock,
+// else ProductOpen.
+func (p *Product) Status(now time.Time) string {
+	switch {
+	case p.StartsAt != nil && now.Before(*p.StartsAt):
+		return ProductUpcoming
+	case p.EndsAt != nil && !now.Before(*p.EndsAt):
+		return ProductEnded
+	case p.Stock <= 0:
+		return ProductSoldOut
+	}
+	return ProductOpen
+}
+
+func quote(s string) string { return `"` + s + `"` }
 
 // ProductInput is the body of PUT /api/v1/products/{sku}. Pointers tell a
 // missing field from a zero one.
@@ -38,6 +92,14 @@ type ProductInput struct {
 	PriceCents   *int64  `json:"price_cents"`
 	Stock        *int64  `json:"stock"`
 	PerUserLimit *int64  `json:"per_user_limit"`
+	// StartsAt and EndsAt are RFC 3339 timestamps; absent or null is no
+	// bound.
+	StartsAt *string `json:"starts_at"`
+	EndsAt   *string `json:"ends_at"`
+	// PaymentWindow is a duration in Go's syntax ("5m", "90s"),
+	// MinPaymentWindow..MaxPaymentWindow; absent or null is orderd's
+	// --payment-timeout.
+	PaymentWindow *string `json:"payment_window"`
 }
 
 // Product validates in and returns the product it describes for sku.
@@ -66,7 +128,46 @@ func (in *ProductInput) Product(sku string) (Product, error) {
 	if in.PerUserLimit != nil {
 		p.PerUserLimit = *in.PerUserLimit
 	}
+	var err error
+	if p.StartsAt, err = parseTimestamp("starts_at", in.StartsAt); err != nil {
+		return Product{}, err
+	}
+	if p.EndsAt, err = parseTimestamp("ends_at", in.EndsAt); err != nil {
+		return Product{}, err
+	}
+	if p.StartsAt != nil && p.EndsAt != nil && !p.EndsAt.After(*p.StartsAt) {
+		return Product{}, Errorf(EINVALID, "ends_at must be after starts_at")
+	}
+	if in.PaymentWindow != nil {
+		d, err := time.ParseDuration(*in.PaymentWindow)
+		if err != nil || d < MinPaymentWindow || d > MaxPaymentWindow || d%time.Second != 0 {
+			return Product{}, Errorf(EINVALID, "payment_window must be a duration of whole seconds from %s to %s, such as \"5m\"",
+				MinPaymentWindow, MaxPaymentWindow)
+		}
+		p.PaymentWindow = d
+	}
 	return p, nil
+}
+
+// Timestamps of a sale window lie in these years: a typo such as year 20260
+// or 0001 is refused rather than stored.
+const (
+	minWindowYear = 2000
+	maxWindowYear = 9999
+)
+
+// parseTimestamp parses the RFC 3339 timestamp of field, nil staying nil,
+// into UTC with microsecond precision.
+func parseTimestamp(field string, s *string) (*time.Time, error) {
+	if s == nil {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *s)
+	if err != nil || t.Year() < minWindowYear || t.Year() > maxWindowYear {
+		return nil, Errorf(EINVALID, "%s must be an RFC 3339 timestamp such as \"2026-12-01T10:00:00Z\"", field)
+	}
+	t = t.UTC().Truncate(time.Microsecond)
+	return &t, nil
 }
 
 // AuditLine is the stock invariant of one product, computed from the database.

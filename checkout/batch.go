@@ -346,7 +346,7 @@ func commitInTx(ctx context.Context, tx flashorder.Tx, batch []*pendingOrder, an
 
 // allotment decides which orders of a batch are accepted: first come first
 // served, each all or nothing, refusals in the API's precedence (unknown
-// product, then per-user limit, then stock).
+// product, then the sale window, then per-user limit, then stock).
 type allotment struct {
 	batch   []*pendingOrder
 	answers []error
@@ -503,6 +503,9 @@ func (a *allotment) refusal(o *flashorder.Order) error {
 		if a.products[it.SKU] == nil {
 			return flashorder.Errorf(flashorder.EUNKNOWNPRODUCT, "unknown product %q", it.SKU)
 		}
+	}
+	if err := checkWindows(o, a.products); err != nil {
+		return err
 	}
 	for _, it := range o.Items {
 		limit := a.products[it.SKU].PerUserLimit

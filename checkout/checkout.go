@@ -84,6 +84,9 @@ func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus 
 			return flashorder.Errorf(flashorder.EUNKNOWNPRODUCT, "unknown product %q", sku)
 		}
 	}
+	if err := checkWindows(o, products); err != nil {
+		return err
+	}
 	for _, sku := range skus {
 		ok, err := take(ctx, tx, sku, quantityOf(o, sku))
 		if err != nil {
@@ -120,6 +123,23 @@ func placeInTx(ctx context.Context, tx flashorder.Tx, o *flashorder.Order, skus 
 		return flashorder.ErrIdempotencyKeyTaken
 	}
 	return nil
+}
+
+// checkWindows refuses o when the sale window of one of its products is not
+// open at the order's creation time: the one clock that judges an order is
+// the one that stamps its created_at, so an order's created_at always lies
+// inside the windows of its products. With several products not open it
+// names the first in SKU order, as the other refusals do. Every product must
+// be in products.
+func checkWindows(o *flashorder.Order, products map[string]*flashorder.Product) error {
+	var first error
+	firstSKU := ""
+	for _, it := range o.Items {
+		if err := products[it.SKU].CheckWindow(o.CreatedAt); err != nil && (first == nil || it.SKU < firstSKU) {
+			first, firstSKU = err, it.SKU
+		}
+	}
+	return first
 }
 
 // checkLimits tells an order refused for stock whether it was over a per-user

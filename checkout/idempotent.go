@@ -112,8 +112,7 @@ func (p *Idempotent) run(ctx context.Context, req *flashorder.PlaceOrderRequest)
 	case taken:
 		return flashorder.Outcome{}, false, &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "retry later", Err: err}
 	}
-	code, message := flashorder.ErrorCode(err), flashorder.ErrorMessage(err)
-	return flashorder.Outcome{Refusal: &flashorder.Refusal{Code: code, Message: message}}, false, nil
+	return flashorder.Outcome{Refusal: flashorder.NewRefusal(err)}, false, nil
 }
 
 // claimed answers a request whose key was claimed before: the stored
@@ -149,7 +148,7 @@ func (p *Idempotent) complete(ctx context.Context, key string, outcome flashorde
 // retries: retrying it would not change the outcome by itself.
 func refusal(err error) bool {
 	switch flashorder.ErrorCode(err) {
-	case flashorder.ESOLDOUT, flashorder.ELIMITEXCEEDED, flashorder.EUNKNOWNPRODUCT:
+	case flashorder.ESOLDOUT, flashorder.ELIMITEXCEEDED, flashorder.EUNKNOWNPRODUCT, flashorder.ENOTSTARTED, flashorder.ESALEENDED:
 		return true
 	}
 	return false

@@ -87,7 +87,7 @@ func (t *tx) readProducts(ctx context.Context, skus []string, lock bool) (map[st
 	if len(skus) == 0 {
 		return map[string]*flashorder.Product{}, nil
 	}
-	const cols = "SELECT sku, name, price_cents, stock, restocked, per_user_limit FROM products"
+	const cols = "SELECT sku, name, price_cents, stock, restocked, per_user_limit, starts_us, ends_us, payment_window_s FROM products"
 	q, args := cols+" WHERE sku IN ("+inList(len(skus))+") ORDER BY sku", stringArgs(skus)
 	if t.engine == Postgres {
 		q, args = cols+` WHERE sku = ANY($1) ORDER BY sku COLLATE "C"`, []any{skus}
@@ -103,7 +103,7 @@ func (t *tx) readProducts(ctx context.Context, skus []string, lock bool) (map[st
 	m := make(map[string]*flashorder.Product, len(skus))
 	for rows.Next() {
 		var r productRow
-		if err := rows.Scan(&r.SKU, &r.Name, &r.PriceCents, &r.Stock, &r.Restocked, &r.PerUserLimit); err != nil {
+		if err := rows.Scan(&r.SKU, &r.Name, &r.PriceCents, &r.Stock, &r.Restocked, &r.PerUserLimit, &r.StartsUS, &r.EndsUS, &r.PaymentWindowS); err != nil {
 			return nil, fmt.Errorf("gormdb: read %d products: %w", len(skus), err)
 		}
 		m[r.SKU] = r.product()

@@ -16,6 +16,13 @@ type productRow struct {
 	Stock        int64  `gorm:"column:stock;not null"`
 	Restocked    int64  `gorm:"column:restocked;not null"`
 	PerUserLimit int64  `gorm:"column:per_user_limit;not null"`
+	// StartsUS and EndsUS are the sale window in microseconds since the
+	// Unix epoch (NULL: no bound), like orders' created_us.
+	StartsUS *int64 `gorm:"column:starts_us"`
+	EndsUS   *int64 `gorm:"column:ends_us"`
+	// PaymentWindowS is the product's payment window in seconds; 0 is
+	// orderd's --payment-timeout.
+	PaymentWindowS int64 `gorm:"column:payment_window_s;not null;default:0"`
 	// FenceToken is the newest lock fencing token that wrote the row (the
 	// `lock` strategy); writes with an older one are refused.
 	FenceToken int64 `gorm:"column:fence_token;not null;default:0"`
@@ -25,7 +32,32 @@ func (productRow) TableName() string { return "products" }
 
 func (r *productRow) product() *flashorder.Product {
 	return &flashorder.Product{SKU: r.SKU, Name: r.Name, PriceCents: r.PriceCents, Stock: r.Stock,
-		Sold: r.Restocked - r.Stock, PerUserLimit: r.PerUserLimit, Restocked: r.Restocked}
+		Sold: r.Restocked - r.Stock, PerUserLimit: r.PerUserLimit, Restocked: r.Restocked,
+		StartsAt: fromMicros(r.StartsUS), EndsAt: fromMicros(r.EndsUS), PaymentWindow: time.Duration(r.PaymentWindowS) * time.Second}
+}
+
+// newProductRow returns the row that stores p, its stock all restocked.
+func newProductRow(p flashorder.Product) productRow {
+	return productRow{SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Stock: p.Stock, Restocked: p.Stock, PerUserLimit: p.PerUserLimit,
+		StartsUS: toMicros(p.StartsAt), EndsUS: toMicros(p.EndsAt), PaymentWindowS: int64(p.PaymentWindow / time.Second)}
+}
+
+// toMicros returns t in microseconds since the Unix epoch, nil staying nil.
+func toMicros(t *time.Time) *int64 {
+	if t == nil {
+		return nil
+	}
+	us := t.UnixMicro()
+	return &us
+}
+
+// fromMicros is toMicros's inverse, in UTC.
+func fromMicros(us *int64) *time.Time {
+	if us == nil {
+		return nil
+	}
+	t := time.UnixMicro(*us).UTC()
+	return &t
 }
 
 // orderRow is an order. Ids are UUIDv7 strings, so ordering by id is ordering

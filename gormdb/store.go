@@ -22,7 +22,7 @@ func (db *DB) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder
 	err := db.InTx(ctx, func(ftx flashorder.Tx) error {
 		t := ftx.(*tx)
 		g := t.g.WithContext(ctx)
-		row := productRow{SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Stock: p.Stock, Restocked: p.Stock, PerUserLimit: p.PerUserLimit}
+		row := newProductRow(p)
 		res := g.Clauses(clause.OnConflict{DoNothing: true}).Create(&row)
 		if res.Error != nil {
 			return fmt.Errorf("gormdb: insert product %q: %w", p.SKU, res.Error)
@@ -41,8 +41,9 @@ func (db *DB) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder
 				return err
 			}
 			available, oldLimit := old.Stock+segmented, old.PerUserLimit
-			err = g.Exec("UPDATE products SET restocked = restocked + ?, stock = ?, name = ?, price_cents = ?, per_user_limit = ? WHERE sku = ?",
-				p.Stock-available, p.Stock, p.Name, p.PriceCents, p.PerUserLimit, p.SKU).Error
+			err = g.Exec("UPDATE products SET restocked = restocked + ?, stock = ?, name = ?, price_cents = ?, per_user_limit = ?, "+
+				"starts_us = ?, ends_us = ?, payment_window_s = ? WHERE sku = ?",
+				p.Stock-available, p.Stock, p.Name, p.PriceCents, p.PerUserLimit, row.StartsUS, row.EndsUS, row.PaymentWindowS, p.SKU).Error
 			if err != nil {
 				return fmt.Errorf("gormdb: update product %q: %w", p.SKU, err)
 			}

@@ -38,7 +38,8 @@ func errorStatus(code string) int {
 		return http.StatusNotFound
 	case flashorder.EMETHODNOTALLOWED:
 		return http.StatusMethodNotAllowed
-	case flashorder.ESOLDOUT, flashorder.ELIMITEXCEEDED, flashorder.EINPROGRESS, flashorder.EINVALIDSTATE:
+	case flashorder.ESOLDOUT, flashorder.ELIMITEXCEEDED, flashorder.EINPROGRESS, flashorder.EINVALIDSTATE,
+		flashorder.ENOTSTARTED, flashorder.ESALEENDED:
 		return http.StatusConflict
 	case flashorder.EBODYTOOLARGE:
 		return http.StatusRequestEntityTooLarge
@@ -62,6 +63,8 @@ type errorBody struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// StartsAt is a not_started refusal's start time.
+	StartsAt *time.Time `json:"starts_at,omitempty"`
 }
 
 // codeAndMessage returns flashorder.ErrorCode(err) and
@@ -95,8 +98,22 @@ func (s *Server) writeError(c *gin.Context, err error) {
 			c.Writer.Header()["Retry-After"] = retryAfterOne
 		}
 	}
+	if e, ok := err.(*flashorder.Error); ok && !e.StartsAt.IsZero() {
+		// A not_started refusal: come back when the sale opens.
+		c.Writer.Header()["Retry-After"] = []string{decimal(retryAfterSeconds(e.StartsAt.Sub(s.now())))}
+		writeBody(c, status, encodeErrorStartsAt(code, message, e.StartsAt))
+		c.Abort()
+		return
+	}
 	writeBody(c, status, encodeError(code, message))
 	c.Abort()
+}
+
+// retryAfterSeconds rounds d up to whole seconds, at least 1: a client that
+// waits Retry-After never comes back early.
+func retryAfterSeconds(d time.Duration) int {
+	secs := int((d + time.Second - 1) / time.Second)
+	return max(secs, 1)
 }
 
 func (s *Server) writeJSON(c *gin.Context, status int, v any) {

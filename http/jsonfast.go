@@ -289,10 +289,63 @@ func strictRFC3339(t []byte) bool {
 // encodeError returns the API's error body, as json.Marshal of errorBody
 // writes it.
 func encodeError(code, message string) []byte {
-	b := make([]byte, 0, len(`{"error":{"code":,"message":}}`)+len(code)+len(message)+8)
+	return append(appendErrorDetail(code, message, 0), "}}"...)
+}
+
+// encodeErrorStartsAt returns the API's error body with its starts_at, as
+// json.Marshal of errorBody writes it.
+func encodeErrorStartsAt(code, message string, startsAt time.Time) []byte {
+	b := appendErrorDetail(code, message, len(`,"starts_at":""`)+len(time.RFC3339Nano))
+	b = append(b, `,"starts_at":"`...)
+	b = startsAt.AppendFormat(b, time.RFC3339Nano)
+	return append(b, `"}}`...)
+}
+
+// appendErrorDetail returns the error body up to the end of its message,
+// with room for extra more bytes.
+func appendErrorDetail(code, message string, extra int) []byte {
+	b := make([]byte, 0, len(`{"error":{"code":,"message":}}`)+len(code)+len(message)+8+extra)
 	b = append(b, `{"error":{"code":`...)
 	b = appendString(b, code)
 	b = append(b, `,"message":`...)
-	b = appendString(b, message)
-	return append(b, "}}"...)
+	return appendString(b, message)
+}
+
+// encodeProduct returns the product page's JSON at now, as json.Marshal of
+// newProductView writes it, and the length of its content before
+// server_time (what the entity tag covers).
+func encodeProduct(p *flashorder.Product, now time.Time) (body []byte, etagEnd int) {
+	b := make([]byte, 0, 256+len(p.SKU)+len(p.Name))
+	b = append(b, `{"sku":`...)
+	b = appendString(b, p.SKU)
+	b = append(b, `,"name":`...)
+	b = appendString(b, p.Name)
+	b = append(b, `,"price_cents":`...)
+	b = strconv.AppendInt(b, p.PriceCents, 10)
+	b = append(b, `,"stock":`...)
+	b = strconv.AppendInt(b, p.Stock, 10)
+	b = append(b, `,"sold":`...)
+	b = strconv.AppendInt(b, p.Sold, 10)
+	b = append(b, `,"per_user_limit":`...)
+	b = strconv.AppendInt(b, p.PerUserLimit, 10)
+	if p.StartsAt != nil {
+		b = append(b, `,"starts_at":"`...)
+		b = p.StartsAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	if p.EndsAt != nil {
+		b = append(b, `,"ends_at":"`...)
+		b = p.EndsAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	if p.PaymentWindow > 0 {
+		b = append(b, `,"payment_window":`...)
+		b = appendString(b, p.PaymentWindow.String())
+	}
+	b = append(b, `,"status":`...)
+	b = appendString(b, p.Status(now))
+	etagEnd = len(b)
+	b = append(b, `,"server_time":"`...)
+	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, `"}`...), etagEnd
 }

@@ -3,6 +3,7 @@ package http
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -158,6 +159,55 @@ func TestEncodeError(t *testing.T) {
 		want, _ := json.Marshal(errorBody{Error: errorDetail{Code: flashorder.ESOLDOUT, Message: msg}})
 		if got := encodeError(flashorder.ESOLDOUT, msg); !bytes.Equal(got, want) {
 			t.Errorf("message %q:\n got %s\nwant %s", msg, got, want)
+		}
+	}
+}
+
+// TestEncodeErrorStartsAt checks encodeErrorStartsAt against json.Marshal
+// of errorBody with a start time, at every precision a start can have.
+func TestEncodeErrorStartsAt(t *testing.T) {
+	base := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, d := range []time.Duration{0, time.Microsecond, 120 * time.Millisecond, 999999 * time.Microsecond, 36*time.Hour + 7} {
+		at := base.Add(d)
+		want, _ := json.Marshal(errorBody{Error: errorDetail{Code: flashorder.ENOTSTARTED, Message: "wait <&>", StartsAt: &at}})
+		if got := encodeErrorStartsAt(flashorder.ENOTSTARTED, "wait <&>", at); !bytes.Equal(got, want) {
+			t.Errorf("starts_at %v:\n got %s\nwant %s", at, got, want)
+		}
+	}
+}
+
+// TestEncodeProduct checks encodeProduct against json.Marshal of
+// newProductView for random products, windows and clocks, and that the
+// entity tag's span ends right before server_time.
+func TestEncodeProduct(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	names := []string{"Phone", `quote " and \ slash`, "<&>", "é\u2028", "x"}
+	base := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for i := range 3000 {
+		p := &flashorder.Product{SKU: fmt.Sprintf("sku-%d", i), Name: names[rng.IntN(len(names))],
+			PriceCents: rng.Int64N(flashorder.MaxPriceCents), Stock: rng.Int64N(3), Sold: rng.Int64N(1e12), PerUserLimit: rng.Int64N(4)}
+		if rng.IntN(2) == 0 {
+			at := base.Add(time.Duration(rng.Int64N(int64(time.Hour))) / time.Microsecond * time.Microsecond)
+			p.StartsAt = &at
+		}
+		if rng.IntN(2) == 0 {
+			at := base.Add(time.Hour + time.Duration(rng.Int64N(int64(time.Hour))))
+			p.EndsAt = &at
+		}
+		if rng.IntN(2) == 0 {
+			p.PaymentWindow = time.Duration(10+rng.IntN(86000)) * time.Second
+		}
+		now := base.Add(time.Duration(rng.Int64N(int64(3 * time.Hour))))
+		want, err := json.Marshal(newProductView(p, now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, etagEnd := encodeProduct(p, now)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("product %+v at %v:\n got %s\nwant %s", p, now, got, want)
+		}
+		if !bytes.HasPrefix(got[etagEnd:], []byte(`,"server_time":`)) {
+			t.Fatalf("the entity tag's span ends at %q", got[etagEnd:])
 		}
 	}
 }

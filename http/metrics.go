@@ -38,7 +38,7 @@ type httpMetrics struct {
 // errorCodes are the label values of flashorder_orders_refused_total.
 var errorCodes = []string{
 	flashorder.EINVALID, flashorder.EBODYTOOLARGE, flashorder.EUNSUPPORTEDMEDIA, flashorder.EUNAUTHORIZED, flashorder.EFORBIDDEN,
-	flashorder.ENOTFOUND, flashorder.EMETHODNOTALLOWED, flashorder.ESOLDOUT, flashorder.ELIMITEXCEEDED,
+	flashorder.ENOTFOUND, flashorder.EMETHODNOTALLOWED, flashorder.ESOLDOUT, flashorder.ENOTSTARTED, flashorder.ESALEENDED, flashorder.ELIMITEXCEEDED,
 	flashorder.EUNKNOWNPRODUCT, flashorder.EINPROGRESS, flashorder.EKEYREUSED, flashorder.EINVALIDSTATE,
 	flashorder.ERATELIMITED, flashorder.EOVERLOADED, flashorder.EUNAVAILABLE, flashorder.EINTERNAL,
 }

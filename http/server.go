@@ -76,6 +76,18 @@ type Config struct {
 	// RateLimiter, when set, limits the orders of each user (429
 	// rate_limited).
 	RateLimiter flashorder.RateLimiter
+	// Products, when set, serves the product page instead of Store (a
+	// cache: checkout.ProductCache).
+	Products ProductReader
+	// Now is the server's clock, shown as the product page's server_time
+	// and counted from for Retry-After; nil is time.Now. It should be the
+	// clock the strategy stamps orders with.
+	Now flashorder.Clock
+}
+
+// ProductReader reads one product; flashorder.Store is one.
+type ProductReader interface {
+	Product(ctx context.Context, sku string) (*flashorder.Product, error)
 }
 
 // OrderTaker places an order request: the order, or the error (a refusal or
@@ -119,6 +131,12 @@ func NewServer(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Products == nil {
+		cfg.Products = cfg.Store
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	s := &Server{
 		cfg:      cfg,
 		registry: prometheus.NewRegistry(),
@@ -138,6 +156,9 @@ func NewServer(cfg Config) *Server {
 	}
 	return s
 }
+
+// now returns the server's clock.
+func (s *Server) now() time.Time { return s.cfg.Now() }
 
 // AddReadyInfo adds a check whose value /readyz also shows, under
 // "info": {name: value} (say, which database server orderd writes to); an

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,7 +34,10 @@ import (
 // the same database where it plays two orderd instances: placers made for
 // one database must then coordinate the way instances of one deployment do
 // (for the lock strategy: share one Locker, as they would share ZooKeeper).
-type NewPlacer func(t *testing.T, store flashorder.Store) flashorder.OrderPlacer
+//
+// now is the clock the placer must stamp and judge orders by (the sale
+// window subtest moves it); it reads the real time unless a subtest sets it.
+type NewPlacer func(t *testing.T, store flashorder.Store, now flashorder.Clock) flashorder.OrderPlacer
 
 // Options tunes Run.
 type Options struct {
@@ -71,6 +75,7 @@ var checks = []check{
 	{"LifecycleRace", testLifecycleRace},
 	{"TwoInstances", testTwoInstances},
 	{"CatalogueMix", testCatalogueMix},
+	{"SaleWindow", testSaleWindow},
 }
 
 // Run runs the suite against the strategy that newPlacer makes, on each
@@ -125,6 +130,8 @@ type env struct {
 	products map[string]*flashorder.Product
 	// lifecycle allows accepted orders to end (cancelled, expired).
 	lifecycle bool
+	// clock is the placers' clock.
+	clock testClock
 
 	mu       sync.Mutex
 	users    map[string]bool
@@ -146,9 +153,23 @@ func newEnv(t *testing.T, db *gormdb.DB, url, prefix string, newPlacer NewPlacer
 	t.Cleanup(cancel)
 	e := &env{t: t, ctx: ctx, db: db, url: url, newPlacer: newPlacer, opts: opts, prefix: prefix,
 		products: map[string]*flashorder.Product{}, users: map[string]bool{}, takenKeys: map[string]bool{}}
-	e.placer = newPlacer(t, db)
+	e.placer = newPlacer(t, db, e.clock.Now)
 	return e
 }
+
+// testClock is a clock that reads the real time until set.
+type testClock struct{ at atomic.Pointer[time.Time] }
+
+// Now returns the time set last, or the real time.
+func (c *testClock) Now() time.Time {
+	if t := c.at.Load(); t != nil {
+		return *t
+	}
+	return time.Now()
+}
+
+// Set makes Now return t.
+func (c *testClock) Set(t time.Time) { c.at.Store(&t) }
 
 // product puts a product of the subtest and returns its SKU.
 func (e *env) product(name string, stock, limit int64) string {
@@ -177,7 +198,7 @@ func (e *env) unknown(name string) string { return e.prefix + "nope-" + name }
 func (e *env) secondPlacer() (flashorder.OrderPlacer, *gormdb.DB) {
 	e.t.Helper()
 	db := Open(e.t, e.url)
-	return e.newPlacer(e.t, db), db
+	return e.newPlacer(e.t, db, e.clock.Now), db
 }
 
 // item is one line of a request.

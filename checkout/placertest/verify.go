@@ -3,6 +3,7 @@ package placertest
 import (
 	"errors"
 	"maps"
+	"reflect"
 	"slices"
 
 	"github.com/flashorder/flashorder"
@@ -275,7 +276,7 @@ func (e *env) snapshot(users []string) snapshot {
 func (e *env) sameSnapshot(what string, before, after snapshot) {
 	e.t.Helper()
 	for sku, b := range before.products {
-		if a := after.products[sku]; a != b {
+		if a := after.products[sku]; !reflect.DeepEqual(a, b) {
 			e.t.Errorf("%s changed product %s: %+v, before %+v", what, sku, a, b)
 		}
 		if a, b := after.quotas[sku], before.quotas[sku]; !maps.Equal(a, b) {
