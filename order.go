@@ -41,10 +41,32 @@ type Order struct {
 	// CreatedAt is in UTC with microsecond precision, the precision every
 	// supported database keeps, so that an order read back renders the same.
 	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is the end of the order's own payment window: CreatedAt
+	// plus the shortest Product.PaymentWindow among its products that have
+	// one, fixed when the order is placed. It is nil when none has; the
+	// order then expires by orderd's --payment-timeout (PaymentDeadline).
+	// UTC with microsecond precision, like CreatedAt.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 
 	// IdempotencyKey and Fingerprint tie the order to the request that made it.
 	IdempotencyKey string `json:"-"`
 	Fingerprint    string `json:"-"`
+}
+
+// PaymentDeadline returns the last instant at which the order may be paid:
+// ExpiresAt when set, else CreatedAt plus defaultTimeout (orderd's
+// --payment-timeout). Neither changes once the order is placed.
+func (o *Order) PaymentDeadline(defaultTimeout time.Duration) time.Time {
+	if o.ExpiresAt != nil {
+		return *o.ExpiresAt
+	}
+	return o.CreatedAt.Add(defaultTimeout)
+}
+
+// Due reports whether the order's payment window has closed at now, so that
+// an order still created is to expire: now is after PaymentDeadline.
+func (o *Order) Due(now time.Time, defaultTimeout time.Duration) bool {
+	return now.After(o.PaymentDeadline(defaultTimeout))
 }
 
 // OrderItem is one line of an order, priced from the product at order time.

@@ -232,7 +232,7 @@ func appendString(b []byte, s string) []byte {
 
 // encodeOrder returns o's JSON, as json.Marshal writes it.
 func encodeOrder(o *flashorder.Order) []byte {
-	b := make([]byte, 0, 160+len(o.ID)+len(o.UserID)+len(o.Items)*64)
+	b := make([]byte, 0, 208+len(o.ID)+len(o.UserID)+len(o.Items)*64)
 	b = append(b, `{"id":`...)
 	b = appendString(b, o.ID)
 	b = append(b, `,"user_id":`...)
@@ -263,7 +263,14 @@ func encodeOrder(o *flashorder.Order) []byte {
 	b = append(b, `,"created_at":"`...)
 	at := len(b)
 	b = o.CreatedAt.AppendFormat(b, time.RFC3339Nano)
-	if !strictRFC3339(b[at:]) {
+	ok := strictRFC3339(b[at:])
+	if o.ExpiresAt != nil {
+		b = append(b, `","expires_at":"`...)
+		at = len(b)
+		b = o.ExpiresAt.AppendFormat(b, time.RFC3339Nano)
+		ok = ok && strictRFC3339(b[at:])
+	}
+	if !ok {
 		// json.Marshal fails on such a time; keep its answer.
 		body, _ := json.Marshal(o)
 		return body

@@ -127,7 +127,8 @@ func FuzzParseOrderRequest(f *testing.F) {
 }
 
 // TestEncodeOrder checks that encodeOrder writes what json.Marshal writes,
-// odd strings, nil items and times json.Marshal refuses included.
+// odd strings, nil items, expires_at set and nil, and times json.Marshal
+// refuses (in created_at or expires_at) included.
 func TestEncodeOrder(t *testing.T) {
 	odd := []string{"", "plain-1", `q"uote`, `back\slash`, "<&>", "é", "\x00\x1f", "\xff", "\u2028", "tab\t"}
 	zones := []*time.Location{time.UTC, time.FixedZone("", 5*3600+30*60), time.FixedZone("", -8*3600), time.FixedZone("", 24*3600), time.FixedZone("", 30)}
@@ -145,6 +146,15 @@ func TestEncodeOrder(t *testing.T) {
 			for j := range o.Items {
 				o.Items[j] = flashorder.OrderItem{SKU: odd[rng.IntN(len(odd))], Quantity: rng.Int64N(2000) - 5, PriceCents: rng.Int64()}
 			}
+		}
+		switch rng.IntN(3) {
+		case 0: // no deadline of its own: expires_at left out
+		case 1: // the usual: created_at plus a window, both UTC microseconds
+			at := o.CreatedAt.Add(time.Duration(10+rng.IntN(86391)) * time.Second)
+			o.ExpiresAt = &at
+		default:
+			at := times[rng.IntN(len(times))].In(zones[rng.IntN(len(zones))])
+			o.ExpiresAt = &at
 		}
 		want, _ := json.Marshal(o)
 		if got := encodeOrder(o); !bytes.Equal(got, want) {
