@@ -30,6 +30,9 @@ const (
 	EINTERNAL         = "internal"
 )
 
+// ErrTooMany reports that a read found more rows than its caller's bound.
+var ErrTooMany = errors.New("flashorder: more rows than the bound")
+
 // ErrIdempotencyKeyTaken reports that an order under the same idempotency key
 // already exists in the database. Callers look that order up and replay it.
 var ErrIdempotencyKeyTaken = errors.New("flashorder: idempotency key already used by a stored order")

@@ -32,6 +32,11 @@ type Store interface {
 	// Audit checks the stock invariant of every product from the database.
 	Audit(ctx context.Context) (*Audit, error)
 
+	// QuotaHolders returns what each user holds of sku in active orders,
+	// for the users who hold any, with one read. It returns ErrTooMany,
+	// reading no further, when more than max users hold some.
+	QuotaHolders(ctx context.Context, sku string, max int) (map[string]int64, error)
+
 	// InTx runs fn in one database transaction: all of fn's writes commit
 	// together when fn returns nil, and none of them otherwise. InTx may run
 	// fn more than once when the database asks for a retry (deadlock,
@@ -183,6 +188,18 @@ type PlaceOrderRequest struct {
 	IdempotencyKey string
 	// Fingerprint identifies the request's content (see OrderRequest.Fingerprint).
 	Fingerprint string
+}
+
+// ProductChanges tells every orderd instance that a product changed, so that
+// each drops what it cached of it (the product page, sold-out marks). A
+// message may be lost (a reconnect): receivers bound their staleness by a
+// TTL as well.
+type ProductChanges interface {
+	// Publish announces that sku changed.
+	Publish(ctx context.Context, sku string) error
+	// Subscribe calls fn with each SKU announced from its return on, in
+	// one goroutine, until ctx ends.
+	Subscribe(ctx context.Context, fn func(sku string)) error
 }
 
 // Clock returns the current time; tests replace it.

@@ -192,3 +192,28 @@ func RegisterBuildInfo(reg prometheus.Registerer, info buildinfo.Info) error {
 	}
 	return nil
 }
+
+// RegisterGate registers flashorder_gate_refusals_total on reg: the orders
+// the gate refused without the database, by reason (window: not_started or
+// sale_ended; sold_out: sold_out or limit_exceeded of a sold-out SKU), read
+// from hits at each scrape.
+func RegisterGate(reg prometheus.Registerer, hits func() (window, soldOut int64)) error {
+	reasons := []struct {
+		name string
+		read func() float64
+	}{
+		{"window", func() float64 { w, _ := hits(); return float64(w) }},
+		{"sold_out", func() float64 { _, s := hits(); return float64(s) }},
+	}
+	for _, r := range reasons {
+		c := prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "flashorder_gate_refusals_total",
+			Help:        "Orders refused by the gate without a database round trip, by reason: window (not_started, sale_ended) or sold_out (sold_out, limit_exceeded of a sold-out SKU).",
+			ConstLabels: prometheus.Labels{"reason": r.name},
+		}, r.read)
+		if err := register(reg, c); err != nil {
+			return fmt.Errorf("metrics: gate: %w", err)
+		}
+	}
+	return nil
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/etcd"
 	"github.com/flashorder/flashorder/gormdb"
+	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/internal/metrics"
 	"github.com/flashorder/flashorder/redis"
@@ -72,29 +73,53 @@ func (m *Main) openStrategy(db *gormdb.DB) (flashorder.OrderPlacer, error) {
 	return placer, nil
 }
 
-// openOrders builds the order path: the --strategy, the sold-out memo in
-// front of it (--sold-out-ttl), and idempotency in front of both. store is
-// what the server reads through: the memo's view when it is on, so that a
-// restock clears its marks. idemRedis is the --idempotency Redis, if any.
-func (m *Main) openOrders(db *gormdb.DB) (orders *checkout.Idempotent, store flashorder.Store, idemRedis *goredis.Client, err error) {
+// orderPath is what openOrders built: the order taker, the store the server
+// reads and writes products through, the product page's reader, and the
+// --idempotency Redis (nil when the store is in memory).
+type orderPath struct {
+	orders    *checkout.Idempotent
+	store     flashorder.Store
+	products  orderhttp.ProductReader
+	idemRedis *goredis.Client
+}
+
+// openOrders builds the order path: the --strategy, the gate in front of it
+// (the product cache, --product-cache-ttl, and the sold-out marks,
+// --sold-out-ttl), and idempotency in front of both. The server writes
+// products through the gate's store, so that a change clears what the gate
+// knows of the product, here at once and, with --idempotency on Redis, in
+// every instance (pub/sub and the shared sold-out marks). ctx bounds the
+// subscription to other instances' product changes.
+func (m *Main) openOrders(ctx context.Context, db *gormdb.DB) (orderPath, error) {
 	placer, err := m.openStrategy(db)
 	if err != nil {
-		return nil, nil, nil, err
+		return orderPath{}, err
 	}
 	idem, idemRedis, err := m.openIdempotency()
 	if err != nil {
-		return nil, nil, nil, err
+		return orderPath{}, err
 	}
-	store = db
-	if ttl := m.Config.SoldOutTTL; ttl > 0 {
-		memo := checkout.NewSoldOutMemo(placer, db)
-		memo.TTL = ttl
+	path := orderPath{store: db, products: db, idemRedis: idemRedis}
+	cfg := &m.Config
+	if cfg.SoldOutTTL > 0 || cfg.ProductCacheTTL > 0 {
+		gate := checkout.NewGate(placer, db)
+		gate.TTL = cfg.SoldOutTTL
+		gate.Products().TTL = cfg.ProductCacheTTL
 		if idemRedis != nil {
-			memo.Shared = redis.NewSoldOutCache(idemRedis)
+			gate.Shared = redis.NewSoldOutCache(idemRedis)
+			gate.Products().Changes = redis.NewProductChanges(idemRedis)
 		}
-		placer, store = memo, memo.Store()
+		if err := gate.Products().Listen(ctx); err != nil {
+			return orderPath{}, fmt.Errorf("--idempotency: listen for product changes: %w", err)
+		}
+		placer, path.store = gate, gate.Store()
+		if cfg.ProductCacheTTL > 0 {
+			path.products = gate.Products()
+		}
+		m.gate = gate
 	}
-	return checkout.NewIdempotent(placer, idem, store, m.Logger), store, idemRedis, nil
+	path.orders = checkout.NewIdempotent(placer, idem, path.store, m.Logger)
+	return path, nil
 }
 
 // openIdempotency returns the --idempotency store, and its Redis client when

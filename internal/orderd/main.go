@@ -110,6 +110,7 @@ type Config struct {
 	MaxInflight          int
 	OrderTimeout         time.Duration
 	SoldOutTTL           time.Duration
+	ProductCacheTTL      time.Duration
 	IdempotencyMaxKeys   int
 
 	Auth        string
@@ -140,6 +141,10 @@ type Main struct {
 	lock    *lockBackend
 	sweeper *checkout.Sweeper
 	debug   *http.Server
+	gate    *checkout.Gate
+	// stopListening ends the subscription to other instances' product
+	// changes.
+	stopListening context.CancelFunc
 	// redisClients holds one client per Redis URL in use, by URL.
 	redisClients map[string]*goredis.Client
 
@@ -180,7 +185,8 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.RateLimitStore, "rate-limit-store", "", "rate limit state: memory or redis://host:port/db (empty: the --idempotency Redis, else memory)")
 	fs.DurationVar(&cfg.OrderTimeout, "order-timeout", orderhttp.DefaultOrderTimeout, "how long an order request may wait for the database before 503 unavailable (0: no bound)")
 	fs.IntVar(&cfg.MaxInflight, "max-inflight", orderhttp.DefaultMaxInflight, "order requests in flight per instance before 503 overloaded (0: no bound)")
-	fs.DurationVar(&cfg.SoldOutTTL, "sold-out-ttl", checkout.DefaultSoldOutTTL, "how long a sold-out SKU is answered without the database (0: off)")
+	fs.DurationVar(&cfg.SoldOutTTL, "sold-out-ttl", checkout.DefaultSoldOutTTL, "how long a sold-out SKU is answered without the database before the mark is renewed from it: stock returned by a cancel or an expiry is sold again within this (0: off)")
+	fs.DurationVar(&cfg.ProductCacheTTL, "product-cache-ttl", checkout.DefaultProductCacheTTL, "how long a product is served from memory (the product page, refusals outside the sale window); a PUT through this instance, or through any with --idempotency on Redis, is seen at once (0: off)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for the admin endpoints (generated and logged when empty)")
 	fs.StringVar(&cfg.Auth, "auth", "none", "users: none (the body's user_id) or jwt (a bearer JWT's sub)")
 	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "auth jwt: HS256 key of the users' tokens")
@@ -270,11 +276,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.lockMetrics = metrics.NewLockMetrics()
 
-	orders, store, idemRedis, err := m.openOrders(db)
+	listenCtx, stopListening := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopListening = stopListening
+	path, err := m.openOrders(listenCtx, db)
 	if err != nil {
 		return err
 	}
-	limiter, err := m.rateLimiter(idemRedis)
+	limiter, err := m.rateLimiter(path.idemRedis)
 	if err != nil {
 		return err
 	}
@@ -292,9 +300,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var orderLifecycle flashorder.OrderLifecycle = lifecycle
+	if m.gate != nil {
+		orderLifecycle = m.gate.Lifecycle(lifecycle)
+	}
 	m.server = orderhttp.NewServer(orderhttp.Config{
-		Store: store, Orders: orders, AdminToken: cfg.AdminToken,
-		Logger: m.Logger, Lifecycle: lifecycle, PaymentWebhookSecret: cfg.PaymentWebhookSecret,
+		Store: path.store, Orders: path.orders, Products: path.products, AdminToken: cfg.AdminToken,
+		Logger: m.Logger, Lifecycle: orderLifecycle, PaymentWebhookSecret: cfg.PaymentWebhookSecret,
 		MaxInflight: cfg.MaxInflight, OrderTimeout: cfg.OrderTimeout, Authenticator: auth, RateLimiter: limiter,
 	})
 	m.addReadyChecks(db)
@@ -365,6 +377,9 @@ func (m *Main) Close(ctx context.Context) error {
 		errs = append(errs, m.debug.Close())
 	}
 	errs = append(errs, m.stopSweeper())
+	if m.stopListening != nil {
+		m.stopListening()
+	}
 	if m.lock != nil {
 		errs = append(errs, m.lock.close())
 	}

@@ -19,6 +19,11 @@ func (m *Main) instrument() error {
 	if err := m.lockMetrics.Register(reg); err != nil {
 		return err
 	}
+	if m.gate != nil {
+		if err := metrics.RegisterGate(reg, m.gate.Hits); err != nil {
+			return err
+		}
+	}
 	if m.registerStrategyMetrics != nil {
 		return m.registerStrategyMetrics(reg)
 	}

@@ -1,0 +1,192 @@
+package checkout
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/flashorder/flashorder"
+)
+
+// DefaultProductCacheTTL is how long ProductCache keeps a product: what a
+// product page (and a refusal judged from it) may lag behind the database
+// when no change announcement arrives.
+const DefaultProductCacheTTL = time.Second
+
+// ProductCache keeps products read from a Store for TTL, so that a crowd
+// reloading the product page, and orders refused before a sale starts, cost
+// no database round trip: one read per SKU, instance and TTL, shared by the
+// requests that miss at once (singleflight). A SKU without a product is
+// remembered too (a crowd of 404s costs no more). Stock this instance
+// changed (Touch) is read again by the next Product; stock changed by other
+// instances shows within TTL.
+//
+// Products returned are shared between callers: read them, never change
+// them.
+//
+// A product changed through the Store returned by Store is forgotten at once
+// here, and, when Changes is set, announced to the other instances, which
+// forget it when the announcement arrives (Listen). Without Changes, or when
+// an announcement is lost, a change is seen within TTL.
+type ProductCache struct {
+	store flashorder.Store
+
+	// TTL is how long a product is kept; the default is
+	// DefaultProductCacheTTL.
+	TTL time.Duration
+	// Changes, when set, announces product changes between instances.
+	Changes flashorder.ProductChanges
+	// Now returns the current time; the default is time.Now.
+	Now flashorder.Clock
+	// OnForget, when set, is called with every SKU forgotten, whether the
+	// change was made here or announced by another instance.
+	OnForget func(sku string)
+
+	entries sync.Map // SKU -> *cachedProduct
+	loads   singleflight.Group
+	// epoch grows with every Forget: a read that started before one is
+	// not kept.
+	epoch atomic.Uint64
+}
+
+type cachedProduct struct {
+	p       *flashorder.Product
+	err     error // ENOTFOUND, when p is nil
+	expires int64 // unix nanoseconds
+	// refreshAt is half-way to expires: the first read past it reads the
+	// product again in the background, so that a crowd's reads never wait
+	// for the database while the SKU stays in demand.
+	refreshAt  int64
+	refreshing atomic.Bool
+	// stale is set when this instance changed the product's stock (an
+	// order, a cancel): Product reads it again, Lookup still serves it.
+	stale atomic.Bool
+}
+
+// NewProductCache returns a cache of store's products.
+func NewProductCache(store flashorder.Store) *ProductCache {
+	return &ProductCache{store: store, TTL: DefaultProductCacheTTL, Now: time.Now}
+}
+
+// Product returns sku's product as read at most TTL ago and after this
+// instance last changed its stock (Touch), or ENOTFOUND, or the error of the
+// read: what the product page shows.
+func (c *ProductCache) Product(ctx context.Context, sku string) (*flashorder.Product, error) {
+	return c.get(ctx, sku, false)
+}
+
+// Lookup is Product for a caller that needs no current stock (the sale
+// window, the price, the limit): a product whose stock this instance changed
+// is still served from memory.
+func (c *ProductCache) Lookup(ctx context.Context, sku string) (*flashorder.Product, error) {
+	return c.get(ctx, sku, true)
+}
+
+// Touch tells the cache that this instance changed sku's stock: the next
+// Product reads it again (one read for all who ask at once).
+func (c *ProductCache) Touch(sku string) {
+	if v, ok := c.entries.Load(sku); ok {
+		v.(*cachedProduct).stale.Store(true)
+	}
+}
+
+func (c *ProductCache) get(ctx context.Context, sku string, staleOK bool) (*flashorder.Product, error) {
+	if v, ok := c.entries.Load(sku); ok {
+		e := v.(*cachedProduct)
+		now := c.Now().UnixNano()
+		if now < e.expires && (staleOK || !e.stale.Load()) {
+			if now >= e.refreshAt && e.refreshing.CompareAndSwap(false, true) {
+				go c.load(context.Background(), sku)
+			}
+			return e.p, e.err
+		}
+	}
+	return c.load(ctx, sku)
+}
+
+// refreshTimeout bounds a background refresh.
+const refreshTimeout = 5 * time.Second
+
+// load reads sku from the store, once for all concurrent callers, and keeps
+// what it read unless a Forget ran meanwhile.
+func (c *ProductCache) load(ctx context.Context, sku string) (*flashorder.Product, error) {
+	v, err, _ := c.loads.Do(sku, func() (any, error) {
+		epoch := c.epoch.Load()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+		defer cancel()
+		p, err := c.store.Product(ctx, sku)
+		if err != nil && flashorder.ErrorCode(err) != flashorder.ENOTFOUND {
+			return nil, err // a failure: not kept
+		}
+		c.keep(sku, p, err, epoch)
+		return p, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*flashorder.Product), nil
+}
+
+// Put keeps p, read from the database after epoch was taken (Epoch), as
+// sku's product, unless a Forget ran since.
+func (c *ProductCache) Put(p *flashorder.Product, epoch uint64) {
+	c.keep(p.SKU, p, nil, epoch)
+}
+
+// Epoch returns the cache's change count, for Put.
+func (c *ProductCache) Epoch() uint64 { return c.epoch.Load() }
+
+func (c *ProductCache) keep(sku string, p *flashorder.Product, err error, epoch uint64) {
+	now := c.Now().UnixNano()
+	e := &cachedProduct{p: p, err: err, expires: now + int64(c.TTL), refreshAt: now + int64(c.TTL)/2}
+	c.entries.Store(sku, e)
+	// Store, then check: a Forget that ran meanwhile either deleted this
+	// entry or moved the epoch on, and then it goes here.
+	if c.epoch.Load() != epoch {
+		c.entries.CompareAndDelete(sku, e)
+	}
+}
+
+// Forget drops sku here (not in other instances: see Store).
+func (c *ProductCache) Forget(sku string) {
+	c.epoch.Add(1)
+	c.entries.Delete(sku)
+	c.loads.Forget(sku)
+	if c.OnForget != nil {
+		c.OnForget(sku)
+	}
+}
+
+// Listen forgets every SKU that another instance announces through Changes,
+// until ctx ends. Without Changes it does nothing.
+func (c *ProductCache) Listen(ctx context.Context) error {
+	if c.Changes == nil {
+		return nil
+	}
+	return c.Changes.Subscribe(ctx, c.Forget)
+}
+
+// Store returns the cache's store with PutProduct also forgetting the
+// product, here and, through Changes, in every instance. Hand it to whatever
+// changes products (the HTTP server).
+func (c *ProductCache) Store() flashorder.Store { return &forgettingStore{Store: c.store, cache: c} }
+
+type forgettingStore struct {
+	flashorder.Store
+	cache *ProductCache
+}
+
+// PutProduct forgets the product whether or not the update committed: after
+// an error the outcome is unknown, and a missing entry is always safe. An
+// announcement that fails is left to the TTL.
+func (s *forgettingStore) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder.Product, error) {
+	stored, err := s.Store.PutProduct(ctx, p)
+	s.cache.Forget(p.SKU)
+	if s.cache.Changes != nil {
+		_ = s.cache.Changes.Publish(context.WithoutCancel(ctx), p.SKU)
+	}
+	return stored, err
+}
