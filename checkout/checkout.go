@@ -170,11 +170,34 @@ func soldOut(sku string) error {
 	return flashorder.Errorf(flashorder.ESOLDOUT, "not enough stock of %q", sku)
 }
 
-// priceOrder sets each item's price from its product and the order's total.
+// priceOrder sets each item's price from its product, the order's total and
+// its payment deadline: the terms of the order, all read from the products of
+// the transaction that stores it.
 func priceOrder(o *flashorder.Order, products map[string]*flashorder.Product) {
 	o.TotalCents = 0
 	for i := range o.Items {
 		o.Items[i].PriceCents = products[o.Items[i].SKU].PriceCents
 		o.TotalCents += o.Items[i].PriceCents * o.Items[i].Quantity
 	}
+	o.ExpiresAt = paymentDeadline(o, products)
+}
+
+// paymentDeadline returns o's creation time plus the shortest payment window
+// among its products that have one, or nil when none has: the lifecycle then
+// applies orderd's --payment-timeout. Products without a window do not
+// shorten it, so a drop's window holds in a cart with ordinary products. The
+// deadline is stored with the order and never moves: a window changed later
+// applies to later orders.
+func paymentDeadline(o *flashorder.Order, products map[string]*flashorder.Product) *time.Time {
+	var window time.Duration
+	for _, it := range o.Items {
+		if w := products[it.SKU].PaymentWindow; w > 0 && (window == 0 || w < window) {
+			window = w
+		}
+	}
+	if window == 0 {
+		return nil
+	}
+	at := o.CreatedAt.Add(window).UTC().Truncate(time.Microsecond)
+	return &at
 }

@@ -19,7 +19,7 @@ import (
 // lists, in chunks of bulkRows rows.
 
 // bulkRows bounds the rows of one multi-row VALUES statement: 500 rows of the
-// widest table (7 columns) stay far below every engine's limit on bound
+// widest table (8 columns) stay far below every engine's limit on bound
 // parameters.
 const bulkRows = 500
 
@@ -305,20 +305,20 @@ func hashOrEmpty(h *string) string {
 // insertOrderRows inserts rows, skipping those whose key is taken, and
 // returns the ids that went in.
 func (t *tx) insertOrderRows(ctx context.Context, rows []orderRow) (map[string]bool, error) {
-	const cols = "INSERT INTO orders (id, user_id, status, total_cents, created_us, idempotency_key_hash, fingerprint)"
+	const cols = "INSERT INTO orders (id, user_id, status, total_cents, created_us, idempotency_key_hash, fingerprint, expires_us)"
 	if t.engine == Postgres {
 		n := len(rows)
 		ids, users, statuses, hashes, prints := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		totals, created := make([]int64, n), make([]int64, n)
+		totals, created, expires := make([]int64, n), make([]int64, n), make([]int64, n)
 		for i, r := range rows {
 			ids[i], users[i], statuses[i], hashes[i], prints[i] = r.ID, r.UserID, r.Status, hashOrEmpty(r.KeyHash), r.Fingerprint
-			totals[i], created[i] = r.TotalCents, r.CreatedUS
+			totals[i], created[i], expires[i] = r.TotalCents, r.CreatedUS, r.ExpiresUS
 		}
 		got := make(map[string]bool, n)
 		err := t.scanIDs(ctx, got, cols+`
-			SELECT id, u, s, t, c, NULLIF(k, ''), f
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[]) AS x(id, u, s, t, c, k, f)
-			ON CONFLICT DO NOTHING RETURNING id`, ids, users, statuses, totals, created, hashes, prints)
+			SELECT id, u, s, t, c, NULLIF(k, ''), f, e
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[]) AS x(id, u, s, t, c, k, f, e)
+			ON CONFLICT DO NOTHING RETURNING id`, ids, users, statuses, totals, created, hashes, prints, expires)
 		if err != nil {
 			return nil, fmt.Errorf("gormdb: insert %d orders: %w", n, err)
 		}
@@ -330,11 +330,11 @@ func (t *tx) insertOrderRows(ctx context.Context, rows []orderRow) (map[string]b
 	}
 	var affected int64
 	for chunk := range slices.Chunk(rows, bulkRows) {
-		args := make([]any, 0, 7*len(chunk))
+		args := make([]any, 0, 8*len(chunk))
 		for _, r := range chunk {
-			args = append(args, r.ID, r.UserID, r.Status, r.TotalCents, r.CreatedUS, r.KeyHash, r.Fingerprint)
+			args = append(args, r.ID, r.UserID, r.Status, r.TotalCents, r.CreatedUS, r.KeyHash, r.Fingerprint, r.ExpiresUS)
 		}
-		res, err := t.conn().ExecContext(ctx, cols+" VALUES "+placeholders(len(chunk), 7)+conflict, args...)
+		res, err := t.conn().ExecContext(ctx, cols+" VALUES "+placeholders(len(chunk), 8)+conflict, args...)
 		if err != nil {
 			return nil, fmt.Errorf("gormdb: insert %d orders: %w", len(rows), err)
 		}

@@ -66,9 +66,17 @@ func fromMicros(us *int64) *time.Time {
 type orderRow struct {
 	ID         string `gorm:"column:id;primaryKey;size:36;index:idx_orders_user_id,priority:2"`
 	UserID     string `gorm:"column:user_id;size:64;not null;index:idx_orders_user_id,priority:1"`
-	Status     string `gorm:"column:status;size:16;not null;index:idx_orders_status_created,priority:1"`
+	Status     string `gorm:"column:status;size:16;not null;index:idx_orders_status_created,priority:1;index:idx_orders_status_expires,priority:1"`
 	TotalCents int64  `gorm:"column:total_cents;not null"`
-	CreatedUS  int64  `gorm:"column:created_us;not null;index:idx_orders_status_created,priority:2"`
+	CreatedUS  int64  `gorm:"column:created_us;not null;index:idx_orders_status_created,priority:2;index:idx_orders_status_expires,priority:3"`
+	// ExpiresUS is the order's own payment deadline (Order.ExpiresAt) in
+	// microseconds since the Unix epoch, or 0 when it has none (and in rows
+	// stored before the column): such an order expires --payment-timeout
+	// after created_us. 0 rather than NULL, so that the index on (status,
+	// expires_us, created_us) gives the sweeper both kinds by a range scan
+	// in due order on every engine (PostgreSQL does not order a scan by a
+	// column that follows one tested IS NULL, so it would sort them all).
+	ExpiresUS int64 `gorm:"column:expires_us;not null;default:0;index:idx_orders_status_expires,priority:2"`
 	// KeyHash is the hex SHA-256 of the Idempotency-Key: fixed length, and
 	// immune to collations that ignore case or trailing spaces.
 	KeyHash     *string `gorm:"column:idempotency_key_hash;size:64;uniqueIndex"`
@@ -113,8 +121,12 @@ func orderRows(orders []*flashorder.Order) ([]orderRow, []orderItemRow) {
 	rows := make([]orderRow, 0, len(orders))
 	var items []orderItemRow
 	for _, o := range orders {
-		rows = append(rows, orderRow{ID: o.ID, UserID: o.UserID, Status: string(o.Status), TotalCents: o.TotalCents,
-			CreatedUS: o.CreatedAt.UnixMicro(), KeyHash: keyHash(o.IdempotencyKey), Fingerprint: o.Fingerprint})
+		row := orderRow{ID: o.ID, UserID: o.UserID, Status: string(o.Status), TotalCents: o.TotalCents,
+			CreatedUS: o.CreatedAt.UnixMicro(), KeyHash: keyHash(o.IdempotencyKey), Fingerprint: o.Fingerprint}
+		if o.ExpiresAt != nil {
+			row.ExpiresUS = o.ExpiresAt.UnixMicro()
+		}
+		rows = append(rows, row)
 		for i, it := range o.Items {
 			items = append(items, orderItemRow{OrderID: o.ID, SKU: it.SKU, Position: i, Quantity: it.Quantity, PriceCents: it.PriceCents})
 		}
@@ -123,6 +135,11 @@ func orderRows(orders []*flashorder.Order) ([]orderRow, []orderItemRow) {
 }
 
 func (r *orderRow) order() *flashorder.Order {
-	return &flashorder.Order{ID: r.ID, UserID: r.UserID, Status: flashorder.Status(r.Status), TotalCents: r.TotalCents,
+	o := &flashorder.Order{ID: r.ID, UserID: r.UserID, Status: flashorder.Status(r.Status), TotalCents: r.TotalCents,
 		CreatedAt: time.UnixMicro(r.CreatedUS).UTC(), Fingerprint: r.Fingerprint, Items: []flashorder.OrderItem{}}
+	if r.ExpiresUS != 0 {
+		at := time.UnixMicro(r.ExpiresUS).UTC()
+		o.ExpiresAt = &at
+	}
+	return o
 }
