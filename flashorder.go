@@ -147,9 +147,11 @@ type LifecycleTx interface {
 	// When the order is not in status from it changes nothing and returns
 	// EINVALIDSTATE; when there is no such order, ENOTFOUND.
 	TransitionOrder(ctx context.Context, id string, from, to Status) (*Order, error)
-	// OrdersCreatedBefore returns the ids of at most limit orders still
-	// created that were created before t, oldest first, without locking them.
-	OrdersCreatedBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
+	// OrdersDue returns the ids of at most limit orders still created whose
+	// payment window closed before now (Order.Due), the earliest closed
+	// first, without locking them: those whose ExpiresAt is before now, and
+	// those without an ExpiresAt created before now - defaultTimeout.
+	OrdersDue(ctx context.Context, now time.Time, defaultTimeout time.Duration, limit int) ([]string, error)
 	// ReturnStock adds qty units of sku back to its available stock.
 	ReturnStock(ctx context.Context, sku string, qty int64) error
 }

@@ -28,8 +28,9 @@ const DefaultExpireBatch = 100
 type Lifecycle struct {
 	store flashorder.Store
 
-	// PaymentTimeout is how long an order may stay unpaid; the default is
-	// flashorder.DefaultPaymentTimeout.
+	// PaymentTimeout is how long an order without a payment window of its
+	// own (Order.ExpiresAt, set from its products' windows) may stay unpaid;
+	// the default is flashorder.DefaultPaymentTimeout.
 	PaymentTimeout time.Duration
 	// Now returns the current time; the default is time.Now.
 	Now flashorder.Clock
@@ -39,10 +40,6 @@ type Lifecycle struct {
 func NewLifecycle(store flashorder.Store) *Lifecycle {
 	return &Lifecycle{store: store, PaymentTimeout: flashorder.DefaultPaymentTimeout, Now: time.Now}
 }
-
-// deadline returns the creation time before which an unpaid order is due to
-// expire.
-func (l *Lifecycle) deadline() time.Time { return l.Now().Add(-l.PaymentTimeout) }
 
 // PayOrder implements flashorder.OrderLifecycle. An order whose payment window
 // closed but that the sweeper has not reached yet is expired here instead, so
@@ -55,9 +52,10 @@ func (l *Lifecycle) PayOrder(ctx context.Context, id string) (*flashorder.Order,
 	if !o.Status.CanBecome(flashorder.StatusPaid) {
 		return nil, flashorder.Errorf(flashorder.EINVALIDSTATE, "the order is %s; only a created order can be paid", o.Status)
 	}
-	if o.CreatedAt.Before(l.deadline()) {
-		// created_at never changes, so this decision cannot go stale; the
-		// conditional update still decides between us and a racing end.
+	if o.Due(l.Now(), l.PaymentTimeout) {
+		// Neither created_at nor expires_at ever changes, so this decision
+		// cannot go stale; the conditional update still decides between us
+		// and a racing end.
 		if _, err := l.end(ctx, []string{id}, flashorder.StatusExpired); err != nil {
 			return nil, err
 		}
@@ -92,17 +90,18 @@ func (l *Lifecycle) CancelOrder(ctx context.Context, id string) (*flashorder.Ord
 }
 
 // ExpireDue expires, in one transaction, up to limit orders whose payment
-// window has closed, oldest first, and returns them. An order that was paid or
-// cancelled a moment before is skipped: the conditional update decides. When
-// ctx ends before the commit (say, the sweeper lost its leadership), the
-// transaction rolls back and nothing changes.
+// window has closed (Order.Due: their own ExpiresAt, or PaymentTimeout after
+// their creation), the earliest closed first, and returns them. An order that
+// was paid or cancelled a moment before is skipped: the conditional update
+// decides. When ctx ends before the commit (say, the sweeper lost its
+// leadership), the transaction rolls back and nothing changes.
 func (l *Lifecycle) ExpireDue(ctx context.Context, limit int) ([]*flashorder.Order, error) {
 	if limit <= 0 {
 		limit = DefaultExpireBatch
 	}
 	var expired []*flashorder.Order
 	err := l.store.InTx(ctx, func(tx flashorder.Tx) error {
-		ids, err := tx.OrdersCreatedBefore(ctx, l.deadline(), limit)
+		ids, err := tx.OrdersDue(ctx, l.Now(), l.PaymentTimeout, limit)
 		if err != nil || len(ids) == 0 {
 			return err
 		}

@@ -12,7 +12,7 @@ import (
 )
 
 // This file holds the transaction primitives of the order lifecycle: status
-// transitions, the expiry scan, and giving stock and quota back.
+// transitions, the expiry scans, and giving stock and quota back.
 
 // TransitionOrder implements flashorder.Tx. The status condition is checked by
 // the UPDATE itself, on the latest row version, so of two transactions that
@@ -46,17 +46,45 @@ func (t *tx) TransitionOrder(ctx context.Context, id string, from, to flashorder
 	return o, nil
 }
 
-// OrdersCreatedBefore implements flashorder.Tx with a range scan of the index
-// on (status, created_us).
-func (t *tx) OrdersCreatedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
-	var ids []string
-	err := t.g.WithContext(ctx).Model(&orderRow{}).
-		Where("status = ? AND created_us < ?", string(flashorder.StatusCreated), before.UnixMicro()).
-		Order("created_us").Limit(limit).Pluck("id", &ids).Error
+// OrdersDue implements flashorder.Tx with two range scans of the index on
+// (status, expires_us, created_us), each in due order and bounded by limit:
+// the orders with a deadline of their own (expires_us > 0) before now, and
+// those without one (expires_us = 0) created before now - defaultTimeout. It
+// merges them by due time and keeps the first limit, so that neither kind
+// waits behind the other.
+func (t *tx) OrdersDue(ctx context.Context, now time.Time, defaultTimeout time.Duration, limit int) ([]string, error) {
+	created := string(flashorder.StatusCreated)
+	var own, dflt []dueOrder
+	err := t.g.WithContext(ctx).Model(&orderRow{}).Select("id, expires_us AS due").
+		Where("status = ? AND expires_us > 0 AND expires_us < ?", created, now.UnixMicro()).
+		Order("expires_us").Limit(limit).Scan(&own).Error
+	if err != nil {
+		return nil, fmt.Errorf("gormdb: find orders due before %s: %w", now.UTC().Format(time.RFC3339Nano), err)
+	}
+	before := now.Add(-defaultTimeout)
+	err = t.g.WithContext(ctx).Model(&orderRow{}).Select("id, created_us AS due").
+		Where("status = ? AND expires_us = 0 AND created_us < ?", created, before.UnixMicro()).
+		Order("created_us").Limit(limit).Scan(&dflt).Error
 	if err != nil {
 		return nil, fmt.Errorf("gormdb: find orders created before %s: %w", before.UTC().Format(time.RFC3339Nano), err)
 	}
+	shift := defaultTimeout.Microseconds()
+	ids := make([]string, 0, min(limit, len(own)+len(dflt)))
+	for len(ids) < limit && (len(own) > 0 || len(dflt) > 0) {
+		if len(dflt) == 0 || (len(own) > 0 && own[0].Due <= dflt[0].Due+shift) {
+			ids, own = append(ids, own[0].ID), own[1:]
+		} else {
+			ids, dflt = append(ids, dflt[0].ID), dflt[1:]
+		}
+	}
 	return ids, nil
+}
+
+// dueOrder is an order found due and when its payment window closed (for
+// orders without a deadline of their own: when they were created).
+type dueOrder struct {
+	ID  string `gorm:"column:id"`
+	Due int64  `gorm:"column:due"`
 }
 
 // ReturnStock implements flashorder.Tx.
