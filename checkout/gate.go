@@ -130,10 +130,10 @@ func (g *Gate) PlaceOrder(ctx context.Context, req *flashorder.PlaceOrderRequest
 	return o, err
 }
 
-// Lifecycle returns lc with CancelOrder also telling the gate that the
-// order's stock came back: the product page reads it again and a sold-out
-// mark on it is dropped, so that it sells again at once on this instance
-// (and on the others through Shared within Recheck).
+// Lifecycle returns lc with CancelOrder also telling the gates that the
+// order's stock came back: this gate at once (the product page reads it
+// again, a sold-out mark is dropped), the others through the product cache's
+// Changes at once and through Shared within Recheck.
 func (g *Gate) Lifecycle(lc flashorder.OrderLifecycle) flashorder.OrderLifecycle {
 	return &gateLifecycle{OrderLifecycle: lc, gate: g}
 }
@@ -146,15 +146,24 @@ type gateLifecycle struct {
 func (l *gateLifecycle) CancelOrder(ctx context.Context, id string) (*flashorder.Order, error) {
 	o, err := l.OrderLifecycle.CancelOrder(ctx, id)
 	if err == nil {
+		ctx := context.WithoutCancel(ctx)
 		for _, it := range o.Items {
-			l.gate.products.Touch(it.SKU)
-			l.gate.forgetMark(it.SKU)
-			if l.gate.Shared != nil {
-				_ = l.gate.Shared.ClearSoldOut(context.WithoutCancel(ctx), it.SKU)
-			}
+			l.gate.stockReturned(ctx, it.SKU)
 		}
 	}
 	return o, err
+}
+
+// stockReturned tells every gate that sku has stock again.
+func (g *Gate) stockReturned(ctx context.Context, sku string) {
+	g.products.Touch(sku)
+	g.forgetMark(sku)
+	if g.Shared != nil {
+		_ = g.Shared.ClearSoldOut(ctx, sku)
+	}
+	if g.products.Changes != nil {
+		_ = g.products.Changes.Publish(ctx, sku)
+	}
 }
 
 // windowRefusal returns the refusal of an order at now whose products are all

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/flashorder/flashorder"
 )
@@ -59,6 +60,18 @@ type CreateResult struct {
 // PutProduct creates or replaces a product (admin).
 func (c *Client) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder.Product, error) {
 	in := flashorder.ProductInput{Name: &p.Name, PriceCents: &p.PriceCents, Stock: &p.Stock, PerUserLimit: &p.PerUserLimit}
+	if p.StartsAt != nil {
+		s := p.StartsAt.Format(time.RFC3339Nano)
+		in.StartsAt = &s
+	}
+	if p.EndsAt != nil {
+		s := p.EndsAt.Format(time.RFC3339Nano)
+		in.EndsAt = &s
+	}
+	if p.PaymentWindow > 0 {
+		s := p.PaymentWindow.String()
+		in.PaymentWindow = &s
+	}
 	var out flashorder.Product
 	_, err := c.do(ctx, http.MethodPut, "/api/v1/products/"+url.PathEscape(p.SKU), nil, in, true, &out)
 	return &out, err
