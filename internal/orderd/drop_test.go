@@ -143,7 +143,11 @@ func TestOrderdDrop(t *testing.T) {
 			if ans.status != 409 || ans.code() != "not_started" {
 				t.Fatalf("order before the start: %d %s", ans.status, ans.body)
 			}
-			var eb struct{ Error struct{ StartsAt time.Time `json:"starts_at"` } }
+			var eb struct {
+				Error struct {
+					StartsAt time.Time `json:"starts_at"`
+				}
+			}
 			if err := json.Unmarshal(ans.body, &eb); err != nil || !eb.Error.StartsAt.Equal(start) {
 				t.Fatalf("not_started names the start: %s", ans.body)
 			}
