@@ -16,6 +16,8 @@
 --   USERS        user pool size (0: a new user per order); user ids carry a
 --                random run id (or RUN), so earlier runs' orders do not count
 --                against the per-user limit
+--   PAGE         1: GET the product page of the picked SKU instead of ordering
+--                (scenario page: one SKU)
 -- It prints answers by status (409s split by error code) and the latency.
 
 local scenarios = {
@@ -24,6 +26,7 @@ local scenarios = {
 	carts     = { skus = 100, zipf = 1.1, multi_share = 0.2, multi_items = 3, keys = 0, users = 0 },
 	keys      = { skus = 100, zipf = 1.1, multi_share = 0.2, multi_items = 3, keys = 1, users = 0 },
 	sale      = { skus = 100, zipf = 1.1, multi_share = 0.2, multi_items = 3, keys = 1, users = 10000 },
+	page      = { skus = 1,   zipf = 0,   multi_share = 0,   multi_items = 1, keys = 0, users = 0, page = 1 },
 }
 
 -- fail stops wrk: an error() at load time only prints, and wrk would go on
@@ -36,7 +39,7 @@ end
 local name = os.getenv("SCENARIO") or "hot"
 local sc = scenarios[name]
 if not sc then
-	fail("unknown SCENARIO " .. name .. ": valid scenarios are hot, catalogue, carts, keys, sale")
+	fail("unknown SCENARIO " .. name .. ": valid scenarios are hot, catalogue, carts, keys, sale, page")
 end
 
 local function env_number(var, default)
@@ -58,6 +61,7 @@ local multi_share = env_number("MULTI_SHARE", sc.multi_share)
 local multi_items = math.min(env_number("MULTI_ITEMS", sc.multi_items), skus)
 local keys = env_number("KEYS", sc.keys) ~= 0
 local users = env_number("USERS", sc.users)
+local page = env_number("PAGE", sc.page or 0) ~= 0
 if zipf ~= 0 and zipf <= 1 then
 	fail("ZIPF must be > 1 (0 for uniform)")
 end
@@ -128,6 +132,9 @@ end
 
 request = function()
 	n = n + 1
+	if page then
+		return wrk.format("GET", "/api/v1/products/" .. prefix .. pick())
+	end
 	local seq = string.format("%s-%d-%d", run, tid, n)
 	local user
 	if users > 0 then
@@ -184,6 +191,9 @@ done = function(summary, latency, requests)
 		what = what .. string.format(", %.0f%% carts of %d items", 100 * multi_share, multi_items)
 	else
 		what = what .. ", 1 item per order"
+	end
+	if page then
+		what = what .. ", GET the product page"
 	end
 	what = what .. (keys and ", an Idempotency-Key on every order" or ", no Idempotency-Key")
 	what = what .. (users > 0 and string.format(", %d users", users) or ", a new user per order")

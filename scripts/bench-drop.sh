@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Produces the drop table of docs/BENCHMARKS.md with plain wrk: the requests that make
+# up most of a drop (the product page, orders before the start, orders after the
+# sell-out with and without a per-user limit), next to the hot-SKU order rate and the
+# no-op ceiling (`orderbench noop`, GET and POST) measured in the same run. One orderd
+# on durable PostgreSQL (FLASHORDER_DURABLE=1, a private state dir stopped at the end),
+# default strategy and caches. Prints one Markdown table.
+#
+#   scripts/bench-drop.sh [OUTDIR]      (default: bench-results/)
+#
+# Knobs: BENCH_DURATION (8s), BENCH_CONNS (800), BENCH_USERS (100000: the user pool of
+# the sold-out runs with a per-user limit), BENCH_ORDERD (an orderd binary to measure
+# instead of this tree's, e.g. an older build for a before/after table), BENCH_ORDERD_ARGS
+# (extra orderd flags), BENCH_ORDERBENCH (the orderbench binary serving the no-op ceiling).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${1:-bench-results}
+mkdir -p "$out"
+duration=${BENCH_DURATION:-8s}
+conns=${BENCH_CONNS:-800}
+users=${BENCH_USERS:-100000}
+command -v wrk >/dev/null || { echo "bench-drop.sh: wrk is needed (apt-get install wrk)" >&2; exit 1; }
+
+FLASHORDER_SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/flashorder-bench.XXXXXX")
+export FLASHORDER_SERVICES_DIR FLASHORDER_DURABLE=1
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	./scripts/services.sh stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+./scripts/services.sh start postgres >&2
+set -a
+# shellcheck source=/dev/null
+. "$FLASHORDER_SERVICES_DIR/env"
+set +a
+
+orderd=${BENCH_ORDERD:-$out/orderd}
+[[ -n ${BENCH_ORDERD:-} ]] || go build -o "$out/orderd" ./cmd/orderd
+orderbench=${BENCH_ORDERBENCH:-$out/orderbench}
+[[ -n ${BENCH_ORDERBENCH:-} ]] || go build -o "$out/orderbench" ./cmd/orderbench
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+waitup() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+
+# wrkrun URL SCENARIO [VAR=value...]: one wrk run; prints "rate|p99|socket errors|answers".
+wrkrun() {
+	local url=$1 sc=$2
+	shift 2
+	local o
+	o=$(env SCENARIO="$sc" "$@" wrk -t2 -c"$conns" -d"$duration" --timeout 10s -s scripts/wrk-scenario.lua "$url" 2>&1)
+	echo "$o" >>"$out/wrk-drop.log"
+	local rate p99 errs answers
+	rate=$(echo "$o" | sed -n 's/^requests [0-9]*, \([0-9]*\)\/s.*/\1/p')
+	p99=$(echo "$o" | sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p')
+	errs=$(echo "$o" | sed -n 's/.*socket errors \([0-9]*\).*/\1/p')
+	answers=$(echo "$o" | sed -n '/^answers:/,$p' | tail -n +2 | awk '{n=$NF; $NF=""; sub(/ +$/,""); sub(/^ +/,""); printf "%s%s: %s", sep, $0, n; sep=", "}')
+	echo "${rate:-0}|${p99:-?}|${errs:-?}|${answers}"
+}
+
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/machine.txt" >&2
+echo "durability: PostgreSQL fsync=on synchronous_commit=on" | tee -a "$out/machine.txt" >&2
+
+port=$(freeport)
+"$orderbench" noop --listen "127.0.0.1:$port" >/dev/null &
+pids+=($!)
+waitup "http://127.0.0.1:$port/" || { echo "no-op server did not start" >&2; exit 1; }
+IFS='|' read -r ceil ceilp99 _ _ < <(wrkrun "http://127.0.0.1:$port" hot)
+IFS='|' read -r gceil gceilp99 _ _ < <(wrkrun "http://127.0.0.1:$port" page SKU_PREFIX=drop-page)
+kill "${pids[-1]}"
+
+token=bench-admin
+port=$(freeport)
+# shellcheck disable=SC2086
+"$orderd" --listen "127.0.0.1:$port" --db "$FLASHORDER_TEST_POSTGRES_URL" --admin-token "$token" \
+	--log-level error ${BENCH_ORDERD_ARGS:-} &
+pids+=($!)
+url="http://127.0.0.1:$port"
+waitup "$url/healthz" || { echo "orderd did not start" >&2; exit 1; }
+put() { # SKU JSON
+	curl -sf -X PUT "$url/api/v1/products/$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$2" >/dev/null
+}
+later=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
+put drop-page0 '{"name":"Page","price_cents":100,"stock":1000000,"per_user_limit":1}'
+put drop-early0 "{\"name\":\"Early\",\"price_cents\":100,\"stock\":1000,\"per_user_limit\":1,\"starts_at\":\"$later\"}"
+put drop-gone0 '{"name":"Gone","price_cents":100,"stock":1000}'
+put drop-gonelim0 '{"name":"Gone, limit 1","price_cents":100,"stock":1000,"per_user_limit":1}'
+put drop-hot0 '{"name":"Hot","price_cents":100,"stock":1000000000}'
+# Sell both sold-out SKUs out first (the limited one to users of the pool).
+BENCH_DURATION_SAVED=$duration
+duration=2s
+wrkrun "$url" hot SKU_PREFIX=drop-gone >/dev/null
+wrkrun "$url" hot SKU_PREFIX=drop-gonelim USERS="$users" RUN=pool >/dev/null
+duration=$BENCH_DURATION_SAVED
+
+row() { # label ceiling ceilp99 wrk-args...
+	local label=$1 c=$2 cp=$3
+	shift 3
+	local rate p99 errs answers
+	IFS='|' read -r rate p99 errs answers < <(wrkrun "$url" "$@")
+	printf '| %s | %s | %.2f | %s (no-op %s) | %s | %s |\n' "$label" "$rate" "$(echo "$rate / $c" | bc -l)" "$p99" "$cp" "$errs" "$answers"
+}
+echo "| request | answers/s | vs no-op | p99 ms | socket errors | answers |"
+echo "|---|---|---|---|---|---|"
+echo "| no-op POST (ceiling) | $ceil | 1.00 | $ceilp99 | | |"
+echo "| no-op GET (ceiling) | $gceil | 1.00 | $gceilp99 | | |"
+row "product page (GET)" "$gceil" "$gceilp99" page SKU_PREFIX=drop-page
+row "orders before the start, limit 1" "$ceil" "$ceilp99" hot SKU_PREFIX=drop-early
+row "orders after the sell-out, no limit" "$ceil" "$ceilp99" hot SKU_PREFIX=drop-gone
+row "orders after the sell-out, limit 1, $users users" "$ceil" "$ceilp99" hot SKU_PREFIX=drop-gonelim USERS="$users" RUN=pool
+row "orders while stock lasts, one hot SKU" "$ceil" "$ceilp99" hot SKU_PREFIX=drop-hot
