@@ -220,13 +220,23 @@ func (p *orderParser) skusLen() int {
 // appendString appends s as json.Marshal encodes it.
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			enc, _ := json.Marshal(s) // escapes: rare, leave them to encoding/json
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '<' || c == '>' || c == '&' {
+			enc, _ := json.Marshal(s) // rare escapes: leave them to encoding/json
 			return append(b, enc...)
 		}
 	}
 	b = append(b, '"')
-	b = append(b, s...)
+	// Quotes and backslashes, as in the messages that quote a SKU, are
+	// escaped here: every refusal's message has them.
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', c)
+			start = i + 1
+		}
+	}
+	b = append(b, s[start:]...)
 	return append(b, '"')
 }
 

@@ -221,3 +221,21 @@ func TestEncodeProduct(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendString checks appendString against json.Marshal on random
+// strings over an alphabet of the characters it treats apart.
+func TestAppendString(t *testing.T) {
+	alphabet := []string{"a", "Z", "0", " ", `"`, `\`, "<", ">", "&", "é", "\x00", "\x1f", "\x7f", "\xff", "\u2028", "-"}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 20000 {
+		var sb strings.Builder
+		for range rng.IntN(12) {
+			sb.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		s := sb.String()
+		want, _ := json.Marshal(s)
+		if got := appendString([]byte("x"), s); !bytes.Equal(got[1:], want) || got[0] != 'x' {
+			t.Fatalf("%q:\n got %s\nwant %s", s, got, want)
+		}
+	}
+}
