@@ -246,8 +246,9 @@ func (b *Batch) collect(batch []*pendingOrder) []*pendingOrder {
 	return batch
 }
 
-// errPriceChanged asks commit to run a batch again: a product's price changed
-// between the batch's first read, which priced its orders, and its lock.
+// errPriceChanged asks commit to run a batch again: a product's price or
+// payment window changed between the batch's first read, which priced its
+// orders and set their payment deadlines, and its lock.
 var errPriceChanged = errors.New("checkout: a price changed during the batch")
 
 // commit runs one batch transaction and answers each of its orders. It takes
@@ -324,7 +325,7 @@ func commitInTx(ctx context.Context, tx flashorder.Tx, batch []*pendingOrder, an
 	// transaction, as a frozen or cut-off orderd's would be.
 	failpoint.Hit(ctx, "checkout/batch-locked")
 	for sku, p := range a.products {
-		if s := snapshot[sku]; s == nil || s.PriceCents != p.PriceCents {
+		if s := snapshot[sku]; s == nil || s.PriceCents != p.PriceCents || s.PaymentWindow != p.PaymentWindow {
 			return errPriceChanged
 		}
 	}

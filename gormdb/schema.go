@@ -100,7 +100,7 @@ func (orderItemRow) TableName() string { return "order_items" }
 // orders. Updating it in the order's transaction enforces per_user_limit
 // atomically.
 type userPurchaseRow struct {
-	UserID   string `gorm:"column:user_id;primaryKey;size:64"`
+	UserID string `gorm:"column:user_id;primaryKey;size:64"`
 	// SKU has an index of its own: the sold-out memo reads a SKU's holders.
 	SKU      string `gorm:"column:sku;primaryKey;size:64;index:idx_user_purchases_sku"`
 	Quantity int64  `gorm:"column:quantity;not null"`

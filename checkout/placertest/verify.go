@@ -117,7 +117,7 @@ func (e *env) checkAccepted(stored map[string]*flashorder.Order) {
 			continue
 		}
 		if s.UserID != a.order.UserID || s.TotalCents != a.order.TotalCents || !s.CreatedAt.Equal(a.order.CreatedAt) ||
-			s.Fingerprint != a.req.Fingerprint || !slices.Equal(s.Items, a.order.Items) {
+			s.Fingerprint != a.req.Fingerprint || !slices.Equal(s.Items, a.order.Items) || !sameTime(s.ExpiresAt, a.order.ExpiresAt) {
 			e.t.Errorf("order %s is stored as %+v, accepted as %+v", a.order.ID, s, a.order)
 		}
 		if s.Status != flashorder.StatusCreated && !e.lifecycle {

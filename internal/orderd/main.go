@@ -197,7 +197,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a stop waits for in-flight requests")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", "", "address for pprof at /debug/pprof/ (off when empty; keep it on loopback)")
-	fs.DurationVar(&cfg.PaymentTimeout, "payment-timeout", flashorder.DefaultPaymentTimeout, "how long an order may stay unpaid before it expires and its stock returns")
+	fs.DurationVar(&cfg.PaymentTimeout, "payment-timeout", flashorder.DefaultPaymentTimeout, "how long an order may stay unpaid before it expires and its stock returns, unless one of its products has a payment_window (then the shortest such window)")
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", checkout.DefaultSweepInterval, "how often the elected sweeper expires unpaid orders")
 	fs.IntVar(&cfg.SweepBatch, "sweep-batch", checkout.DefaultExpireBatch, "how many orders one expiry transaction ends at most")
 	fs.StringVar(&cfg.PaymentWebhookSecret, "payment-webhook-secret", "", "HMAC-SHA256 key of POST /api/v1/payments/webhook (disabled when empty)")
