@@ -25,48 +25,19 @@ strategies=${BENCH_STRATEGIES:-batch}
 scenarios=${BENCH_SCENARIOS:-hot catalogue-uniform catalogue carts keys sale}
 command -v wrk >/dev/null || { echo "bench-scenarios.sh: wrk is needed (apt-get install wrk)" >&2; exit 1; }
 
-FLASHORDER_SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/flashorder-bench.XXXXXX")
-export FLASHORDER_SERVICES_DIR FLASHORDER_DURABLE=1
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	./scripts/services.sh stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 svc=()
 for db in $dbs; do
 	case $db in postgres) svc+=(postgres) ;; mariadb) svc+=(mariadb) ;; patroni) svc+=(patroni) ;; esac
 done
-((${#svc[@]})) && ./scripts/services.sh start "${svc[@]}" >&2
-set -a
-# shellcheck source=/dev/null
-[[ -f $FLASHORDER_SERVICES_DIR/env ]] && . "$FLASHORDER_SERVICES_DIR/env"
-set +a
+bench_services "${svc[@]}"
 
 orderd=${BENCH_ORDERD:-$out/orderd}
 [[ -n ${BENCH_ORDERD:-} ]] || go build -o "$out/orderd" ./cmd/orderd
 go build -o "$out/orderbench" ./cmd/orderbench
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-waitup() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
-
-# wrkrun URL SCENARIO [VAR=value...]: one wrk run; prints "rate p99 socket_errors answers".
-wrkrun() {
-	local url=$1 sc=$2
-	shift 2
-	local o
-	o=$(env SCENARIO="$sc" "$@" wrk -t2 -c"$conns" -d"$duration" --timeout 10s -s scripts/wrk-scenario.lua "$url" 2>&1)
-	echo "$o" >>"$out/wrk.log"
-	local rate p99 errs answers
-	rate=$(echo "$o" | sed -n 's/^requests [0-9]*, \([0-9]*\)\/s.*/\1/p')
-	p99=$(echo "$o" | sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p')
-	errs=$(echo "$o" | sed -n 's/.*socket errors \([0-9]*\).*/\1/p')
-	answers=$(echo "$o" | sed -n '/^answers:/,$p' | tail -n +2 | awk '{n=$NF; $NF=""; sub(/ +$/,""); sub(/^ +/,""); printf "%s%s: %s", sep, $0, n; sep=", "}')
-	echo "${rate:-0}|${p99:-?}|${errs:-?}|${answers}"
-}
-
-echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/machine.txt" >&2
-echo "durability: PostgreSQL fsync=on synchronous_commit=on (patroni: the same on 3 nodes, synchronous_mode on: a commit waits for the synchronous standby's flush); MariaDB innodb_flush_log_at_trx_commit=1; SQLite WAL synchronous=FULL" | tee -a "$out/machine.txt" >&2
+machine_lines "PostgreSQL fsync=on synchronous_commit=on (patroni: the same on 3 nodes, synchronous_mode on: a commit waits for the synchronous standby's flush); MariaDB innodb_flush_log_at_trx_commit=1; SQLite WAL synchronous=FULL"
 
 port=$(freeport)
 "$out/orderbench" noop --listen "127.0.0.1:$port" >/dev/null &

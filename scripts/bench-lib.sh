@@ -1,0 +1,48 @@
+# Shared by the wrk benchmark scripts (bench-scenarios.sh, bench-drop.sh); source it
+# after setting out (the results dir), duration and conns.
+#
+# bench_services SERVICE...: starts the services durable (FLASHORDER_DURABLE=1) in a
+# private state dir, exports their addresses, and stops them (and every PID in pids)
+# when the script exits.
+
+pids=()
+bench_cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	./scripts/services.sh stop >/dev/null 2>&1 || true
+}
+
+bench_services() {
+	FLASHORDER_SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/flashorder-bench.XXXXXX")
+	export FLASHORDER_SERVICES_DIR FLASHORDER_DURABLE=1
+	trap bench_cleanup EXIT
+	(($#)) && ./scripts/services.sh start "$@" >&2
+	set -a
+	# shellcheck source=/dev/null
+	[[ -f $FLASHORDER_SERVICES_DIR/env ]] && . "$FLASHORDER_SERVICES_DIR/env"
+	set +a
+}
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+waitup() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+
+# wrkrun URL SCENARIO [VAR=value...]: one wrk run of scripts/wrk-scenario.lua (output
+# appended to $out/wrk.log); prints "rate|p99|socket errors|answers".
+wrkrun() {
+	local url=$1 sc=$2
+	shift 2
+	local o
+	o=$(env SCENARIO="$sc" "$@" wrk -t2 -c"$conns" -d"$duration" --timeout 10s -s scripts/wrk-scenario.lua "$url" 2>&1)
+	echo "$o" >>"$out/wrk.log"
+	local rate p99 errs answers
+	rate=$(echo "$o" | sed -n 's/^requests [0-9]*, \([0-9]*\)\/s.*/\1/p')
+	p99=$(echo "$o" | sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p')
+	errs=$(echo "$o" | sed -n 's/.*socket errors \([0-9]*\).*/\1/p')
+	answers=$(echo "$o" | sed -n '/^answers:/,$p' | tail -n +2 | awk '{n=$NF; $NF=""; sub(/ +$/,""); sub(/^ +/,""); printf "%s%s: %s", sep, $0, n; sep=", "}')
+	echo "${rate:-0}|${p99:-?}|${errs:-?}|${answers}"
+}
+
+# machine_lines: the machine and durability lines every table is printed with.
+machine_lines() {
+	echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/machine.txt" >&2
+	echo "durability: $1" | tee -a "$out/machine.txt" >&2
+}
