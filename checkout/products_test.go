@@ -1,0 +1,118 @@
+package checkout_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/checkout/placertest"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
+)
+
+// gatedStore holds every product read, once it read the database, until
+// release is closed (when started is set).
+type gatedStore struct {
+	countingStore
+	release chan struct{}
+	started chan struct{}
+}
+
+func (s *gatedStore) Product(ctx context.Context, sku string) (*flashorder.Product, error) {
+	p, err := s.countingStore.Product(ctx, sku)
+	if s.started != nil {
+		s.started <- struct{}{}
+		<-s.release
+	}
+	return p, err
+}
+
+// TestProductCache checks the product cache's reads: one read for a crowd
+// of misses, a missing product remembered, Touch read again by Product but
+// not by Lookup, a background refresh past half the TTL, a read past the
+// TTL, and a read that a Forget overtook not kept.
+func TestProductCache(t *testing.T) {
+	db := placertest.Open(t, testenv.SQLiteURL(t))
+	put(t, db, "p", 5, 0)
+	store := &gatedStore{countingStore: countingStore{Store: db}}
+	cache := checkout.NewProductCache(store)
+	var nowNs atomic.Int64
+	nowNs.Store(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC).UnixNano())
+	cache.Now = func() time.Time { return time.Unix(0, nowNs.Load()) }
+	cache.TTL = 10 * time.Second
+	ctx := context.Background()
+
+	store.started, store.release = make(chan struct{}, 200), make(chan struct{})
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if p, err := cache.Product(ctx, "p"); err != nil || p.Stock != 5 {
+				t.Errorf("crowd read: %+v %v", p, err)
+			}
+		}()
+	}
+	<-store.started
+	time.Sleep(50 * time.Millisecond) // the others join the read in flight
+	close(store.release)
+	wg.Wait()
+	store.started = nil
+	if n := store.products.Load(); n != 1 {
+		t.Fatalf("%d reads for 100 concurrent misses, want 1", n)
+	}
+	for range 2 {
+		if _, err := cache.Product(ctx, "nope"); flashorder.ErrorCode(err) != flashorder.ENOTFOUND {
+			t.Fatalf("missing product: %v", err)
+		}
+	}
+	if n := store.products.Load(); n != 2 {
+		t.Fatalf("%d reads after two reads of a missing product, want 2", n)
+	}
+
+	put(t, db, "p", 4, 0) // behind the cache's back, as an order of this instance
+	cache.Touch("p")
+	if p, _ := cache.Lookup(ctx, "p"); p.Stock != 5 {
+		t.Fatalf("Lookup after Touch read again: stock %d", p.Stock)
+	}
+	if p, _ := cache.Product(ctx, "p"); p.Stock != 4 {
+		t.Fatalf("Product after Touch: stock %d, want 4", p.Stock)
+	}
+
+	put(t, db, "p", 3, 0)
+	nowNs.Add(int64(6 * time.Second)) // past half the TTL: served, refreshed behind
+	if p, _ := cache.Product(ctx, "p"); p.Stock != 4 {
+		t.Fatalf("past half the TTL: stock %d, want the kept 4", p.Stock)
+	}
+	testenv.WaitFor(t, "the background refresh", 5*time.Second, func() bool {
+		p, _ := cache.Product(ctx, "p")
+		return p.Stock == 3
+	})
+	put(t, db, "p", 2, 0)
+	nowNs.Add(int64(11 * time.Second)) // past the TTL: read before answering
+	if p, _ := cache.Product(ctx, "p"); p.Stock != 2 {
+		t.Fatalf("past the TTL: stock %d, want 2", p.Stock)
+	}
+
+	// A read in flight when the product changes (it read the old stock) is
+	// not kept.
+	store.started, store.release = make(chan struct{}, 1), make(chan struct{})
+	nowNs.Add(int64(11 * time.Second))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = cache.Product(ctx, "p")
+	}()
+	<-store.started
+	put(t, db, "p", 1, 0)
+	cache.Forget("p")
+	close(store.release)
+	<-done
+	store.started = nil
+	if p, _ := cache.Product(ctx, "p"); p.Stock != 1 {
+		t.Fatalf("after a Forget that overtook a read: stock %d, want 1", p.Stock)
+	}
+}
