@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -32,6 +33,37 @@ type AuditReport struct {
 	Uncertain int64 `json:"uncertain"`
 	// SKUs is the stock check of each product of the scenario.
 	SKUs []SKUAudit `json:"skus"`
+	// Window is a drop's sale-window check; nil in other runs.
+	Window *WindowCheck `json:"window,omitempty"`
+}
+
+// WindowCheck is a drop's audit of the sale window: every order answered 201
+// must have been created (its created_at, on orderd's clock) at or after
+// starts_at and before ends_at, and a drop whose users wanted more than the
+// stock must sell it to the last unit.
+type WindowCheck struct {
+	StartsAt time.Time `json:"starts_at"`
+	EndsAt   time.Time `json:"ends_at"`
+	// Orders is the number of distinct 201s whose created_at was checked,
+	// all of them; BeforeStart and AfterEnd those outside the window.
+	Orders      int `json:"orders"`
+	BeforeStart int `json:"before_start"`
+	AfterEnd    int `json:"after_end"`
+	// First and Last are the earliest and the latest created_at.
+	First time.Time `json:"first,omitempty"`
+	Last  time.Time `json:"last,omitempty"`
+	// Demand is the units the users wanted (each buys once); SoldOut
+	// whether the drop sold its stock to the last unit. SoldOutChecked is
+	// false when it could not be asked: demand below the stock, or users
+	// still trying when the drop's time was up.
+	Demand         int64 `json:"demand"`
+	SoldOutChecked bool  `json:"sold_out_checked"`
+	SoldOut        bool  `json:"sold_out"`
+}
+
+// contains reports whether t lies in the sale window.
+func (wc *WindowCheck) contains(t time.Time) bool {
+	return !t.Before(wc.StartsAt) && t.Before(wc.EndsAt)
 }
 
 // SKUAudit compares one product's stock movement during the run with the
@@ -91,6 +123,10 @@ func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[
 	rep.Orders = len(byID)
 	units := r.checkLimits(byID, &v)
 	r.checkStock(ctx, admin, before, units, uncertain, rep, &v)
+	if r.drop != nil {
+		rep.Window = r.drop.checkWindow(byID, &v)
+		r.drop.checkSoldOut(rep, &v)
+	}
 	r.readBack(ctx, admin, byID, rep, &v)
 	rep.Violations = v.list
 	rep.OK = len(v.list) == 0
@@ -217,12 +253,78 @@ func (r *runner) readBack(ctx context.Context, admin *orderhttp.Client, byID map
 				v.add("order mismatch", "order %s is user %s items %v in the database, the 201 was for user %s items %v", id, o.UserID, o.Items, rec.User, rec.Items)
 			case !o.Status.Active():
 				v.add("order status", "order %s has status %s right after the run", id, o.Status)
+			case rep.Window != nil && !rep.Window.contains(o.CreatedAt):
+				v.add("sale window", "order %s is stored as created at %s, outside the sale window %s to %s",
+					id, stamp(o.CreatedAt), stamp(rep.Window.StartsAt), stamp(rep.Window.EndsAt))
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
 }
+
+// checkWindow checks the created_at of every distinct 201 against the sale
+// window.
+func (d *dropRun) checkWindow(byID map[string]record, v *violations) *WindowCheck {
+	wc := &WindowCheck{StartsAt: d.startsAt, EndsAt: d.endsAt}
+	ids := make([]string, 0, len(byID))
+	for id := range byID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		rec := byID[id]
+		t := rec.CreatedAt
+		if t.IsZero() {
+			v.add("sale window", "the 201 of order %s (user %s) has no created_at", id, rec.User)
+			continue
+		}
+		wc.Orders++
+		if wc.First.IsZero() || t.Before(wc.First) {
+			wc.First = t
+		}
+		if t.After(wc.Last) {
+			wc.Last = t
+		}
+		switch {
+		case t.Before(wc.StartsAt):
+			wc.BeforeStart++
+			v.add("sale window", "order %s (user %s) was created at %s, %s before starts_at %s",
+				id, rec.User, stamp(t), wc.StartsAt.Sub(t), stamp(wc.StartsAt))
+		case !t.Before(wc.EndsAt):
+			wc.AfterEnd++
+			v.add("sale window", "order %s (user %s) was created at %s, at or after ends_at %s", id, rec.User, stamp(t), stamp(wc.EndsAt))
+		}
+	}
+	return wc
+}
+
+// checkSoldOut checks that a drop whose users wanted at least the stock sold
+// it to the last unit: units left once every user bought or gave up mean
+// that orders were refused while there was stock. Users still trying when the
+// drop's time was up (or the run was interrupted) leave it unasked.
+func (d *dropRun) checkSoldOut(rep *AuditReport, v *violations) {
+	sc := d.r.cfg.Scenario
+	perUser := sc.Quantity
+	if sc.PerUserLimit > 0 && sc.Quantity > sc.PerUserLimit {
+		perUser = 0 // every order is over the limit
+	}
+	wc := rep.Window
+	wc.Demand = int64(sc.Users) * perUser
+	if wc.Demand < sc.Stock || d.result().Unfinished > 0 || len(rep.SKUs) != 1 || rep.SKUs[0].After.SKU == "" {
+		return
+	}
+	wc.SoldOutChecked = true
+	s := rep.SKUs[0]
+	wc.SoldOut = s.After.Available < sc.Quantity
+	if !wc.SoldOut {
+		v.add("sold out", "%s: %d of %d units left after all %d users bought or gave up, wanting %d units: orders were refused while there was stock",
+			s.SKU, s.After.Available, sc.Stock, sc.Users, wc.Demand)
+	}
+}
+
+// stamp renders a time for the audit's messages: UTC, microseconds.
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00") }
 
 // distinctOrders returns the 201s by order id, and adds a violation for a key
 // answered with two ids and for an id answered to two requests: two keys, two

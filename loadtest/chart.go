@@ -39,8 +39,10 @@ type Chart struct {
 	XTicks map[float64]string
 	XUnit  string
 	// XMax, when larger than the data's, ends the x axis there, so that
-	// the time charts of one run share their scale.
-	XMax float64
+	// the time charts of one run share their scale. XStart is where a time
+	// axis (XUnit "s") starts: 0, the start of the run, by default.
+	XMax   float64
+	XStart float64
 	// Markers are vertical event lines; Refs horizontal reference lines.
 	Markers []Marker
 	Refs    []Marker
@@ -103,7 +105,7 @@ func (c Chart) bounds() (axes, bool) {
 		a.maxY = math.Max(a.maxY, r.At)
 	}
 	if c.XUnit == "s" {
-		a.minX = 0 // time axes start at the start of the run
+		a.minX = c.XStart // time axes start at the start of the run
 	}
 	a.maxX = math.Max(a.maxX, c.XMax)
 	for _, m := range c.Markers {
@@ -228,14 +230,21 @@ func (c Chart) drawStacked(b *strings.Builder, a axes) {
 
 // drawMarkers draws the vertical event lines and the horizontal references.
 func (c Chart) drawMarkers(b *strings.Builder, a axes) {
-	for _, m := range c.Markers {
+	for i, m := range c.Markers {
 		if m.At < a.minX || m.At > a.maxX {
 			continue
 		}
 		x := a.sx(m.At)
 		fmt.Fprintf(b, `<line class="marker" x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#000" stroke-width="1.5" stroke-dasharray="4 3"/>`,
 			x, x, padT, chartH-padB)
-		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-weight="bold">%s</text>`, x+5, padT+14, template.HTMLEscapeString(m.Label))
+		// Labels one under the other, so that close events stay legible;
+		// on the line's left when the right has no room.
+		tx, anchor := x+5, "start"
+		if x+5+7*float64(len(m.Label)) > chartW-padR {
+			tx, anchor = x-5, "end"
+		}
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="%s" font-weight="bold" stroke="#fff" stroke-width="3" paint-order="stroke">%s</text>`,
+			tx, padT+14+16*float64(i), anchor, template.HTMLEscapeString(m.Label))
 	}
 	for _, r := range c.Refs {
 		y := a.sy(r.At)
@@ -249,9 +258,16 @@ func (c Chart) drawMarkers(b *strings.Builder, a axes) {
 func (c Chart) drawLegend(b *strings.Builder) {
 	x := padL
 	for i, l := range c.Lines {
-		fmt.Fprintf(b, `<rect x="%.1f" y="32" width="14" height="10" fill="%s"/>`, x, c.color(i))
-		fmt.Fprintf(b, `<text x="%.1f" y="42">%s</text>`, x+18, template.HTMLEscapeString(l.Name))
-		x += 34 + 7.5*float64(len(l.Name))
+		if l.Dashed {
+			// A dashed line is told from a solid one of its color by its
+			// sample, not by a swatch.
+			fmt.Fprintf(b, `<line x1="%.1f" x2="%.1f" y1="37" y2="37" stroke="%s" stroke-width="2.5" stroke-dasharray="4 3"/>`,
+				x, x+16, c.color(i))
+		} else {
+			fmt.Fprintf(b, `<rect x="%.1f" y="32" width="14" height="10" fill="%s"/>`, x, c.color(i))
+		}
+		fmt.Fprintf(b, `<text x="%.1f" y="42">%s</text>`, x+20, template.HTMLEscapeString(l.Name))
+		x += 36 + 7.5*float64(len(l.Name))
 	}
 }
 

@@ -58,6 +58,25 @@ type Interval struct {
 	// Target is, with stages, the clients (closed loop) or the rate (open
 	// loop) the ramp had reached at the end of the interval.
 	Target float64 `json:"target,omitempty"`
+	// Pages counts a drop's product page answers in the interval, with
+	// their rate, latency percentiles (from the actual send: orderd's time)
+	// and errors (5xx and transport failures). Orders are all the rest.
+	Pages      int64   `json:"pages,omitempty"`
+	PagesPerS  float64 `json:"pages_per_s,omitempty"`
+	PageP50    float64 `json:"page_p50_ms,omitempty"`
+	PageP99    float64 `json:"page_p99_ms,omitempty"`
+	PageErrors int64   `json:"page_errors,omitempty"`
+}
+
+// PageStats sums up a drop's product page: the GETs answered, how, at what
+// peak rate (the busiest bucket's) and how fast.
+type PageStats struct {
+	Requests    int64       `json:"requests"`
+	NotModified int64       `json:"not_modified"`
+	Errors      int64       `json:"errors"`
+	Other       int64       `json:"other"`
+	PeakPerS    float64     `json:"peak_per_s"`
+	Latency     Percentiles `json:"latency"`
 }
 
 // SoldOut is the moment one SKU's stock ran out, as the client saw it: the
@@ -74,7 +93,7 @@ type Result struct {
 	RunID   string    `json:"run_id"`
 	Config  Config    `json:"config"`
 	Started time.Time `json:"started"`
-	// Mode is "closed" or "open".
+	// Mode is "closed", "open" or "drop".
 	Mode string `json:"mode"`
 	// Seconds is the measured time (after warmup).
 	Seconds float64 `json:"seconds"`
@@ -112,6 +131,10 @@ type Result struct {
 	SKUs []string `json:"skus,omitempty"`
 	// SoldOut lists the SKUs whose stock ran out during the run.
 	SoldOut []SoldOut `json:"sold_out,omitempty"`
+	// Drop is what a drop's users did, Page its product page; nil in other
+	// runs.
+	Drop *DropResult `json:"drop,omitempty"`
+	Page *PageStats  `json:"page,omitempty"`
 	// Thresholds are the --threshold checks, once Check ran.
 	Thresholds []ThresholdResult `json:"thresholds,omitempty"`
 	Audit      *AuditReport      `json:"audit,omitempty"`
@@ -141,9 +164,9 @@ type collector struct {
 }
 
 func newCollector(r *runner, admin *orderhttp.Client) *collector {
-	th := r.cfg.LateThreshold
-	c := &collector{r: r, admin: admin, total: newCounts(th), seen: map[Answer]int64{}, last: r.start,
-		cur: newCounts(th), curM: newCounts(th), prog: newCounts(th), progFrom: r.start}
+	th, pages := r.cfg.LateThreshold, r.drop != nil
+	c := &collector{r: r, admin: admin, total: newCounts(th, pages), seen: map[Answer]int64{}, last: r.start,
+		cur: newCounts(th, pages), curM: newCounts(th, pages), prog: newCounts(th, pages), progFrom: r.start}
 	c.stock.Store(-1)
 	return c
 }
@@ -165,7 +188,7 @@ func (c *collector) run(ctx context.Context, loadDone <-chan struct{}) {
 		select {
 		case <-t.C:
 			// Now, not the timer's time: the interval ends when it is read.
-			c.tick(time.Now(), false)
+			c.tick(time.Time{})
 		case <-loadDone:
 			t.Stop()
 			return
@@ -210,13 +233,20 @@ func (c *collector) pollStock(ctx context.Context, loadDone <-chan struct{}) {
 	}
 }
 
-// tick closes the interval that ends at now; final marks the last one.
-func (c *collector) tick(now time.Time, final bool) {
+// tick closes the interval that ends at end, the end of the run (the last
+// interval), or now when end is zero: read after the shards are drained, so
+// that every answer in the interval came before its end.
+func (c *collector) tick(end time.Time) {
+	final := !end.IsZero()
 	iv := &c.cur
 	iv.reset()
 	c.curM.reset()
 	for _, s := range c.r.shards {
 		s.drain(iv, &c.curM)
+	}
+	now := end
+	if !final {
+		now = time.Now()
 	}
 	c.curM.moveTo(&c.total)
 	secs := now.Sub(c.last).Seconds()
@@ -255,6 +285,13 @@ func (c *collector) interval(iv *counts, now time.Time, secs float64) Interval {
 	if len(c.r.cfg.Stages) > 0 {
 		out.Target = StageTarget(c.r.cfg.Stages, now.Sub(c.r.start))
 	}
+	if pg := iv.page; pg != nil {
+		pp := PercentilesOf(pg.hist)
+		out.Pages, out.PageErrors, out.PageP50, out.PageP99 = pg.n, pg.errors, pp.P50, pp.P99
+		if secs > 0 {
+			out.PagesPerS = float64(pg.n) / secs
+		}
+	}
 	return out
 }
 
@@ -274,11 +311,15 @@ func (c *collector) progress(now time.Time, iv Interval) {
 		answers += v
 	}
 	var b strings.Builder
-	phase := ""
-	if iv.Warmup {
-		phase = " warmup"
+	switch {
+	case iv.Warmup:
+		fmt.Fprintf(&b, "%6.1fs warmup", iv.T)
+	case c.r.drop != nil:
+		fmt.Fprintf(&b, "%8s  pages/s %6.0f", fmt.Sprintf("T%+.1fs", iv.T-c.r.drop.lead.Seconds()), float64(p.page.n)/secs)
+	default:
+		fmt.Fprintf(&b, "%6.1fs", iv.T)
 	}
-	fmt.Fprintf(&b, "%6.1fs%s  orders/s %7.0f  answers/s %7.0f  p99 %8.2fms", iv.T, phase, float64(p.orders)/secs,
+	fmt.Fprintf(&b, "  orders/s %7.0f  answers/s %7.0f  p99 %8.2fms", float64(p.orders)/secs,
 		float64(answers)/secs, PercentilesOf(p.hist).P99)
 	if iv.StockLeft >= 0 {
 		approx := ""
@@ -349,7 +390,7 @@ func (a Answer) String() string {
 // result closes the last interval at end and summarises the measured time.
 func (c *collector) result(end time.Time) *Result {
 	if end.After(c.last) {
-		c.tick(end, true)
+		c.tick(end)
 	}
 	if c.r.cfg.Terminal && c.r.cfg.Progress != nil {
 		fmt.Fprintln(c.r.cfg.Progress)
@@ -378,6 +419,17 @@ func (c *collector) result(end time.Time) *Result {
 		}
 		svc := PercentilesOf(t.svc)
 		res.ServiceLatency, res.ServiceDist = &svc, Distribution(t.svc)
+	}
+	if pg := t.page; pg != nil {
+		// A drop: each step has an intended time, like the open loop's.
+		res.Mode = "drop"
+		svc := PercentilesOf(t.svc)
+		res.ServiceLatency, res.ServiceDist = &svc, Distribution(t.svc)
+		res.Page = &PageStats{Requests: pg.n, NotModified: pg.notModified, Errors: pg.errors, Other: pg.other,
+			Latency: PercentilesOf(pg.hist)}
+		for _, iv := range buckets(res) {
+			res.Page.PeakPerS = max(res.Page.PeakPerS, iv.PagesPerS)
+		}
 	}
 	return res
 }

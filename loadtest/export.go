@@ -24,8 +24,9 @@ func WriteHgrm(w io.Writer, res *Result) error {
 }
 
 // WriteCSV writes the time series, one row per bucket: its end, length,
-// counts, rates, latency percentiles, stock, the ramp's target, then one
-// column per kind of answer ("409 sold_out") and one per SKU's stock left.
+// counts, rates, latency percentiles, stock, the ramp's target, a drop's
+// product page (GETs, rate, p50, p99, errors), then one column per kind of
+// answer ("409 sold_out") and one per SKU's stock left.
 func WriteCSV(w io.Writer, res *Result) error {
 	codeSet := map[string]bool{}
 	for _, iv := range res.Series {
@@ -40,6 +41,10 @@ func WriteCSV(w io.Writer, res *Result) error {
 	slices.Sort(codes)
 	head := []string{"t_s", "seconds", "warmup", "answers", "orders", "errors", "refused", "answers_per_s",
 		"orders_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "late", "stock_left", "target"}
+	pages := res.Page != nil
+	if pages {
+		head = append(head, "pages", "pages_per_s", "page_p50_ms", "page_p99_ms", "page_errors")
+	}
 	for _, c := range codes {
 		head = append(head, "answers "+c)
 	}
@@ -62,6 +67,9 @@ func WriteCSV(w io.Writer, res *Result) error {
 		row := []string{f(iv.T), f(iv.Seconds), strconv.FormatBool(iv.Warmup), i64(iv.Answers), i64(iv.Orders),
 			i64(iv.Errors), i64(iv.Refused), f(iv.AnswersPerS), f(iv.OrdersPerS), f(iv.P50), f(iv.P90), f(iv.P99),
 			f(iv.Max), i64(iv.Late), i64(iv.StockLeft), f(iv.Target)}
+		if pages {
+			row = append(row, i64(iv.Pages), f(iv.PagesPerS), f(iv.PageP50), f(iv.PageP99), i64(iv.PageErrors))
+		}
 		for _, c := range codes {
 			row = append(row, i64(iv.Codes[c]))
 		}

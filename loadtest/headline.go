@@ -20,8 +20,12 @@ func totals(res *Result) (orders, refused, errs, answers int64) {
 
 // Headline tells the run's story in one sentence: how long the stock lasted
 // and how many orders it sold, or, when it did not run out, the orders and
-// what is left. Business refusals are not errors.
+// what is left; a drop's also the orders before the start and the first
+// order against starts_at. Business refusals are not errors.
 func Headline(res *Result) string {
+	if res.Drop != nil {
+		return dropHeadline(res)
+	}
 	orders, refused, errs, answers := totals(res)
 	ran := 0.0
 	if n := len(res.Series); n > 0 {
@@ -99,15 +103,23 @@ func Facts(res *Result) []Fact {
 	if len(cfg.Stages) > 0 {
 		load += ", stages " + stagesString(cfg.Stages)
 	}
+	measured := fmt.Sprintf("%s after %s warmup; %s buckets", fmtDur(res.Seconds), fmtDur(cfg.Warmup.Seconds()), fmtDur(res.BucketSeconds))
+	soldOutAt := fmtDur
+	if d := res.Drop; d != nil {
+		load = dropLoad(res)
+		measured = fmt.Sprintf("%s: the %s lead and %s after T0; %s buckets", fmtDur(res.Seconds), fmtDur(d.Lead),
+			fmtDur(res.Seconds-d.Lead), fmtDur(res.BucketSeconds))
+		soldOutAt = func(secs float64) string { return fromT0(secs - d.Lead) }
+	}
 	l := res.Latency
 	facts := []Fact{
 		{"target", strings.Join(cfg.URLs, ", ")},
 		{"load", load},
 		{"scenario", cfg.Scenario.String()},
-		{"measured", fmt.Sprintf("%s after %s warmup; %s buckets", fmtDur(res.Seconds), fmtDur(cfg.Warmup.Seconds()), fmtDur(res.BucketSeconds))},
+		{"measured", measured},
 		{"requests", fmt.Sprintf("%s answered, %s/s", thousands(res.Requests), rate(res.AchievedRate))},
 		{"new orders", fmt.Sprintf("%s (%s/s over the measured time)", thousands(res.Orders), rate(res.OrdersPerSec))},
-		{"business refusals", thousands(res.Refused) + " (sold_out, limit_exceeded: not errors)"},
+		{"business refusals", thousands(res.Refused) + " (sold_out, limit_exceeded, not_started, sale_ended: not errors)"},
 		{"errors", thousands(res.Errors) + " (5xx and transport failures)"},
 		{"latency", fmt.Sprintf("p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms", l.P50, l.P90, l.P99, l.P999, l.Max)},
 	}
@@ -116,7 +128,7 @@ func Facts(res *Result) []Fact {
 			Fact{"late sends", fmt.Sprintf("%s sent over %s late, %s never sent, max lag %.1f ms", thousands(res.Late), cfg.LateThreshold, thousands(res.NotSent), res.MaxLagMs)})
 	}
 	for _, so := range res.SoldOut {
-		facts = append(facts, Fact{"sold out", fmt.Sprintf("%s at %s", so.SKU, fmtDur(so.At))})
+		facts = append(facts, Fact{"sold out", fmt.Sprintf("%s at %s", so.SKU, soldOutAt(so.At))})
 	}
 	return facts
 }
@@ -145,13 +157,21 @@ pre{background:#f6f6f6;padding:1em;overflow-x:auto}
 .audit.fail{border-color:#b00;background:#fff0f0;color:#900;font-weight:bold}
 .fail{color:#b00;font-weight:bold}.ok{color:#2a7d2a;font-weight:bold}
 svg.chart{display:block;margin:1.2em 0;max-width:100%}
+.headline.bad{background:#fff0f0;border-left-color:#b00}
+.tiles{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
+.tile{border:1px solid #cfd8cf;border-left:6px solid #2ca02c;padding:.4em .9em;min-width:10em;background:#fafcfa}
+.tile.bad{border-left-color:#b00;background:#fff0f0}
+.tn{font-size:.85em;color:#555}.tv{font-size:1.5em;font-weight:bold;font-variant-numeric:tabular-nums}.tile.bad .tv{color:#b00}
+.tnote{font-size:.8em;color:#666}
 </style></head>
 <body><h1>{{.Title}}</h1>
 {{if .Table}}<pre>{{.Table}}</pre>{{end}}
 {{range .Summary}}<div>{{.}}</div>{{end}}
 {{range .Runs}}<section class="run">
 <h2>{{if .Label}}{{.Label}}: {{end}}run {{.RunID}}</h2>
-<p class="headline">{{headline .}}</p>
+<p class="headline{{if bad .}} bad{{end}}">{{headline .}}</p>
+{{if .Drop}}<div class="tiles">{{range tiles .}}<div class="tile{{if .Bad}} bad{{end}}"><div class="tn">{{.Name}}</div><div class="tv">{{.Value}}</div><div class="tnote">{{.Note}}</div></div>{{end}}</div>
+{{range dropCharts .}}{{.}}{{end}}{{end}}
 <div class="cols">
 <table class="summary">{{range facts .}}<tr><th>{{.Name}}</th><td>{{.Value}}</td></tr>{{end}}</table>
 <table class="answers"><tr><th>answer</th><th>kind</th><th>count</th><th>share</th></tr>

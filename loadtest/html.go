@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"iter"
 	"math"
 	"os"
 	"slices"
@@ -22,19 +23,27 @@ func nines(q float64) float64 {
 // NinesTicks label the x axis of a latency distribution chart.
 var NinesTicks = map[float64]string{0: "0%", 1: "90%", 2: "99%", 3: "99.9%", 4: "99.99%", 5: "99.999%", 5.5: "max"}
 
-// answerColor gives each kind of answer a color that says what it is: green
-// orders, orange and yellow business refusals, red errors.
-func answerColor(a Answer) string {
-	switch {
-	case a.Status == 201:
+// answerColor gives each answer the color of its kind (kindColor).
+func answerColor(a Answer) string { return kindColor(KindOf(a)) }
+
+// kindColor gives each kind of answer a color that says what it is: green
+// orders, blue not_started (not yet), orange and yellow refusals of a sale
+// that is over or done with the user, red errors.
+func kindColor(kind string) string {
+	switch kind {
+	case KindOrder:
 		return "#2ca02c"
-	case a.IsRefusal() && a.Code == CodeSoldOut:
+	case KindNotStarted:
+		return "#6baed6"
+	case KindSoldOut:
 		return "#ff7f0e"
-	case a.IsRefusal():
+	case KindLimit:
 		return "#f2c744"
-	case a.Status >= 500:
+	case KindSaleEnded:
+		return "#8c8c8c"
+	case Kind5xx:
 		return "#d62728"
-	case a.Status == 0:
+	case KindTransport:
 		return "#7b1113"
 	default:
 		return "#9467bd"
@@ -62,22 +71,59 @@ func charted(res *Result, i int) bool {
 	return !(i > 0 && i == len(res.Series)-1 && iv.Seconds < sliver*bucket)
 }
 
-// saleMarkers marks the sell-out on the time charts: one SKU's, or when all
-// of several SKUs ran out, the last of them.
+// timeAxis is how res's time charts count: from the start of the run, or a
+// drop's from T0 (shift is where T0 lies from the start).
+func timeAxis(res *Result) (shift float64, label string) {
+	if res.Drop != nil {
+		return res.Drop.Lead, "time from T0 (starts_at)"
+	}
+	return 0, "time since start"
+}
+
+// buckets yields res's charted intervals with the x of their middle on the
+// time charts' axis.
+func buckets(res *Result) iter.Seq2[float64, Interval] {
+	shift, _ := timeAxis(res)
+	return func(yield func(float64, Interval) bool) {
+		for i, iv := range res.Series {
+			if charted(res, i) && !yield(iv.T-iv.Seconds/2-shift, iv) {
+				return
+			}
+		}
+	}
+}
+
+// timeChart returns an empty chart over res's time: its axis, its length and
+// its markers.
+func timeChart(res *Result, title, yLabel string) Chart {
+	shift, label := timeAxis(res)
+	return Chart{Title: title, XLabel: label, YLabel: yLabel, XUnit: "s", XStart: -shift, XMax: runEnd(res) - shift,
+		Markers: saleMarkers(res)}
+}
+
+// saleMarkers marks the time charts: a drop's T0, and the sell-out: one
+// SKU's, or when all of several SKUs ran out, the last of them.
 func saleMarkers(res *Result) []Marker {
+	shift, _ := timeAxis(res)
+	var out []Marker
+	at := func(secs float64) string { return fmtDur(secs) }
+	if res.Drop != nil {
+		out = append(out, Marker{At: 0, Label: "T0: the sale starts"})
+		at = func(secs float64) string { return fromT0(secs - shift) }
+	}
 	if len(res.SoldOut) == 0 {
-		return nil
+		return out
 	}
 	if len(res.SoldOut) == len(res.SKUs) {
 		last := res.SoldOut[len(res.SoldOut)-1]
-		label := fmt.Sprintf("sold out at %s", fmtDur(last.At))
+		label := fmt.Sprintf("sold out at %s", at(last.At))
 		if len(res.SKUs) > 1 {
-			label = fmt.Sprintf("all %d SKUs sold out at %s", len(res.SKUs), fmtDur(last.At))
+			label = fmt.Sprintf("all %d SKUs sold out at %s", len(res.SKUs), at(last.At))
 		}
-		return []Marker{{At: last.At, Label: label}}
+		return append(out, Marker{At: last.At - shift, Label: label})
 	}
 	first := res.SoldOut[0]
-	return []Marker{{At: first.At, Label: fmt.Sprintf("%s sold out at %s", first.SKU, fmtDur(first.At))}}
+	return append(out, Marker{At: first.At - shift, Label: fmt.Sprintf("%s sold out at %s", first.SKU, at(first.At))})
 }
 
 // answersChart stacks the answers per second by kind.
@@ -98,13 +144,13 @@ func answersChart(res *Result) Chart {
 		order = append(order, a)
 	}
 	slices.SortFunc(order, func(x, y Answer) int { return answerRank(x) - answerRank(y) })
-	c := Chart{Title: "Answers per second, by kind (stacked)", XLabel: "time since start", YLabel: "answers per second",
-		Stacked: true, XUnit: "s", XMax: runEnd(res), Markers: saleMarkers(res)}
+	c := timeChart(res, "Answers per second, by kind (stacked)", "answers per second")
+	c.Stacked = true
 	for _, a := range order {
 		l := Line{Name: a.String(), Color: answerColor(a)}
-		for i, iv := range res.Series {
-			if charted(res, i) && iv.Seconds > 0 {
-				l.Points = append(l.Points, [2]float64{iv.T - iv.Seconds/2, float64(iv.Codes[a.String()]) / iv.Seconds})
+		for x, iv := range buckets(res) {
+			if iv.Seconds > 0 {
+				l.Points = append(l.Points, [2]float64{x, float64(iv.Codes[a.String()]) / iv.Seconds})
 			}
 		}
 		c.Lines = append(c.Lines, l)
@@ -112,19 +158,15 @@ func answersChart(res *Result) Chart {
 	return c
 }
 
-// answerRank orders the kinds of answers: orders, refusals, other 4xx, 5xx,
-// transport failures.
+// answerRank orders the answers as Kinds orders their kinds, then by status.
 func answerRank(a Answer) int {
-	switch {
-	case a.Status == 201:
-		return 0
-	case a.IsRefusal():
-		return 100 + len(a.Code)
-	case a.Status == 0:
-		return 1000
-	default:
-		return a.Status
+	k := KindOf(a)
+	for i, kind := range Kinds() {
+		if k == kind {
+			return 1000*i + a.Status
+		}
 	}
+	return 1000 * len(Kinds())
 }
 
 // parseAnswer is Answer.String's inverse.
@@ -139,17 +181,18 @@ func parseAnswer(s string) Answer {
 // stockChart follows the stock left, per SKU from the client's 201s when
 // the run has few SKUs, else the total the server reported.
 func stockChart(res *Result) Chart {
-	c := Chart{Title: "Stock left", XLabel: "time since start", YLabel: "units", XUnit: "s", XMax: runEnd(res), Markers: saleMarkers(res)}
+	c := timeChart(res, "Stock left", "units")
+	shift, _ := timeAxis(res)
 	if len(res.Series) > 0 && len(res.Series[0].SKUStock) > 0 {
 		for s := range res.Series[0].SKUStock {
 			name := fmt.Sprint(s)
 			if s < len(res.SKUs) {
 				name = res.SKUs[s]
 			}
-			l := Line{Name: name, Points: [][2]float64{{0, float64(res.Config.Scenario.Stock)}}}
+			l := Line{Name: name, Points: [][2]float64{{-shift, float64(res.Config.Scenario.Stock)}}}
 			for i, iv := range res.Series {
 				if charted(res, i) && s < len(iv.SKUStock) {
-					l.Points = append(l.Points, [2]float64{iv.T, float64(iv.SKUStock[s])})
+					l.Points = append(l.Points, [2]float64{iv.T - shift, float64(iv.SKUStock[s])})
 				}
 			}
 			c.Lines = append(c.Lines, l)
@@ -159,7 +202,7 @@ func stockChart(res *Result) Chart {
 	l := Line{Name: "all SKUs (read from the server)"}
 	for i, iv := range res.Series {
 		if charted(res, i) && iv.StockLeft >= 0 {
-			l.Points = append(l.Points, [2]float64{iv.T, float64(iv.StockLeft)})
+			l.Points = append(l.Points, [2]float64{iv.T - shift, float64(iv.StockLeft)})
 		}
 	}
 	c.Lines = []Line{l}
@@ -172,11 +215,7 @@ func timeCharts(res *Result) (Chart, Chart) {
 	answers := Line{Name: "answers/s", Color: "#1f77b4"}
 	target := Line{Name: "target rate (stages)", Color: "#555", Dashed: true}
 	p50, p90, p99, pmax := Line{Name: "p50"}, Line{Name: "p90"}, Line{Name: "p99"}, Line{Name: "max"}
-	for i, iv := range res.Series {
-		if !charted(res, i) {
-			continue
-		}
-		x := iv.T - iv.Seconds/2
+	for x, iv := range buckets(res) {
 		orders.Points = append(orders.Points, [2]float64{x, iv.OrdersPerS})
 		answers.Points = append(answers.Points, [2]float64{x, iv.AnswersPerS})
 		if res.Mode == "open" && len(res.Config.Stages) > 0 {
@@ -194,10 +233,14 @@ func timeCharts(res *Result) (Chart, Chart) {
 		lines = append(lines, target)
 	}
 	bucket := fmtDur(res.BucketSeconds)
-	tp := Chart{Title: "Throughput (per " + bucket + " bucket, as a rate per second)", XLabel: "time since start",
-		YLabel: "per second", Lines: lines, XUnit: "s", XMax: runEnd(res), Markers: saleMarkers(res)}
-	lat := Chart{Title: "Latency percentiles per " + bucket + " bucket", XLabel: "time since start", YLabel: "ms (log)",
-		Lines: []Line{p50, p90, p99, pmax}, LogY: true, XUnit: "s", XMax: runEnd(res), Markers: saleMarkers(res)}
+	tp := timeChart(res, "Throughput (per "+bucket+" bucket, as a rate per second)", "per second")
+	tp.Lines = lines
+	title := "Latency percentiles per " + bucket + " bucket"
+	if res.Drop != nil {
+		title += ": orders"
+	}
+	lat := timeChart(res, title, "ms (log)")
+	lat.Lines, lat.LogY = []Line{p50, p90, p99, pmax}, true
 	return tp, lat
 }
 
@@ -209,15 +252,16 @@ func rampChart(res *Result) Chart {
 			l.Points = append(l.Points, [2]float64{iv.T, iv.Target})
 		}
 	}
-	return Chart{Title: "Clients (stages " + stagesString(res.Config.Stages) + ")", XLabel: "time since start",
-		YLabel: "clients", Lines: []Line{l}, XUnit: "s", XMax: runEnd(res), Markers: saleMarkers(res)}
+	c := timeChart(res, "Clients (stages "+stagesString(res.Config.Stages)+")", "clients")
+	c.Lines = []Line{l}
+	return c
 }
 
 // distChart is the latency distribution by percentile; in the open loop the
 // latency from the intended send time next to the service time.
 func distChart(res *Result) Chart {
 	c := Chart{Title: "Latency distribution", XLabel: "percentile", YLabel: "ms (log)", LogY: true, XTicks: NinesTicks}
-	if res.Mode == "open" && len(res.ServiceDist) > 0 {
+	if res.Mode != "closed" && len(res.ServiceDist) > 0 {
 		c.Title = "Latency distribution: from the intended send time, and service time"
 		svc := distLine(res.ServiceDist, "service time (from the actual send)")
 		svc.Color = "#9467bd"
@@ -230,9 +274,15 @@ func distChart(res *Result) Chart {
 
 // Charts returns the charts of one run: answers by kind, stock left,
 // throughput, the clients of a closed-loop ramp, latency percentiles over
-// time and the latency distribution.
+// time and the latency distribution. A drop's report opens with its own
+// (answers by kind, the product page beside the orders: dropCharts); Charts
+// gives the rest: stock left, the orders' latency over time and their
+// distribution.
 func Charts(res *Result) []template.HTML {
 	tp, lat := timeCharts(res)
+	if res.Drop != nil {
+		return []template.HTML{stockChart(res).SVG(), lat.SVG(), distChart(res).SVG()}
+	}
 	charts := []Chart{answersChart(res)}
 	if !res.Config.NoServer {
 		charts = append(charts, stockChart(res))
@@ -276,11 +326,14 @@ type Report struct {
 }
 
 var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
-	"charts":   Charts,
-	"headline": Headline,
-	"facts":    Facts,
-	"audit":    func(r *Result) string { var b strings.Builder; WriteAudit(&b, r.Audit); return b.String() },
-	"summary":  func(r *Result) string { var b strings.Builder; WriteSummary(&b, r); return b.String() },
+	"charts":     Charts,
+	"dropCharts": dropCharts,
+	"tiles":      DropTiles,
+	"bad":        badRun,
+	"headline":   Headline,
+	"facts":      Facts,
+	"audit":      func(r *Result) string { var b strings.Builder; WriteAudit(&b, r.Audit); return b.String() },
+	"summary":    func(r *Result) string { var b strings.Builder; WriteSummary(&b, r); return b.String() },
 	"share": func(n, of int64) string {
 		if of == 0 {
 			return "-"
@@ -291,6 +344,24 @@ var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap
 	"color":     answerColor,
 	"thousands": thousands,
 }).Parse(reportHTML))
+
+// badRun reports whether res's headline tells of a failure: a failed audit,
+// a failed threshold, or errors (5xx or no answer).
+func badRun(res *Result) bool {
+	if res.Audit != nil && !res.Audit.OK {
+		return true
+	}
+	for _, t := range res.Thresholds {
+		if !t.OK {
+			return true
+		}
+	}
+	_, _, errs, _ := totals(res)
+	if res.Page != nil {
+		errs += res.Page.Errors
+	}
+	return errs > 0
+}
 
 // answerKind names what an answer means for the report's table.
 func answerKind(a Answer) string {

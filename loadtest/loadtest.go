@@ -70,7 +70,26 @@ type Scenario struct {
 	// NoKeys sends orders without an Idempotency-Key. By default every order
 	// carries a fresh key. Retries (RetryShare) need keys.
 	NoKeys bool `json:"no_keys,omitempty"`
+
+	// Lead, when > 0, makes the run a drop (see the file drop.go): the
+	// product's sale opens Lead after the run starts, at T0, and Users
+	// shoppers arrive over the lead to buy it, instead of a closed or an
+	// open loop. NamedScenario("drop") sets 10s.
+	Lead time.Duration `json:"lead,omitempty"`
+	// ClockSkew is how far a drop's users' clocks are off at most: each
+	// user's by an amount spread evenly over -ClockSkew..+ClockSkew. 0:
+	// every clock is right.
+	ClockSkew time.Duration `json:"clock_skew,omitempty"`
+	// After is how long a drop's user who was told sold_out goes on
+	// reloading the page and ordering again. 0: it gives up at once.
+	After time.Duration `json:"after,omitempty"`
+	// Refresh is how often such a user reloads (give or take half of it);
+	// the default is 1s.
+	Refresh time.Duration `json:"refresh,omitempty"`
 }
+
+// IsDrop reports whether the scenario is a drop (Lead > 0).
+func (s Scenario) IsDrop() bool { return s.Lead > 0 }
 
 // Config is one run.
 type Config struct {
@@ -101,7 +120,8 @@ type Config struct {
 	// Think is the pause of each closed-loop client between requests.
 	Think time.Duration `json:"think,omitempty"`
 	// Duration is the measured time; the default is 10s unless Requests is
-	// set.
+	// set. In a drop it bounds the sale after T0 (default
+	// DefaultDropDuration): users still trying then stop.
 	Duration time.Duration `json:"duration,omitempty"`
 	// Requests, when > 0, ends the run after this many requests sent after
 	// the warmup (the measured requests).
@@ -167,6 +187,10 @@ const (
 	DefaultPriceCents    = 1999
 	DefaultQuantity      = 1
 	DefaultMultiItems    = 2
+	DefaultRefresh       = time.Second
+	// DefaultDropDuration bounds a drop's sale after T0: a drop ends when
+	// its users are done, this only stops one whose server is too slow.
+	DefaultDropDuration = time.Minute
 )
 
 func (c *Config) defaults() error {
@@ -189,11 +213,21 @@ func (c *Config) defaults() error {
 		c.Concurrency = DefaultConcurrency
 	}
 	c.Auth = c.JWTSecret != ""
-	if c.Duration <= 0 && c.Requests <= 0 {
+	switch {
+	case c.Duration > 0 || c.Requests > 0:
+	case c.Scenario.IsDrop():
+		c.Duration = DefaultDropDuration
+	default:
 		c.Duration = DefaultDuration
 	}
 	if c.Bucket <= 0 {
-		c.Bucket = defaultBucket(c.Warmup + c.Duration)
+		run := c.Warmup + c.Duration
+		if c.Scenario.IsDrop() {
+			// A drop ends when its users are done, mostly long before
+			// Duration: the lead and about as long after T0.
+			run = c.Scenario.Lead + c.Scenario.After + 10*time.Second
+		}
+		c.Bucket = defaultBucket(run)
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
@@ -240,6 +274,44 @@ func (c *Config) defaults() error {
 	case s.NoKeys && s.RetryShare > 0:
 		return errors.New("loadtest: retries resend an Idempotency-Key: a retry share needs keys")
 	}
+	if s.IsDrop() {
+		return c.dropDefaults()
+	}
+	if s.Lead < 0 || s.ClockSkew != 0 || s.After != 0 || s.Refresh != 0 {
+		return errors.New("loadtest: lead, clock skew, after and refresh describe a drop: set a lead > 0 (or use the drop scenario)")
+	}
+	return nil
+}
+
+// dropDefaults checks a drop's configuration: a drop brings its own load
+// (its users), sells one SKU, and needs orderd behind the target.
+func (c *Config) dropDefaults() error {
+	s := &c.Scenario
+	if s.Refresh <= 0 {
+		s.Refresh = DefaultRefresh
+	}
+	var with []string
+	for _, f := range []struct {
+		set  bool
+		name string
+	}{
+		{c.Rate > 0, "a rate"}, {len(c.Stages) > 0, "stages"}, {c.Requests > 0, "a request count"}, {c.Warmup > 0, "a warmup"},
+		{c.Think > 0, "think time"}, {c.NoServer, "no server"}, {s.RetryShare > 0, "a retry share"}, {s.MultiShare > 0, "carts"},
+	} {
+		if f.set {
+			with = append(with, f.name)
+		}
+	}
+	switch {
+	case len(with) > 0:
+		return fmt.Errorf("loadtest: a drop brings its own load (its users): it cannot be combined with %s", strings.Join(with, ", "))
+	case s.SKUs != 1:
+		return fmt.Errorf("loadtest: a drop sells one SKU, not %d", s.SKUs)
+	case s.Users <= 0:
+		return errors.New("loadtest: a drop needs users (--users)")
+	case s.ClockSkew < 0 || s.After < 0:
+		return errors.New("loadtest: a drop's clock skew and after must not be negative")
+	}
 	return nil
 }
 
@@ -278,7 +350,6 @@ type runner struct {
 	cfg          Config
 	runID        string
 	client       *http.Client
-	orderURLs    []string
 	skus         []string
 	singleItems  [][]flashorder.ItemRequest
 	users        []string
@@ -292,6 +363,8 @@ type runner struct {
 	// soldOutAt is, per SKU, when (ns since start, +1) the client's 201s
 	// took its last unit; 0 while some is left.
 	soldOutAt []atomic.Int64
+	// drop is a drop's plan and state; nil in other runs.
+	drop *dropRun
 }
 
 // took accounts q units of SKU i taken by a 201 answered at done, and notes
@@ -318,7 +391,7 @@ func (r *runner) soldOut() []SoldOut {
 // tokenTTL is the lifetime of the users' tokens: the whole run, setup and
 // audit included, with room to spare.
 func tokenTTL(cfg Config) time.Duration {
-	return cfg.Warmup + cfg.Duration + 10*cfg.Timeout + time.Hour
+	return cfg.Warmup + cfg.Scenario.Lead + cfg.Duration + 10*cfg.Timeout + time.Hour
 }
 
 // Run sets up the scenario's products, runs the load, and audits the server.
@@ -334,9 +407,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg:    cfg,
 		runID:  randomID(),
 		client: &http.Client{Transport: transport, Timeout: cfg.Timeout},
-	}
-	for _, u := range cfg.URLs {
-		r.orderURLs = append(r.orderURLs, u+"/api/v1/orders")
 	}
 	sc := cfg.Scenario
 	for i := range sc.SKUs {
@@ -360,6 +430,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			r.auths = append(r.auths, "Bearer "+token)
 		}
 	}
+	if sc.IsDrop() {
+		r.drop = newDrop(r)
+	}
 	r.soldByClient = make([]atomic.Int64, sc.SKUs)
 	r.soldOutAt = make([]atomic.Int64, sc.SKUs)
 	nShards := runtime.GOMAXPROCS(0) * 4
@@ -367,7 +440,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		nShards = cfg.Concurrency
 	}
 	for range nShards {
-		r.shards = append(r.shards, newShard(cfg.LateThreshold))
+		r.shards = append(r.shards, newShard(cfg.LateThreshold, sc.IsDrop()))
 	}
 
 	admin := orderhttp.NewClient(cfg.URLs[0], cfg.AdminToken)
@@ -408,7 +481,13 @@ func (r *runner) setup(ctx context.Context, admin *orderhttp.Client) (map[string
 	sc := r.cfg.Scenario
 	for _, sku := range r.skus {
 		p := flashorder.Product{SKU: sku, Name: "orderbench " + sku, PriceCents: sc.PriceCents, Stock: sc.Stock, PerUserLimit: sc.PerUserLimit}
-		if _, err := admin.PutProduct(ctx, p); err != nil {
+		var err error
+		if r.drop != nil {
+			err = r.drop.putProduct(ctx, admin, p)
+		} else {
+			_, err = admin.PutProduct(ctx, p)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("loadtest: set up product %s: %w", sku, err)
 		}
 	}
@@ -450,12 +529,18 @@ type record struct {
 	User     string
 	Items    []flashorder.ItemRequest
 	Replayed bool
+	// CreatedAt is the 201's created_at (orderd's clock).
+	CreatedAt time.Time
 }
 
 // load runs the workers and the collector and returns the statistics.
 func (r *runner) load(ctx context.Context, admin *orderhttp.Client) *Result {
 	cfg := r.cfg
 	r.start = time.Now()
+	if r.drop != nil {
+		// T0, set at setup, is Lead after the start: the run started then.
+		r.start = r.drop.t0.Add(-cfg.Scenario.Lead)
+	}
 	r.measureStart = r.start.Add(cfg.Warmup)
 	if cfg.Duration > 0 {
 		r.stopAt = r.measureStart.Add(cfg.Duration)
@@ -478,7 +563,10 @@ func (r *runner) load(ctx context.Context, admin *orderhttp.Client) *Result {
 	}
 	var wg sync.WaitGroup
 	var notSent int64
-	if cfg.Rate > 0 {
+	switch {
+	case r.drop != nil:
+		r.drop.run(ctx, workers)
+	case cfg.Rate > 0:
 		tokens := make(chan int64, cfg.Concurrency)
 		sched := Schedule{Start: r.start, Rate: cfg.Rate, Stages: cfg.Stages}
 		for _, w := range workers {
@@ -486,19 +574,24 @@ func (r *runner) load(ctx context.Context, admin *orderhttp.Client) *Result {
 			go func() { defer wg.Done(); w.openLoop(ctx, sched, tokens) }()
 		}
 		notSent = r.dispatch(ctx, sched, tokens)
-	} else {
+	default:
 		for _, w := range workers {
 			wg.Add(1)
 			go func() { defer wg.Done(); w.closedLoop(ctx) }()
 		}
 	}
 	wg.Wait()
-	end := time.Now()
 	close(loadDone)
 	<-colDone
+	// After the collector's last tick, so that the final one, at end,
+	// drains what that tick did not.
+	end := time.Now()
 
 	res := col.result(end)
 	res.NotSent = notSent
+	if r.drop != nil {
+		res.Drop = r.drop.result()
+	}
 	for _, w := range workers {
 		res.workers = append(res.workers, w.state)
 	}

@@ -27,6 +27,7 @@ type rawClient struct {
 	targets []rawTarget
 	conns   []*rawConn
 	req     []byte
+	etag    []byte // scratch for the last answer's ETag
 
 	mu      sync.Mutex // guards cur against the context watcher
 	cur     net.Conn
@@ -36,7 +37,7 @@ type rawClient struct {
 type rawTarget struct {
 	addr string // host:port to dial
 	host string // Host header
-	path string // /api/v1/orders under the base URL's path
+	base string // the base URL's path, which request paths extend
 }
 
 type rawConn struct {
@@ -49,7 +50,25 @@ type rawConn struct {
 type rawAnswer struct {
 	status   int
 	replayed bool
+	// retryAfter is the Retry-After header in seconds; 0 when absent.
+	retryAfter int
+	// etag is the ETag header, valid until the client's next request.
+	etag []byte
 }
+
+// message is one request: its method, its path under the target's base URL,
+// and the headers orderbench sends ("" for none).
+type message struct {
+	method string
+	path   string
+	key    string // Idempotency-Key
+	auth   string // Authorization
+	etag   string // If-None-Match
+	body   []byte
+}
+
+// ordersPath is the path orders are posted to.
+const ordersPath = "/api/v1/orders"
 
 // newRawClient returns a client for the base URLs, or an error when one is
 // not plain http (the caller then uses net/http).
@@ -64,7 +83,7 @@ func newRawClient(ctx context.Context, baseURLs []string, timeout time.Duration)
 		if u.Port() == "" {
 			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
-		rc.targets = append(rc.targets, rawTarget{addr: addr, host: u.Host, path: u.Path + "/api/v1/orders"})
+		rc.targets = append(rc.targets, rawTarget{addr: addr, host: u.Host, base: u.Path})
 	}
 	rc.conns = make([]*rawConn, len(rc.targets))
 	// Cancelling ctx unblocks a request in flight by expiring its deadline.
@@ -109,22 +128,28 @@ func (rc *rawClient) Close() {
 // arrived: the server closed it while idle, and the request can be resent.
 var errStale = errors.New("loadtest: stale keep-alive connection")
 
-// post sends body to target i with the idempotency key ("" for none) and
-// the Authorization header value auth ("" for none), and
-// reads the answer's body into out. resent reports that the request went out
-// twice because a kept-alive connection turned out closed: with a key the
-// second is at worst a replay; without one the caller must count the first
+// post sends body to target i's orders with the idempotency key ("" for
+// none) and the Authorization header value auth ("" for none), and reads the
+// answer's body into out. resent reports that the request went out twice
+// because a kept-alive connection turned out closed: with a key the second
+// is at worst a replay; without one the caller must count the first
 // attempt's outcome as unknown.
 func (rc *rawClient) post(ctx context.Context, i int, key, auth string, body []byte, out *bytes.Buffer) (a rawAnswer, resent bool, err error) {
-	a, err = rc.postOnce(ctx, i, key, auth, body, out)
+	return rc.send(ctx, i, &message{method: "POST", path: ordersPath, key: key, auth: auth, body: body}, out)
+}
+
+// send sends m to target i and reads the answer's body into out, resending
+// it once when a kept-alive connection turned out closed (see post).
+func (rc *rawClient) send(ctx context.Context, i int, m *message, out *bytes.Buffer) (a rawAnswer, resent bool, err error) {
+	a, err = rc.sendOnce(ctx, i, m, out)
 	if errors.Is(err, errStale) && ctx.Err() == nil {
-		a, err = rc.postOnce(ctx, i, key, auth, body, out)
+		a, err = rc.sendOnce(ctx, i, m, out)
 		return a, true, err
 	}
 	return a, false, err
 }
 
-func (rc *rawClient) postOnce(ctx context.Context, i int, key, auth string, body []byte, out *bytes.Buffer) (rawAnswer, error) {
+func (rc *rawClient) sendOnce(ctx context.Context, i int, m *message, out *bytes.Buffer) (rawAnswer, error) {
 	if ctx.Err() != nil {
 		return rawAnswer{}, ctx.Err()
 	}
@@ -147,23 +172,34 @@ func (rc *rawClient) postOnce(ctx context.Context, i int, key, auth string, body
 
 	t := &rc.targets[i]
 	b := rc.req[:0]
-	b = append(b, "POST "...)
-	b = append(b, t.path...)
+	b = append(b, m.method...)
+	b = append(b, ' ')
+	b = append(b, t.base...)
+	b = append(b, m.path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, t.host...)
-	b = append(b, "\r\nUser-Agent: orderbench\r\nContent-Type: application/json"...)
-	if key != "" {
+	b = append(b, "\r\nUser-Agent: orderbench"...)
+	if m.body != nil {
+		b = append(b, "\r\nContent-Type: application/json"...)
+	}
+	if m.key != "" {
 		b = append(b, "\r\nIdempotency-Key: "...)
-		b = append(b, key...)
+		b = append(b, m.key...)
 	}
-	if auth != "" {
+	if m.auth != "" {
 		b = append(b, "\r\nAuthorization: "...)
-		b = append(b, auth...)
+		b = append(b, m.auth...)
 	}
-	b = append(b, "\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
+	if m.etag != "" {
+		b = append(b, "\r\nIf-None-Match: "...)
+		b = append(b, m.etag...)
+	}
+	if m.body != nil {
+		b = append(b, "\r\nContent-Length: "...)
+		b = strconv.AppendInt(b, int64(len(m.body)), 10)
+	}
 	b = append(b, "\r\n\r\n"...)
-	b = append(b, body...)
+	b = append(b, m.body...)
 	rc.req = b
 
 	reused := conn.reused
@@ -230,6 +266,11 @@ func (rc *rawClient) exchange(conn *rawConn, req []byte, out *bytes.Buffer) (a r
 			}
 		case bytes.EqualFold(name, []byte("Idempotent-Replayed")):
 			a.replayed = bytes.Equal(value, []byte("true"))
+		case bytes.EqualFold(name, []byte("Retry-After")):
+			a.retryAfter, _ = strconv.Atoi(string(value))
+		case bytes.EqualFold(name, []byte("ETag")):
+			rc.etag = append(rc.etag[:0], value...)
+			a.etag = rc.etag
 		}
 	}
 	out.Reset()

@@ -18,16 +18,23 @@ func WriteSummary(w io.Writer, res *Result) {
 	if res.Label != "" {
 		title += " " + res.Label
 	}
-	fmt.Fprintf(w, "\n== %s: run %s, %s loop, %d clients, %s measured against %s\n", title, res.RunID, res.Mode,
-		cfg.Concurrency, fmtSecs(res.Seconds), strings.Join(cfg.URLs, ", "))
+	load := fmt.Sprintf("%s loop, %d clients", res.Mode, cfg.Concurrency)
+	if res.Drop != nil {
+		load = fmt.Sprintf("a drop of %s users, at most %d requests in flight", thousands(int64(res.Drop.Users)), cfg.Concurrency)
+	}
+	fmt.Fprintf(w, "\n== %s: run %s, %s, %s measured against %s\n", title, res.RunID, load,
+		fmtSecs(res.Seconds), strings.Join(cfg.URLs, ", "))
 	fmt.Fprintf(w, "%s\n", Headline(res))
+	if res.Drop != nil {
+		writeDrop(w, res)
+	}
 	fmt.Fprintf(w, "scenario   %s\n", cfg.Scenario)
 	fmt.Fprintf(w, "offered    %10.1f req/s\n", res.OfferedRate)
 	fmt.Fprintf(w, "achieved   %10.1f req/s  (%d answers)\n", res.AchievedRate, res.Requests)
 	fmt.Fprintf(w, "orders     %10.1f orders/s  (%d new orders over the measured time)\n", res.OrdersPerSec, res.Orders)
-	fmt.Fprintf(w, "refused    %10d  (business refusals: sold_out, limit_exceeded; not errors)\n", res.Refused)
+	fmt.Fprintf(w, "refused    %10d  (business refusals: sold_out, limit_exceeded, not_started, sale_ended; not errors)\n", res.Refused)
 	fmt.Fprintf(w, "errors     %10d  (5xx and transport failures)\n", res.Errors)
-	if res.Mode == "open" {
+	if res.Mode != "closed" {
 		fmt.Fprintf(w, "late       %10d requests sent more than %s after their intended time (max lag %.1fms); %d never sent\n",
 			res.Late, cfg.LateThreshold, res.MaxLagMs, res.NotSent)
 	}
@@ -41,7 +48,7 @@ func WriteSummary(w io.Writer, res *Result) {
 	}
 	l := res.Latency
 	from := "send"
-	if res.Mode == "open" {
+	if res.Mode != "closed" {
 		from = "intended send time"
 	}
 	fmt.Fprintf(w, "latency (ms, from %s): p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  mean %.2f\n",
@@ -75,6 +82,9 @@ func WriteAudit(w io.Writer, a *AuditReport) {
 			fmt.Fprintf(w, " (%d requests with unknown outcome allowed for)", a.Uncertain)
 		}
 		fmt.Fprintln(w, "; server audit ok; per-user limits and idempotency hold")
+		if wc := a.Window; wc != nil {
+			writeWindow(w, wc)
+		}
 		skus := a.SKUs
 		if len(skus) > maxSKULines {
 			var taken int64
@@ -100,6 +110,23 @@ func WriteAudit(w io.Writer, a *AuditReport) {
 		fmt.Fprintln(w, "  - "+v)
 	}
 	fmt.Fprintln(w, bar)
+}
+
+// writeWindow prints a passing drop audit's sale window line.
+func writeWindow(w io.Writer, wc *WindowCheck) {
+	fmt.Fprintf(w, "  sale window: %d orders created from starts_at", wc.Orders)
+	if wc.Orders > 0 {
+		fmt.Fprintf(w, " +%s to +%s", fmtSince(wc.First.Sub(wc.StartsAt)), fmtSince(wc.Last.Sub(wc.StartsAt)))
+	}
+	fmt.Fprintf(w, "; %d before starts_at, %d at or after ends_at", wc.BeforeStart, wc.AfterEnd)
+	switch {
+	case wc.SoldOutChecked:
+		fmt.Fprintf(w, "; sold out to the last unit (the users wanted %d)\n", wc.Demand)
+	case wc.Demand > 0:
+		fmt.Fprintf(w, "; sold out not checked (the users wanted %d units, or some were still trying at the end)\n", wc.Demand)
+	default:
+		fmt.Fprintln(w)
+	}
 }
 
 // WriteJSON writes res as indented JSON to path.

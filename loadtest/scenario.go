@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // ErrUnknownScenario is returned (wrapped) by NamedScenario for a name that
@@ -17,10 +18,19 @@ const ScenarioStock = 10_000_000
 
 // ScenarioNames lists the named scenarios, from one hot SKU to the full flash
 // sale; each adds one thing to the one before it (sale adds the user pool and
-// its per-user limit to keys).
+// its per-user limit to keys). The last, drop, is the sale as it happens.
 func ScenarioNames() []string {
-	return []string{"hot", "catalogue", "carts", "keys", "sale"}
+	return []string{"hot", "catalogue", "carts", "keys", "sale", "drop"}
 }
+
+// The drop scenario's values (NamedScenario("drop")).
+const (
+	DropUsers     = 20_000
+	DropStock     = 2_000
+	DropLead      = 10 * time.Second
+	DropClockSkew = time.Second
+	DropAfter     = 5 * time.Second
+)
 
 // NamedScenario returns the workload of the benchmark tables called name, so
 // that anyone can rerun them:
@@ -35,9 +45,14 @@ func ScenarioNames() []string {
 //     of each product: a run of about 100,000 orders gets some 8% of
 //     limit_exceeded (a few thousand orders: almost none, 300,000: about a
 //     quarter), the rest succeed.
+//   - drop: the sale as it happens (see Scenario.Lead): one SKU with 2,000
+//     units, 1 per user, for 20,000 users who arrive over the 10s before
+//     T0, clocks off by up to 1s either way, and go on reloading for 5s
+//     once told sold_out; an Idempotency-Key on every order.
 //
-// Every product has ScenarioStock units. Fields the scenario leaves zero take
-// Config's defaults (prefix "bench-", price 1999, quantity 1).
+// Every product of the others has ScenarioStock units. Fields the scenario
+// leaves zero take Config's defaults (prefix "bench-", price 1999, quantity
+// 1, a drop's refresh 1s).
 func NamedScenario(name string) (Scenario, error) {
 	hot := Scenario{Name: "hot", SKUs: 1, Stock: ScenarioStock, NoKeys: true}
 	catalogue := hot
@@ -48,6 +63,8 @@ func NamedScenario(name string) (Scenario, error) {
 	keys.Name, keys.NoKeys = "keys", false
 	sale := keys
 	sale.Name, sale.Users, sale.PerUserLimit = "sale", 10_000, 3
+	drop := Scenario{Name: "drop", SKUs: 1, Stock: DropStock, PerUserLimit: 1, Users: DropUsers, Lead: DropLead,
+		ClockSkew: DropClockSkew, After: DropAfter}
 	switch name {
 	case "hot":
 		return hot, nil
@@ -59,6 +76,8 @@ func NamedScenario(name string) (Scenario, error) {
 		return keys, nil
 	case "sale":
 		return sale, nil
+	case "drop":
+		return drop, nil
 	}
 	return Scenario{}, fmt.Errorf("%w %q: valid scenarios are %s", ErrUnknownScenario, name, strings.Join(ScenarioNames(), ", "))
 }
@@ -99,6 +118,10 @@ func (s Scenario) String() string {
 		parts = append(parts, fmt.Sprintf("%d users", s.Users))
 	} else {
 		parts = append(parts, "a new user per order")
+	}
+	if s.IsDrop() {
+		parts = append(parts, fmt.Sprintf("a drop: the sale starts after a %s lead, clocks off by up to ±%s, reloading for %s after sold_out",
+			s.Lead, s.ClockSkew, s.After))
 	}
 	desc := strings.Join(parts, ", ")
 	if s.Name != "" {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/internal/testkit/fakeorderd"
@@ -27,6 +28,8 @@ func TestNamedScenarios(t *testing.T) {
 		"keys":      {Name: "keys", SKUs: 100, Zipf: 1.1, MultiShare: 0.2, MultiItems: 3, Stock: stock},
 		"sale": {Name: "sale", SKUs: 100, Zipf: 1.1, MultiShare: 0.2, MultiItems: 3, Stock: stock,
 			Users: 10_000, PerUserLimit: 3},
+		"drop": {Name: "drop", SKUs: 1, Stock: 2000, PerUserLimit: 1, Users: 20_000, Lead: 10 * time.Second,
+			ClockSkew: time.Second, After: 5 * time.Second},
 	}
 	names := loadtest.ScenarioNames()
 	if len(names) != len(want) {
@@ -44,6 +47,10 @@ func TestNamedScenarios(t *testing.T) {
 	if s, _ := loadtest.NamedScenario("sale"); !strings.Contains(s.String(), "sale: 100 SKUs (Zipf 1.1)") ||
 		!strings.Contains(s.String(), "20% carts of 3 items") || !strings.Contains(s.String(), "per-user limit of 3") {
 		t.Errorf("sale described as %q", s)
+	}
+	if s, _ := loadtest.NamedScenario("drop"); !s.IsDrop() || !strings.Contains(s.String(), "drop: 1 SKU with stock 2000") ||
+		!strings.Contains(s.String(), "after a 10s lead, clocks off by up to ±1s") {
+		t.Errorf("drop described as %q", s)
 	}
 }
 
@@ -101,6 +108,9 @@ func (c *wire) wrap(h http.Handler) http.Handler {
 // without the audit mistaking refused orders for violations.
 func TestNamedScenariosAudit(t *testing.T) {
 	for _, name := range loadtest.ScenarioNames() {
+		if name == "drop" {
+			continue // it needs the sale window: TestDrop
+		}
 		for _, std := range []bool{false, true} {
 			t.Run(name+map[bool]string{false: "/raw", true: "/net-http"}[std], func(t *testing.T) {
 				var seen wire

@@ -94,11 +94,16 @@ type Answer struct {
 // interrupted: the tool's doing, neither an answer nor an error.
 const CodeCancelled = "cancelled"
 
-// Business refusals: the sale saying no, as it must once the stock is gone or
-// a user has their share. They are answers, not errors.
+// Business refusals: the sale saying no, as it must once the stock is gone,
+// a user has their share, or outside the sale's window. They are answers, not
+// errors.
 const (
 	CodeSoldOut       = "sold_out"
 	CodeLimitExceeded = "limit_exceeded"
+	// CodeNotStarted refuses an order before the sale's starts_at (with
+	// Retry-After), CodeSaleEnded one from its ends_at on.
+	CodeNotStarted = "not_started"
+	CodeSaleEnded  = "sale_ended"
 )
 
 // IsError reports whether a is an error: a 5xx or a transport failure (no
@@ -107,10 +112,66 @@ func (a Answer) IsError() bool {
 	return a.Status >= 500 || (a.Status == 0 && a.Code != CodeCancelled)
 }
 
-// IsRefusal reports whether a is a business refusal: 409 sold_out or 409
-// limit_exceeded.
+// IsRefusal reports whether a is a business refusal: 409 sold_out,
+// limit_exceeded, not_started or sale_ended.
 func (a Answer) IsRefusal() bool {
-	return a.Status == 409 && (a.Code == CodeSoldOut || a.Code == CodeLimitExceeded)
+	if a.Status != 409 {
+		return false
+	}
+	switch a.Code {
+	case CodeSoldOut, CodeLimitExceeded, CodeNotStarted, CodeSaleEnded:
+		return true
+	}
+	return false
+}
+
+// The kinds of order answers a drop's report counts over time (KindOf).
+const (
+	KindOrder      = "201"
+	KindNotStarted = CodeNotStarted
+	KindSoldOut    = CodeSoldOut
+	KindLimit      = CodeLimitExceeded
+	KindSaleEnded  = CodeSaleEnded
+	// KindOther4xx is every other answer below 500 (in practice 4xx).
+	KindOther4xx  = "other 4xx"
+	Kind5xx       = "5xx"
+	KindTransport = "transport error"
+)
+
+// Kinds lists the kinds of answers in the order the drop's chart stacks
+// them: orders at the bottom, then the refusals, then the errors.
+func Kinds() []string {
+	return []string{KindOrder, KindNotStarted, KindSoldOut, KindLimit, KindSaleEnded, KindOther4xx, Kind5xx, KindTransport}
+}
+
+// KindOf returns the kind of a, or "" for a request the run itself cut short
+// (CodeCancelled), which is no answer.
+func KindOf(a Answer) string {
+	switch {
+	case a.Status == 201:
+		return KindOrder
+	case a.IsRefusal():
+		return a.Code
+	case a.Status >= 500:
+		return Kind5xx
+	case a.Status == 0 && a.Code == CodeCancelled:
+		return ""
+	case a.Status == 0:
+		return KindTransport
+	default:
+		return KindOther4xx
+	}
+}
+
+// ByKind adds up the interval's answers by kind (see KindOf).
+func (iv Interval) ByKind() map[string]int64 {
+	out := map[string]int64{}
+	for s, n := range iv.Codes {
+		if k := KindOf(parseAnswer(s)); k != "" {
+			out[k] += n
+		}
+	}
+	return out
 }
 
 // AnswerCount is how many answers of one kind a run got.
@@ -140,10 +201,54 @@ type counts struct {
 	answers  map[Answer]int64
 	orders   int64
 	lateness Lateness
+	// page is a drop's product page; nil in other runs.
+	page *pageCounts
 }
 
-func newCounts(threshold time.Duration) counts {
-	return counts{hist: NewHistogram(), svc: NewHistogram(), answers: map[Answer]int64{}, lateness: Lateness{Threshold: threshold}}
+// pageCounts is the product page's share of a shard or an interval: its
+// GETs, their latency (from the actual send) and how they ended.
+type pageCounts struct {
+	hist *hdrhistogram.Histogram
+	// n counts every answer; notModified the 304s, errors the 5xx answers
+	// and transport failures, other the rest that are not 200.
+	n, notModified, errors, other int64
+}
+
+func (p *pageCounts) add(lat time.Duration, a Answer) {
+	RecordLatency(p.hist, lat)
+	p.n++
+	switch {
+	case a.Status == 304:
+		p.notModified++
+	case a.IsError():
+		p.errors++
+	case a.Status != 200:
+		p.other++
+	}
+}
+
+// moveTo adds p to into and empties p.
+func (p *pageCounts) moveTo(into *pageCounts) {
+	into.hist.Merge(p.hist)
+	into.n += p.n
+	into.notModified += p.notModified
+	into.errors += p.errors
+	into.other += p.other
+	p.reset()
+}
+
+func (p *pageCounts) reset() {
+	p.hist.Reset()
+	p.n, p.notModified, p.errors, p.other = 0, 0, 0, 0
+}
+
+// newCounts returns empty counts; pages adds the product page's (a drop's).
+func newCounts(threshold time.Duration, pages bool) counts {
+	c := counts{hist: NewHistogram(), svc: NewHistogram(), answers: map[Answer]int64{}, lateness: Lateness{Threshold: threshold}}
+	if pages {
+		c.page = &pageCounts{hist: NewHistogram()}
+	}
+	return c
 }
 
 func (c *counts) add(lat, svc time.Duration, a Answer, units int64, intended, sent time.Time, open bool) {
@@ -172,6 +277,9 @@ func (c *counts) moveTo(into *counts) {
 	c.orders = 0
 	into.lateness.Merge(c.lateness)
 	c.lateness = Lateness{Threshold: c.lateness.Threshold}
+	if c.page != nil {
+		c.page.moveTo(into.page)
+	}
 }
 
 func (c *counts) reset() {
@@ -180,10 +288,13 @@ func (c *counts) reset() {
 	clear(c.answers)
 	c.orders = 0
 	c.lateness = Lateness{Threshold: c.lateness.Threshold}
+	if c.page != nil {
+		c.page.reset()
+	}
 }
 
-func newShard(threshold time.Duration) *shard {
-	return &shard{all: newCounts(threshold), measured: newCounts(threshold)}
+func newShard(threshold time.Duration, pages bool) *shard {
+	return &shard{all: newCounts(threshold, pages), measured: newCounts(threshold, pages)}
 }
 
 // record accounts one answer: lat is its latency, svc its service time. units is the number of stock units a new
@@ -195,6 +306,15 @@ func (s *shard) record(lat, svc time.Duration, a Answer, units int64, intended, 
 	if measured {
 		s.measured.add(lat, svc, a, units, intended, sent, open)
 	}
+	s.mu.Unlock()
+}
+
+// recordPage accounts one product page answer (a drop's); lat runs from its
+// actual send.
+func (s *shard) recordPage(lat time.Duration, a Answer) {
+	s.mu.Lock()
+	s.all.page.add(lat, a)
+	s.measured.page.add(lat, a)
 	s.mu.Unlock()
 }
 

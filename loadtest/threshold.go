@@ -19,7 +19,8 @@ var ErrThresholdFailed = errors.New("loadtest: threshold failed")
 // Metrics: pN (a latency percentile, N from 0 to 100, decimals allowed),
 // mean and max (latency; the value is a duration, or milliseconds when it
 // has no unit); errors (5xx answers and transport failures, as a share of the
-// requests with %, else a count; business refusals are not errors); rate
+// requests with %, else a count; business refusals are not errors; a drop's
+// product page GETs count with the orders); rate
 // (answers per second) and orders (new orders per second). Operators: <, <=,
 // >, >=.
 type Threshold struct {
@@ -97,14 +98,18 @@ func (t Threshold) actual(res *Result) (float64, string) {
 	case "max":
 		return res.Latency.Max, fmt.Sprintf("%.2fms", res.Latency.Max)
 	case "errors":
+		errs, requests := res.Errors, res.Requests
+		if pg := res.Page; pg != nil {
+			errs, requests = errs+pg.Errors, requests+pg.Requests
+		}
 		if !t.share {
-			return float64(res.Errors), fmt.Sprint(res.Errors)
+			return float64(errs), fmt.Sprint(errs)
 		}
 		share := 0.0
-		if res.Requests > 0 {
-			share = float64(res.Errors) / float64(res.Requests)
+		if requests > 0 {
+			share = float64(errs) / float64(requests)
 		}
-		return share, fmt.Sprintf("%.3g%% (%d of %d)", 100*share, res.Errors, res.Requests)
+		return share, fmt.Sprintf("%.3g%% (%d of %d)", 100*share, errs, requests)
 	case "rate":
 		return res.AchievedRate, fmt.Sprintf("%.1f/s", res.AchievedRate)
 	default: // orders

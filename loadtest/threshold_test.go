@@ -71,6 +71,8 @@ func TestAnswerKinds(t *testing.T) {
 		{loadtest.Answer{Status: 201}, false, false},
 		{loadtest.Answer{Status: 409, Code: "sold_out"}, false, true},
 		{loadtest.Answer{Status: 409, Code: "limit_exceeded"}, false, true},
+		{loadtest.Answer{Status: 409, Code: "not_started"}, false, true},
+		{loadtest.Answer{Status: 409, Code: "sale_ended"}, false, true},
 		{loadtest.Answer{Status: 409, Code: "request_in_progress"}, false, false},
 		{loadtest.Answer{Status: 429, Code: "rate_limited"}, false, false},
 		{loadtest.Answer{Status: 503, Code: "overloaded"}, true, false},

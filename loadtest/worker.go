@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -17,8 +18,12 @@ import (
 	orderhttp "github.com/flashorder/flashorder/http"
 )
 
-// jsonContentType is shared by every request: net/http only reads headers.
-var jsonContentType = []string{"application/json"}
+// jsonContentType and userAgent are shared by every request: net/http only
+// reads headers.
+var (
+	jsonContentType = []string{"application/json"}
+	userAgent       = []string{"orderbench"}
+)
 
 // Transport error codes, used as Answer.Code with Status 0.
 const (
@@ -49,6 +54,9 @@ type worker struct {
 	// net/http through runner.client.
 	raw *rawClient
 
+	etag []byte // scratch for net/http's ETag
+	body []byte // scratch for a drop's order bodies
+
 	last       *request // the previous request, for retries
 	lastStatus int
 	lastID     string
@@ -61,7 +69,10 @@ type request struct {
 	items []flashorder.ItemRequest
 	key   string
 	body  []byte
-	retry bool
+	// retry marks a resend of an answered request (RetryShare); resend one
+	// of a request whose outcome is unknown (a drop's retry after an error).
+	retry  bool
+	resend bool
 }
 
 func newWorker(r *runner, id int) *worker {
@@ -70,7 +81,7 @@ func newWorker(r *runner, id int) *worker {
 		id:    id,
 		rng:   rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(id))),
 		shard: r.shards[id%len(r.shards)],
-		url:   id % len(r.orderURLs),
+		url:   id % len(r.cfg.URLs),
 		state: workerState{uncertain: map[string]int64{}},
 	}
 	if s := r.cfg.Scenario; s.Zipf > 1 && s.SKUs > 1 {
@@ -200,10 +211,11 @@ func appendOrderJSON(b []byte, user string, items []flashorder.ItemRequest) []by
 // answerBody is the part of an order answer, or of an error, that the
 // client checks.
 type answerBody struct {
-	ID     string                   `json:"id"`
-	UserID string                   `json:"user_id"`
-	Items  []flashorder.ItemRequest `json:"items"`
-	Error  struct {
+	ID        string                   `json:"id"`
+	UserID    string                   `json:"user_id"`
+	Items     []flashorder.ItemRequest `json:"items"`
+	CreatedAt time.Time                `json:"created_at"`
+	Error     struct {
 		Code string `json:"code"`
 	} `json:"error"`
 }
@@ -211,29 +223,33 @@ type answerBody struct {
 // send sends one request and records its answer; latency runs from intended.
 func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) {
 	rq := w.next()
-	target := w.url
-	if !w.r.cfg.Sticky {
-		w.url = (w.url + 1) % len(w.r.orderURLs)
+	a, ans := w.order(ctx, w.target(), rq, intended, sent, open)
+	if rq.retry && w.lastStatus == http.StatusCreated && a.Status != 0 && a.Status < 500 &&
+		(a.Status != http.StatusCreated || ans.ID != w.lastID) {
+		w.violate("idempotency: key %s first answered 201 order %s, its retry got %d %s order %q",
+			rq.key, w.lastID, a.Status, a.Code, ans.ID)
 	}
+	if !rq.retry || w.lastStatus == 0 || w.lastStatus >= 500 {
+		w.last, w.lastStatus, w.lastID = rq, a.Status, ans.ID
+	}
+}
 
+// target returns the index in Config.URLs of the server the worker's next
+// request goes to, and moves on to the next server unless Config.Sticky.
+func (w *worker) target() int {
+	t := w.url
+	if !w.r.cfg.Sticky {
+		w.url = (w.url + 1) % len(w.r.cfg.URLs)
+	}
+	return t
+}
+
+// order sends rq to target, checks and keeps a 201 for the audit, and
+// records the answer; latency runs from intended.
+func (w *worker) order(ctx context.Context, target int, rq *request, intended, sent time.Time, open bool) (Answer, *answer) {
 	status, ans, resent, err := w.do(ctx, target, rq)
 	done := time.Now()
-	var a Answer
-	switch {
-	case err != nil && ctx.Err() != nil:
-		a = Answer{Code: CodeCancelled}
-	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)):
-		a = Answer{Code: CodeTimeout}
-	case err != nil && isDialError(err):
-		a = Answer{Code: CodeRefused}
-	case err != nil:
-		a = Answer{Code: CodeTransport}
-	default:
-		a = Answer{Status: status}
-		if status != http.StatusCreated {
-			a.Code = ans.Error.Code
-		}
-	}
+	a := classifyAnswer(ctx, status, ans.Error.Code, err)
 
 	var units int64
 	if a.Status == 0 || a.Status >= 500 {
@@ -246,11 +262,13 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 		w.uncertain(rq)
 	}
 	if a.Status == http.StatusCreated && !w.r.cfg.NoServer {
-		// A request resent on a fresh connection may replay its own first
-		// attempt: that order is still new to this client.
-		replayed := ans.replayed && !(resent && !rq.retry)
+		// A request resent on a fresh connection, or after an unknown
+		// outcome, may replay its own first attempt: that order is still
+		// new to this client.
+		replayed := ans.replayed && !((resent || rq.resend) && !rq.retry)
 		w.check201(rq, ans)
-		w.state.orders = append(w.state.orders, record{ID: ans.ID, Key: rq.key, User: rq.user, Items: rq.items, Replayed: replayed})
+		w.state.orders = append(w.state.orders, record{ID: ans.ID, Key: rq.key, User: rq.user, Items: rq.items,
+			Replayed: replayed, CreatedAt: ans.CreatedAt})
 		if !replayed {
 			for _, it := range rq.items {
 				units += it.Quantity
@@ -258,17 +276,29 @@ func (w *worker) send(ctx context.Context, intended, sent time.Time, open bool) 
 			}
 		}
 	}
-	if rq.retry && w.lastStatus == http.StatusCreated && a.Status != 0 && a.Status < 500 &&
-		(a.Status != http.StatusCreated || ans.ID != w.lastID) {
-		w.violate("idempotency: key %s first answered 201 order %s, its retry got %d %s order %q",
-			rq.key, w.lastID, a.Status, a.Code, ans.ID)
-	}
-	if !rq.retry || w.lastStatus == 0 || w.lastStatus >= 500 {
-		w.last, w.lastStatus, w.lastID = rq, a.Status, ans.ID
-	}
 	w.shard.record(done.Sub(intended), done.Sub(sent), a, units, intended, sent, open, !sent.Before(w.r.measureStart))
 	if f := w.r.cfg.OnAnswer; f != nil {
 		f(AnswerEvent{Target: target, Key: rq.key, Answer: a, Intended: intended, Sent: sent, Done: done, Order: ans.ID, Replayed: ans.replayed})
+	}
+	return a, ans
+}
+
+// classifyAnswer turns a request's outcome into an Answer: its status and
+// error code, or the kind of transport failure.
+func classifyAnswer(ctx context.Context, status int, code string, err error) Answer {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return Answer{Code: CodeCancelled}
+	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)):
+		return Answer{Code: CodeTimeout}
+	case err != nil && isDialError(err):
+		return Answer{Code: CodeRefused}
+	case err != nil:
+		return Answer{Code: CodeTransport}
+	case status == http.StatusCreated:
+		return Answer{Status: status}
+	default:
+		return Answer{Status: status, Code: code}
 	}
 }
 
@@ -329,6 +359,8 @@ func (w *worker) violate(format string, args ...any) {
 type answer struct {
 	answerBody
 	replayed bool
+	// retryAfter is the Retry-After header in seconds; 0 when absent.
+	retryAfter int
 }
 
 var emptyAnswer = &answer{}
@@ -336,41 +368,14 @@ var emptyAnswer = &answer{}
 // do sends rq to target and decodes the answer. resent reports that the raw
 // client sent it twice (see rawClient.post).
 func (w *worker) do(ctx context.Context, target int, rq *request) (status int, ans *answer, resent bool, err error) {
-	ans = &answer{}
-	if w.raw != nil {
-		var ra rawAnswer
-		ra, resent, err = w.raw.post(ctx, target, rq.key, rq.auth, rq.body, &w.buf)
-		if err != nil {
-			return 0, emptyAnswer, resent, err
-		}
-		status, ans.replayed = ra.status, ra.replayed
-	} else {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.r.orderURLs[target], bytes.NewReader(rq.body))
-		if err != nil {
-			return 0, emptyAnswer, false, err
-		}
-		req.Header = http.Header{"Content-Type": jsonContentType}
-		if rq.key != "" {
-			req.Header[orderhttp.IdempotencyKeyHeader] = []string{rq.key}
-		}
-		if rq.auth != "" {
-			req.Header["Authorization"] = []string{rq.auth}
-		}
-		resp, err := w.r.client.Do(req)
-		if err != nil {
-			return 0, emptyAnswer, false, err
-		}
-		w.buf.Reset()
-		_, err = w.buf.ReadFrom(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return 0, emptyAnswer, false, err
-		}
-		status, ans.replayed = resp.StatusCode, resp.Header.Get(orderhttp.ReplayedHeader) == "true"
+	ra, resent, err := w.roundTrip(ctx, target, &message{method: http.MethodPost, path: ordersPath, key: rq.key, auth: rq.auth, body: rq.body})
+	if err != nil {
+		return 0, emptyAnswer, resent, err
 	}
+	ans = &answer{replayed: ra.replayed, retryAfter: ra.retryAfter}
 	body := w.buf.Bytes()
 	switch {
-	case status != http.StatusCreated:
+	case ra.status != http.StatusCreated:
 		if ans.Error.Code = errorCode(body); ans.Error.Code == "" {
 			_ = json.Unmarshal(body, &ans.answerBody)
 		}
@@ -382,7 +387,53 @@ func (w *worker) do(ctx context.Context, target int, rq *request) (status int, a
 			ans.ID = ""
 		}
 	}
-	return status, ans, resent, nil
+	return ra.status, ans, resent, nil
+}
+
+// roundTrip sends m to target, with the raw client when the worker has one
+// and net/http otherwise, and reads the answer's body into w.buf.
+func (w *worker) roundTrip(ctx context.Context, target int, m *message) (a rawAnswer, resent bool, err error) {
+	if w.raw != nil {
+		return w.raw.send(ctx, target, m, &w.buf)
+	}
+	var body io.Reader
+	if m.body != nil {
+		body = bytes.NewReader(m.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, m.method, w.r.cfg.URLs[target]+m.path, body)
+	if err != nil {
+		return a, false, err
+	}
+	req.Header = http.Header{"User-Agent": userAgent}
+	if m.body != nil {
+		req.Header["Content-Type"] = jsonContentType
+	}
+	if m.key != "" {
+		req.Header[orderhttp.IdempotencyKeyHeader] = []string{m.key}
+	}
+	if m.auth != "" {
+		req.Header["Authorization"] = []string{m.auth}
+	}
+	if m.etag != "" {
+		req.Header["If-None-Match"] = []string{m.etag}
+	}
+	resp, err := w.r.client.Do(req)
+	if err != nil {
+		return a, false, err
+	}
+	w.buf.Reset()
+	_, err = w.buf.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return a, false, err
+	}
+	a.status, a.replayed = resp.StatusCode, resp.Header.Get(orderhttp.ReplayedHeader) == "true"
+	a.retryAfter, _ = strconv.Atoi(resp.Header.Get("Retry-After"))
+	if e := resp.Header.Get("Etag"); e != "" {
+		w.etag = append(w.etag[:0], e...)
+		a.etag = w.etag
+	}
+	return a, false, nil
 }
 
 // skuIndex returns the index of a SKU of the scenario.

@@ -26,9 +26,13 @@ func TestRunWithAuth(t *testing.T) {
 
 	for _, scenario := range loadtest.ScenarioNames() {
 		js := filepath.Join(t.TempDir(), "r.json")
-		_, err := runArgs(t, "run", "--url", e.URL, "--admin-token", e.AdminToken, "--jwt-secret", secret,
-			"--jwt-issuer", "bench", "--jwt-audience", "orderd", "--scenario", scenario, "--sku-prefix", scenario+"-",
-			"--requests", "300", "--concurrency", "8", "--quiet", "--json", js)
+		load := []string{"--requests", "300"}
+		if scenario == "drop" {
+			load = []string{"--users", "100", "--stock", "10", "--lead", "1s", "--after", "0s"}
+		}
+		_, err := runArgs(t, append([]string{"run", "--url", e.URL, "--admin-token", e.AdminToken, "--jwt-secret", secret,
+			"--jwt-issuer", "bench", "--jwt-audience", "orderd", "--scenario", scenario, "--sku-prefix", scenario + "-",
+			"--concurrency", "8", "--quiet", "--json", js}, load...)...)
 		if err != nil {
 			t.Errorf("%s with auth: %v", scenario, err)
 			continue

@@ -45,7 +45,7 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&cf.fresh, "fresh-db", false, "with a postgres:// or mysql:// --db: run each strategy on a new empty database on that server, dropped afterwards")
 	fs.Var(&cf.extra, "orderd-arg", "extra orderd argument, repeatable (e.g. --orderd-arg=--db-max-conns=32)")
 	loadFlags(fs, &cfg, &out)
-	if err := parseFlags(fs, args, &cfg); err != nil {
+	if err := parseFlags(fs, args, &cfg, &out); err != nil {
 		return err
 	}
 	if len(cf.strategies) == 0 {
@@ -70,13 +70,18 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer stopProfile()
 
 	var rows []compareRow
-	fmt.Fprintf(stdout, "== no-op ceiling: in-process Gin handler answering 201\n")
-	ceiling, err := runCeiling(ctx, cfg)
-	if err != nil {
-		rows = append(rows, compareRow{Name: "no-op ceiling", Failed: err.Error()})
+	if cfg.Scenario.IsDrop() {
+		// The no-op handler has no sale window and no product page.
+		fmt.Fprintf(stdout, "== no no-op ceiling for a drop: its users need orderd's product page and sale window\n")
 	} else {
-		loadtest.WriteSummary(stdout, ceiling)
-		rows = append(rows, compareRow{Name: "no-op ceiling", Result: ceiling})
+		fmt.Fprintf(stdout, "== no-op ceiling: in-process Gin handler answering 201\n")
+		ceiling, err := runCeiling(ctx, cfg)
+		if err != nil {
+			rows = append(rows, compareRow{Name: "no-op ceiling", Failed: err.Error()})
+		} else {
+			loadtest.WriteSummary(stdout, ceiling)
+			rows = append(rows, compareRow{Name: "no-op ceiling", Result: ceiling})
+		}
 	}
 	auditFailed := false
 	for _, s := range cf.strategies {
@@ -141,7 +146,12 @@ func (cf *compareFlags) run(ctx context.Context, cfg loadtest.Config, s string, 
 // writeComparison prints the comparison table and writes the JSON and HTML
 // files out asks for.
 func writeComparison(rows []compareRow, sc loadtest.Scenario, out outputs, stdout io.Writer) error {
-	table := fmt.Sprintf("scenario %s\n", sc) + compareTable(rows)
+	table := fmt.Sprintf("scenario %s\n", sc)
+	if sc.IsDrop() {
+		table += dropTable(rows)
+	} else {
+		table += compareTable(rows)
+	}
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, table)
 	if out.JSON != "" {
@@ -235,6 +245,44 @@ func compareTable(rows []compareRow) string {
 	return b.String()
 }
 
+// dropTable renders the comparison of drops: per strategy, the orders
+// before the start, the first order against starts_at, how long the stock
+// lasted, the latency of orders and of the product page, errors and audit.
+func dropTable(rows []compareRow) string {
+	var b strings.Builder
+	const head = "%-16s %12s %14s %12s %9s %9s %8s  %s\n"
+	fmt.Fprintf(&b, head, "strategy", "before start", "first order", "lasted", "p99 ms", "page p99", "errors", "audit")
+	for _, r := range rows {
+		if r.Result == nil || r.Result.Drop == nil {
+			fmt.Fprintf(&b, head, r.Name, "-", "-", "-", "-", "-", "-", "FAILED: "+firstLine(r.Failed))
+			continue
+		}
+		res := r.Result
+		before, first, lasted, pageP99, audit := "-", "-", "not sold out", "-", "n/a"
+		if a := res.Audit; a != nil {
+			audit = "ok"
+			if !a.OK {
+				audit = fmt.Sprintf("FAILED (%d violations)", len(a.Violations))
+			}
+			if w := a.Window; w != nil {
+				before = fmt.Sprint(w.BeforeStart)
+				if w.Orders > 0 {
+					first = fmt.Sprintf("%+.2f ms", float64(w.First.Sub(w.StartsAt).Microseconds())/1000)
+				}
+			}
+		}
+		if d, ok := res.Lasted(); ok {
+			lasted = fmt.Sprintf("%.0f ms", float64(d.Microseconds())/1000)
+		}
+		errs := res.Errors
+		if pg := res.Page; pg != nil {
+			pageP99, errs = fmt.Sprintf("%.2f", pg.Latency.P99), errs+pg.Errors
+		}
+		fmt.Fprintf(&b, head, r.Name, before, first, lasted, fmt.Sprintf("%.2f", res.Latency.P99), pageP99, fmt.Sprint(errs), audit)
+	}
+	return b.String()
+}
+
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
 	return s
@@ -262,10 +310,21 @@ func compareReport(rows []compareRow, table string) loadtest.Report {
 				Label: fmt.Sprintf("no-op ceiling: %s answers/s (what orderbench itself can send here)", humanize.Comma(int64(r.Result.AchievedRate)))})
 			continue
 		}
-		labels, values = append(labels, r.Name), append(values, r.Result.OrdersPerSec)
+		name, v := r.Name, r.Result.OrdersPerSec
+		if r.Result.Drop != nil {
+			lasted, soldOut := r.Result.Lasted()
+			if v = float64(lasted) / float64(time.Millisecond); !soldOut {
+				name += " (not sold out)"
+			}
+		}
+		labels, values = append(labels, name), append(values, v)
+	}
+	bars := loadtest.BarChart("Orders per second by strategy", "orders per second", labels, values, refs...)
+	if len(rep.Runs) > 0 && rep.Runs[0].Drop != nil {
+		bars = loadtest.BarChart("How long the stock lasted, by strategy (ms from starts_at to the last order)", "ms", labels, values)
 	}
 	rep.Summary = []template.HTML{
-		loadtest.BarChart("Orders per second by strategy", "orders per second", labels, values, refs...),
+		bars,
 		loadtest.Chart{Title: "Latency distribution", XLabel: "percentile", YLabel: "ms (log)", Lines: dist, LogY: true,
 			XTicks: loadtest.NinesTicks}.SVG(),
 	}

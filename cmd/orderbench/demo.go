@@ -56,21 +56,62 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
+// The demo's drop: shorter than the drop scenario's, so that the whole demo
+// takes about ten seconds.
+const (
+	demoLead  = 5 * time.Second
+	demoAfter = 3 * time.Second
+	// closedLoopDuration is the length of the demo before drops.
+	closedLoopDuration = 6 * time.Second
+)
+
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("orderbench demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg loadtest.Config
 	var out outputs
 	loadFlags(fs, &cfg, &out)
-	// The demo's own defaults: a short flash sale of one hot SKU that sells
-	// out, one unit per user. A --scenario replaces them.
-	setDefault(fs, "duration", "6s")
+	closedLoop := fs.Bool("closed-loop", false, "run the demo before drops instead: --concurrency clients order the hot SKU "+
+		"(2,000 units, 1 per user, 20,000 users) for --duration (6s unless given), no sale window")
+	// The demo's own defaults: a drop, shorter than the scenario's, of
+	// one hot SKU that sells out, one unit per user. --closed-loop runs
+	// the same sale as a closed loop; another --scenario replaces them.
+	setDefault(fs, "scenario", "drop")
+	setDefault(fs, "lead", demoLead.String())
+	setDefault(fs, "clock-skew", loadtest.DropClockSkew.String())
+	setDefault(fs, "after", demoAfter.String())
+	setDefault(fs, "duration", loadtest.DefaultDropDuration.String())
 	setDefault(fs, "stock", "2000")
 	setDefault(fs, "per-user-limit", "1")
 	setDefault(fs, "users", "20000")
-	if err := parseFlags(fs, args, &cfg); err != nil {
+	if err := parseArgs(fs, args, &cfg); err != nil {
 		return err
 	}
+	set := given(fs)
+	if *closedLoop {
+		for _, name := range []string{"scenario", "lead", "clock-skew", "after", "refresh"} {
+			if set[name] {
+				return fmt.Errorf("--closed-loop runs the sale without a drop: it cannot be combined with --%s", name)
+			}
+		}
+		cfg.Scenario.Name, cfg.Scenario.Lead, cfg.Scenario.ClockSkew, cfg.Scenario.After = "", 0, 0, 0
+		if !set["duration"] {
+			cfg.Duration = closedLoopDuration
+		}
+	}
+	if err := applyScenario(fs, &cfg); err != nil {
+		return err
+	}
+	if cfg.Scenario.Name == "drop" {
+		// The scenario's lead and after, unless given: the demo's.
+		if !set["lead"] {
+			cfg.Scenario.Lead = demoLead
+		}
+		if !set["after"] {
+			cfg.Scenario.After = demoAfter
+		}
+	}
+	dropDefaults(fs, &cfg, &out)
 	dir, err := os.MkdirTemp("", "orderbench-demo-")
 	if err != nil {
 		return fmt.Errorf("create demo directory: %w", err)
@@ -87,15 +128,22 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer e.Close()
 	fmt.Fprintf(stdout, "orderbench demo: embedded orderd at %s (SQLite in %s, strategy batch)\n", e.URL, dir)
-	what := "flash sale:"
-	if cfg.Scenario.Name != "" {
-		what = "scenario"
+	sc := cfg.Scenario
+	switch {
+	case sc.IsDrop():
+		fmt.Fprintf(stdout, "drop: %d units, %d per user, for %d users who arrive over %s; the sale starts at T0, %s from now; "+
+			"at most %d requests in flight\n", sc.Stock, sc.PerUserLimit, sc.Users, sc.Lead, sc.Lead, cfg.Concurrency)
+	default:
+		what := "flash sale:"
+		if sc.Name != "" {
+			what = "scenario"
+		}
+		length := cfg.Duration.String()
+		if cfg.Duration == 0 {
+			length = fmt.Sprintf("%d requests", cfg.Requests)
+		}
+		fmt.Fprintf(stdout, "%s %s; %d clients for %s\n", what, sc, cfg.Concurrency, length)
 	}
-	length := cfg.Duration.String()
-	if cfg.Duration == 0 {
-		length = fmt.Sprintf("%d requests", cfg.Requests)
-	}
-	fmt.Fprintf(stdout, "%s %s; %d clients for %s\n", what, cfg.Scenario, cfg.Concurrency, length)
 	cfg.URLs = []string{e.URL}
 	cfg.AdminToken = e.AdminToken
 	cfg.Label = "demo"

@@ -51,7 +51,7 @@ const usage = `usage: orderbench <command> [flags]
 commands:
   run       load one or more orderd servers and audit them afterwards
   compare   start orderd once per strategy (plus a no-op ceiling) and compare
-  demo      start an embedded orderd (SQLite, temp dir) and run a short hot-SKU test
+  demo      start an embedded orderd (SQLite, temp dir) and run a short drop (a sale that opens at T0)
   noop      serve the no-op ceiling (a Gin handler answering 201) for wrk or hey
   token     print an HS256 user token for an orderd with --auth jwt (tests, curl)
 
@@ -146,7 +146,8 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	fs.IntVar(&cfg.Concurrency, "concurrency", loadtest.DefaultConcurrency, "closed loop: number of clients; open loop: most requests in flight")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests per second, latency from each request's intended send time (0: closed loop)")
 	fs.DurationVar(&cfg.Think, "think", 0, "closed loop: pause of each client between requests")
-	fs.DurationVar(&cfg.Duration, "duration", loadtest.DefaultDuration, "measured time (0 with --requests: until that many requests)")
+	fs.DurationVar(&cfg.Duration, "duration", loadtest.DefaultDuration, "measured time (0 with --requests: until that many requests); "+
+		"a drop ends when its users are done, this bounds its sale after T0 ("+loadtest.DefaultDropDuration.String()+" unless given)")
 	fs.Int64Var(&cfg.Requests, "requests", 0, "stop after this many measured requests (0: no limit)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "load before the measurement (audited, not counted)")
 	fs.DurationVar(&cfg.Timeout, "timeout", loadtest.DefaultTimeout, "timeout of each request")
@@ -185,6 +186,13 @@ func scenarioFlags(fs *flag.FlagSet, s *loadtest.Scenario) {
 	fs.IntVar(&s.Users, "users", 0, "size of the user pool, so per-user limits bite (0: a new user per order)")
 	fs.Float64Var(&s.RetryShare, "retry-share", 0, "share (0..1) of requests that resend the previous request with the same Idempotency-Key")
 	fs.Var(keysFlag{&s.NoKeys}, "keys", "send an Idempotency-Key with every order (--keys=false: none)")
+	fs.DurationVar(&s.Lead, "lead", 0, fmt.Sprintf("drop: the sale starts (T0) this long after the run starts, users arrive over it; "+
+		"> 0 makes the run a drop (--scenario drop: %s)", loadtest.DropLead))
+	fs.DurationVar(&s.ClockSkew, "clock-skew", 0, fmt.Sprintf("drop: the users' clocks are off by up to this much either way "+
+		"(--scenario drop: %s)", loadtest.DropClockSkew))
+	fs.DurationVar(&s.After, "after", 0, fmt.Sprintf("drop: how long a user told sold_out goes on reloading the page and ordering again "+
+		"(--scenario drop: %s)", loadtest.DropAfter))
+	fs.DurationVar(&s.Refresh, "refresh", 0, fmt.Sprintf("drop: how often such a user reloads, give or take half (0: %s)", loadtest.DefaultRefresh))
 }
 
 // keysFlag is --keys, the negation of Scenario.NoKeys.
@@ -271,7 +279,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.JWTIssuer, "jwt-issuer", "", "iss claim of the minted tokens (orderd's --jwt-issuer)")
 	fs.StringVar(&cfg.JWTAudience, "jwt-audience", "", "aud claim of the minted tokens (orderd's --jwt-audience)")
 	loadFlags(fs, &cfg, &out)
-	if err := parseFlags(fs, args, &cfg); err != nil {
+	if err := parseFlags(fs, args, &cfg, &out); err != nil {
 		return err
 	}
 	if cfg.JWTSecret == "" {
@@ -356,8 +364,21 @@ func writeReports(out outputs, title string, res *loadtest.Result, stdout io.Wri
 }
 
 // parseFlags parses args into fs, refuses stray arguments, completes cfg
-// with finishFlags and applies --scenario.
-func parseFlags(fs *flag.FlagSet, args []string, cfg *loadtest.Config) error {
+// with finishFlags, applies --scenario and gives a drop its threshold.
+func parseFlags(fs *flag.FlagSet, args []string, cfg *loadtest.Config, out *outputs) error {
+	if err := parseArgs(fs, args, cfg); err != nil {
+		return err
+	}
+	if err := applyScenario(fs, cfg); err != nil {
+		return err
+	}
+	dropDefaults(fs, cfg, out)
+	return nil
+}
+
+// parseArgs parses args into fs, refuses stray arguments and completes cfg
+// with finishFlags.
+func parseArgs(fs *flag.FlagSet, args []string, cfg *loadtest.Config) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -365,15 +386,41 @@ func parseFlags(fs *flag.FlagSet, args []string, cfg *loadtest.Config) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	finishFlags(fs, cfg)
-	return applyScenario(fs, cfg)
+	return nil
+}
+
+// dropDefaults gives a drop its own defaults: its sale runs for up to
+// loadtest.DefaultDropDuration after T0 unless --duration is given (the drop
+// ends when its users are done), and any error (5xx or no answer, orders or
+// product page) fails it unless a --threshold on errors says otherwise: a
+// healthy drop has none.
+func dropDefaults(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
+	if !cfg.Scenario.IsDrop() {
+		return
+	}
+	if !given(fs)["duration"] {
+		cfg.Duration = loadtest.DefaultDropDuration
+	}
+	for _, t := range out.Thresholds {
+		if strings.HasPrefix(t.Expr, "errors") {
+			return
+		}
+	}
+	t, _ := loadtest.ParseThreshold("errors<1")
+	out.Thresholds = append(out.Thresholds, t)
+}
+
+// given returns the names of the flags set on the command line.
+func given(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
 }
 
 // finishFlags applies the rules between flags: --requests without an explicit
 // --duration runs until that many requests.
 func finishFlags(fs *flag.FlagSet, cfg *loadtest.Config) {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if cfg.Requests > 0 && !set["duration"] {
+	if cfg.Requests > 0 && !given(fs)["duration"] {
 		cfg.Duration = 0
 	}
 }

@@ -31,22 +31,26 @@ func runArgs(t *testing.T, args ...string) (string, error) {
 	return stdout.String(), err
 }
 
-// TestDemo runs `orderbench demo` as a newcomer would, for a few seconds,
-// with a stock small enough to sell out even on a loaded machine.
+// TestDemo runs `orderbench demo` as a newcomer would, a drop, shrunk to a
+// few seconds: the headline tells the drop, the report opens with its
+// figures and charts, T0 and the sell-out marked.
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	html, js := filepath.Join(dir, "r.html"), filepath.Join(dir, "r.json")
 	csvPath, hgrm := filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.hgrm")
-	out, err := runArgs(t, "demo", "--duration", "3s", "--concurrency", "16", "--stock", "50", "--html", html, "--json", js,
-		"--csv", csvPath, "--hgrm", hgrm, "--threshold", "errors<1%")
+	out, err := runArgs(t, "demo", "--users", "500", "--stock", "50", "--lead", "1s", "--after", "500ms", "--concurrency", "16",
+		"--html", html, "--json", js, "--csv", csvPath, "--hgrm", hgrm)
 	if err != nil {
 		t.Fatalf("demo: %v", err)
 	}
-	if !strings.Contains(out, "audit: OK") {
-		t.Errorf("no audit line in the demo's output")
+	for _, want := range []string{"audit: OK", "threshold  errors<1", "---- T0: the sale starts", "sold out to the last unit"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the demo's output lacks %q", want)
+		}
 	}
-	if !regexp.MustCompile(`(?m)^The stock \(50 units\) lasted .*: 50 orders sold`).MatchString(out) {
-		t.Errorf("the demo's headline does not say how long the stock lasted")
+	if !regexp.MustCompile(`(?m)^The drop: 50 units for 500 users at T0; 0 orders before the start; the first order was accepted .* after starts_at; ` +
+		`the stock lasted .* \(50 orders\); .*; 0 errors`).MatchString(out) {
+		t.Errorf("the demo's headline does not tell the drop")
 	}
 	for _, f := range []string{csvPath, hgrm} {
 		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
@@ -57,24 +61,53 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("HTML report: %v", err)
 	}
+	for _, want := range []string{"<svg", "orders before the start", "first order accepted", "the stock lasted",
+		"Order answers per second, by kind", "Throughput: product page GETs and orders", "product page and orders",
+		"T0: the sale starts", "sold out at T+", "time from T0", "Stock left", "Latency distribution", "errors&lt;1"} {
+		if !bytes.Contains(page, []byte(want)) {
+			t.Errorf("HTML report lacks %q", want)
+		}
+	}
+	if bytes.Contains(page, []byte("<script")) {
+		t.Errorf("HTML report has scripts")
+	}
+	res := readResult(t, js)
+	if res.Audit == nil || !res.Audit.OK || res.Orders != 50 || res.Drop == nil || res.Drop.Lead != 1 || res.Page == nil {
+		t.Errorf("results: orders %d, drop %+v, page %+v, audit %+v", res.Orders, res.Drop, res.Page, res.Audit)
+	}
+}
+
+// TestDemoClosedLoop runs the demo before drops, a closed-loop sale, with a
+// stock small enough to sell out even on a loaded machine.
+func TestDemoClosedLoop(t *testing.T) {
+	dir := t.TempDir()
+	html, js := filepath.Join(dir, "r.html"), filepath.Join(dir, "r.json")
+	out, err := runArgs(t, "demo", "--closed-loop", "--duration", "3s", "--concurrency", "16", "--stock", "50", "--html", html,
+		"--json", js, "--threshold", "errors<1%")
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	if !strings.Contains(out, "audit: OK") {
+		t.Errorf("no audit line in the demo's output")
+	}
+	if !regexp.MustCompile(`(?m)^The stock \(50 units\) lasted .*: 50 orders sold`).MatchString(out) {
+		t.Errorf("the demo's headline does not say how long the stock lasted")
+	}
+	page, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatalf("HTML report: %v", err)
+	}
 	for _, want := range []string{"<svg", "Throughput", "Latency distribution", "Stock left", "sold out at", "errors&lt;1%"} {
 		if !bytes.Contains(page, []byte(want)) {
 			t.Errorf("HTML report lacks %q", want)
 		}
 	}
-	if bytes.Contains(page, []byte("http://")) && bytes.Contains(page, []byte("<script src")) {
-		t.Errorf("HTML report loads external resources")
+	res := readResult(t, js)
+	if res.Audit == nil || !res.Audit.OK || res.Orders == 0 || len(res.Series) < 3 || res.Drop != nil || res.Mode != "closed" {
+		t.Errorf("results: mode %s, orders %d, %d intervals, audit %+v", res.Mode, res.Orders, len(res.Series), res.Audit)
 	}
-	var res loadtest.Result
-	b, err := os.ReadFile(js)
-	if err != nil {
-		t.Fatalf("JSON results: %v", err)
-	}
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatalf("JSON results: %v", err)
-	}
-	if res.Audit == nil || !res.Audit.OK || res.Orders == 0 || len(res.Series) < 3 {
-		t.Errorf("results: orders %d, %d intervals, audit %+v", res.Orders, len(res.Series), res.Audit)
+	if _, err := runArgs(t, "demo", "--closed-loop", "--lead", "2s"); err == nil || !strings.Contains(err.Error(), "--lead") {
+		t.Errorf("--closed-loop with --lead: %v", err)
 	}
 }
 
@@ -149,16 +182,23 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// TestCompare runs compare with the real orderd binary: the ceiling row, the
-// row strategy with a passing audit, and a strategy orderd refuses, reported
-// as a failed row rather than skipped; on SQLite, and with --fresh-db on
-// PostgreSQL and MariaDB.
-func TestCompare(t *testing.T) {
+// buildOrderd builds the orderd binary for compare's tests.
+func buildOrderd(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "orderd")
 	build := exec.Command("go", "build", "-o", bin, "github.com/flashorder/flashorder/cmd/orderd")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build orderd: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// TestCompare runs compare with the real orderd binary: the ceiling row, the
+// row strategy with a passing audit, and a strategy orderd refuses, reported
+// as a failed row rather than skipped; on SQLite, and with --fresh-db on
+// PostgreSQL and MariaDB.
+func TestCompare(t *testing.T) {
+	bin := buildOrderd(t)
 	targets := [][]string{{"sqlite"}}
 	for _, v := range []string{"FLASHORDER_TEST_POSTGRES_URL", "FLASHORDER_TEST_MYSQL_URL"} {
 		if u := testenv.Optional(t, v); u != "" {
@@ -245,7 +285,8 @@ func TestNoopCmd(t *testing.T) {
 }
 
 // TestVersionAndDemoHelp checks orderbench --version, and that demo -h shows
-// the demo's own defaults (a 6s sale of 2,000 units), not run's.
+// the demo's own defaults (a drop of 2,000 units for 20,000 users after a 5s
+// lead), not run's.
 func TestVersionAndDemoHelp(t *testing.T) {
 	out, err := runArgs(t, "--version")
 	if err != nil || !strings.HasPrefix(out, "orderbench ") || !strings.Contains(out, "go1.") {
@@ -256,7 +297,7 @@ func TestVersionAndDemoHelp(t *testing.T) {
 		t.Fatalf("demo -h: %v", err)
 	}
 	help := strings.Join(strings.Fields(stderr.String()), " ")
-	for _, want := range []string{"(default 6s)", "(default 2000)", "(default 20000)"} {
+	for _, want := range []string{`(default "drop")`, "(default 5s)", "(default 3s)", "(default 1m0s)", "(default 2000)", "(default 20000)"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("demo -h lacks %q:\n%s", want, stderr.String())
 		}

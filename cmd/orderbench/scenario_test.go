@@ -29,7 +29,7 @@ func parseScenario(t *testing.T, args ...string) (loadtest.Scenario, error) {
 	var cfg loadtest.Config
 	var out outputs
 	loadFlags(fs, &cfg, &out)
-	err := parseFlags(fs, args, &cfg)
+	err := parseFlags(fs, args, &cfg, &out)
 	return cfg.Scenario, err
 }
 
