@@ -188,7 +188,9 @@ type PlaceOrderRequest struct {
 	OrderRequest
 	// IdempotencyKey is the request's Idempotency-Key header; empty when absent.
 	IdempotencyKey string
-	// Fingerprint identifies the request's content (see OrderRequest.Fingerprint).
+	// Fingerprint identifies the request's content (see
+	// OrderRequest.Fingerprint). Empty until needed: checkout.Idempotent
+	// fills it for a keyed request, a strategy for the order it stores.
 	Fingerprint string
 }
 

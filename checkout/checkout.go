@@ -35,8 +35,18 @@ func NewOrder(req *flashorder.PlaceOrderRequest, now time.Time) (*flashorder.Ord
 		Items:          items,
 		CreatedAt:      now.UTC().Truncate(time.Microsecond),
 		IdempotencyKey: req.IdempotencyKey,
-		Fingerprint:    req.Fingerprint,
+		Fingerprint:    fingerprint(req),
 	}, nil
+}
+
+// fingerprint returns req's fingerprint, made now when the caller left it
+// out (a request without an Idempotency-Key: only its stored order needs
+// one).
+func fingerprint(req *flashorder.PlaceOrderRequest) string {
+	if req.Fingerprint == "" {
+		req.Fingerprint = req.OrderRequest.Fingerprint()
+	}
+	return req.Fingerprint
 }
 
 // sortedSKUs returns the order's SKUs in ascending order: every strategy locks

@@ -39,7 +39,9 @@ func (s *Server) createOrder(c *gin.Context) {
 	if !s.allowOrder(ctx, c, req.UserID) {
 		return
 	}
-	req.Fingerprint = req.OrderRequest.Fingerprint()
+	// The fingerprint is made where it is needed: by checkout.Idempotent for
+	// a keyed request, and by the strategy for an order it stores (a crowd's
+	// refusals never need one).
 	if keys, keyed := c.Request.Header[IdempotencyKeyHeader]; keyed {
 		if len(keys) != 1 {
 			s.writeError(c, flashorder.Errorf(flashorder.EINVALID, "send one Idempotency-Key header"))
