@@ -230,15 +230,20 @@ func (c Chart) drawStacked(b *strings.Builder, a axes) {
 
 // drawMarkers draws the vertical event lines and the horizontal references.
 func (c Chart) drawMarkers(b *strings.Builder, a axes) {
-	for i, m := range c.Markers {
+	var shown []Marker
+	for _, m := range c.Markers {
 		if m.At < a.minX || m.At > a.maxX {
 			continue
 		}
 		x := a.sx(m.At)
 		fmt.Fprintf(b, `<line class="marker" x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#000" stroke-width="1.5" stroke-dasharray="4 3"/>`,
 			x, x, padT, chartH-padB)
-		// Labels one under the other, so that close events stay legible;
-		// on the line's left when the right has no room.
+		shown = append(shown, m)
+	}
+	// The labels over every line, one under the other, so that close events
+	// stay legible; on the line's left when the right has no room.
+	for i, m := range shown {
+		x := a.sx(m.At)
 		tx, anchor := x+5, "start"
 		if x+5+7*float64(len(m.Label)) > chartW-padR {
 			tx, anchor = x-5, "end"

@@ -1,19 +1,19 @@
 package loadtest
 
-// A drop is a sale that opens at a announced moment, T0, to a crowd that
+// A drop is a sale that opens at an announced moment, T0, to a crowd that
 // gathered for it. Scenario.Lead > 0 makes a run one: setup puts the product
 // with starts_at = T0, Lead after the run starts (and ends_at an hour after
-// the run), and Scenario.Users shoppers arrive over the lead, open loop, more
-// and more of them as T0 nears. Each opens the product page, then orders
-// when its own clock reads T0; clocks are off by up to Scenario.ClockSkew
-// either way, so some order early and are refused not_started: they come back
-// after Retry-After. A shopper stops at its order (201), at limit_exceeded or
-// sale_ended; told sold_out it reloads the page and orders again every
-// Scenario.Refresh for Scenario.After. Errors (5xx, no answer, 429) are
-// retried with the same Idempotency-Key after Retry-After or a capped
-// backoff. The drop ends when every user is done; Config.Duration (by
-// default a minute) bounds the sale after T0 for a server too slow to serve
-// them all.
+// the drop's longest end), and Scenario.Users shoppers arrive over the lead,
+// open loop, more and more of them as T0 nears. Each opens the product page,
+// then orders when its own clock reads T0; clocks are off by up to
+// Scenario.ClockSkew either way, so some order early and are refused
+// not_started: they come back after Retry-After. A shopper stops at its
+// order (201), at limit_exceeded or sale_ended; told sold_out it reloads the
+// page and orders again every Scenario.Refresh for Scenario.After (a reload
+// due later is not made). Errors (5xx, no answer, 429) are retried with the
+// same Idempotency-Key after Retry-After or a capped backoff. The drop ends
+// when every user is done; Config.Duration (by default a minute) bounds the
+// sale after T0 for a server too slow to serve them all.
 //
 // The users are entries of one timetable, not goroutines: a dispatcher hands
 // each due step to a pool of Config.Concurrency workers, so at most that many
@@ -368,6 +368,11 @@ func (d *dropRun) step(ctx context.Context, w *worker, t dropTask) {
 		d.schedule(t.user, max(time.Since(d.r.start), d.lead-u.skew))
 		return
 	case stepRefresh:
+		if time.Since(d.r.start)-u.soldOut >= d.r.cfg.Scenario.After {
+			// Its time ran out while the reload waited for a worker.
+			d.finish(t.user, endSoldOut)
+			return
+		}
 		d.loadPage(ctx, w, u) // and orders right after it
 	}
 	d.order(ctx, w, t.user, u, d.r.start.Add(t.due))

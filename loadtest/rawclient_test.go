@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,4 +162,51 @@ func newRawClientURL(u string) (*rawClient, error) {
 		stop()
 	}
 	return rc, err
+}
+
+// TestRawClientGet: a GET carries If-None-Match and no body; the answer's
+// ETag and Retry-After are read, a 304 has no body, and a 409's body is read
+// as usual.
+func TestRawClientGet(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method != http.MethodGet || r.ContentLength > 0 || r.URL.Path != "/base/api/v1/products/p1":
+			w.WriteHeader(http.StatusBadRequest)
+		case r.Header.Get("If-None-Match") == `W/"v1"`:
+			w.Header().Set("ETag", `W/"v1"`)
+			w.WriteHeader(http.StatusNotModified)
+		case r.Header.Get("If-None-Match") == "":
+			w.Header().Set("ETag", `W/"v1"`)
+			fmt.Fprint(w, `{"sku":"p1"}`)
+		default:
+			w.Header().Set("Retry-After", "3")
+			w.WriteHeader(http.StatusConflict)
+			fmt.Fprint(w, `{"error":{"code":"not_started"}}`)
+		}
+	}))
+	defer srv.Close()
+	rc, stop, err := newRawClient(context.Background(), []string{srv.URL + "/base"}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	defer rc.Close()
+	var out bytes.Buffer
+	for i, tc := range []struct {
+		etag, wantETag, wantBody string
+		status, retryAfter       int
+	}{
+		{"", `W/"v1"`, `{"sku":"p1"}`, 200, 0},
+		{`W/"v1"`, `W/"v1"`, "", 304, 0},
+		{`W/"v0"`, "", `{"error":{"code":"not_started"}}`, 409, 3},
+	} {
+		a, _, err := rc.send(context.Background(), 0, &message{method: http.MethodGet, path: "/api/v1/products/p1", etag: tc.etag}, &out)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if a.status != tc.status || string(a.etag) != tc.wantETag || a.retryAfter != tc.retryAfter || out.String() != tc.wantBody {
+			t.Errorf("request %d: status %d etag %q retry-after %d body %q, want %d %q %d %q", i, a.status, a.etag, a.retryAfter,
+				out.String(), tc.status, tc.wantETag, tc.retryAfter, tc.wantBody)
+		}
+	}
 }

@@ -105,8 +105,54 @@ func TestSaleStory(t *testing.T) {
 // Chromium: the DOM has the summary, the audit and five charts with drawn
 // series, and a screenshot shows the 201s' green and the sold-outs' orange.
 func TestReportInBrowser(t *testing.T) {
+	dom, img := renderInBrowser(t, saleRun(t))
+	if n := bytes.Count(dom, []byte(`<svg class="chart"`)); n != 5 {
+		t.Errorf("the browser's DOM has %d charts, want 5", n)
+	}
+	for _, want := range []string{"lasted", `class="audit"`, "audit: OK", `class="summary"`, "409 sold_out", "sold out at"} {
+		if !bytes.Contains(dom, []byte(want)) {
+			t.Errorf("the browser's DOM lacks %q", want)
+		}
+	}
+	if green, orange := stacked(img); green < 500 || orange < 5000 {
+		t.Errorf("the screenshot has %d green (201) and %d orange (sold_out) pixels; the answers by kind were not drawn", green, orange)
+	}
+}
+
+// TestDropReportInBrowser renders a drop's report: it opens with the
+// figures and three charts from T0 (answers by kind, the product page beside
+// the orders), T0 and the sell-out marked, then the other three.
+func TestDropReportInBrowser(t *testing.T) {
+	srv := httptest.NewServer(newWindowed(fakeorderd.None))
+	defer srv.Close()
+	res, err := loadtest.Run(context.Background(), dropConfig(srv.URL))
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	dom, img := renderInBrowser(t, res)
+	if n := bytes.Count(dom, []byte(`<svg class="chart"`)); n != 6 {
+		t.Errorf("the browser's DOM has %d charts, want 6", n)
+	}
+	for _, want := range []string{`class="tile"`, "orders before the start", "first order accepted", "the stock lasted",
+		"T0: the sale starts", "sold out at T+", "time from T0 (starts_at)", "product page GETs/s", "page p99", "audit: OK"} {
+		if !bytes.Contains(dom, []byte(want)) {
+			t.Errorf("the browser's DOM lacks %q", want)
+		}
+	}
+	if bytes.Contains(dom, []byte(`class="tile bad"`)) {
+		t.Errorf("a healthy drop's report shows a figure in red")
+	}
+	if green, orange := stacked(img); green < 100 || orange < 5000 {
+		t.Errorf("the screenshot has %d green (201) and %d orange (sold_out) pixels; the answers by kind were not drawn", green, orange)
+	}
+}
+
+// renderInBrowser writes res's HTML report, checks that it is
+// self-contained, and returns the DOM headless Chromium made of it and a
+// screenshot of its top.
+func renderInBrowser(t *testing.T, res *loadtest.Result) ([]byte, image.Image) {
+	t.Helper()
 	chromium := testenv.Tool(t, "chromium")
-	res := saleRun(t)
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")
 	if err := loadtest.WriteHTMLFile(page, loadtest.Report{Title: "orderbench test", Runs: []*loadtest.Result{res}}); err != nil {
@@ -123,14 +169,6 @@ func TestReportInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chromium --dump-dom: %v", err)
 	}
-	if n := bytes.Count(dom, []byte(`<svg class="chart"`)); n != 5 {
-		t.Errorf("the browser's DOM has %d charts, want 5", n)
-	}
-	for _, want := range []string{"lasted", `class="audit"`, "audit: OK", `class="summary"`, "409 sold_out", "sold out at"} {
-		if !bytes.Contains(dom, []byte(want)) {
-			t.Errorf("the browser's DOM lacks %q", want)
-		}
-	}
 	shot := filepath.Join(dir, "report.png")
 	if out, err := exec.CommandContext(ctx, chromium, append(args, "--screenshot="+shot, "--window-size=1400,2400", "file://"+page)...).CombinedOutput(); err != nil {
 		t.Fatalf("chromium --screenshot: %v\n%s", err, out)
@@ -144,10 +182,13 @@ func TestReportInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	green, orange := countColor(img, 0x2c, 0xa0, 0x2c), countColor(img, 0xff, 0x7f, 0x0e)
-	if green < 2000 || orange < 2000 {
-		t.Errorf("the screenshot has %d green (201) and %d orange (sold_out) pixels; the charts were not drawn", green, orange)
-	}
+	return dom, img
+}
+
+// stacked counts the pixels of the answers' stacked areas in img: 201 green
+// and sold_out orange, drawn at 85% opacity over white.
+func stacked(img image.Image) (green, orange int) {
+	return countColor(img, 75, 174, 75), countColor(img, 255, 146, 50)
 }
 
 // countColor counts the pixels of img within a small distance of r, g, b.
