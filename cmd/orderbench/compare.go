@@ -348,12 +348,13 @@ func runCeiling(ctx context.Context, cfg loadtest.Config) (*loadtest.Result, err
 // noopBody is what the no-op handler answers: the size of a real order.
 var noopBody = []byte(`{"id":"00000000000000000000000000","user_id":"u-1","status":"created","items":[{"sku":"bench-0","quantity":1,"price_cents":1999}],"total_cents":1999,"created_at":"2025-01-01T00:00:00Z"}`)
 
-// noopHandler is the no-op ceiling: Gin answering every order 201 at once.
 // noopProduct is the no-op's product page: as long as orderd's for a drop.
 var noopProduct = []byte(`{"sku":"drop-1","name":"Sneaker","price_cents":19900,"stock":50,"sold":0,"per_user_limit":1,` +
 	`"starts_at":"2026-12-01T10:00:00Z","ends_at":"2026-12-01T11:00:00Z","payment_window":"5m0s","status":"upcoming",` +
 	`"server_time":"2026-12-01T09:59:58.123456789Z"}` + "\n")
 
+// noopHandler is the no-op ceiling: Gin answering every order 201, and the
+// product page 200, at once.
 func noopHandler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
