@@ -437,12 +437,13 @@ func (d *dropRun) order(ctx context.Context, w *worker, id int32, u *dropUser, i
 		if u.soldOut == 0 {
 			u.soldOut = now
 		}
-		if now-u.soldOut >= sc.After {
-			d.finish(id, endSoldOut)
+		next := now + time.Duration(float64(sc.Refresh)*(0.5+w.rng.Float64()))
+		if next-u.soldOut >= sc.After {
+			d.finish(id, endSoldOut) // its next reload would come too late
 			return
 		}
 		u.step = stepRefresh
-		d.schedule(id, now+time.Duration(float64(sc.Refresh)*(0.5+w.rng.Float64())))
+		d.schedule(id, next)
 	case a.Code == CodeLimitExceeded:
 		d.finish(id, endLimited)
 	case a.Code == CodeSaleEnded:
