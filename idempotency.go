@@ -61,6 +61,17 @@ func NewRefusal(err error) *Refusal {
 	return r
 }
 
+// Retention returns how long o is kept from now: retention, except for a
+// not_started refusal, kept only until its sale starts (at least a
+// millisecond), so that a retry with the same key after Retry-After runs
+// again instead of replaying not_started for good.
+func (o Outcome) Retention(retention time.Duration, now time.Time) time.Duration {
+	if o.Refusal != nil && o.Refusal.StartsAt != nil {
+		return min(retention, max(o.Refusal.StartsAt.Sub(now), time.Millisecond))
+	}
+	return retention
+}
+
 // Err returns the refusal as an *Error, or nil when o holds an order.
 func (o Outcome) Err() error {
 	if o.Refusal == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
@@ -186,5 +187,41 @@ func TestIdempotentDatabaseDecides(t *testing.T) {
 	p.stored["k4"] = &flashorder.Order{ID: "o-committed", Fingerprint: stuck.Fingerprint}
 	if o, replayed, err := idem.Place(ctx, orderReq("k4", "u1")); err != nil || !replayed || o.ID != "o-committed" {
 		t.Fatalf("claim in flight, order committed: %+v replayed=%v %v", o, replayed, err)
+	}
+}
+
+// TestIdempotentNotStartedLastsUntilTheStart checks that a not_started
+// refusal is stored for the key's replays only until the sale starts: a
+// retry with the same key after Retry-After runs again.
+func TestIdempotentNotStartedLastsUntilTheStart(t *testing.T) {
+	start := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	now := start.Add(-time.Minute)
+	placer := newScripted(func(req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
+		if now.Before(start) {
+			return nil, &flashorder.Error{Code: flashorder.ENOTSTARTED, Message: "not yet", StartsAt: start}
+		}
+		return placeOK(req)
+	})
+	keys := inmem.NewIdempotencyStore()
+	keys.Now = func() time.Time { return now }
+	p := checkout.NewIdempotent(placer, keys, placer, nil)
+	req := func() *flashorder.PlaceOrderRequest {
+		return &flashorder.PlaceOrderRequest{OrderRequest: flashorder.OrderRequest{UserID: "u1",
+			Items: []flashorder.ItemRequest{{SKU: "drop", Quantity: 1}}}, IdempotencyKey: "k1"}
+	}
+	_, replayed, err := p.Place(context.Background(), req())
+	var ferr *flashorder.Error
+	if !errors.As(err, &ferr) || ferr.Code != flashorder.ENOTSTARTED || !ferr.StartsAt.Equal(start) || replayed {
+		t.Fatalf("before the start: %v (replayed %v)", err, replayed)
+	}
+	now = start.Add(-time.Second)
+	_, replayed, err = p.Place(context.Background(), req())
+	if !errors.As(err, &ferr) || ferr.Code != flashorder.ENOTSTARTED || !ferr.StartsAt.Equal(start) || !replayed || placer.count() != 1 {
+		t.Fatalf("the same key again before the start: %v (replayed %v, %d placements)", err, replayed, placer.count())
+	}
+	now = start
+	o, replayed, err := p.Place(context.Background(), req())
+	if err != nil || o == nil || replayed || placer.count() != 2 {
+		t.Fatalf("the same key at the start: %+v %v (replayed %v, %d placements)", o, err, replayed, placer.count())
 	}
 }

@@ -132,7 +132,8 @@ func (s *IdempotencyStore) Complete(_ context.Context, key string, outcome flash
 	defer sh.mu.Unlock()
 	if e, ok := sh.entries[key]; ok {
 		e.record.Outcome = &outcome
-		e.expires = s.Now().Add(s.Retention)
+		now := s.Now()
+		e.expires = now.Add(outcome.Retention(s.Retention, now))
 	}
 	return nil
 }

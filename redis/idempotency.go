@@ -161,7 +161,7 @@ func (s *IdempotencyStore) Complete(ctx context.Context, key string, outcome fla
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
 	err = completeScript.Run(ctx, s.client, []string{s.Prefix + key},
-		c.token, c.fingerprint, a, s.Retention.Milliseconds()).Err()
+		c.token, c.fingerprint, a, outcome.Retention(s.Retention, time.Now()).Milliseconds()).Err()
 	if err != nil {
 		return fmt.Errorf("redis: store idempotent outcome: %w", err)
 	}

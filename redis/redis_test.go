@@ -273,3 +273,27 @@ func TestIdempotencyStoreReadsLegacyAnswers(t *testing.T) {
 		t.Fatalf("a malformed stored answer was read: %+v", rec)
 	}
 }
+
+// TestIdempotencyStoreNotStarted checks that a stored not_started refusal
+// lasts until its sale starts, and then the key can be claimed again.
+func TestIdempotencyStoreNotStarted(t *testing.T) {
+	s := newStore(client(t), prefix())
+	ctx := context.Background()
+	start := time.Now().Add(300 * time.Millisecond).UTC()
+	if rec, err := s.Claim(ctx, "early", "fp"); rec != nil || err != nil {
+		t.Fatalf("first claim: %+v %v", rec, err)
+	}
+	refusal := &flashorder.Refusal{Code: flashorder.ENOTSTARTED, Message: "not yet", StartsAt: &start}
+	if err := s.Complete(ctx, "early", flashorder.Outcome{Refusal: refusal}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Claim(ctx, "early", "fp")
+	if err != nil || rec == nil || rec.Outcome == nil || rec.Outcome.Refusal == nil || rec.Outcome.Refusal.StartsAt == nil ||
+		!rec.Outcome.Refusal.StartsAt.Equal(start) {
+		t.Fatalf("before the start: %+v %v", rec, err)
+	}
+	testenv.WaitFor(t, "the key free at the start", 5*time.Second, func() bool {
+		rec, err := s.Claim(ctx, "early", "fp")
+		return err == nil && rec == nil
+	})
+}
