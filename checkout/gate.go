@@ -207,12 +207,13 @@ func (g *Gate) soldOutRefusal(ctx context.Context, req *flashorder.PlaceOrderReq
 			g.marks.CompareAndDelete(it.SKU, mark)
 			return nil
 		}
-		if g.Shared != nil && ns-mark.checked.Load() >= int64(g.Recheck) {
+		// One request per Recheck confirms the mark against Shared; the
+		// crowd meanwhile goes on with it.
+		if last := mark.checked.Load(); g.Shared != nil && ns-last >= int64(g.Recheck) && mark.checked.CompareAndSwap(last, ns) {
 			if sold, err := g.Shared.SoldOut(ctx, it.SKU); err != nil || !sold {
 				g.marks.CompareAndDelete(it.SKU, mark)
 				return nil
 			}
-			mark.checked.Store(ns)
 		}
 		if ns >= mark.renewAt {
 			g.renew(it.SKU)
