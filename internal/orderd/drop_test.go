@@ -251,12 +251,14 @@ func TestOrderdDrop(t *testing.T) {
 	}
 }
 
-// TestOrderdDropExpiry checks that stock returned by an expiry (the sweeper
-// of another instance, behind the gate's back) sells again within
-// --sold-out-ttl on instances that hold a sold-out mark for it.
+// TestOrderdDropExpiry checks that stock returned by an expiry (the sweeper,
+// behind the gates' backs) sells again within --sold-out-ttl on two
+// instances that both hold a sold-out mark for it.
 func TestOrderdDropExpiry(t *testing.T) {
 	dbURL := testenv.PostgresURL(t)
-	_, a := startOrderd(t, dbURL, "--payment-timeout", "1s", "--sweep-interval", "100ms", "--sold-out-ttl", "1s")
+	args := []string{"--payment-timeout", "1s", "--sweep-interval", "100ms", "--sold-out-ttl", "1s"}
+	_, a := startOrderd(t, dbURL, args...)
+	_, b := startOrderd(t, dbURL, args...)
 	if ans := putDrop(t, a.BaseURL, "exp-1", 2, 1, time.Time{}, time.Time{}, ""); ans.status != 200 {
 		t.Fatalf("put: %d %s", ans.status, ans.body)
 	}
@@ -265,12 +267,21 @@ func TestOrderdDropExpiry(t *testing.T) {
 			t.Fatalf("buy %d: %d %s", i, ans.status, ans.body)
 		}
 	}
-	if ans := buy(t, a.BaseURL, "e-late", "exp-1"); ans.code() != "sold_out" {
-		t.Fatalf("sold out: %d %s", ans.status, ans.body)
+	for _, base := range []string{a.BaseURL, b.BaseURL} {
+		for range 3 { // the first refusal teaches the gate, the next are its
+			if ans := buy(t, base, "e-late", "exp-1"); ans.code() != "sold_out" {
+				t.Fatalf("sold out: %d %s", ans.status, ans.body)
+			}
+		}
 	}
-	// Both orders expire within about a second; their units sell again.
-	testenv.WaitFor(t, "expired stock sold again", 10*time.Second, func() bool {
-		return buy(t, a.BaseURL, "e-after", "exp-1").status == 201
-	})
-	assertAudit(t, a)
+	// Both orders expire within about a second; their units sell again on
+	// both instances.
+	for i, base := range []string{a.BaseURL, b.BaseURL} {
+		testenv.WaitFor(t, "expired stock sold again", 10*time.Second, func() bool {
+			return buy(t, base, fmt.Sprintf("e-after-%d", i), "exp-1").status == 201
+		})
+	}
+	if l := auditLine(t, a, "exp-1"); l.Sold != 2 {
+		t.Fatalf("sold %d after the expiry and two new orders, want 2", l.Sold)
+	}
 }
