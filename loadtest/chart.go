@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/dustin/go-humanize"
@@ -156,10 +157,11 @@ func (c Chart) SVG() template.HTML {
 func (c Chart) drawAxes(b *strings.Builder, a axes, yt []float64) {
 	pw, ph := chartW-padL-padR, chartH-padT-padB
 	fmt.Fprintf(b, `<rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" fill="none" stroke="#999"/>`, padL, padT, pw, ph)
-	for _, v := range yt {
+	labels := yLabels(yt, a.logY)
+	for i, v := range yt {
 		y := a.sy(v)
 		fmt.Fprintf(b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#e4e4e4"/>`, padL, padL+pw, y, y)
-		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`, padL-6, y+4, num(v))
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`, padL-6, y+4, labels[i])
 	}
 	if c.XTicks != nil {
 		for v, label := range c.XTicks {
@@ -340,6 +342,39 @@ func num(v float64) string {
 	default:
 		return fmt.Sprintf("%.3g", v)
 	}
+}
+
+// yLabels renders the y axis' ticks short enough for the left margin (at
+// most 7 characters): millions and billions as 1.5M and 3B, all of a linear
+// axis on the scale of its largest tick so that they read alike.
+func yLabels(ticks []float64, logY bool) []string {
+	out := make([]string, len(ticks))
+	top := 0.0
+	for _, v := range ticks {
+		top = math.Max(top, math.Abs(v))
+	}
+	for i, v := range ticks {
+		if logY {
+			top = math.Abs(v)
+		}
+		switch {
+		case top >= 1e9:
+			out[i] = short(v/1e9) + "B"
+		case top >= 1e6:
+			out[i] = short(v/1e6) + "M"
+		default:
+			out[i] = num(v)
+		}
+		if v == 0 {
+			out[i] = "0"
+		}
+	}
+	return out
+}
+
+// short renders v with at most three decimals and none needless: 1.5, 250.
+func short(v float64) string {
+	return strconv.FormatFloat(math.Round(v*1000)/1000, 'f', -1, 64)
 }
 
 // thousands renders n with comma separators: 12,345.

@@ -22,8 +22,8 @@ const sliver = 0.25
 // left per SKU); beyond it only the total is kept.
 const maxChartSKUs = 8
 
-// Interval is one bucket of a run (Config.Bucket long; the last one may be
-// shorter).
+// Interval is one bucket of a run (Config.Bucket long, or as long as the
+// run's length so far calls for; the last one may be shorter).
 type Interval struct {
 	// T is the end of the interval in seconds since the start of the run.
 	T float64 `json:"t"`
@@ -124,9 +124,13 @@ type Result struct {
 	// next to Latency from the intended send time.
 	ServiceLatency *Percentiles `json:"service_latency,omitempty"`
 	ServiceDist    []DistPoint  `json:"service_distribution,omitempty"`
-	// BucketSeconds is the length of the Series' intervals.
-	BucketSeconds float64    `json:"bucket_seconds"`
-	Series        []Interval `json:"series"`
+	// BucketSeconds is the length of the Series' intervals (the last ones,
+	// when they grew with the run: see Config.Bucket).
+	BucketSeconds float64 `json:"bucket_seconds"`
+	// FirstBucketSeconds, when the intervals grew with the run, is the
+	// length of the first ones.
+	FirstBucketSeconds float64    `json:"first_bucket_seconds,omitempty"`
+	Series             []Interval `json:"series"`
 	// SKUs are the scenario's products, in the order of Interval.SKUStock.
 	SKUs []string `json:"skus,omitempty"`
 	// SoldOut lists the SKUs whose stock ran out during the run.
@@ -155,19 +159,27 @@ type collector struct {
 	series []Interval
 	last   time.Time
 	cur    counts // scratch for one interval
-	curM   counts // scratch for its measured part
 	// prog gathers the intervals since the last progress line.
 	prog     counts
 	progFrom time.Time
 	stock    atomic.Int64
 	guess    atomic.Bool
+	// bucket is the length of the intervals; grows makes it follow the
+	// run's length so far (Config.Bucket), first is then its first value.
+	bucket, first time.Duration
+	grows         bool
 }
 
 func newCollector(r *runner, admin *orderhttp.Client) *collector {
 	th, pages := r.cfg.LateThreshold, r.drop != nil
-	c := &collector{r: r, admin: admin, total: newCounts(th, pages), seen: map[Answer]int64{}, last: r.start,
-		cur: newCounts(th, pages), curM: newCounts(th, pages), prog: newCounts(th, pages), progFrom: r.start}
+	c := &collector{r: r, admin: admin, total: newCounts(th, pages, histSigFigs), seen: map[Answer]int64{}, last: r.start,
+		cur: newCounts(th, pages, intervalSigFigs), prog: newCounts(th, pages, intervalSigFigs), progFrom: r.start}
 	c.stock.Store(-1)
+	c.bucket, c.grows = r.cfg.Bucket, r.cfg.Bucket <= 0
+	if c.grows {
+		c.bucket = defaultBucket(0)
+	}
+	c.first = c.bucket
 	return c
 }
 
@@ -180,7 +192,10 @@ func (c *collector) run(ctx context.Context, loadDone <-chan struct{}) {
 		defer func() { <-polled }()
 	}
 	for {
-		next := c.last.Add(c.r.cfg.Bucket)
+		if c.grows {
+			c.bucket = defaultBucket(c.last.Sub(c.r.start))
+		}
+		next := c.last.Add(c.bucket)
 		if c.last.Before(c.r.measureStart) && c.r.measureStart.Before(next) {
 			next = c.r.measureStart
 		}
@@ -240,21 +255,19 @@ func (c *collector) tick(end time.Time) {
 	final := !end.IsZero()
 	iv := &c.cur
 	iv.reset()
-	c.curM.reset()
 	for _, s := range c.r.shards {
-		s.drain(iv, &c.curM)
+		s.drain(iv)
 	}
 	now := end
 	if !final {
 		now = time.Now()
 	}
-	c.curM.moveTo(&c.total)
 	secs := now.Sub(c.last).Seconds()
 	out := c.interval(iv, now, secs)
 	c.last = now
 	c.series = append(c.series, out)
 	iv.moveTo(&c.prog)
-	short := final && secs < sliver*c.r.cfg.Bucket.Seconds() && len(c.series) > 1
+	short := final && secs < sliver*c.bucket.Seconds() && len(c.series) > 1
 	if (now.Sub(c.progFrom) >= time.Second-time.Millisecond || final) && !short {
 		c.progress(now, out)
 	}
@@ -392,6 +405,9 @@ func (c *collector) result(end time.Time) *Result {
 	if end.After(c.last) {
 		c.tick(end)
 	}
+	for _, s := range c.r.shards {
+		s.drainMeasured(&c.total)
+	}
 	if c.r.cfg.Terminal && c.r.cfg.Progress != nil {
 		fmt.Fprintln(c.r.cfg.Progress)
 	}
@@ -401,7 +417,10 @@ func (c *collector) result(end time.Time) *Result {
 		Answers: sortedAnswers(t.answers), Late: t.lateness.Late,
 		MaxLagMs: float64(t.lateness.MaxLag.Microseconds()) / 1000,
 		Latency:  PercentilesOf(t.hist), Dist: Distribution(t.hist), Series: c.series,
-		BucketSeconds: cfg.Bucket.Seconds(), SKUs: c.r.skus, SoldOut: c.r.soldOut(), hist: t.hist}
+		BucketSeconds: c.bucket.Seconds(), SKUs: c.r.skus, SoldOut: c.r.soldOut(), hist: t.hist}
+	if c.bucket != c.first {
+		res.FirstBucketSeconds = c.first.Seconds()
+	}
 	res.Requests, res.Errors, res.Refused = classify(t.answers)
 	measureStart := c.r.measureStart
 	if end.After(measureStart) {

@@ -357,7 +357,7 @@ func pageRateChart(res *Result) Chart {
 // pageLatencyChart draws the product page's latency percentiles beside the
 // orders', per bucket.
 func pageLatencyChart(res *Result) Chart {
-	c := timeChart(res, "Latency per "+fmtDur(res.BucketSeconds)+" bucket: product page and orders", "ms (log)")
+	c := timeChart(res, "Latency per "+bucketName(res)+" bucket: product page and orders", "ms (log)")
 	c.LogY = true
 	pageP50 := Line{Name: "page p50", Color: pageColor, Dashed: true}
 	pageP99 := Line{Name: "page p99", Color: pageColor}

@@ -103,12 +103,12 @@ func Facts(res *Result) []Fact {
 	if len(cfg.Stages) > 0 {
 		load += ", stages " + stagesString(cfg.Stages)
 	}
-	measured := fmt.Sprintf("%s after %s warmup; %s buckets", fmtDur(res.Seconds), fmtDur(cfg.Warmup.Seconds()), fmtDur(res.BucketSeconds))
+	measured := fmt.Sprintf("%s after %s warmup; %s buckets", fmtDur(res.Seconds), fmtDur(cfg.Warmup.Seconds()), bucketName(res))
 	soldOutAt := fmtDur
 	if d := res.Drop; d != nil {
 		load = dropLoad(res)
 		measured = fmt.Sprintf("%s: the %s lead and %s after T0; %s buckets", fmtDur(res.Seconds), fmtDur(d.Lead),
-			fmtDur(res.Seconds-d.Lead), fmtDur(res.BucketSeconds))
+			fmtDur(res.Seconds-d.Lead), bucketName(res))
 		soldOutAt = func(secs float64) string { return fromT0(secs - d.Lead) }
 	}
 	l := res.Latency

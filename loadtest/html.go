@@ -71,6 +71,15 @@ func charted(res *Result, i int) bool {
 	return !(i > 0 && i == len(res.Series)-1 && iv.Seconds < sliver*bucket)
 }
 
+// bucketName is the length of res's buckets for titles: "100 ms", or "10 ms
+// to 100 ms" when they grew with the run.
+func bucketName(res *Result) string {
+	if res.FirstBucketSeconds > 0 {
+		return fmtDur(res.FirstBucketSeconds) + " to " + fmtDur(res.BucketSeconds)
+	}
+	return fmtDur(res.BucketSeconds)
+}
+
 // timeAxis is how res's time charts count: from the start of the run, or a
 // drop's from T0 (shift is where T0 lies from the start).
 func timeAxis(res *Result) (shift float64, label string) {
@@ -232,7 +241,7 @@ func timeCharts(res *Result) (Chart, Chart) {
 	if len(target.Points) > 0 {
 		lines = append(lines, target)
 	}
-	bucket := fmtDur(res.BucketSeconds)
+	bucket := bucketName(res)
 	tp := timeChart(res, "Throughput (per "+bucket+" bucket, as a rate per second)", "per second")
 	tp.Lines = lines
 	title := "Latency percentiles per " + bucket + " bucket"

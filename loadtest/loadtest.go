@@ -158,8 +158,10 @@ type Config struct {
 	// Label names the run in reports.
 	Label string `json:"label,omitempty"`
 	// Bucket is the length of the time series' intervals. The default is
-	// sized to the run: 100ms for runs up to 30s, 1s up to 10 minutes (and
-	// for runs bounded by Requests alone), 5s beyond.
+	// sized to the run: 10ms for runs up to 1s, 100ms up to 30s, 1s up to
+	// 10 minutes, 5s beyond. A run bounded by Requests alone, whose length
+	// is not known in advance, starts with 10ms buckets and moves to the
+	// next size as it passes each of those lengths.
 	Bucket time.Duration `json:"bucket,omitempty"`
 	// Stages ramp the load (see Stage): the number of active clients in the
 	// closed loop, the request rate in the open loop (Rate > 0 then only
@@ -220,7 +222,7 @@ func (c *Config) defaults() error {
 	default:
 		c.Duration = DefaultDuration
 	}
-	if c.Bucket <= 0 {
+	if c.Bucket <= 0 && c.Duration > 0 {
 		run := c.Warmup + c.Duration
 		if c.Scenario.IsDrop() {
 			// A drop ends when its users are done, mostly long before
@@ -315,12 +317,12 @@ func (c *Config) dropDefaults() error {
 	return nil
 }
 
-// defaultBucket sizes the time series' intervals to a run of length run (0:
-// unknown, bounded by a request count).
+// defaultBucket sizes the time series' intervals to a run of length run:
+// from a few dozen points for a short run to a few hundred for a long one.
 func defaultBucket(run time.Duration) time.Duration {
 	switch {
-	case run <= 0:
-		return time.Second
+	case run <= time.Second:
+		return 10 * time.Millisecond
 	case run <= 30*time.Second:
 		return 100 * time.Millisecond
 	case run <= 10*time.Minute:

@@ -159,7 +159,7 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	fs.Func("stages", "ramp the load, duration:target,... e.g. 10s:500,30s:2000: linear from the previous target (0 at first); "+
 		"targets are clients, or requests/s with --rate (any value, it only selects the open loop); the run lasts as long as the stages",
 		func(v string) (err error) { cfg.Stages, err = loadtest.ParseStages(v); return err })
-	fs.DurationVar(&cfg.Bucket, "bucket", 0, "length of the time series' buckets (0: sized to the run, 100ms up to 30s)")
+	fs.DurationVar(&cfg.Bucket, "bucket", 0, "length of the time series' buckets (0: sized to the run, 10ms up to 1s, 100ms up to 30s)")
 	fs.Var(thresholdList{&out.Thresholds}, "threshold", "pass condition, repeatable: p99<50ms, p99.9<200ms, mean<10ms, max<1s, "+
 		"errors<1% (5xx and transport failures; errors<5 counts), rate>5000 (answers/s), orders>1000 (orders/s); a failed one exits 2")
 	fs.StringVar(&out.JSON, "json", "", "write the results as JSON to this file")
