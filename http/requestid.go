@@ -23,8 +23,8 @@ const MaxRequestIDLength = 128
 // requestInfo is what the server notes about one request while serving it.
 type requestInfo struct {
 	id string
-	// code is the error code of the answer, set by writeError (and for a
-	// stored refusal by createOrderOnce); "" for a success.
+	// code is the error code of the answer, set by writeError (a refusal
+	// replayed under its Idempotency-Key too) and by shed; "" for a success.
 	code string
 	// user is the user of a valid user token (auth jwt); admin marks the
 	// admin token. Both are unset with auth none: see Server.authenticate.

@@ -10,7 +10,7 @@ import (
 )
 
 // DefaultMaxInflight is the default bound on in-flight order requests per
-// instance (see Server.MaxInflight).
+// instance (see Config.MaxInflight).
 const DefaultMaxInflight = 1024
 
 // overloadedBody is the answer of a shed request, rendered once: shedding

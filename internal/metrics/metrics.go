@@ -2,8 +2,9 @@
 // Prometheus metrics. It hooks into the observation points that the other
 // packages offer (checkout.BatchOptions.Observe, checkout.Sweeper's callbacks) and
 // decorates a flashorder.Locker, so that those packages stay free of
-// Prometheus. cmd/orderd wires it; every collector is registered on the
-// registry the caller passes, never a global one.
+// Prometheus. internal/orderd (the program behind cmd/orderd) wires it; every
+// collector is registered on the registry the caller passes, never a global
+// one.
 package metrics
 
 import (
