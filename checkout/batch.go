@@ -63,13 +63,17 @@ type BatchOptions struct {
 //     settle idempotency keys (an order whose key turns out to be taken is
 //     dropped and the prediction made again without it);
 //   - locks the batch's product rows in SKU order with one statement, reads
-//     the quotas again under the locks, and allots for real: first come first
-//     served, each order all or nothing, per-user limits applied within the
-//     batch and against earlier orders; inserted orders that no longer fit
-//     are deleted again (rare: only when another instance or a cancel moved
-//     the stock in between);
+//     the quotas again under the locks, and settles the allotment: first
+//     come first served, each order all or nothing, per-user limits applied
+//     within the batch and against earlier orders; inserted orders that no
+//     longer fit are deleted again (rare: only when another instance or a
+//     cancel moved the stock in between);
 //   - takes every touched SKU's stock with one statement and adds the quotas
 //     of limited SKUs with one upsert.
+//
+// The allotment's two steps, predict and settle, and the invariants each
+// ends by checking, are the type allotment's; the transaction around them is
+// commitInTx.
 //
 // The row locks are held only for the last two steps and the commit. Up to
 // Pipeline transactions run at once, taking the row locks in the order their
@@ -295,28 +299,28 @@ func (b *Batch) commit(batch []*pendingOrder, prev <-chan struct{}, mine chan st
 	}
 }
 
-// commitInTx predicts, inserts, locks, allots and writes one batch (see
-// Batch). It sets answers[i] for every order; InTx may run it again, so it
-// derives everything afresh each time.
+// commitInTx predicts, inserts, locks, settles and writes one batch (see
+// Batch and allotment). It sets answers[i] for every order; InTx may run it
+// again, so it derives everything afresh each time.
 func commitInTx(ctx context.Context, tx flashorder.Tx, batch []*pendingOrder, answers []error, locked func()) error {
 	// Fault tests fail a batch here, before it wrote anything.
 	if err := failpoint.Fail(ctx, "checkout/batch-commit"); err != nil {
 		return err
 	}
 	a := newAllotment(batch, answers)
-	skus := a.skus()
-	var err error
-	if a.products, err = tx.Products(ctx, skus); err != nil {
+	skus := batchSKUs(batch)
+	read, err := tx.Products(ctx, skus)
+	if err != nil {
 		return err
 	}
-	if a.held, err = tx.Quotas(ctx, a.limitedKeys()); err != nil {
+	held, err := tx.Quotas(ctx, limitedKeys(batch, read))
+	if err != nil {
 		return err
 	}
-	if err := a.insertPredicted(ctx, tx); err != nil {
+	if err := a.predict(ctx, tx, read, held); err != nil {
 		return err
 	}
-	snapshot := a.products
-	a.products, err = tx.LockProducts(ctx, skus)
+	products, err := tx.LockProducts(ctx, skus)
 	locked()
 	if err != nil {
 		return err
@@ -324,53 +328,34 @@ func commitInTx(ctx context.Context, tx flashorder.Tx, batch []*pendingOrder, an
 	// Fault tests freeze a batch here: the product rows held, idle in the
 	// transaction, as a frozen or cut-off orderd's would be.
 	failpoint.Hit(ctx, "checkout/batch-locked")
-	for sku, p := range a.products {
-		if s := snapshot[sku]; s == nil || s.PriceCents != p.PriceCents || s.PaymentWindow != p.PaymentWindow {
+	for sku, p := range products {
+		if r := read[sku]; r == nil || r.PriceCents != p.PriceCents || r.PaymentWindow != p.PaymentWindow {
 			return errPriceChanged
 		}
 	}
-	if a.held, err = tx.Quotas(ctx, a.limitedKeys()); err != nil {
+	if held, err = tx.Quotas(ctx, limitedKeys(batch, products)); err != nil {
 		return err
 	}
-	a.run(true)
+	accepted, err := a.settle(products, held)
+	if err != nil {
+		return err
+	}
 	if refused := a.refusedInserted(); len(refused) > 0 {
 		if err := tx.DeleteOrders(ctx, refused); err != nil {
 			return err
 		}
 	}
-	take, add := a.totals()
+	take, add := totals(accepted, products)
 	if err := tx.TakeStocks(ctx, take); err != nil {
 		return err
 	}
 	return tx.AddQuotas(ctx, add)
 }
 
-// allotment decides which orders of a batch are accepted: first come first
-// served, each all or nothing, refusals in the API's precedence (unknown
-// product, then the sale window, then per-user limit, then stock).
-type allotment struct {
-	batch   []*pendingOrder
-	answers []error
-
-	products map[string]*flashorder.Product // as read, or as locked
-	held     map[flashorder.QuotaKey]int64  // quotas of limited SKUs before the batch
-	keyTaken map[string]bool                // keys that stored orders hold
-	inserted map[*flashorder.Order]bool     // orders this transaction inserted
-	twinOf   map[int]int                    // later orders of an accepted order's key: its index
-	accepted []*flashorder.Order            // the last run's accepted orders
-	stock    map[string]int64               // stock left during a run
-	quota    map[flashorder.QuotaKey]int64  // quotas during a run
-}
-
-func newAllotment(batch []*pendingOrder, answers []error) *allotment {
-	return &allotment{batch: batch, answers: answers, keyTaken: map[string]bool{},
-		inserted: make(map[*flashorder.Order]bool, len(batch)), twinOf: map[int]int{}}
-}
-
-// skus returns the batch's SKUs, sorted and distinct.
-func (a *allotment) skus() []string {
+// batchSKUs returns the batch's SKUs, sorted and distinct.
+func batchSKUs(batch []*pendingOrder) []string {
 	var skus []string
-	for _, p := range a.batch {
+	for _, p := range batch {
 		for _, it := range p.order.Items {
 			skus = append(skus, it.SKU)
 		}
@@ -379,173 +364,19 @@ func (a *allotment) skus() []string {
 	return slices.Compact(skus)
 }
 
-// limited reports whether sku has a per-user limit.
-func (a *allotment) limited(sku string) bool {
-	p := a.products[sku]
-	return p != nil && p.PerUserLimit > 0
-}
-
 // limitedKeys returns the (user, SKU) pairs of the batch whose product has a
 // per-user limit.
-func (a *allotment) limitedKeys() []flashorder.QuotaKey {
+func limitedKeys(batch []*pendingOrder, products map[string]*flashorder.Product) []flashorder.QuotaKey {
 	var keys []flashorder.QuotaKey
 	seen := map[flashorder.QuotaKey]bool{}
-	for _, p := range a.batch {
+	for _, p := range batch {
 		for _, it := range p.order.Items {
 			k := flashorder.QuotaKey{UserID: p.order.UserID, SKU: it.SKU}
-			if a.limited(it.SKU) && !seen[k] {
+			if limited(products, it.SKU) && !seen[k] {
 				seen[k] = true
 				keys = append(keys, k)
 			}
 		}
 	}
 	return keys
-}
-
-// insertPredicted allots from the products and quotas as read, and inserts
-// the orders that allotment accepts. An order whose key another order holds
-// is dropped, which can only leave more for the others: the allotment runs
-// again and inserts the orders it accepts now, until no key is taken.
-func (a *allotment) insertPredicted(ctx context.Context, tx flashorder.OrderTx) error {
-	for {
-		a.run(false)
-		var fresh []*flashorder.Order
-		for _, o := range a.accepted {
-			if !a.inserted[o] {
-				fresh = append(fresh, o)
-			}
-		}
-		if len(fresh) == 0 {
-			return nil
-		}
-		keysTaken, err := tx.InsertOrders(ctx, fresh)
-		if err != nil {
-			return err
-		}
-		for _, o := range fresh {
-			if o.IdempotencyKey != "" && keysTaken[o.IdempotencyKey] {
-				a.keyTaken[o.IdempotencyKey] = true
-			} else {
-				a.inserted[o] = true
-			}
-		}
-		if len(keysTaken) == 0 {
-			return nil
-		}
-	}
-}
-
-// run allots the batch from a.products and a.held and sets the answers. The
-// final run, under the row locks, decides among the inserted orders only;
-// the others keep the answers the last prediction gave them.
-func (a *allotment) run(final bool) {
-	a.stock = make(map[string]int64, len(a.products))
-	for sku, p := range a.products {
-		a.stock[sku] = p.Stock
-	}
-	a.quota = make(map[flashorder.QuotaKey]int64, len(a.held))
-	for k, n := range a.held {
-		a.quota[k] = n
-	}
-	a.accepted = a.accepted[:0]
-	if !final {
-		clear(a.twinOf)
-	}
-	owner := map[string]int{} // keys of accepted orders: the order's index
-	for i, p := range a.batch {
-		o := p.order
-		if final && !a.inserted[o] {
-			continue
-		}
-		if k := o.IdempotencyKey; k != "" && !final {
-			// Once an order of the batch took a key, a later twin is told
-			// the key is taken, and the HTTP layer replays the owner's
-			// stored order to it.
-			if j, ok := owner[k]; ok {
-				a.answers[i] = flashorder.ErrIdempotencyKeyTaken
-				a.twinOf[i] = j
-				continue
-			}
-			if a.keyTaken[k] {
-				a.answers[i] = flashorder.ErrIdempotencyKeyTaken
-				continue
-			}
-		}
-		if a.answers[i] = a.refusal(o); a.answers[i] != nil {
-			continue
-		}
-		if !final && o.IdempotencyKey != "" {
-			owner[o.IdempotencyKey] = i
-		}
-		for _, it := range o.Items {
-			a.stock[it.SKU] -= it.Quantity
-			if a.limited(it.SKU) {
-				a.quota[flashorder.QuotaKey{UserID: o.UserID, SKU: it.SKU}] += it.Quantity
-			}
-		}
-		priceOrder(o, a.products)
-		a.accepted = append(a.accepted, o)
-	}
-	if final {
-		// A twin whose owner the locked stock refused after all gets the
-		// owner's answer: no order holds the key.
-		for i, j := range a.twinOf {
-			if a.answers[j] != nil {
-				a.answers[i] = a.answers[j]
-			}
-		}
-	}
-}
-
-// refusal returns why o cannot be accepted with the stock and quotas left,
-// or nil.
-func (a *allotment) refusal(o *flashorder.Order) error {
-	for _, it := range o.Items {
-		if a.products[it.SKU] == nil {
-			return flashorder.Errorf(flashorder.EUNKNOWNPRODUCT, "unknown product %q", it.SKU)
-		}
-	}
-	if err := checkWindows(o, a.products); err != nil {
-		return err
-	}
-	for _, it := range o.Items {
-		limit := a.products[it.SKU].PerUserLimit
-		if limit > 0 && a.quota[flashorder.QuotaKey{UserID: o.UserID, SKU: it.SKU}]+it.Quantity > limit {
-			return limitExceeded(o.UserID, it.SKU, limit)
-		}
-	}
-	for _, it := range o.Items {
-		if a.stock[it.SKU] < it.Quantity {
-			return soldOut(it.SKU)
-		}
-	}
-	return nil
-}
-
-// refusedInserted returns the ids of the inserted orders that the final run
-// refused.
-func (a *allotment) refusedInserted() []string {
-	var ids []string
-	for i, p := range a.batch {
-		if a.inserted[p.order] && a.answers[i] != nil {
-			ids = append(ids, p.order.ID)
-		}
-	}
-	return ids
-}
-
-// totals returns the stock to take per SKU and the quota to add per user and
-// limited SKU for the accepted orders.
-func (a *allotment) totals() (map[string]int64, map[flashorder.QuotaKey]int64) {
-	take := map[string]int64{}
-	add := map[flashorder.QuotaKey]int64{}
-	for _, o := range a.accepted {
-		for _, it := range o.Items {
-			take[it.SKU] += it.Quantity
-			if a.limited(it.SKU) {
-				add[flashorder.QuotaKey{UserID: o.UserID, SKU: it.SKU}] += it.Quantity
-			}
-		}
-	}
-	return take, add
 }
