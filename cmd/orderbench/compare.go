@@ -123,10 +123,10 @@ func (cf *compareFlags) run(ctx context.Context, cfg loadtest.Config, s string, 
 	var drop func() error
 	switch {
 	case dbURL == "":
-		dbURL = "sqlite://" + filepath.Join(cf.tmp, databaseName(s)+".db")
+		dbURL = "sqlite://" + filepath.Join(cf.tmp, databasePrefix(s)+randomToken()[:8]+".db")
 	case cf.fresh:
 		var err error
-		if dbURL, drop, err = freshDatabase(ctx, cf.db, databaseName(s)); err != nil {
+		if dbURL, drop, err = freshDatabase(ctx, cf.db, s); err != nil {
 			fmt.Fprintf(stdout, "strategy %s FAILED: %v\n", s, err)
 			return compareRow{Name: s, Failed: err.Error()}
 		}
