@@ -8,34 +8,20 @@ import (
 	"os"
 	"strings"
 
-	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/jwtauth"
 )
 
-// openAuth returns the server's authenticator for --auth: nil for none, a
-// JWT verifier for jwt.
-func (m *Main) openAuth(ctx context.Context) (flashorder.Authenticator, error) {
+// openAuth returns the --auth jwt verifier, or nil for --auth none.
+func (m *Main) openAuth(ctx context.Context) (*jwtauth.Verifier, error) {
 	cfg := &m.Config
-	jwtFlags := cfg.JWTSecret != "" || cfg.JWTJWKS != "" || cfg.JWTIssuer != "" || cfg.JWTAudience != ""
-	switch cfg.Auth {
-	case "none":
-		if jwtFlags {
-			return nil, fmt.Errorf("--jwt-* flags need --auth jwt")
-		}
+	if cfg.Auth != "jwt" {
 		return nil, nil
-	case "jwt":
-	default:
-		return nil, fmt.Errorf("--auth %q is not supported (want none or jwt)", cfg.Auth)
-	}
-	if (cfg.JWTSecret == "") == (cfg.JWTJWKS == "") {
-		return nil, fmt.Errorf("--auth jwt needs exactly one of --jwt-secret and --jwt-jwks")
 	}
 	v, err := jwtauth.New(ctx, jwtauth.Options{Secret: []byte(cfg.JWTSecret), JWKS: cfg.JWTJWKS,
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Logger: m.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("--auth jwt: %w", err)
 	}
-	m.auth = v
 	return v, nil
 }
 

@@ -295,12 +295,7 @@ func TestAuthFlags(t *testing.T) {
 	} {
 		m := NewMain(io.Discard)
 		all := append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t)}, args...)
-		if err := m.ParseFlags(all, func(string) string { return "" }); err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		err := m.Run(context.Background())
-		m.Close(context.Background())
-		if err == nil {
+		if err := startErr(context.Background(), m, all...); err == nil {
 			t.Errorf("%v: orderd started", args)
 		}
 	}

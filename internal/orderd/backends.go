@@ -1,16 +1,17 @@
 package orderd
 
-// This file is where orderd picks its backends from the flags: the strategy,
-// the idempotency store, the lock service, the Redis clients and the rate
-// limiter. Main.Run calls these in order.
+// This file is where orderd picks its backends from the flags: the
+// database, the Redis clients, the lock service, the strategy, the
+// idempotency store and the rate limiter. Each function takes what it needs
+// as arguments and returns what it built; Main.Run passes one to the next.
+// The configuration was validated before (Config.Validate): what is left
+// here to fail is I/O.
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,127 +29,81 @@ import (
 	"github.com/flashorder/flashorder/zookeeper"
 )
 
-// openStrategy returns the --strategy placer on db. A strategy with metrics
-// of its own gets them at construction; instrument registers them later
-// through m.registerStrategyMetrics.
-func (m *Main) openStrategy(db *gormdb.DB) (flashorder.OrderPlacer, error) {
+// openDB opens --db and migrates its schema.
+func (m *Main) openDB(ctx context.Context) (*gormdb.DB, error) {
 	cfg := &m.Config
-	var placer flashorder.OrderPlacer
-	switch cfg.Strategy {
-	case "row":
-		placer = checkout.NewRow(db)
-	case "batch":
-		if cfg.BatchMax < 1 || cfg.BatchQueue < 1 || cfg.BatchPipeline < 0 {
-			return nil, fmt.Errorf("--batch-max and --batch-queue must be at least 1, --batch-pipeline at least 0")
-		}
-		pipeline := cfg.BatchPipeline
-		if pipeline == 0 && db.Engine() == gormdb.SQLite {
-			pipeline = 1 // one connection: a second transaction would only wait for it
-		}
-		bm := metrics.NewBatchMetrics()
-		b := checkout.NewBatch(db, checkout.BatchOptions{MaxBatch: cfg.BatchMax, MaxQueue: cfg.BatchQueue,
-			Pipeline: pipeline, Observe: bm.Observe})
-		m.registerStrategyMetrics = func(reg prometheus.Registerer) error { return bm.Register(reg, b.QueueDepth) }
-		placer = b
-	case "segment":
-		if cfg.Segments < 1 {
-			return nil, fmt.Errorf("--segments must be at least 1")
-		}
-		sg := checkout.NewSegment(db)
-		sg.Segments = cfg.Segments
-		placer = sg
-	case "lock":
-		fm := metrics.NewLockStrategyMetrics()
-		placer = checkout.NewLockStrategy(db, m.measureLocker(m.lock.locker), checkout.LockStrategyOptions{OnFenced: fm.Fenced})
-		m.registerStrategyMetrics = fm.Register
-		if cfg.Lock == "memory" && db.Engine() != gormdb.SQLite {
-			m.Logger.Warn("--strategy lock with --lock memory: the lock and its fencing tokens are local to this process; "+
-				"other instances on this database are not excluded, and the fence will refuse the orders of some of them (503); use zk://, etcd:// or redis://",
-				"db", db.Engine())
-		}
-	default:
-		return nil, fmt.Errorf("--strategy %q is not supported (want batch, row, segment or lock)", cfg.Strategy)
-	}
-
-	return placer, nil
+	var db *gormdb.DB
+	err := m.connectWithin(ctx, "database", cfg.DB, 0, func(ctx context.Context) (err error) {
+		db, err = gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns,
+			IdleTxTimeout: cfg.DBIdleTxTimeout, LockTimeout: cfg.DBLockTimeout, KeepAlive: cfg.DBKeepAlive})
+		return err
+	})
+	return db, err
 }
 
-// orderPath is what openOrders built: the order taker, the store the server
-// reads and writes products through, the product page's reader, and the
-// --idempotency Redis (nil when the store is in memory).
-type orderPath struct {
-	orders    *checkout.Idempotent
-	store     flashorder.Store
-	products  orderhttp.ProductReader
-	idemRedis *goredis.Client
+// redisClients holds one client per Redis URL in use, by redisKey.
+type redisClients map[string]*goredis.Client
+
+// redisKey is the key of a Redis URL in redisClients: the same Redis named
+// the same way by two flags maps to one client.
+func redisKey(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.String()
+	}
+	return raw
 }
 
-// openOrders builds the order path: the --strategy, the gate in front of it
-// (the product cache, --product-cache-ttl, and the sold-out marks,
-// --sold-out-ttl), and idempotency in front of both. The server writes
-// products through the gate's store, so that a change clears what the gate
-// knows of the product, here at once and, with --idempotency on Redis, in
-// every instance (pub/sub and the shared sold-out marks). ctx bounds the
-// subscription to other instances' product changes.
-func (m *Main) openOrders(ctx context.Context, db *gormdb.DB) (orderPath, error) {
-	placer, err := m.openStrategy(db)
-	if err != nil {
-		return orderPath{}, err
+// forStore returns the client of a flag naming memory or a Redis URL (nil
+// for memory).
+func (rc redisClients) forStore(raw string) *goredis.Client {
+	if raw == "memory" {
+		return nil
 	}
-	idem, idemRedis, err := m.openIdempotency()
-	if err != nil {
-		return orderPath{}, err
-	}
-	path := orderPath{store: db, products: db, idemRedis: idemRedis}
-	cfg := &m.Config
-	if cfg.SoldOutTTL > 0 || cfg.ProductCacheTTL > 0 {
-		gate := checkout.NewGate(placer, db)
-		gate.TTL = cfg.SoldOutTTL
-		gate.Products().TTL = cfg.ProductCacheTTL
-		if idemRedis != nil {
-			gate.Shared = redis.NewSoldOutCache(idemRedis)
-			gate.Products().Changes = redis.NewProductChanges(idemRedis)
-		}
-		if err := gate.Products().Listen(ctx); err != nil {
-			return orderPath{}, fmt.Errorf("--idempotency: listen for product changes: %w", err)
-		}
-		placer, path.store = gate, gate.Store()
-		if cfg.ProductCacheTTL > 0 {
-			path.products = gate.Products()
-		}
-		m.gate = gate
-	}
-	path.orders = checkout.NewIdempotent(placer, idem, path.store, m.Logger)
-	return path, nil
+	return rc[redisKey(raw)]
 }
 
-// openIdempotency returns the --idempotency store, and its Redis client when
-// the store is on Redis (the sold-out memo and the rate limiter share it).
-func (m *Main) openIdempotency() (flashorder.IdempotencyStore, *goredis.Client, error) {
-	cfg := &m.Config
-	var err error
-	var idem flashorder.IdempotencyStore
-	var idemRedis *goredis.Client
-	switch scheme(cfg.Idempotency) {
-	case "memory":
-		s := inmem.NewIdempotencyStore()
-		s.Retention = cfg.IdempotencyRetention
-		s.MaxKeys = cfg.IdempotencyMaxKeys
-		idem = s
-	case "redis":
-		if idemRedis, err = m.redisClient(cfg.Idempotency); err != nil {
-			return nil, nil, fmt.Errorf("--idempotency: %w", err)
+// redisURLs returns the Redis URLs the configuration uses, each once:
+// --lock's (without orderd's ttl), --idempotency's, and the rate limiter's.
+func (c Config) redisURLs() []string {
+	var urls []string
+	add := func(raw string) {
+		k := redisKey(raw)
+		for _, u := range urls {
+			if u == k {
+				return
+			}
 		}
-		s := redis.NewIdempotencyStore(idemRedis)
-		s.Retention = cfg.IdempotencyRetention
-		s.ClaimTTL = cfg.IdempotencyClaimTTL
-		s.Logger = m.Logger
-		idem = s
-	default:
-		return nil, nil, fmt.Errorf("--idempotency %q is not supported (want memory or redis://host:port/db)", redactURL(cfg.Idempotency))
+		urls = append(urls, k)
 	}
+	if l, err := parseLock(c.Lock); err == nil && l.kind == "redis" {
+		add(l.redis)
+	}
+	if scheme(c.Idempotency) == "redis" {
+		add(c.Idempotency)
+	}
+	if store := c.rateLimitStore(); c.RateLimitUser != "" && scheme(store) == "redis" {
+		add(store)
+	}
+	return urls
+}
 
-	return idem, idemRedis, nil
+// openRedisClients opens and reaches every Redis the configuration uses, so
+// that a Redis that is down or misnamed stops the start with a clear error
+// instead of failing every order later. It returns the clients it opened
+// even with an error, for Close.
+func (m *Main) openRedisClients(ctx context.Context) (redisClients, error) {
+	clients := redisClients{}
+	for _, raw := range m.Config.redisURLs() {
+		c, err := redis.OpenClient(raw)
+		if err != nil {
+			return clients, err
+		}
+		clients[raw] = c
+		if err := m.connect(ctx, "redis", raw, func(ctx context.Context) error { return c.Ping(ctx).Err() }); err != nil {
+			return clients, err
+		}
+	}
+	return clients, nil
 }
 
 // lockBackend is an open --lock backend: the Locker, its readiness check
@@ -162,197 +117,172 @@ type lockBackend struct {
 // lockConnectTimeout bounds connecting to the lock service at start.
 const lockConnectTimeout = 10 * time.Second
 
-// openLocker opens the lock backend named by raw:
-//
-//	memory
-//	zk://host:port[,host:port...]/prefix[?session_timeout=10s]
-//	etcd://host:port[,host:port...]/prefix[?ttl=10s]
-//	redis://[user:pass@]host:port/db[?ttl=10s]
-func openLocker(ctx context.Context, raw string) (*lockBackend, error) {
-	if raw == "memory" {
-		l := inmem.NewLocker()
-		return &lockBackend{locker: l, close: l.Close}, nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("--lock: %w", err)
-	}
-	q := u.Query()
-	duration := func(name string) (time.Duration, error) {
-		v := q.Get(name)
-		q.Del(name)
-		if v == "" {
-			return 0, nil
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return 0, fmt.Errorf("--lock: %s=%q is not a positive duration", name, v)
-		}
-		return d, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, lockConnectTimeout)
-	defer cancel()
-	switch u.Scheme {
-	case "zk":
-		timeout, err := duration("session_timeout")
-		if err != nil {
-			return nil, err
-		}
-		if err := noOtherParams(q); err != nil {
-			return nil, err
-		}
-		l, err := zookeeper.NewLocker(ctx, hosts(u), zookeeper.LockerOptions{Prefix: u.Path, SessionTimeout: timeout})
-		if err != nil {
-			return nil, err
-		}
-		return &lockBackend{locker: l, ping: l.Ping, close: l.Close}, nil
-	case "etcd":
-		ttl, err := duration("ttl")
-		if err != nil {
-			return nil, err
-		}
-		if err := noOtherParams(q); err != nil {
-			return nil, err
-		}
-		l, err := etcd.NewLocker(ctx, hosts(u), etcd.LockerOptions{Prefix: u.Path, TTL: ttl})
-		if err != nil {
-			return nil, err
-		}
-		return &lockBackend{locker: l, ping: l.Ping, close: l.Close}, nil
-	case "redis":
-		ttl, err := duration("ttl")
-		if err != nil {
-			return nil, err
-		}
-		u.RawQuery = q.Encode()
-		opts, err := goredis.ParseURL(u.String())
-		if err != nil {
-			return nil, fmt.Errorf("--lock: %w", err)
-		}
-		client := goredis.NewClient(opts)
-		if err := client.Ping(ctx).Err(); err != nil {
-			client.Close()
-			return nil, fmt.Errorf("redis: connect to %s: %w", opts.Addr, err)
-		}
-		l := redis.NewLocker(client, redis.LockerOptions{TTL: ttl})
-		return &lockBackend{locker: l, ping: l.Ping, close: func() error {
-			l.Close()
-			return client.Close()
-		}}, nil
-	}
-	return nil, fmt.Errorf("--lock %q is not supported (want memory, zk://, etcd:// or redis://)", redactURL(raw))
-}
-
-// hosts returns the comma-separated host:port list of a URL.
-func hosts(u *url.URL) []string { return strings.Split(u.Host, ",") }
-
-func noOtherParams(q url.Values) error {
-	for k := range q {
-		return fmt.Errorf("--lock: unknown parameter %q", k)
-	}
-	return nil
-}
-
-// scheme returns the backend kind of a flag value: "memory", or a URL's scheme.
-func scheme(v string) string {
-	if v == "memory" {
-		return v
-	}
-	if u, err := url.Parse(v); err == nil && u.Scheme != "" {
-		return u.Scheme
-	}
-	return v
-}
-
-// redactURL drops the password from a URL for logs and errors.
-func redactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable URL)"
-}
-
-// redisClient returns the client for rawURL, opening it on first use, so that
-// every flag naming the same Redis shares one connection pool.
-func (m *Main) redisClient(rawURL string) (*goredis.Client, error) {
-	if c, ok := m.redisClients[rawURL]; ok {
-		return c, nil
-	}
-	c, err := redis.OpenClient(rawURL)
+// openLock opens the --lock backend (see lockURL); a Redis lock uses the
+// client of its URL in clients.
+func (m *Main) openLock(ctx context.Context, clients redisClients) (*lockBackend, error) {
+	raw := m.Config.Lock
+	l, err := parseLock(raw)
 	if err != nil {
 		return nil, err
 	}
-	// Reach it now, so that a Redis that is down or misnamed stops the
-	// start with a clear error instead of failing every order later.
-	err = m.connect(context.Background(), "redis", rawURL, func(ctx context.Context) error { return c.Ping(ctx).Err() })
-	if err != nil {
-		c.Close()
-		return nil, err
+	var b *lockBackend
+	err = m.connect(ctx, "lock", raw, func(ctx context.Context) error {
+		switch l.kind {
+		case "memory":
+			lk := inmem.NewLocker()
+			b = &lockBackend{locker: lk, close: lk.Close}
+		case "zk":
+			lk, err := zookeeper.NewLocker(ctx, l.hosts, zookeeper.LockerOptions{Prefix: l.prefix, SessionTimeout: l.ttl})
+			if err != nil {
+				return err
+			}
+			b = &lockBackend{locker: lk, ping: lk.Ping, close: lk.Close}
+		case "etcd":
+			lk, err := etcd.NewLocker(ctx, l.hosts, etcd.LockerOptions{Prefix: l.prefix, TTL: l.ttl})
+			if err != nil {
+				return err
+			}
+			b = &lockBackend{locker: lk, ping: lk.Ping, close: lk.Close}
+		case "redis":
+			// The client is Close's to close, with the other Redis
+			// clients.
+			lk := redis.NewLocker(clients[l.redis], redis.LockerOptions{TTL: l.ttl})
+			b = &lockBackend{locker: lk, ping: lk.Ping, close: lk.Close}
+		default:
+			return fmt.Errorf("--lock %q is not supported", redactURL(raw))
+		}
+		return nil
+	})
+	return b, err
+}
+
+// strategy is the --strategy placer, and what registers its own metrics
+// (nil when it has none).
+type strategy struct {
+	placer          flashorder.OrderPlacer
+	registerMetrics func(prometheus.Registerer) error
+}
+
+// openStrategy returns the --strategy placer on db; the lock strategy takes
+// its locks from locker.
+func (m *Main) openStrategy(db *gormdb.DB, locker flashorder.Locker) (strategy, error) {
+	cfg := &m.Config
+	switch cfg.Strategy {
+	case "row":
+		return strategy{placer: checkout.NewRow(db)}, nil
+	case "batch":
+		pipeline := cfg.BatchPipeline
+		if pipeline == 0 && db.Engine() == gormdb.SQLite {
+			pipeline = 1 // one connection: a second transaction would only wait for it
+		}
+		bm := metrics.NewBatchMetrics()
+		b := checkout.NewBatch(db, checkout.BatchOptions{MaxBatch: cfg.BatchMax, MaxQueue: cfg.BatchQueue,
+			Pipeline: pipeline, Observe: bm.Observe})
+		return strategy{placer: b, registerMetrics: func(reg prometheus.Registerer) error { return bm.Register(reg, b.QueueDepth) }}, nil
+	case "segment":
+		sg := checkout.NewSegment(db)
+		sg.Segments = cfg.Segments
+		return strategy{placer: sg}, nil
+	case "lock":
+		if cfg.Lock == "memory" && db.Engine() != gormdb.SQLite {
+			m.Logger.Warn("--strategy lock with --lock memory: the lock and its fencing tokens are local to this process; "+
+				"other instances on this database are not excluded, and the fence will refuse the orders of some of them (503); use zk://, etcd:// or redis://",
+				"db", db.Engine())
+		}
+		fm := metrics.NewLockStrategyMetrics()
+		return strategy{placer: checkout.NewLockStrategy(db, locker, checkout.LockStrategyOptions{OnFenced: fm.Fenced}),
+			registerMetrics: fm.Register}, nil
 	}
-	if m.redisClients == nil {
-		m.redisClients = map[string]*goredis.Client{}
+	return strategy{}, fmt.Errorf("--strategy %q is not supported (want batch, row, segment or lock)", cfg.Strategy)
+}
+
+// orderPath is what openOrders built: the order taker, the store the server
+// reads and writes products through, the product page's reader, and the
+// gate (nil when both its TTLs are 0).
+type orderPath struct {
+	orders   *checkout.Idempotent
+	store    flashorder.Store
+	products orderhttp.ProductReader
+	gate     *checkout.Gate
+}
+
+// openOrders builds the order path: the gate in front of placer (the
+// product cache, --product-cache-ttl, and the sold-out marks,
+// --sold-out-ttl), and idempotency (idem) in front of both. The server
+// writes products through the gate's store, so that a change clears what
+// the gate knows of the product, here at once and, with --idempotency on
+// Redis (idemRedis), in every instance (pub/sub and the shared sold-out
+// marks). ctx bounds the subscription to other instances' product changes.
+func (m *Main) openOrders(ctx context.Context, db *gormdb.DB, placer flashorder.OrderPlacer,
+	idem flashorder.IdempotencyStore, idemRedis *goredis.Client) (orderPath, error) {
+	path := orderPath{store: db, products: db}
+	cfg := &m.Config
+	if cfg.SoldOutTTL > 0 || cfg.ProductCacheTTL > 0 {
+		gate := checkout.NewGate(placer, db)
+		gate.TTL = cfg.SoldOutTTL
+		gate.Products().TTL = cfg.ProductCacheTTL
+		if idemRedis != nil {
+			gate.Shared = redis.NewSoldOutCache(idemRedis)
+			gate.Products().Changes = redis.NewProductChanges(idemRedis)
+		}
+		if err := gate.Products().Listen(ctx); err != nil {
+			return orderPath{}, fmt.Errorf("--idempotency: listen for product changes: %w", err)
+		}
+		placer, path.store, path.gate = gate, gate.Store(), gate
+		if cfg.ProductCacheTTL > 0 {
+			path.products = gate.Products()
+		}
 	}
-	m.redisClients[rawURL] = c
-	return c, nil
+	path.orders = checkout.NewIdempotent(placer, idem, path.store, m.Logger)
+	return path, nil
+}
+
+// openIdempotency returns the --idempotency store: on idemRedis when it is
+// set, else in memory.
+func (m *Main) openIdempotency(idemRedis *goredis.Client) flashorder.IdempotencyStore {
+	cfg := &m.Config
+	if idemRedis == nil {
+		s := inmem.NewIdempotencyStore()
+		s.Retention = cfg.IdempotencyRetention
+		s.MaxKeys = cfg.IdempotencyMaxKeys
+		return s
+	}
+	s := redis.NewIdempotencyStore(idemRedis)
+	s.Retention = cfg.IdempotencyRetention
+	s.ClaimTTL = cfg.IdempotencyClaimTTL
+	s.Logger = m.Logger
+	return s
+}
+
+// rateLimitStore is where the rate limits live: --rate-limit-store, by
+// default the --idempotency Redis, so that the limit holds across
+// instances, else memory.
+func (c Config) rateLimitStore() string {
+	if c.RateLimitStore != "" {
+		return c.RateLimitStore
+	}
+	if scheme(c.Idempotency) == "redis" {
+		return c.Idempotency
+	}
+	return "memory"
 }
 
 // rateLimiter returns the per-user limiter of --rate-limit-user, or nil when
-// it is off. Its state lives in --rate-limit-store; by default in the
-// idempotency Redis (idemRedis, when set), so that the limit holds across
-// instances, else in process.
-func (m *Main) rateLimiter(idemRedis *goredis.Client) (flashorder.RateLimiter, error) {
+// it is off, on its store's client in clients.
+func (m *Main) rateLimiter(clients redisClients) flashorder.RateLimiter {
 	cfg := &m.Config
 	if cfg.RateLimitUser == "" {
-		return nil, nil
+		return nil
 	}
-	n, period, err := parseRate(cfg.RateLimitUser)
-	if err != nil {
-		return nil, fmt.Errorf("--rate-limit-user: %w", err)
-	}
+	n, period, _ := parseRate(cfg.RateLimitUser) // checked by Validate
 	burst := cfg.RateLimitBurst
-	if burst <= 0 {
+	if burst == 0 {
 		burst = n
 	}
-	store := cfg.RateLimitStore
-	if store == "" {
-		store = "memory"
-		if idemRedis != nil {
-			store = cfg.Idempotency
-		}
+	if c := clients.forStore(cfg.rateLimitStore()); c != nil {
+		return redis.NewRateLimiter(c, n, period, burst)
 	}
-	switch scheme(store) {
-	case "memory":
-		return inmem.NewRateLimiter(n, period, burst, 0), nil
-	case "redis":
-		c, err := m.redisClient(store)
-		if err != nil {
-			return nil, fmt.Errorf("--rate-limit-store: %w", err)
-		}
-		return redis.NewRateLimiter(c, n, period, burst), nil
-	default:
-		return nil, fmt.Errorf("--rate-limit-store %q is not supported (want memory or redis://host:port/db)", redactURL(store))
-	}
-}
-
-// parseRate parses "N/s", "N/m" or "N/h" (N >= 1).
-func parseRate(v string) (int, time.Duration, error) {
-	num, unit, ok := strings.Cut(v, "/")
-	if !ok {
-		return 0, 0, fmt.Errorf("%q is not N/s, N/m or N/h", v)
-	}
-	n, err := strconv.Atoi(num)
-	if err != nil || n < 1 {
-		return 0, 0, fmt.Errorf("%q: N must be a positive integer", v)
-	}
-	switch unit {
-	case "s":
-		return n, time.Second, nil
-	case "m":
-		return n, time.Minute, nil
-	case "h":
-		return n, time.Hour, nil
-	}
-	return 0, 0, fmt.Errorf("%q: the period must be s, m or h", v)
+	return inmem.NewRateLimiter(n, period, burst, 0)
 }
 
 // redisLogger sends go-redis's own log lines (a failed dial per request while

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -69,20 +70,43 @@ func TestRunRefusesUnknownBackends(t *testing.T) {
 	}
 }
 
+// TestParseFlagsRefusesBeforeIO: a configuration orderd cannot run with is
+// refused by ParseFlags, before anything is opened, with every problem
+// named at once.
+func TestParseFlagsRefusesBeforeIO(t *testing.T) {
+	dir := t.TempDir()
+	err := NewMain(io.Discard).ParseFlags([]string{"--db", "sqlite://" + dir + "/f.db", "--strategy", "magic",
+		"--lock", "consul://x", "--sold-out-ttl", "-1s"}, func(string) string { return "" })
+	for _, want := range []string{`--strategy "magic" is not supported`, "--lock", "--sold-out-ttl must not be negative"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseFlags gave %v, want an error naming %q", err, want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("ParseFlags opened the database: %v", entries)
+	}
+}
+
 // refusesToStart checks that orderd on a fresh SQLite file, with args added,
-// parses its flags but does not start.
+// does not start: ParseFlags refuses the configuration, or Run what it could
+// not open.
 func refusesToStart(t *testing.T, args ...string) {
 	t.Helper()
-	m := NewMain(io.Discard)
 	args = append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t)}, args...)
-	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
-		t.Fatal(err)
-	}
-	err := m.Run(context.Background())
-	m.Close(context.Background())
-	if err == nil {
+	if err := startErr(context.Background(), NewMain(io.Discard), args...); err == nil {
 		t.Fatalf("%v: orderd started", args)
 	}
+}
+
+// startErr is the error that keeps m from starting with args, from
+// ParseFlags or Run, or nil when it started (and is closed again).
+func startErr(ctx context.Context, m *Main, args ...string) error {
+	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
+		return err
+	}
+	err := m.Run(ctx)
+	m.Close(context.Background())
+	return err
 }
 
 // TestGracefulShutdown stops orderd as SIGTERM would while orders are in
@@ -159,4 +183,28 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("sold %d, answered %d", p.Sold, len(created))
 	}
 	assertAudit(t, c2)
+}
+
+// TestRedisURLsShared: the flags that name one Redis share one client, the
+// --lock URL's own ttl parameter aside.
+func TestRedisURLsShared(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, nil},
+		{[]string{"--lock", "redis://h:6379/0?ttl=5s", "--idempotency", "redis://h:6379/0"}, []string{"redis://h:6379/0"}},
+		{[]string{"--lock", "redis://h:6379/0", "--idempotency", "redis://h:6379/0", "--rate-limit-user", "5/s"}, []string{"redis://h:6379/0"}},
+		{[]string{"--idempotency", "redis://h:6379/0", "--rate-limit-user", "5/s", "--rate-limit-store", "redis://h:6379/1"},
+			[]string{"redis://h:6379/0", "redis://h:6379/1"}},
+		{[]string{"--rate-limit-store", "redis://h:6379/1"}, nil}, // no --rate-limit-user: no limiter
+	} {
+		m := NewMain(io.Discard)
+		if err := m.ParseFlags(tc.args, func(string) string { return "" }); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Config.redisURLs(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%v: Redis clients for %v, want %v", tc.args, got, tc.want)
+		}
+	}
 }

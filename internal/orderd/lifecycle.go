@@ -1,53 +1,40 @@
 package orderd
 
 import (
-	"errors"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/checkout"
+	"github.com/flashorder/flashorder/gormdb"
 	"github.com/flashorder/flashorder/internal/metrics"
 )
 
 // newLifecycle returns the lifecycle behind the pay and cancel endpoints and
-// the expiry sweeper.
-func (m *Main) newLifecycle() (*checkout.Lifecycle, error) {
-	cfg := &m.Config
-	if cfg.PaymentTimeout <= 0 || cfg.SweepInterval <= 0 || cfg.SweepBatch <= 0 {
-		return nil, errors.New("--payment-timeout, --sweep-interval and --sweep-batch must be positive")
-	}
-	lc := checkout.NewLifecycle(m.db)
-	lc.PaymentTimeout = cfg.PaymentTimeout
-	return lc, nil
+// the expiry sweeper: unpaid orders on db expire after paymentTimeout.
+func newLifecycle(db *gormdb.DB, paymentTimeout time.Duration) *checkout.Lifecycle {
+	lc := checkout.NewLifecycle(db)
+	lc.PaymentTimeout = paymentTimeout
+	return lc
 }
 
 // startSweeper starts expiring the orders of lc that were not paid in time,
-// on the instance elected through the lock backend, so that one instance
-// sweeps at a time.
-func (m *Main) startSweeper(lc *checkout.Lifecycle) error {
-	cfg := &m.Config
-	// The sweeper is elected through the --lock backend: with zk://,
-	// etcd:// or redis:// one instance of all that share it sweeps; with
-	// memory the election is within this process, so every orderd on the
-	// database sweeps (harmless: an order expires once, by a conditional
-	// update).
-	locker := m.SweeperLocker
-	if locker == nil {
-		locker = m.lock.locker
-	}
+// on the instance elected through locker, so that one instance sweeps at a
+// time; its metrics go to reg.
+//
+// The sweeper is elected through the --lock backend (unless
+// Main.SweeperLocker is set): with zk://, etcd:// or redis:// one instance of
+// all that share it sweeps; with memory the election is within this process,
+// so every orderd on the database sweeps (harmless: an order expires once, by
+// a conditional update).
+func (m *Main) startSweeper(lc *checkout.Lifecycle, locker flashorder.Locker, reg prometheus.Registerer) (*checkout.Sweeper, error) {
 	sm := metrics.NewSweeperMetrics()
-	if err := sm.Register(m.server.Registry()); err != nil {
-		return err
+	if err := sm.Register(reg); err != nil {
+		return nil, err
 	}
-	m.sweeper = checkout.NewSweeper(lc, m.measureLocker(locker), sm.Options(checkout.SweeperOptions{
-		Interval: cfg.SweepInterval, Batch: cfg.SweepBatch, Logger: m.Logger}))
-	m.sweeper.Start()
-	return nil
-}
-
-// stopSweeper stops the sweeper: it steps down and unlocks, before Close
-// closes the lock backend.
-func (m *Main) stopSweeper() error {
-	if m.sweeper != nil {
-		m.sweeper.Stop()
-	}
-	return nil
+	s := checkout.NewSweeper(lc, locker, sm.Options(checkout.SweeperOptions{
+		Interval: m.Config.SweepInterval, Batch: m.Config.SweepBatch, Logger: m.Logger}))
+	s.Start()
+	return s, nil
 }

@@ -437,13 +437,8 @@ func TestLifecycleFlags(t *testing.T) {
 	for _, bad := range [][]string{{"--sweep-batch", "0"}, {"--payment-timeout", "0s"}, {"--sweep-interval", "-1s"}} {
 		m := newTestMain(t)
 		args := append([]string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t), "--admin-token", adminToken}, bad...)
-		if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
-			t.Fatal(err)
-		}
-		err := m.Run(context.Background())
-		m.Close(context.Background())
-		if err == nil || !strings.Contains(err.Error(), "must be positive") {
-			t.Fatalf("%v: Run gave %v, want a refusal", bad, err)
+		if err := startErr(context.Background(), m, args...); err == nil || !strings.Contains(err.Error(), "must be positive") {
+			t.Fatalf("%v: gave %v, want a refusal", bad, err)
 		}
 	}
 }

@@ -162,13 +162,9 @@ func TestOrderdLockURLs(t *testing.T) {
 	} {
 		m := NewMain(io.Discard)
 		args := []string{"--listen", "127.0.0.1:0", "--db", testenv.SQLiteURL(t), "--strategy", "lock", "--lock", lock}
-		if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
-			t.Fatal(err)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		err := m.Run(ctx)
+		err := startErr(ctx, m, args...)
 		cancel()
-		m.Close(context.Background())
 		if err == nil {
 			t.Fatalf("--lock %s: orderd started", lock)
 		}
