@@ -195,3 +195,20 @@ func TestOrderdLockMemoryWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderdLockRedisSharesClient: --lock and --idempotency on one Redis
+// share one client (one /readyz check "redis"), which Close closes once.
+func TestOrderdLockRedisSharesClient(t *testing.T) {
+	r := testenv.Optional(t, "FLASHORDER_TEST_REDIS_URL")
+	if r == "" {
+		t.Skip("FLASHORDER_TEST_REDIS_URL is not set")
+	}
+	m, c := startOrderd(t, testenv.SQLiteURL(t), "--strategy", "lock", "--lock", r, "--idempotency", r)
+	if len(m.redisClients) != 1 {
+		t.Fatalf("%d Redis clients for one Redis URL, want 1", len(m.redisClients))
+	}
+	testLockedHotSKU(t, c, "hot-3", 100, 10)
+	if status, checks := readyz(t, c.BaseURL); status != http.StatusOK || checks["lock"] != "ok" || checks["redis"] != "ok" {
+		t.Fatalf("/readyz: %d %v, want 200 with lock and redis ok", status, checks)
+	}
+}
