@@ -144,7 +144,7 @@ type Result struct {
 	Audit      *AuditReport      `json:"audit,omitempty"`
 
 	workers []workerState
-	// hist is the measured latency histogram, for WriteHgrm.
+	// hist is the measured latency histogram (Histogram).
 	hist *hdrhistogram.Histogram
 }
 
@@ -400,6 +400,15 @@ func (a Answer) String() string {
 	}
 }
 
+// ParseAnswer is Answer.String's inverse.
+func ParseAnswer(s string) Answer {
+	var a Answer
+	if n, err := fmt.Sscanf(s, "%d %s", &a.Status, &a.Code); n >= 1 && (err == nil || n == 1) {
+		return a
+	}
+	return Answer{Code: s}
+}
+
 // result closes the last interval at end and summarises the measured time.
 func (c *collector) result(end time.Time) *Result {
 	if end.After(c.last) {
@@ -446,9 +455,26 @@ func (c *collector) result(end time.Time) *Result {
 		res.ServiceLatency, res.ServiceDist = &svc, Distribution(t.svc)
 		res.Page = &PageStats{Requests: pg.n, NotModified: pg.notModified, Errors: pg.errors, Other: pg.other,
 			Latency: PercentilesOf(pg.hist)}
-		for _, iv := range buckets(res) {
-			res.Page.PeakPerS = max(res.Page.PeakPerS, iv.PagesPerS)
+		for i, iv := range res.Series {
+			if res.Charted(i) {
+				res.Page.PeakPerS = max(res.Page.PeakPerS, iv.PagesPerS)
+			}
 		}
 	}
 	return res
 }
+
+// Charted reports whether interval i of res is drawn and printed: a last
+// interval much shorter than a bucket is left out, its rates would be noise.
+func (res *Result) Charted(i int) bool {
+	iv := res.Series[i]
+	bucket := res.BucketSeconds
+	if bucket <= 0 {
+		bucket = 1
+	}
+	return !(i > 0 && i == len(res.Series)-1 && iv.Seconds < sliver*bucket)
+}
+
+// Histogram is the measured latency histogram; nil in a result read back
+// from JSON.
+func (res *Result) Histogram() *hdrhistogram.Histogram { return res.hist }

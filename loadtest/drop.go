@@ -481,3 +481,16 @@ func (d *dropRun) result() *DropResult {
 	}
 	return res
 }
+
+// Lasted returns how long a drop's stock lasted, and whether it sold out:
+// from starts_at to the last order's created_at (orderd's clock), or, when
+// the audit did not run, from T0 to the answer that took the last unit.
+func (res *Result) Lasted() (time.Duration, bool) {
+	if res.Drop == nil || len(res.SoldOut) == 0 {
+		return 0, false
+	}
+	if a := res.Audit; a != nil && a.Window != nil && !a.Window.Last.IsZero() {
+		return a.Window.Last.Sub(a.Window.StartsAt), true
+	}
+	return time.Duration((res.SoldOut[0].At - res.Drop.Lead) * float64(time.Second)), true
+}

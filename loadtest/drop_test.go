@@ -19,6 +19,7 @@ import (
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/internal/testkit/fakeorderd"
 	"github.com/flashorder/flashorder/loadtest"
+	"github.com/flashorder/flashorder/loadtest/report"
 )
 
 // TestPlanDrop: the arrivals ramp up over the lead and peak at T0, never
@@ -267,7 +268,7 @@ func TestDropAuditCatchesEarlyOrders(t *testing.T) {
 	if v := strings.Join(res.Audit.Violations, "\n"); !strings.Contains(v, "sale window: order ") || !strings.Contains(v, "before starts_at") {
 		t.Errorf("violations do not name the early orders:\n%s", v)
 	}
-	if h := loadtest.Headline(res); !strings.Contains(h, fmt.Sprintf("%d orders before the start", w.BeforeStart)) {
+	if h := report.Headline(res); !strings.Contains(h, fmt.Sprintf("%d orders before the start", w.BeforeStart)) {
 		t.Errorf("headline %q does not count the orders before the start", h)
 	}
 	// The demand (40 units) is under the stock: sold out is not asked.

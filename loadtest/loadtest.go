@@ -4,7 +4,8 @@
 // send time), records latency in HdrHistograms and answers by status and error
 // code, and after every run audits the server: every 201 the client saw must
 // exist with the same user and items, stock taken must equal what the 201s
-// took, per-user limits must hold and no order may answer two keys.
+// took, per-user limits must hold and no order may answer two keys. Its
+// Result is told by loadtest/report (headline, summary, HTML, CSV, .hgrm).
 package loadtest
 
 import (

@@ -19,6 +19,7 @@ import (
 	"github.com/flashorder/flashorder/internal/testkit/fakeorderd"
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/loadtest"
+	"github.com/flashorder/flashorder/loadtest/report"
 )
 
 // saleRun runs a short sale that sells out against a correct fake: 150 units
@@ -52,7 +53,7 @@ func saleRun(t *testing.T) *loadtest.Result {
 func TestSaleStory(t *testing.T) {
 	res := saleRun(t)
 	at := res.SoldOut[0].At
-	if h := loadtest.Headline(res); !regexp.MustCompile(`^The stock \(150 units\) lasted \d+(\.\d+)? m?s: 150 orders sold .* 0 errors`).MatchString(h) {
+	if h := report.Headline(res); !regexp.MustCompile(`^The stock \(150 units\) lasted \d+(\.\d+)? m?s: 150 orders sold .* 0 errors`).MatchString(h) {
 		t.Errorf("headline %q", h)
 	}
 	if res.BucketSeconds != 0.1 || len(res.Series) < 6 {
@@ -80,7 +81,7 @@ func TestSaleStory(t *testing.T) {
 		t.Errorf("the stock first shows 0 in the interval %.3fs to %.3fs, but the sell-out was at %.3fs", zeroFrom, zeroAt, at)
 	}
 	var b bytes.Buffer
-	if err := loadtest.WriteCSV(&b, res); err != nil {
+	if err := report.WriteCSV(&b, res); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := csv.NewReader(&b).ReadAll()
@@ -92,7 +93,7 @@ func TestSaleStory(t *testing.T) {
 		t.Errorf("CSV header %q", h)
 	}
 	b.Reset()
-	if err := loadtest.WriteHgrm(&b, res); err != nil {
+	if err := report.WriteHgrm(&b, res); err != nil {
 		t.Fatal(err)
 	}
 	if s := b.String(); !strings.HasPrefix(s, " Value\tPercentile\tTotalCount\t1/(1-Percentile)") ||
@@ -155,7 +156,7 @@ func renderInBrowser(t *testing.T, res *loadtest.Result) ([]byte, image.Image) {
 	chromium := testenv.Tool(t, "chromium")
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")
-	if err := loadtest.WriteHTMLFile(page, loadtest.Report{Title: "orderbench test", Runs: []*loadtest.Result{res}}); err != nil {
+	if err := report.WriteHTMLFile(page, report.Page{Title: "orderbench test", Runs: []*loadtest.Result{res}}); err != nil {
 		t.Fatal(err)
 	}
 	html, _ := os.ReadFile(page)

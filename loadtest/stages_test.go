@@ -10,6 +10,7 @@ import (
 
 	"github.com/flashorder/flashorder/internal/testkit/fakeorderd"
 	"github.com/flashorder/flashorder/loadtest"
+	"github.com/flashorder/flashorder/loadtest/report"
 )
 
 func TestParseStages(t *testing.T) {
@@ -100,7 +101,7 @@ func TestStagesRun(t *testing.T) {
 		t.Errorf("closed loop: target peaked at %v and ended at %v, want a rise and 0", peak, last.Target)
 	}
 	var page strings.Builder
-	if err := loadtest.WriteHTML(&page, loadtest.Report{Title: "t", Runs: []*loadtest.Result{res}}); err != nil ||
+	if err := report.WriteHTML(&page, report.Page{Title: "t", Runs: []*loadtest.Result{res}}); err != nil ||
 		!strings.Contains(page.String(), "Clients (stages 400ms:4,400ms:0)") {
 		t.Errorf("the report has no chart of the ramp's clients (%v)", err)
 	}

@@ -175,7 +175,7 @@ func KindOf(a Answer) string {
 func (iv Interval) ByKind() map[string]int64 {
 	out := map[string]int64{}
 	for s, n := range iv.Codes {
-		if k := KindOf(parseAnswer(s)); k != "" {
+		if k := KindOf(ParseAnswer(s)); k != "" {
 			out[k] += n
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flashorder/flashorder/loadtest"
+	"github.com/flashorder/flashorder/loadtest/report"
 )
 
 // compareRow is one line of the comparison: a strategy's result, or why it
@@ -79,7 +80,7 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			rows = append(rows, compareRow{Name: "no-op ceiling", Failed: err.Error()})
 		} else {
-			loadtest.WriteSummary(stdout, ceiling)
+			report.WriteSummary(stdout, ceiling)
 			rows = append(rows, compareRow{Name: "no-op ceiling", Result: ceiling})
 		}
 	}
@@ -155,13 +156,13 @@ func writeComparison(rows []compareRow, sc loadtest.Scenario, out outputs, stdou
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, table)
 	if out.JSON != "" {
-		if err := loadtest.WriteJSON(out.JSON, map[string]any{"rows": rows}); err != nil {
+		if err := report.WriteJSON(out.JSON, map[string]any{"rows": rows}); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "JSON results: %s\n", out.JSON)
 	}
 	if out.HTML != "" {
-		if err := loadtest.WriteHTMLFile(out.HTML, compareReport(rows, table)); err != nil {
+		if err := report.WriteHTMLFile(out.HTML, compareReport(rows, table)); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "HTML report: %s\n", out.HTML)
@@ -291,22 +292,22 @@ func firstLine(s string) string {
 // compareReport is compare's HTML report: the table, the strategies' orders
 // per second as bars with the no-op ceiling as a reference line (it is not a
 // strategy), and their latency distributions.
-func compareReport(rows []compareRow, table string) loadtest.Report {
-	rep := loadtest.Report{Title: "orderbench compare", Table: table}
+func compareReport(rows []compareRow, table string) report.Page {
+	rep := report.Page{Title: "orderbench compare", Table: table}
 	var labels []string
 	var values []float64
-	var dist []loadtest.Line
-	var refs []loadtest.Marker
+	var dist []report.Line
+	var refs []report.Marker
 	for _, r := range rows {
 		if r.Result == nil {
 			// Shown as an empty bar: a failed strategy is never left out.
 			labels, values = append(labels, r.Name+" (FAILED)"), append(values, 0)
 			continue
 		}
-		dist = append(dist, loadtest.DistLine(r.Result, r.Name))
+		dist = append(dist, report.DistLine(r.Result, r.Name))
 		rep.Runs = append(rep.Runs, r.Result)
 		if r.Result.Config.NoServer {
-			refs = append(refs, loadtest.Marker{At: r.Result.AchievedRate,
+			refs = append(refs, report.Marker{At: r.Result.AchievedRate,
 				Label: fmt.Sprintf("no-op ceiling: %s answers/s (what orderbench itself can send here)", humanize.Comma(int64(r.Result.AchievedRate)))})
 			continue
 		}
@@ -319,14 +320,14 @@ func compareReport(rows []compareRow, table string) loadtest.Report {
 		}
 		labels, values = append(labels, name), append(values, v)
 	}
-	bars := loadtest.BarChart("Orders per second by strategy", "orders per second", labels, values, refs...)
+	bars := report.BarChart("Orders per second by strategy", "orders per second", labels, values, refs...)
 	if len(rep.Runs) > 0 && rep.Runs[0].Drop != nil {
-		bars = loadtest.BarChart("How long the stock lasted, by strategy (ms from starts_at to the last order)", "ms", labels, values)
+		bars = report.BarChart("How long the stock lasted, by strategy (ms from starts_at to the last order)", "ms", labels, values)
 	}
 	rep.Summary = []template.HTML{
 		bars,
-		loadtest.Chart{Title: "Latency distribution", XLabel: "percentile", YLabel: "ms (log)", Lines: dist, LogY: true,
-			XTicks: loadtest.NinesTicks}.SVG(),
+		report.Chart{Title: "Latency distribution", XLabel: "percentile", YLabel: "ms (log)", Lines: dist, LogY: true,
+			XTicks: report.NinesTicks}.SVG(),
 	}
 	return rep
 }
@@ -418,7 +419,7 @@ func compareStrategy(ctx context.Context, cfg loadtest.Config, bin, strategy, db
 	cfg.Label = strategy
 	res, err := loadtest.Run(ctx, cfg)
 	if res != nil {
-		loadtest.WriteSummary(stdout, res)
+		report.WriteSummary(stdout, res)
 		row.Result = res
 	}
 	if err != nil && !errors.Is(err, loadtest.ErrAuditFailed) {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/flashorder/flashorder/internal/buildinfo"
 	"github.com/flashorder/flashorder/loadtest"
+	"github.com/flashorder/flashorder/loadtest/report"
 )
 
 func main() {
@@ -315,7 +316,7 @@ func runAndReport(ctx context.Context, cfg loadtest.Config, out outputs, stdout 
 	if len(out.Thresholds) > 0 {
 		err = errors.Join(err, loadtest.Check(res, out.Thresholds))
 	}
-	loadtest.WriteSummary(stdout, res)
+	report.WriteSummary(stdout, res)
 	if werr := writeReports(out, "orderbench "+runTitle(cfg), res, stdout); werr != nil {
 		return errors.Join(err, werr)
 	}
@@ -338,7 +339,7 @@ func writeReports(out outputs, title string, res *loadtest.Result, stdout io.Wri
 		write      func(io.Writer, *loadtest.Result) error
 	}{
 		{out.HTML, "HTML report", func(w io.Writer, r *loadtest.Result) error {
-			return loadtest.WriteHTML(w, loadtest.Report{Title: title, Runs: []*loadtest.Result{r}})
+			return report.WriteHTML(w, report.Page{Title: title, Runs: []*loadtest.Result{r}})
 		}},
 		{out.JSON, "JSON results", func(w io.Writer, r *loadtest.Result) error {
 			b, err := json.MarshalIndent(r, "", "  ")
@@ -348,14 +349,14 @@ func writeReports(out outputs, title string, res *loadtest.Result, stdout io.Wri
 			_, err = w.Write(append(b, '\n'))
 			return err
 		}},
-		{out.CSV, "CSV time series", loadtest.WriteCSV},
-		{out.Hgrm, "latency histogram (.hgrm)", loadtest.WriteHgrm},
+		{out.CSV, "CSV time series", report.WriteCSV},
+		{out.Hgrm, "latency histogram (.hgrm)", report.WriteHgrm},
 	}
 	for _, f := range files {
 		if f.path == "" {
 			continue
 		}
-		if err := loadtest.WriteFile(f.path, res, f.write); err != nil {
+		if err := report.WriteFile(f.path, res, f.write); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: %s\n", f.what, f.path)

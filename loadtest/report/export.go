@@ -1,4 +1,4 @@
-package loadtest
+package report
 
 import (
 	"encoding/csv"
@@ -8,17 +8,20 @@ import (
 	"os"
 	"slices"
 	"strconv"
+
+	"github.com/flashorder/flashorder/loadtest"
 )
 
 // WriteHgrm writes the measured latency histogram in HdrHistogram's
 // percentile format (.hgrm, milliseconds), which HdrHistogram's plotter and
 // other tools read. Results read back from JSON have no histogram.
-func WriteHgrm(w io.Writer, res *Result) error {
-	if res.hist == nil {
-		return errors.New("loadtest: this result has no latency histogram")
+func WriteHgrm(w io.Writer, res *loadtest.Result) error {
+	h := res.Histogram()
+	if h == nil {
+		return errors.New("report: this result has no latency histogram")
 	}
-	if _, err := res.hist.PercentilesPrint(w, 5, 1000); err != nil {
-		return fmt.Errorf("loadtest: write .hgrm: %w", err)
+	if _, err := h.PercentilesPrint(w, 5, 1000); err != nil {
+		return fmt.Errorf("report: write .hgrm: %w", err)
 	}
 	return nil
 }
@@ -27,7 +30,7 @@ func WriteHgrm(w io.Writer, res *Result) error {
 // counts, rates, latency percentiles, stock, the ramp's target, a drop's
 // product page (GETs, rate, p50, p99, errors), then one column per kind of
 // answer ("409 sold_out") and one per SKU's stock left.
-func WriteCSV(w io.Writer, res *Result) error {
+func WriteCSV(w io.Writer, res *loadtest.Result) error {
 	codeSet := map[string]bool{}
 	for _, iv := range res.Series {
 		for k := range iv.Codes {
@@ -84,23 +87,23 @@ func WriteCSV(w io.Writer, res *Result) error {
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {
-		return fmt.Errorf("loadtest: write CSV: %w", err)
+		return fmt.Errorf("report: write CSV: %w", err)
 	}
 	return nil
 }
 
 // WriteFile creates path and writes it with write.
-func WriteFile(path string, res *Result, write func(io.Writer, *Result) error) error {
+func WriteFile(path string, res *loadtest.Result, write func(io.Writer, *loadtest.Result) error) error {
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("loadtest: create %s: %w", path, err)
+		return fmt.Errorf("report: create %s: %w", path, err)
 	}
 	if err := write(f, res); err != nil {
 		f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("loadtest: write %s: %w", path, err)
+		return fmt.Errorf("report: write %s: %w", path, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package loadtest
+package report
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/flashorder/flashorder/loadtest"
 )
 
 // nines maps a percentile to the x of the classic latency-by-percentile plot:
@@ -24,26 +26,26 @@ func nines(q float64) float64 {
 var NinesTicks = map[float64]string{0: "0%", 1: "90%", 2: "99%", 3: "99.9%", 4: "99.99%", 5: "99.999%", 5.5: "max"}
 
 // answerColor gives each answer the color of its kind (kindColor).
-func answerColor(a Answer) string { return kindColor(KindOf(a)) }
+func answerColor(a loadtest.Answer) string { return kindColor(loadtest.KindOf(a)) }
 
 // kindColor gives each kind of answer a color that says what it is: green
 // orders, blue not_started (not yet), orange and yellow refusals of a sale
 // that is over or done with the user, red errors.
 func kindColor(kind string) string {
 	switch kind {
-	case KindOrder:
+	case loadtest.KindOrder:
 		return "#2ca02c"
-	case KindNotStarted:
+	case loadtest.KindNotStarted:
 		return "#6baed6"
-	case KindSoldOut:
+	case loadtest.KindSoldOut:
 		return "#ff7f0e"
-	case KindLimit:
+	case loadtest.KindLimit:
 		return "#f2c744"
-	case KindSaleEnded:
+	case loadtest.KindSaleEnded:
 		return "#8c8c8c"
-	case Kind5xx:
+	case loadtest.Kind5xx:
 		return "#d62728"
-	case KindTransport:
+	case loadtest.KindTransport:
 		return "#7b1113"
 	default:
 		return "#9467bd"
@@ -51,29 +53,18 @@ func kindColor(kind string) string {
 }
 
 // runEnd is the end of res's last charted interval, where its time axes end.
-func runEnd(res *Result) float64 {
+func runEnd(res *loadtest.Result) float64 {
 	for i := len(res.Series) - 1; i >= 0; i-- {
-		if charted(res, i) {
+		if res.Charted(i) {
 			return res.Series[i].T
 		}
 	}
 	return 0
 }
 
-// charted reports whether interval i of res is drawn: a last interval much
-// shorter than a bucket is left out, its rates would be noise.
-func charted(res *Result, i int) bool {
-	iv := res.Series[i]
-	bucket := res.BucketSeconds
-	if bucket <= 0 {
-		bucket = 1
-	}
-	return !(i > 0 && i == len(res.Series)-1 && iv.Seconds < sliver*bucket)
-}
-
 // bucketName is the length of res's buckets for titles: "100 ms", or "10 ms
 // to 100 ms" when they grew with the run.
-func bucketName(res *Result) string {
+func bucketName(res *loadtest.Result) string {
 	if res.FirstBucketSeconds > 0 {
 		return fmtDur(res.FirstBucketSeconds) + " to " + fmtDur(res.BucketSeconds)
 	}
@@ -82,7 +73,7 @@ func bucketName(res *Result) string {
 
 // timeAxis is how res's time charts count: from the start of the run, or a
 // drop's from T0 (shift is where T0 lies from the start).
-func timeAxis(res *Result) (shift float64, label string) {
+func timeAxis(res *loadtest.Result) (shift float64, label string) {
 	if res.Drop != nil {
 		return res.Drop.Lead, "time from T0 (starts_at)"
 	}
@@ -91,11 +82,11 @@ func timeAxis(res *Result) (shift float64, label string) {
 
 // buckets yields res's charted intervals with the x of their middle on the
 // time charts' axis.
-func buckets(res *Result) iter.Seq2[float64, Interval] {
+func buckets(res *loadtest.Result) iter.Seq2[float64, loadtest.Interval] {
 	shift, _ := timeAxis(res)
-	return func(yield func(float64, Interval) bool) {
+	return func(yield func(float64, loadtest.Interval) bool) {
 		for i, iv := range res.Series {
-			if charted(res, i) && !yield(iv.T-iv.Seconds/2-shift, iv) {
+			if res.Charted(i) && !yield(iv.T-iv.Seconds/2-shift, iv) {
 				return
 			}
 		}
@@ -104,7 +95,7 @@ func buckets(res *Result) iter.Seq2[float64, Interval] {
 
 // timeChart returns an empty chart over res's time: its axis, its length and
 // its markers.
-func timeChart(res *Result, title, yLabel string) Chart {
+func timeChart(res *loadtest.Result, title, yLabel string) Chart {
 	shift, label := timeAxis(res)
 	return Chart{Title: title, XLabel: label, YLabel: yLabel, XUnit: "s", XStart: -shift, XMax: runEnd(res) - shift,
 		Markers: saleMarkers(res)}
@@ -112,7 +103,7 @@ func timeChart(res *Result, title, yLabel string) Chart {
 
 // saleMarkers marks the time charts: a drop's T0, and the sell-out: one
 // SKU's, or when all of several SKUs ran out, the last of them.
-func saleMarkers(res *Result) []Marker {
+func saleMarkers(res *loadtest.Result) []Marker {
 	shift, _ := timeAxis(res)
 	var out []Marker
 	at := func(secs float64) string { return fmtDur(secs) }
@@ -136,23 +127,23 @@ func saleMarkers(res *Result) []Marker {
 }
 
 // answersChart stacks the answers per second by kind.
-func answersChart(res *Result) Chart {
-	kinds := map[string]Answer{}
+func answersChart(res *loadtest.Result) Chart {
+	kinds := map[string]loadtest.Answer{}
 	for _, a := range res.Answers {
 		kinds[a.Answer.String()] = a.Answer
 	}
 	for _, iv := range res.Series {
 		for k := range iv.Codes {
 			if _, ok := kinds[k]; !ok {
-				kinds[k] = parseAnswer(k)
+				kinds[k] = loadtest.ParseAnswer(k)
 			}
 		}
 	}
-	order := make([]Answer, 0, len(kinds))
+	order := make([]loadtest.Answer, 0, len(kinds))
 	for _, a := range kinds {
 		order = append(order, a)
 	}
-	slices.SortFunc(order, func(x, y Answer) int { return answerRank(x) - answerRank(y) })
+	slices.SortFunc(order, func(x, y loadtest.Answer) int { return answerRank(x) - answerRank(y) })
 	c := timeChart(res, "Answers per second, by kind (stacked)", "answers per second")
 	c.Stacked = true
 	for _, a := range order {
@@ -168,28 +159,19 @@ func answersChart(res *Result) Chart {
 }
 
 // answerRank orders the answers as Kinds orders their kinds, then by status.
-func answerRank(a Answer) int {
-	k := KindOf(a)
-	for i, kind := range Kinds() {
+func answerRank(a loadtest.Answer) int {
+	k := loadtest.KindOf(a)
+	for i, kind := range loadtest.Kinds() {
 		if k == kind {
 			return 1000*i + a.Status
 		}
 	}
-	return 1000 * len(Kinds())
-}
-
-// parseAnswer is Answer.String's inverse.
-func parseAnswer(s string) Answer {
-	var a Answer
-	if n, err := fmt.Sscanf(s, "%d %s", &a.Status, &a.Code); n >= 1 && (err == nil || n == 1) {
-		return a
-	}
-	return Answer{Code: s}
+	return 1000 * len(loadtest.Kinds())
 }
 
 // stockChart follows the stock left, per SKU from the client's 201s when
 // the run has few SKUs, else the total the server reported.
-func stockChart(res *Result) Chart {
+func stockChart(res *loadtest.Result) Chart {
 	c := timeChart(res, "Stock left", "units")
 	shift, _ := timeAxis(res)
 	if len(res.Series) > 0 && len(res.Series[0].SKUStock) > 0 {
@@ -200,7 +182,7 @@ func stockChart(res *Result) Chart {
 			}
 			l := Line{Name: name, Points: [][2]float64{{-shift, float64(res.Config.Scenario.Stock)}}}
 			for i, iv := range res.Series {
-				if charted(res, i) && s < len(iv.SKUStock) {
+				if res.Charted(i) && s < len(iv.SKUStock) {
 					l.Points = append(l.Points, [2]float64{iv.T - shift, float64(iv.SKUStock[s])})
 				}
 			}
@@ -210,7 +192,7 @@ func stockChart(res *Result) Chart {
 	}
 	l := Line{Name: "all SKUs (read from the server)"}
 	for i, iv := range res.Series {
-		if charted(res, i) && iv.StockLeft >= 0 {
+		if res.Charted(i) && iv.StockLeft >= 0 {
 			l.Points = append(l.Points, [2]float64{iv.T - shift, float64(iv.StockLeft)})
 		}
 	}
@@ -219,7 +201,7 @@ func stockChart(res *Result) Chart {
 }
 
 // timeCharts returns throughput and latency percentiles over time.
-func timeCharts(res *Result) (Chart, Chart) {
+func timeCharts(res *loadtest.Result) (Chart, Chart) {
 	orders := Line{Name: "orders/s", Color: "#2ca02c"}
 	answers := Line{Name: "answers/s", Color: "#1f77b4"}
 	target := Line{Name: "target rate (stages)", Color: "#555", Dashed: true}
@@ -254,10 +236,10 @@ func timeCharts(res *Result) (Chart, Chart) {
 }
 
 // rampChart shows the closed loop's active clients as the stages ramp them.
-func rampChart(res *Result) Chart {
+func rampChart(res *loadtest.Result) Chart {
 	l := Line{Name: "active clients", Color: "#555", Points: [][2]float64{{0, 0}}}
 	for i, iv := range res.Series {
-		if charted(res, i) {
+		if res.Charted(i) {
 			l.Points = append(l.Points, [2]float64{iv.T, iv.Target})
 		}
 	}
@@ -268,7 +250,7 @@ func rampChart(res *Result) Chart {
 
 // distChart is the latency distribution by percentile; in the open loop the
 // latency from the intended send time next to the service time.
-func distChart(res *Result) Chart {
+func distChart(res *loadtest.Result) Chart {
 	c := Chart{Title: "Latency distribution", XLabel: "percentile", YLabel: "ms (log)", LogY: true, XTicks: NinesTicks}
 	if res.Mode != "closed" && len(res.ServiceDist) > 0 {
 		c.Title = "Latency distribution: from the intended send time, and service time"
@@ -287,7 +269,7 @@ func distChart(res *Result) Chart {
 // (answers by kind, the product page beside the orders: dropCharts); Charts
 // gives the rest: stock left, the orders' latency over time and their
 // distribution.
-func Charts(res *Result) []template.HTML {
+func Charts(res *loadtest.Result) []template.HTML {
 	tp, lat := timeCharts(res)
 	if res.Drop != nil {
 		return []template.HTML{stockChart(res).SVG(), lat.SVG(), distChart(res).SVG()}
@@ -309,14 +291,14 @@ func Charts(res *Result) []template.HTML {
 }
 
 // DistLine is res's latency distribution as a chart line.
-func DistLine(res *Result, name string) Line {
+func DistLine(res *loadtest.Result, name string) Line {
 	if name == "" {
 		name = "latency"
 	}
 	return distLine(res.Dist, name)
 }
 
-func distLine(dist []DistPoint, name string) Line {
+func distLine(dist []loadtest.DistPoint, name string) Line {
 	l := Line{Name: name}
 	for _, d := range dist {
 		l.Points = append(l.Points, [2]float64{nines(d.Percentile), d.LatencyMs})
@@ -324,14 +306,14 @@ func distLine(dist []DistPoint, name string) Line {
 	return l
 }
 
-// Report is the content of an HTML report.
-type Report struct {
+// Page is the content of an HTML report.
+type Page struct {
 	Title string
 	// Table is a preformatted text table shown at the top (compare).
 	Table string
 	// Summary charts shown above the runs (compare).
 	Summary []template.HTML
-	Runs    []*Result
+	Runs    []*loadtest.Result
 }
 
 var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
@@ -341,8 +323,8 @@ var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap
 	"bad":        badRun,
 	"headline":   Headline,
 	"facts":      Facts,
-	"audit":      func(r *Result) string { var b strings.Builder; WriteAudit(&b, r.Audit); return b.String() },
-	"summary":    func(r *Result) string { var b strings.Builder; WriteSummary(&b, r); return b.String() },
+	"audit":      func(r *loadtest.Result) string { var b strings.Builder; WriteAudit(&b, r.Audit); return b.String() },
+	"summary":    func(r *loadtest.Result) string { var b strings.Builder; WriteSummary(&b, r); return b.String() },
 	"share": func(n, of int64) string {
 		if of == 0 {
 			return "-"
@@ -356,7 +338,7 @@ var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap
 
 // badRun reports whether res's headline tells of a failure: a failed audit,
 // a failed threshold, or errors (5xx or no answer).
-func badRun(res *Result) bool {
+func badRun(res *loadtest.Result) bool {
 	if res.Audit != nil && !res.Audit.OK {
 		return true
 	}
@@ -373,7 +355,7 @@ func badRun(res *Result) bool {
 }
 
 // answerKind names what an answer means for the report's table.
-func answerKind(a Answer) string {
+func answerKind(a loadtest.Answer) string {
 	switch {
 	case a.Status == 201:
 		return "order"
@@ -389,25 +371,25 @@ func answerKind(a Answer) string {
 }
 
 // WriteHTML writes rep as a self-contained HTML page.
-func WriteHTML(w io.Writer, rep Report) error {
+func WriteHTML(w io.Writer, rep Page) error {
 	if err := reportTemplate.Execute(w, rep); err != nil {
-		return fmt.Errorf("loadtest: render HTML report: %w", err)
+		return fmt.Errorf("report: render HTML report: %w", err)
 	}
 	return nil
 }
 
 // WriteHTMLFile writes rep to path.
-func WriteHTMLFile(path string, rep Report) error {
+func WriteHTMLFile(path string, rep Page) error {
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("loadtest: create HTML report: %w", err)
+		return fmt.Errorf("report: create HTML report: %w", err)
 	}
 	if err := WriteHTML(f, rep); err != nil {
 		f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("loadtest: write HTML report: %w", err)
+		return fmt.Errorf("report: write HTML report: %w", err)
 	}
 	return nil
 }

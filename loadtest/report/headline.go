@@ -1,14 +1,16 @@
-package loadtest
+package report
 
 import (
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/flashorder/flashorder/loadtest"
 )
 
 // totals adds up the whole time series, warmup included.
-func totals(res *Result) (orders, refused, errs, answers int64) {
+func totals(res *loadtest.Result) (orders, refused, errs, answers int64) {
 	for _, iv := range res.Series {
 		orders += iv.Orders
 		refused += iv.Refused
@@ -22,7 +24,7 @@ func totals(res *Result) (orders, refused, errs, answers int64) {
 // and how many orders it sold, or, when it did not run out, the orders and
 // what is left; a drop's also the orders before the start and the first
 // order against starts_at. Business refusals are not errors.
-func Headline(res *Result) string {
+func Headline(res *loadtest.Result) string {
 	if res.Drop != nil {
 		return dropHeadline(res)
 	}
@@ -94,7 +96,7 @@ func fmtDur(secs float64) string {
 type Fact struct{ Name, Value string }
 
 // Facts are the summary table of a run.
-func Facts(res *Result) []Fact {
+func Facts(res *loadtest.Result) []Fact {
 	cfg := res.Config
 	load := fmt.Sprintf("closed loop, %d clients", cfg.Concurrency)
 	if res.Mode == "open" {
@@ -133,7 +135,7 @@ func Facts(res *Result) []Fact {
 	return facts
 }
 
-func stagesString(st []Stage) string {
+func stagesString(st []loadtest.Stage) string {
 	parts := make([]string, len(st))
 	for i, s := range st {
 		parts[i] = fmt.Sprintf("%s:%s", s.Duration, num(s.Target))

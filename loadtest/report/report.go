@@ -1,4 +1,8 @@
-package loadtest
+// Package report tells a loadtest.Result: the headline and the summary
+// printed after a run, the audit, the self-contained HTML report with its
+// SVG charts (a drop's with its own figures and timeline), the CSV time
+// series, the .hgrm latency histogram and the JSON results.
+package report
 
 import (
 	"cmp"
@@ -8,11 +12,13 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/flashorder/flashorder/loadtest"
 )
 
 // WriteSummary prints the human summary of res: rates, answers, latency and
 // the audit.
-func WriteSummary(w io.Writer, res *Result) {
+func WriteSummary(w io.Writer, res *loadtest.Result) {
 	cfg := res.Config
 	title := "orderbench"
 	if res.Label != "" {
@@ -71,7 +77,7 @@ func WriteSummary(w io.Writer, res *Result) {
 const maxSKULines = 10
 
 // WriteAudit prints the audit verdict; a failed audit is loud.
-func WriteAudit(w io.Writer, a *AuditReport) {
+func WriteAudit(w io.Writer, a *loadtest.AuditReport) {
 	if a == nil {
 		fmt.Fprintln(w, "audit: not run (no orderd behind the target)")
 		return
@@ -94,7 +100,7 @@ func WriteAudit(w io.Writer, a *AuditReport) {
 			fmt.Fprintf(w, "  %d SKUs, %d units taken in all; the %d that sold most (--json has every SKU):\n",
 				len(skus), taken, maxSKULines)
 			skus = slices.Clone(skus)
-			slices.SortStableFunc(skus, func(x, y SKUAudit) int { return cmp.Compare(y.Taken, x.Taken) })
+			slices.SortStableFunc(skus, func(x, y loadtest.SKUAudit) int { return cmp.Compare(y.Taken, x.Taken) })
 			skus = skus[:maxSKULines]
 		}
 		for _, s := range skus {
@@ -113,7 +119,7 @@ func WriteAudit(w io.Writer, a *AuditReport) {
 }
 
 // writeWindow prints a passing drop audit's sale window line.
-func writeWindow(w io.Writer, wc *WindowCheck) {
+func writeWindow(w io.Writer, wc *loadtest.WindowCheck) {
 	fmt.Fprintf(w, "  sale window: %d orders created from starts_at", wc.Orders)
 	if wc.Orders > 0 {
 		fmt.Fprintf(w, " +%s to +%s", fmtSince(wc.First.Sub(wc.StartsAt)), fmtSince(wc.Last.Sub(wc.StartsAt)))
@@ -133,10 +139,10 @@ func writeWindow(w io.Writer, wc *WindowCheck) {
 func WriteJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return fmt.Errorf("loadtest: encode results: %w", err)
+		return fmt.Errorf("report: encode results: %w", err)
 	}
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("loadtest: write results: %w", err)
+		return fmt.Errorf("report: write results: %w", err)
 	}
 	return nil
 }

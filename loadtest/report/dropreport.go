@@ -1,4 +1,4 @@
-package loadtest
+package report
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/flashorder/flashorder/loadtest"
 )
 
 // fromT0 renders seconds since T0 for people: "T0", "T+412 ms", "T-1.50 s".
@@ -39,7 +41,7 @@ func fmtSince(d time.Duration) string {
 type dropStory struct {
 	units int64
 	// window is the audit's, nil when the audit did not run.
-	window *WindowCheck
+	window *loadtest.WindowCheck
 	// soldOut tells whether the client saw the last unit go; lasted is then
 	// the time from starts_at to the last order's created_at (orderd's
 	// clock), or to the client's answer when the audit did not run.
@@ -50,7 +52,7 @@ type dropStory struct {
 	errors  int64            // orders' and product page's
 }
 
-func newDropStory(res *Result) dropStory {
+func newDropStory(res *loadtest.Result) dropStory {
 	s := dropStory{units: res.Config.Scenario.Stock, refused: map[string]int64{}}
 	if res.Audit != nil {
 		s.window = res.Audit.Window
@@ -70,23 +72,10 @@ func newDropStory(res *Result) dropStory {
 	return s
 }
 
-// Lasted returns how long a drop's stock lasted, and whether it sold out:
-// from starts_at to the last order's created_at (orderd's clock), or, when
-// the audit did not run, from T0 to the answer that took the last unit.
-func (res *Result) Lasted() (time.Duration, bool) {
-	if res.Drop == nil || len(res.SoldOut) == 0 {
-		return 0, false
-	}
-	if a := res.Audit; a != nil && a.Window != nil && !a.Window.Last.IsZero() {
-		return a.Window.Last.Sub(a.Window.StartsAt), true
-	}
-	return time.Duration((res.SoldOut[0].At - res.Drop.Lead) * float64(time.Second)), true
-}
-
 // refusals lists the business refusals by code, in the drop's order of kinds.
 func (s dropStory) refusals() string {
 	var parts []string
-	for _, k := range Kinds() {
+	for _, k := range loadtest.Kinds() {
 		if n := s.refused[k]; n > 0 {
 			parts = append(parts, thousands(n)+" "+k)
 		}
@@ -97,7 +86,7 @@ func (s dropStory) refusals() string {
 // dropHeadline tells a drop's story in one sentence: the orders before the
 // start, when the first order was accepted, how long the stock lasted, the
 // refusals and the errors.
-func dropHeadline(res *Result) string {
+func dropHeadline(res *loadtest.Result) string {
 	s := newDropStory(res)
 	var b strings.Builder
 	fmt.Fprintf(&b, "The drop: %s units for %s users at T0", thousands(s.units), thousands(int64(res.Drop.Users)))
@@ -149,7 +138,7 @@ type Tile struct {
 // start, the first order against starts_at, how long the stock lasted, the
 // errors, the product page's and the orders' peak rates and latency, and
 // the audit.
-func DropTiles(res *Result) []Tile {
+func DropTiles(res *loadtest.Result) []Tile {
 	s := newDropStory(res)
 	var tiles []Tile
 	if w := s.window; w != nil {
@@ -191,7 +180,7 @@ func DropTiles(res *Result) []Tile {
 }
 
 // dropLoad describes a drop's load for the summary table.
-func dropLoad(res *Result) string {
+func dropLoad(res *loadtest.Result) string {
 	sc := res.Config.Scenario
 	load := fmt.Sprintf("drop: %s users arriving over %s up to T0 (most at the end), clocks off by up to ±%s", thousands(int64(sc.Users)),
 		sc.Lead, sc.ClockSkew)
@@ -203,7 +192,7 @@ func dropLoad(res *Result) string {
 
 // writeDrop prints a drop's part of the summary: the users, the orders, the
 // product page and the answers over time, by second from T0.
-func writeDrop(w io.Writer, res *Result) {
+func writeDrop(w io.Writer, res *loadtest.Result) {
 	d, sc := res.Drop, res.Config.Scenario
 	fmt.Fprintf(w, "drop       %s users arrived over %s up to T0 = starts_at %s, clocks off by up to ±%s\n",
 		thousands(int64(d.Users)), sc.Lead, d.StartsAt.Format("2006-01-02T15:04:05.000Z07:00"), sc.ClockSkew)
@@ -227,7 +216,7 @@ func writeDrop(w io.Writer, res *Result) {
 // writeTimeline prints the answers over time in rows of a second or more
 // from T0: the product page's, then the orders' by kind (those that
 // occurred), with T0 and the sell-out marked.
-func writeTimeline(w io.Writer, res *Result) {
+func writeTimeline(w io.Writer, res *loadtest.Result) {
 	lead := res.Drop.Lead
 	span := runEnd(res)
 	if span <= 0 {
@@ -240,7 +229,7 @@ func writeTimeline(w io.Writer, res *Result) {
 		kinds map[string]int64
 	}
 	rows := map[int]*row{}
-	used := map[string]bool{KindOrder: true}
+	used := map[string]bool{loadtest.KindOrder: true}
 	for x, iv := range buckets(res) {
 		n := int(math.Floor(x / step))
 		if rows[n] == nil {
@@ -253,7 +242,7 @@ func writeTimeline(w io.Writer, res *Result) {
 		}
 	}
 	cols := []string{"page"}
-	for _, k := range Kinds() {
+	for _, k := range loadtest.Kinds() {
 		if used[k] {
 			cols = append(cols, k)
 		}
@@ -295,13 +284,13 @@ func writeTimeline(w io.Writer, res *Result) {
 
 // dropCharts are the charts a drop's report opens with: the orders' answers
 // by kind, then the product page's rate and latency beside the orders'.
-func dropCharts(res *Result) []template.HTML {
+func dropCharts(res *loadtest.Result) []template.HTML {
 	return []template.HTML{kindsChart(res).SVG(), pageRateChart(res).SVG(), pageLatencyChart(res).SVG()}
 }
 
 // kindsChart stacks a drop's order answers per second by kind, T0 and the
 // sell-out marked.
-func kindsChart(res *Result) Chart {
+func kindsChart(res *loadtest.Result) Chart {
 	c := timeChart(res, "Order answers per second, by kind (stacked)", "answers per second")
 	c.Stacked = true
 	type bucket struct {
@@ -317,8 +306,8 @@ func kindsChart(res *Result) Chart {
 		}
 		bs = append(bs, b)
 	}
-	for _, k := range Kinds() {
-		if sum[k] == 0 && k != KindOrder {
+	for _, k := range loadtest.Kinds() {
+		if sum[k] == 0 && k != loadtest.KindOrder {
 			continue
 		}
 		l := Line{Name: k, Color: kindColor(k)}
@@ -340,11 +329,11 @@ const (
 
 // pageRateChart draws the product page's GETs per second beside the orders'
 // answers and the new orders.
-func pageRateChart(res *Result) Chart {
+func pageRateChart(res *loadtest.Result) Chart {
 	c := timeChart(res, "Throughput: product page GETs and orders per second", "per second")
 	page := Line{Name: "product page GETs/s", Color: pageColor}
 	answers := Line{Name: "order answers/s", Color: orderColor}
-	orders := Line{Name: "new orders/s", Color: kindColor(KindOrder)}
+	orders := Line{Name: "new orders/s", Color: kindColor(loadtest.KindOrder)}
 	for x, iv := range buckets(res) {
 		page.Points = append(page.Points, [2]float64{x, iv.PagesPerS})
 		answers.Points = append(answers.Points, [2]float64{x, iv.AnswersPerS})
@@ -356,7 +345,7 @@ func pageRateChart(res *Result) Chart {
 
 // pageLatencyChart draws the product page's latency percentiles beside the
 // orders', per bucket.
-func pageLatencyChart(res *Result) Chart {
+func pageLatencyChart(res *loadtest.Result) Chart {
 	c := timeChart(res, "Latency per "+bucketName(res)+" bucket: product page and orders", "ms (log)")
 	c.LogY = true
 	pageP50 := Line{Name: "page p50", Color: pageColor, Dashed: true}
