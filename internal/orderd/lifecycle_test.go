@@ -317,8 +317,20 @@ func testExpiryReturnsStock(t *testing.T, ca, cb *orderhttp.Client) {
 		t.Fatalf("cancel an expired order: %v, want invalid_state", err)
 	}
 	// The same user buys again (quota returned), pays in time, and the paid
-	// order outlives the payment window.
-	second := create(t, cb, "eu-1", "exp-1", 1)
+	// order outlives the payment window. cb learnt the sell-out above: stock
+	// that an expiry returns sells again there within --sold-out-ttl (1s).
+	var second *flashorder.Order
+	testenv.WaitFor(t, "the expired unit on sale again through cb", 5*time.Second, func() bool {
+		res, err := cb.CreateOrder(ctx, order("eu-1", item("exp-1", 1)), "")
+		if err != nil {
+			if code := errCode(t, err); code != flashorder.ESOLDOUT && code != flashorder.ELIMITEXCEEDED {
+				t.Fatalf("buy the expired unit again: %v", err)
+			}
+			return false
+		}
+		second = res.Order
+		return true
+	})
 	if _, err := ca.PayOrder(ctx, second.ID); err != nil {
 		t.Fatalf("pay in time: %v", err)
 	}
