@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/internal/failpoint"
 	"github.com/flashorder/flashorder/internal/testkit/cluster"
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
@@ -138,6 +140,7 @@ func TestFaults(t *testing.T) {
 	t.Run("sigterm", s.sigterm)
 	t.Run("zkleader", s.zkLeader)
 	t.Run("sigstop", s.sigstop)
+	t.Run("sigstop-read", s.sigstopRead)
 	t.Run("postgres", s.postgresRestart)
 	t.Run("redis", s.redisStop)
 	t.Run("burst", s.burst)
@@ -706,6 +709,13 @@ func (s *suite) zkLeader(t *testing.T) {
 // frozen orders, resumed, are refused by the fence with 503, and nothing is
 // oversold.
 //
+// A request whose header orderd had begun to read when the freeze came is
+// never read: net/http's header deadline (orderhttp.ReadHeaderTimeout, 5s)
+// runs on while the process is stopped, so on SIGCONT the server may find it
+// passed and close the connection without an answer. Such a request made no
+// order; the check allows its transport_error and asserts that its key is on
+// no order (sigstopRead forces that window).
+//
 // Where the freeze lands decides what the fence has to do. A holder frozen
 // inside its transaction already holds the product row's database lock: the
 // next holder's write waits for it, the database orders the two, and the
@@ -713,16 +723,18 @@ func (s *suite) zkLeader(t *testing.T) {
 // taking its lock and before writing must be refused, and that window is a
 // few hundred microseconds wide. So the victim pauses at the failpoint
 // checkout/lock-held (every lock held, nothing written) for pauseAt on each
-// order: it then spends nearly all its lock time in that window, the freeze
-// catches some of its holders there, and the fence must refuse them.
+// order: it then spends nearly all its lock time in that window. The harness
+// strikes right after the victim's log shows one of its orders entering that
+// pause, not at whatever moment the clock says, so the freeze catches at
+// least that holder there, and the fence must refuse it.
 func (s *suite) sigstop(t *testing.T) {
 	const session = 2 * time.Second
 	const frozen = 5 * time.Second
 	const pauseAt = 300 * time.Millisecond
 	s.run(t, scenario{
 		name: "4. orderd frozen past its ZooKeeper session",
-		fault: fmt.Sprintf("SIGSTOP orderd %d at %s for %s (session timeout %s), then SIGCONT; orderd %d pauses %s between taking its locks and writing",
-			victim, s.scale.faultAt, frozen, session, victim, pauseAt),
+		fault: fmt.Sprintf("SIGSTOP orderd %d at %s, as one of its orders pauses %s between taking its locks and writing (failpoint checkout/lock-held), for %s (session timeout %s), then SIGCONT",
+			victim, s.scale.faultAt, pauseAt, frozen, session),
 		strategy: "lock",
 		args:     []string{"--lock", s.zkURL(fmt.Sprintf("stop-%d", time.Now().UnixNano()), "session_timeout="+session.String())},
 		env:      map[int][]string{victim: {fmt.Sprintf("%s=checkout/lock-held=sleep(%s)", failpoint.EnvVar, pauseAt)}},
@@ -737,11 +749,17 @@ func (s *suite) sigstop(t *testing.T) {
 			if err := f.sleepUntil(ctx, s.scale.faultAt); err != nil {
 				return err
 			}
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := f.cl.WaitLog(wctx, victim, f.cl.LogSize(victim), "failpoint checkout/lock-held")
+			cancel()
+			if err != nil {
+				return err
+			}
 			f.faultAt = time.Now()
 			if err := f.cl.Signal(victim, syscall.SIGSTOP); err != nil {
 				return err
 			}
-			err := f.sleepUntil(ctx, s.scale.faultAt+frozen)
+			err = f.sleepUntil(ctx, f.faultAt.Sub(f.start)+frozen)
 			if cerr := f.cl.Signal(victim, syscall.SIGCONT); cerr != nil {
 				return errors.Join(err, cerr)
 			}
@@ -754,10 +772,15 @@ func (s *suite) sigstop(t *testing.T) {
 				return e.Target == victim && e.Sent.Before(f.faultAt) && e.Done.After(f.backAt)
 			}
 			// 503 overloaded: an order that waited more than 10s for its lock
-			// (the freeze included) gives up, as documented.
-			onlyKinds(t, f, "the frozen instance's requests in flight", frozenReq, "201", "503 unavailable", "503 overloaded")
+			// (the freeze included) gives up, as documented. transport_error:
+			// a request whose header read the freeze outlasted (see above).
+			onlyKinds(t, f, "the frozen instance's requests in flight", frozenReq,
+				"201", "503 unavailable", "503 overloaded", loadtest.CodeTransport)
 			got := f.rec.Answers(frozenReq)
 			f.note("the frozen instance's requests in flight across the freeze: %v", got)
+			if n := got[loadtest.CodeTransport]; n > 0 {
+				f.note("%d of them got no answer (transport_error): orderd had begun to read their header, and its deadline passed during the freeze", n)
+			}
 			if got["503 unavailable"] == 0 {
 				t.Errorf("no in-flight order of the frozen instance was refused (503): the fence never acted")
 			}
@@ -770,8 +793,32 @@ func (s *suite) sigstop(t *testing.T) {
 				t.Errorf("the fence refused %v orders of the frozen instance; want at least 1 and at most its %d in-flight 503s",
 					fenced, got["503 unavailable"])
 			}
-			// A refused order changed nothing: no order carries its key.
-			noRefusedStored(t, f, "the frozen instance's", frozenReq)
+			// A refused order changed nothing, and a request the server never
+			// read made nothing: no order carries their keys. Except a 503
+			// unavailable answered after orderd's --order-timeout: that can be
+			// a commit the timeout cut off (its deadline, like the header's,
+			// can pass during the freeze), an outcome as unknown as any 5xx's
+			// (the loadtest audit allows for it; a retry with the key gets
+			// the order). Every faster 503 is a refusal.
+			timedOut := func(e cluster.Event) bool {
+				return frozenReq(e) && e.Answer.String() == "503 unavailable" && e.Done.Sub(e.Sent) >= orderhttp.DefaultOrderTimeout
+			}
+			var keys []string
+			for _, e := range f.rec.Events() {
+				if timedOut(e) {
+					keys = append(keys, e.Key)
+				}
+			}
+			if len(keys) > 0 {
+				n, err := cluster.OrdersWithKeys(context.Background(), f.dbURL, keys)
+				if err != nil {
+					t.Error(err)
+				}
+				f.note("%d of them answered 503 unavailable after the order timeout (%s), outcome unknown: %d of those are in the database",
+					len(keys), orderhttp.DefaultOrderTimeout, n)
+			}
+			noneStored(t, f, "the frozen instance's", func(e cluster.Event) bool { return frozenReq(e) && !timedOut(e) },
+				"503 unavailable", "503 overloaded", loadtest.CodeTransport)
 			if at, ok := f.rec.FirstOrder(f.faultAt, victim); ok && at.After(f.backAt) {
 				f.note("first 201 of a request sent to the frozen instance after SIGSTOP: %s after SIGCONT", at.Sub(f.backAt).Round(time.Millisecond))
 			}
@@ -817,7 +864,7 @@ func (s *suite) batchFail(t *testing.T) {
 			if failed != failures {
 				t.Errorf("flashorder_batch_errors_total on the failing instance: %v, want %d", failed, failures)
 			}
-			noRefusedStored(t, f, "the failing instance's", fromVictim)
+			noneStored(t, f, "the failing instance's", fromVictim, "503 unavailable")
 		},
 	})
 }
@@ -963,7 +1010,7 @@ func checkRowHolderFault(t *testing.T, f *fault, rep *cluster.Report, faultFor t
 	if got["503 unavailable"] == 0 {
 		t.Errorf("no order of the %s instance's held transaction was refused: %v", what, got)
 	}
-	noRefusedStored(t, f, "the "+what+" instance's", fromVictim)
+	noneStored(t, f, "the "+what+" instance's", fromVictim, "503 unavailable", "503 overloaded")
 	// The idle-transaction timeout (2s) bounds the stop; without it, it
 	// lasts as long as the fault (6s). Mostly the stop is one idle timeout
 	// (2.0s). It can be two: a session of the victim queued for the row
@@ -985,22 +1032,48 @@ func checkRowHolderFault(t *testing.T, f *fault, rep *cluster.Report, faultFor t
 	}
 }
 
-// noRefusedStored checks that no order answered 503 among the requests keep
-// selects is in the database: a refused order changed nothing.
-func noRefusedStored(t *testing.T, f *fault, whose string, keep func(cluster.Event) bool) {
+// noneStored checks that no order in the database carries the
+// Idempotency-Key of a request that keep selects and whose answer is one of
+// kinds (as Answer.String renders them: "503 unavailable",
+// "transport_error"): a refused request, or one the server never read,
+// changed nothing.
+func noneStored(t *testing.T, f *fault, whose string, keep func(cluster.Event) bool, kinds ...string) {
 	t.Helper()
-	var refusedKeys []string
+	var keys []string
+	var events []cluster.Event
 	for _, e := range f.rec.Events() {
-		if keep(e) && e.Answer.Status == 503 {
-			refusedKeys = append(refusedKeys, e.Key)
+		if keep(e) && slices.Contains(kinds, e.Answer.String()) {
+			keys = append(keys, e.Key)
+			events = append(events, e)
 		}
 	}
-	if n, err := cluster.OrdersWithKeys(context.Background(), f.dbURL, refusedKeys); err != nil {
+	ctx := context.Background()
+	n, err := cluster.OrdersWithKeys(ctx, f.dbURL, keys)
+	if err != nil {
 		t.Error(err)
-	} else if n > 0 {
-		t.Errorf("%d of %s orders answered 503 are in the database", n, whose)
+		return
 	}
+	if n == 0 {
+		return
+	}
+	// Which ones, and when: one lookup per key, on failure only.
+	var which []string
+	for i, e := range events {
+		if int64(len(which)) == n || i == maxStoredLookups {
+			break
+		}
+		if m, err := cluster.OrdersWithKeys(ctx, f.dbURL, []string{e.Key}); err == nil && m > 0 {
+			which = append(which, fmt.Sprintf("key %s: %s to orderd %d, sent %s after the fault, answered %s later",
+				e.Key, e.Answer, e.Target, e.Sent.Sub(f.faultAt).Round(time.Millisecond), e.Done.Sub(e.Sent).Round(time.Millisecond)))
+		}
+	}
+	t.Errorf("%d of %s %d requests answered %s are in the database:\n%s", n, whose, len(keys), strings.Join(kinds, " or "),
+		strings.Join(which, "\n"))
 }
+
+// maxStoredLookups bounds the keys noneStored looks up one by one to name
+// the stored ones.
+const maxStoredLookups = 500
 
 // metric reads the sum of a counter's series from an orderd's /metrics (0
 // when it has none yet).
