@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/routers/gorillamux"
-
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
@@ -43,12 +41,7 @@ func TestOrderExpiresAt(t *testing.T) {
 	srv := newServer(orderhttp.Config{Store: db, AdminToken: adminToken, Lifecycle: lc, Now: clock}, row, nil)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	doc := loadDocument(t, ts.URL)
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &apiCheck{t: t, baseURL: ts.URL, doc: doc, router: router, called: map[string]int{}}
+	a := newAPICheck(t, ts.URL)
 	admin := map[string]string{"Authorization": "Bearer " + adminToken}
 	const get, put, post = http.MethodGet, http.MethodPut, http.MethodPost
 

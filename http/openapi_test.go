@@ -196,16 +196,23 @@ func (a *apiCheck) call(method, path string, header map[string]string, body stri
 	return got
 }
 
-// TestOpenAPIAnswers drives a real server through every operation, successes
-// and errors, and validates each answer against openapi.json.
-func TestOpenAPIAnswers(t *testing.T) {
-	_, ts := newTestServer(t, nil)
-	doc := loadDocument(t, ts.URL)
+// newAPICheck loads openapi.json from the server at baseURL and returns a
+// checker of that server's answers against it.
+func newAPICheck(t *testing.T, baseURL string) *apiCheck {
+	t.Helper()
+	doc := loadDocument(t, baseURL)
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &apiCheck{t: t, baseURL: ts.URL, doc: doc, router: router, called: map[string]int{}}
+	return &apiCheck{t: t, baseURL: baseURL, doc: doc, router: router, called: map[string]int{}}
+}
+
+// TestOpenAPIAnswers drives a real server through every operation, successes
+// and errors, and validates each answer against openapi.json.
+func TestOpenAPIAnswers(t *testing.T) {
+	_, ts := newTestServer(t, nil)
+	a := newAPICheck(t, ts.URL)
 	admin := map[string]string{"Authorization": "Bearer " + adminToken}
 	const get, put, post = http.MethodGet, http.MethodPut, http.MethodPost
 
@@ -303,7 +310,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	}
 
 	// Every documented operation was exercised.
-	for path, item := range doc.Paths.Map() {
+	for path, item := range a.doc.Paths.Map() {
 		for method := range item.Operations() {
 			if a.called[method+" "+path] == 0 {
 				t.Errorf("the test never called %s %s", method, path)
@@ -312,7 +319,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	}
 
 	// Unrouted answers use the documented error format.
-	errSchema := doc.Components.Schemas["Error"].Value
+	errSchema := a.doc.Components.Schemas["Error"].Value
 	for _, c := range []struct {
 		method, path string
 		status       int
@@ -354,12 +361,7 @@ func TestOpenAPIAuthAnswers(t *testing.T) {
 	}
 	t.Cleanup(v.Close)
 	_, ts := newTestServer(t, v)
-	doc := loadDocument(t, ts.URL)
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &apiCheck{t: t, baseURL: ts.URL, doc: doc, router: router, called: map[string]int{}}
+	a := newAPICheck(t, ts.URL)
 	bearer := func(sub string) map[string]string {
 		tok, err := jwtauth.Mint(secret, sub, "", "", time.Minute)
 		if err != nil {
