@@ -101,7 +101,7 @@ func (orderItemRow) TableName() string { return "order_items" }
 // atomically.
 type userPurchaseRow struct {
 	UserID string `gorm:"column:user_id;primaryKey;size:64"`
-	// SKU has an index of its own: the sold-out memo reads a SKU's holders.
+	// SKU has an index of its own: the gate reads a SKU's holders for its sold-out marks.
 	SKU      string `gorm:"column:sku;primaryKey;size:64;index:idx_user_purchases_sku"`
 	Quantity int64  `gorm:"column:quantity;not null"`
 }

@@ -18,7 +18,7 @@ import (
 // embedded is an orderd running inside orderbench: internal/orderd's Main,
 // the server cmd/orderd runs, on its embedded default (SQLite, the batch
 // strategy, in-process idempotency) with every other default of orderd's
-// flags: the sold-out memo, the in-flight bound, the order timeout, the
+// flags: the gate (product cache, sold-out marks), the in-flight bound, the order timeout, the
 // expiry sweeper, the metrics.
 type embedded struct {
 	URL        string

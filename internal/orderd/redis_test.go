@@ -133,7 +133,7 @@ func TestOrderdRedis(t *testing.T) {
 
 // TestOrderdRedisShared runs two instances on one database and one Redis: a
 // key claimed on one is in progress on the other, rate limits are shared, and
-// stock added through one clears the sold-out memo of the other.
+// stock added through one clears the sold-out mark of the other's gate.
 func TestOrderdRedisShared(t *testing.T) {
 	dbURL, r := redisSetup(t)
 	args := []string{"--idempotency", r.URL, "--rate-limit-user", "3/s", "--sold-out-ttl", "1m"}
