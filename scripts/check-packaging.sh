@@ -7,7 +7,7 @@
 # 1. builds every command as the Dockerfile does (CGO_ENABLED=0 -trimpath) and
 #    proves each binary static (file, ldd), and that orderd starts and answers
 #    /healthz and /openapi.json from the build;
-# 2. go test -run TestPackaging ./internal/orderd: compose YAML, services, ORDERD_*
+# 2. go test -run TestPackaging ./internal/doccheck: compose YAML, services, ORDERD_*
 #    variables in compose, Dockerfile, unit and env example are real flags;
 # 3. docker compose config, when the compose plugin is installed;
 # 4. systemd-analyze verify (any warning fails) and security --offline on the
@@ -48,8 +48,8 @@ kill "$pid"
 wait "$pid" 2>/dev/null || true
 pid=
 
-log "2. go test -run TestPackaging ./internal/orderd"
-go test -count=1 -run TestPackaging ./internal/orderd >/dev/null
+log "2. go test -run TestPackaging ./internal/doccheck"
+go test -count=1 -run TestPackaging ./internal/doccheck >/dev/null
 
 log "3. docker compose config"
 if docker compose version >/dev/null 2>&1; then

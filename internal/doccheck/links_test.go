@@ -1,4 +1,4 @@
-package orderd
+package doccheck_test
 
 import (
 	"os"
@@ -6,31 +6,16 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-)
 
-// TestReadmeFirstScreen keeps the README's promise to a newcomer: within its
-// first 30 lines, the demo, orderd on its embedded default, and the test
-// command.
-func TestReadmeFirstScreen(t *testing.T) {
-	data, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(data), "\n")
-	first := strings.Join(lines[:min(30, len(lines))], "\n")
-	for _, want := range []string{"go run ./cmd/orderbench demo", "go run ./cmd/orderd ", "./scripts/test.sh"} {
-		if !strings.Contains(first, want) {
-			t.Errorf("the README's first 30 lines lack %q", want)
-		}
-	}
-}
+	"github.com/flashorder/flashorder/internal/doccheck"
+)
 
 // TestDocLinks checks every relative link of README.md and docs/*.md: the
 // file exists, and an anchor names a heading of it (GitHub's slugs), so that
 // moving sections between files breaks no link.
 func TestDocLinks(t *testing.T) {
-	files, _ := filepath.Glob("../../docs/*.md")
-	files = append(files, "../../README.md")
+	files, _ := filepath.Glob(doccheck.Path(t, "docs/*.md"))
+	files = append(files, doccheck.Path(t, "README.md"))
 	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
 	for _, file := range files {
 		data, err := os.ReadFile(file)

@@ -1,14 +1,16 @@
-package orderd
+package doccheck_test
 
 import (
 	"flag"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/flashorder/flashorder/internal/doccheck"
+	"github.com/flashorder/flashorder/internal/orderd"
 )
 
 // composeFile is the part of docker-compose.yml that the checks read.
@@ -27,13 +29,13 @@ type composeFile struct {
 func checkOrderdEnv(t *testing.T, where string, env map[string]string) {
 	t.Helper()
 	flags := map[string]bool{}
-	FlagSet(&Config{}, io.Discard).VisitAll(func(f *flag.Flag) { flags[EnvName(f.Name)] = true })
+	orderd.FlagSet(&orderd.Config{}, io.Discard).VisitAll(func(f *flag.Flag) { flags[orderd.EnvName(f.Name)] = true })
 	for name := range env {
 		if strings.HasPrefix(name, "ORDERD_") && !flags[name] {
 			t.Errorf("%s sets %s, which is no orderd flag's variable", where, name)
 		}
 	}
-	m := NewMain(io.Discard)
+	m := orderd.NewMain(io.Discard)
 	if err := m.ParseFlags(nil, func(k string) string { return env[k] }); err != nil {
 		t.Errorf("%s: orderd refuses its environment: %v", where, err)
 	}
@@ -44,12 +46,8 @@ func checkOrderdEnv(t *testing.T, where string, env map[string]string) {
 // instances with real flags for the shared backends, and the load balancer
 // fronts both.
 func TestPackagingCompose(t *testing.T) {
-	data, err := os.ReadFile("../../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var c composeFile
-	if err := yaml.Unmarshal(data, &c); err != nil {
+	if err := yaml.Unmarshal([]byte(doccheck.Read(t, "docker-compose.yml")), &c); err != nil {
 		t.Fatalf("docker-compose.yml is not valid YAML: %v", err)
 	}
 	for _, name := range []string{"postgres", "redis", "zookeeper", "orderd-1", "orderd-2", "lb", "prometheus", "grafana"} {
@@ -78,12 +76,9 @@ func TestPackagingCompose(t *testing.T) {
 	if lb := c.Services["lb"]; len(lb.Ports) != 1 || !strings.HasSuffix(lb.Ports[0], ":8080") {
 		t.Errorf("lb publishes %v, want one port 8080", lb.Ports)
 	}
-	nginx, err := os.ReadFile("../../deploy/nginx.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
+	nginx := doccheck.Read(t, "deploy/nginx.conf")
 	for _, upstream := range []string{"server orderd-1:8080", "server orderd-2:8080"} {
-		if !strings.Contains(string(nginx), upstream) {
+		if !strings.Contains(nginx, upstream) {
 			t.Errorf("deploy/nginx.conf lacks %q", upstream)
 		}
 	}
@@ -93,11 +88,7 @@ func TestPackagingCompose(t *testing.T) {
 // for what the README promises: a static build, a non-root user, port 8080,
 // and ORDERD_* variables that are real flags.
 func TestPackagingDockerfileAndUnit(t *testing.T) {
-	data, err := os.ReadFile("../../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	df := string(data)
+	df := doccheck.Read(t, "Dockerfile")
 	for _, want := range []string{"FROM golang:1.26 AS build", "CGO_ENABLED=0", "EXPOSE 8080", `ENTRYPOINT ["/usr/local/bin/orderd"]`} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)
@@ -115,13 +106,9 @@ func TestPackagingDockerfileAndUnit(t *testing.T) {
 	}
 	checkOrderdEnv(t, "Dockerfile", env)
 
-	for _, file := range []string{"../../deploy/orderd.service", "../../deploy/orderd.env.example"} {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, file := range []string{"deploy/orderd.service", "deploy/orderd.env.example"} {
 		env := map[string]string{}
-		for _, m := range regexp.MustCompile(`(?m)^#? ?(?:Environment=)?(ORDERD_[A-Z_]+)=(\S+)`).FindAllStringSubmatch(string(data), -1) {
+		for _, m := range regexp.MustCompile(`(?m)^#? ?(?:Environment=)?(ORDERD_[A-Z_]+)=(\S+)`).FindAllStringSubmatch(doccheck.Read(t, file), -1) {
 			env[m[1]] = m[2]
 		}
 		if len(env) == 0 {
@@ -129,9 +116,9 @@ func TestPackagingDockerfileAndUnit(t *testing.T) {
 		}
 		checkOrderdEnv(t, file, env)
 	}
-	unit, _ := os.ReadFile("../../deploy/orderd.service")
+	unit := doccheck.Read(t, "deploy/orderd.service")
 	for _, want := range []string{"EnvironmentFile=/etc/flashorder/orderd.env", "ExecStart=/usr/local/bin/orderd", "DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict"} {
-		if !strings.Contains(string(unit), want) {
+		if !strings.Contains(unit, want) {
 			t.Errorf("deploy/orderd.service lacks %q", want)
 		}
 	}

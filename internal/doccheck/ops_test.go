@@ -1,8 +1,7 @@
-package orderd
+package doccheck_test
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/flashorder/flashorder/internal/doccheck"
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
@@ -21,16 +21,12 @@ var metricRE = regexp.MustCompile(`flashorder_[a-z_]+`)
 func opsExprs(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	data, err := os.ReadFile("../../deploy/prometheus/alerts.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rules struct {
 		Groups []struct {
 			Rules []struct{ Alert, Expr string }
 		}
 	}
-	if err := yaml.Unmarshal(data, &rules); err != nil {
+	if err := yaml.Unmarshal([]byte(doccheck.Read(t, "deploy/prometheus/alerts.yml")), &rules); err != nil {
 		t.Fatalf("alerts.yml: %v", err)
 	}
 	for _, g := range rules.Groups {
@@ -38,17 +34,13 @@ func opsExprs(t *testing.T) map[string]string {
 			out["alert "+r.Alert] = r.Expr
 		}
 	}
-	data, err = os.ReadFile("../../deploy/grafana/flashorder.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var dash struct {
 		Panels []struct {
 			Title   string
 			Targets []struct{ Expr string }
 		}
 	}
-	if err := json.Unmarshal(data, &dash); err != nil {
+	if err := json.Unmarshal([]byte(doccheck.Read(t, "deploy/grafana/flashorder.json")), &dash); err != nil {
 		t.Fatalf("flashorder.json: %v", err)
 	}
 	for _, p := range dash.Panels {
@@ -63,11 +55,11 @@ func opsExprs(t *testing.T) map[string]string {
 }
 
 // TestOpsMetricsExist checks the alert rules and the Grafana dashboard
-// against docs/OPERATE.md's metrics table, which TestMetricsMoveWithOrders
-// keeps equal to /metrics: every metric they name exists (a histogram's
+// against docs/OPERATE.md's metrics table, which internal/orderd's
+// TestMetricsMoveWithOrders keeps equal to /metrics: every metric they name exists (a histogram's
 // _bucket, _sum and _count included), and the dashboard shows every metric.
 func TestOpsMetricsExist(t *testing.T) {
-	documented := readmeMetrics(t)
+	documented := doccheck.Metrics(t)
 	onDashboard := map[string]bool{}
 	for where, expr := range opsExprs(t) {
 		for _, name := range metricRE.FindAllString(expr, -1) {
@@ -103,7 +95,7 @@ func TestOpsPromtool(t *testing.T) {
 		{"check", "config", "prometheus.yml"},
 	} {
 		cmd := exec.Command(promtool, args...)
-		cmd.Dir = "../../deploy/prometheus"
+		cmd.Dir = doccheck.Path(t, "deploy/prometheus")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

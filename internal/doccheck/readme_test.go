@@ -1,29 +1,41 @@
-package orderd
+package doccheck_test
 
 import (
 	"flag"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flashorder/flashorder/internal/doccheck"
+	"github.com/flashorder/flashorder/internal/orderd"
 )
+
+// TestReadmeFirstScreen keeps the README's promise to a newcomer: within its
+// first 30 lines, the demo, orderd on its embedded default, and the test
+// command.
+func TestReadmeFirstScreen(t *testing.T) {
+	lines := strings.Split(doccheck.Read(t, "README.md"), "\n")
+	first := strings.Join(lines[:min(30, len(lines))], "\n")
+	for _, want := range []string{"go run ./cmd/orderbench demo", "go run ./cmd/orderd ", "./scripts/test.sh"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("the README's first 30 lines lack %q", want)
+		}
+	}
+}
 
 // TestReadmeConfigurationTable keeps README.md's configuration table true:
 // one row per flag, in any order, with the flag's variable and default.
 func TestReadmeConfigurationTable(t *testing.T) {
-	data, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := doccheck.Read(t, "README.md")
 	row := regexp.MustCompile("(?m)^\\| `--([a-z-]+)` \\| `([A-Z_]+)` \\| ([^|]*) \\|")
 	documented := map[string][2]string{}
-	for _, m := range row.FindAllStringSubmatch(string(data), -1) {
+	for _, m := range row.FindAllStringSubmatch(readme, -1) {
 		documented[m[1]] = [2]string{m[2], strings.TrimSpace(m[3])}
 	}
-	var cfg Config
-	fs := FlagSet(&cfg, io.Discard)
+	var cfg orderd.Config
+	fs := orderd.FlagSet(&cfg, io.Discard)
 	fs.VisitAll(func(f *flag.Flag) {
 		doc, ok := documented[f.Name]
 		if !ok {
@@ -31,8 +43,8 @@ func TestReadmeConfigurationTable(t *testing.T) {
 			return
 		}
 		delete(documented, f.Name)
-		if doc[0] != EnvName(f.Name) {
-			t.Errorf("--%s: README names variable %s, want %s", f.Name, doc[0], EnvName(f.Name))
+		if doc[0] != orderd.EnvName(f.Name) {
+			t.Errorf("--%s: README names variable %s, want %s", f.Name, doc[0], orderd.EnvName(f.Name))
 		}
 		// The default is the cell, or its first `code` span when the cell
 		// explains it further: "`0` (the rate's N)".
