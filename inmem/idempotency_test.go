@@ -3,69 +3,24 @@ package inmem_test
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/idempotencytest"
 	"github.com/flashorder/flashorder/inmem"
 )
 
+// TestIdempotencyStore runs the conformance suite that every
+// IdempotencyStore backend runs.
 func TestIdempotencyStore(t *testing.T) {
-	ctx := context.Background()
-	now := time.Unix(1_700_000_000, 0)
-	s := inmem.NewIdempotencyStore()
-	s.Retention = time.Hour
-	s.Now = func() time.Time { return now }
-
-	if rec, err := s.Claim(ctx, "k", "fp1"); rec != nil || err != nil {
-		t.Fatalf("first claim: %v %v", rec, err)
-	}
-	if rec, _ := s.Claim(ctx, "k", "fp1"); rec == nil || rec.Outcome != nil || rec.Fingerprint != "fp1" {
-		t.Fatalf("claim while in flight: %+v", rec)
-	}
-	if err := s.Complete(ctx, "k", flashorder.Outcome{Order: &flashorder.Order{ID: "x"}}); err != nil {
-		t.Fatal(err)
-	}
-	rec, _ := s.Claim(ctx, "k", "fp2")
-	if rec == nil || rec.Fingerprint != "fp1" || rec.Outcome == nil || rec.Outcome.Order.ID != "x" {
-		t.Fatalf("claim after completion: %+v", rec)
-	}
-	// Release never drops a completed answer.
-	_ = s.Release(ctx, "k")
-	if rec, _ := s.Claim(ctx, "k", "fp1"); rec == nil || rec.Outcome == nil {
-		t.Fatal("release dropped a completed answer")
-	}
-	// Past the retention, the key is free again.
-	now = now.Add(time.Hour + time.Second)
-	if rec, _ := s.Claim(ctx, "k", "fp3"); rec != nil {
-		t.Fatalf("expired answer still held: %+v", rec)
-	}
-	// A released in-flight claim frees the key.
-	_ = s.Release(ctx, "k")
-	if rec, _ := s.Claim(ctx, "k", "fp4"); rec != nil {
-		t.Fatalf("released claim still held: %+v", rec)
-	}
-}
-
-func TestIdempotencyStoreConcurrentClaims(t *testing.T) {
-	s := inmem.NewIdempotencyStore()
-	var winners atomic.Int32
-	var wg sync.WaitGroup
-	for range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if rec, _ := s.Claim(context.Background(), "same", "fp"); rec == nil {
-				winners.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if winners.Load() != 1 {
-		t.Fatalf("%d goroutines claimed one key", winners.Load())
-	}
+	idempotencytest.Run(t, idempotencytest.Backend{
+		New: func(t *testing.T, retention time.Duration) flashorder.IdempotencyStore {
+			s := inmem.NewIdempotencyStore()
+			s.Retention = retention
+			return s
+		},
+	})
 }
 
 // TestIdempotencyStoreBound checks that the store holds at most MaxKeys keys

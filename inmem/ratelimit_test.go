@@ -6,34 +6,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/ratelimittest"
 )
 
+// TestRateLimiter runs the conformance suite that every RateLimiter backend
+// runs.
 func TestRateLimiter(t *testing.T) {
-	ctx := context.Background()
-	now := time.Unix(1_700_000_000, 0)
-	l := inmem.NewRateLimiter(2, time.Second, 4, 0)
-	l.Now = func() time.Time { return now }
-	for i := range 4 {
-		if ok, _, err := l.Allow(ctx, "u1"); !ok || err != nil {
-			t.Fatalf("request %d within the burst: %v %v", i, ok, err)
-		}
-	}
-	ok, retry, _ := l.Allow(ctx, "u1")
-	if ok || retry != 500*time.Millisecond {
-		t.Fatalf("past the burst: ok=%v retry=%v, want a refusal for 500ms", ok, retry)
-	}
-	if ok, _, _ := l.Allow(ctx, "u2"); !ok {
-		t.Fatal("another user was limited")
-	}
-	// A refusal takes nothing from the budget: after Retry-After, one passes.
-	now = now.Add(retry)
-	if ok, _, _ := l.Allow(ctx, "u1"); !ok {
-		t.Fatal("refused after Retry-After")
-	}
-	if ok, _, _ := l.Allow(ctx, "u1"); ok {
-		t.Fatal("a second request passed at 2/s")
-	}
+	ratelimittest.Run(t, ratelimittest.Backend{
+		New: func(t *testing.T, rate int, period time.Duration, burst int) flashorder.RateLimiter {
+			return inmem.NewRateLimiter(rate, period, burst, 0)
+		},
+	})
 }
 
 // TestRateLimiterBounded checks that memory stays bounded: many users, at most

@@ -8,8 +8,6 @@ package locktest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
 // Backend describes a Locker backend to the suite.
@@ -68,11 +67,7 @@ func Run(t *testing.T, b Backend) {
 
 // Key returns a key no other test uses, so that runs sharing a server never
 // meet.
-func Key(name string) string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return name + "-" + hex.EncodeToString(b)
-}
+func Key(name string) string { return testenv.Unique(name) }
 
 func client(t testing.TB, b Backend) flashorder.Locker {
 	t.Helper()

@@ -4,16 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"reflect"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/idempotencytest"
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
+	"github.com/flashorder/flashorder/ratelimittest"
 	"github.com/flashorder/flashorder/redis"
 )
 
@@ -44,86 +43,19 @@ func newStore(c goredis.UniversalClient, prefix string) *redis.IdempotencyStore 
 	return s
 }
 
+// TestIdempotencyStore runs the conformance suite that every
+// IdempotencyStore backend runs; its stores share one prefix, as orderd
+// instances share one Redis.
 func TestIdempotencyStore(t *testing.T) {
-	ctx := context.Background()
-	s := newStore(client(t), prefix())
-
-	if rec, err := s.Claim(ctx, "k", "fp1"); rec != nil || err != nil {
-		t.Fatalf("first claim: %+v %v", rec, err)
-	}
-	if rec, err := s.Claim(ctx, "k", "fp2"); err != nil || rec == nil || rec.Outcome != nil || rec.Fingerprint != "fp1" {
-		t.Fatalf("claim while in flight: %+v %v", rec, err)
-	}
-	order := &flashorder.Order{ID: "o-1", UserID: "u\x00\u00ff", Status: flashorder.StatusCreated, TotalCents: 250,
-		Items:     []flashorder.OrderItem{{SKU: "sku-1", Quantity: 2, PriceCents: 125}},
-		CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)}
-	if err := s.Complete(ctx, "k", flashorder.Outcome{Order: order}); err != nil {
-		t.Fatal(err)
-	}
-	rec, err := s.Claim(ctx, "k", "fp1")
-	if err != nil || rec == nil || rec.Fingerprint != "fp1" || rec.Outcome == nil || rec.Outcome.Refusal != nil ||
-		!reflect.DeepEqual(rec.Outcome.Order, order) {
-		t.Fatalf("claim after completion: %+v %v", rec, err)
-	}
-	// A stored refusal comes back with its code and message.
-	if rec, _ := s.Claim(ctx, "r", "fp"); rec != nil {
-		t.Fatal("fresh key held")
-	}
-	refusal := &flashorder.Refusal{Code: flashorder.ESOLDOUT, Message: "sku-1 is sold out"}
-	if err := s.Complete(ctx, "r", flashorder.Outcome{Refusal: refusal}); err != nil {
-		t.Fatal(err)
-	}
-	if rec, _ := s.Claim(ctx, "r", "fp"); rec == nil || rec.Outcome == nil || rec.Outcome.Order != nil ||
-		!reflect.DeepEqual(rec.Outcome.Refusal, refusal) {
-		t.Fatalf("stored refusal: %+v", rec)
-	}
-	// Release drops an in-flight claim but never a stored answer.
-	if err := s.Release(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	if rec, _ := s.Claim(ctx, "k", "fp1"); rec == nil || rec.Outcome == nil {
-		t.Fatal("release dropped a stored outcome")
-	}
-	if rec, _ := s.Claim(ctx, "x", "fp"); rec != nil {
-		t.Fatal("fresh key held")
-	}
-	if err := s.Release(ctx, "x"); err != nil {
-		t.Fatal(err)
-	}
-	if rec, _ := s.Claim(ctx, "x", "fp9"); rec != nil {
-		t.Fatalf("released key still held: %+v", rec)
-	}
-}
-
-// TestIdempotencyStoreConcurrentClaims claims one key from 100 goroutines
-// spread over four stores, as four orderd instances would: one wins.
-func TestIdempotencyStoreConcurrentClaims(t *testing.T) {
 	c, p := client(t), prefix()
-	stores := make([]*redis.IdempotencyStore, 4)
-	for i := range stores {
-		stores[i] = newStore(c, p)
-	}
-	var winners, held atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 100 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rec, err := stores[i%4].Claim(context.Background(), "same", "fp")
-			switch {
-			case err != nil:
-				t.Error(err)
-			case rec == nil:
-				winners.Add(1)
-			case rec.Fingerprint == "fp" && rec.Outcome == nil:
-				held.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if winners.Load() != 1 || held.Load() != 99 {
-		t.Fatalf("%d winners, %d saw the claim; want 1 and 99", winners.Load(), held.Load())
-	}
+	idempotencytest.Run(t, idempotencytest.Backend{
+		New: func(t *testing.T, retention time.Duration) flashorder.IdempotencyStore {
+			s := newStore(c, p)
+			s.Retention = retention
+			return s
+		},
+		Shared: true,
+	})
 }
 
 // TestIdempotencyStoreExpiry checks that a claim whose owner died expires,
@@ -196,32 +128,18 @@ func TestIdempotencyStoreRedisDown(t *testing.T) {
 	}
 }
 
+// TestRateLimiter runs the conformance suite that every RateLimiter backend
+// runs; its limiters share one prefix, as orderd instances share one Redis.
 func TestRateLimiter(t *testing.T) {
-	ctx := context.Background()
 	c, p := client(t), prefix()
-	// Two limiters on one Redis, as two instances: they share each user's budget.
-	a, b := redis.NewRateLimiter(c, 3, time.Second, 3), redis.NewRateLimiter(c, 3, time.Second, 3)
-	a.Prefix, b.Prefix = p, p
-	for i := range 3 {
-		l := a
-		if i%2 == 1 {
-			l = b
-		}
-		if ok, _, err := l.Allow(ctx, "u1"); !ok || err != nil {
-			t.Fatalf("request %d within the burst: %v %v", i, ok, err)
-		}
-	}
-	ok, retry, err := b.Allow(ctx, "u1")
-	if ok || err != nil || retry <= 0 || retry > time.Second {
-		t.Fatalf("past the burst: ok=%v retry=%v err=%v", ok, retry, err)
-	}
-	if ok, _, _ := a.Allow(ctx, "u2"); !ok {
-		t.Fatal("another user was limited")
-	}
-	time.Sleep(retry)
-	if ok, _, err := a.Allow(ctx, "u1"); !ok || err != nil {
-		t.Fatalf("after Retry-After: %v %v", ok, err)
-	}
+	ratelimittest.Run(t, ratelimittest.Backend{
+		New: func(t *testing.T, rate int, period time.Duration, burst int) flashorder.RateLimiter {
+			l := redis.NewRateLimiter(c, rate, period, burst)
+			l.Prefix = p
+			return l
+		},
+		Shared: true,
+	})
 }
 
 func TestSoldOutCache(t *testing.T) {
@@ -272,28 +190,4 @@ func TestIdempotencyStoreReadsLegacyAnswers(t *testing.T) {
 	if rec, err := s.Claim(ctx, "bad", "fp"); err == nil {
 		t.Fatalf("a malformed stored answer was read: %+v", rec)
 	}
-}
-
-// TestIdempotencyStoreNotStarted checks that a stored not_started refusal
-// lasts until its sale starts, and then the key can be claimed again.
-func TestIdempotencyStoreNotStarted(t *testing.T) {
-	s := newStore(client(t), prefix())
-	ctx := context.Background()
-	start := time.Now().Add(300 * time.Millisecond).UTC()
-	if rec, err := s.Claim(ctx, "early", "fp"); rec != nil || err != nil {
-		t.Fatalf("first claim: %+v %v", rec, err)
-	}
-	refusal := &flashorder.Refusal{Code: flashorder.ENOTSTARTED, Message: "not yet", StartsAt: &start}
-	if err := s.Complete(ctx, "early", flashorder.Outcome{Refusal: refusal}); err != nil {
-		t.Fatal(err)
-	}
-	rec, err := s.Claim(ctx, "early", "fp")
-	if err != nil || rec == nil || rec.Outcome == nil || rec.Outcome.Refusal == nil || rec.Outcome.Refusal.StartsAt == nil ||
-		!rec.Outcome.Refusal.StartsAt.Equal(start) {
-		t.Fatalf("before the start: %+v %v", rec, err)
-	}
-	testenv.WaitFor(t, "the key free at the start", 5*time.Second, func() bool {
-		rec, err := s.Claim(ctx, "early", "fp")
-		return err == nil && rec == nil
-	})
 }

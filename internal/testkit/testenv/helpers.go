@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"testing"
@@ -10,6 +12,14 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
+
+// Unique returns name with a random suffix: a key, user id or prefix that no
+// other test or run uses, so that tests sharing a server never meet.
+func Unique(name string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return name + "-" + hex.EncodeToString(b)
+}
 
 // WaitFor polls cond every 10 ms until it holds, and fails t when it does not
 // within timeout; what names the condition in the failure.
