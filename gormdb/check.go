@@ -30,9 +30,11 @@ const checkChunk = 1000
 // orders, and available >= 0, as Audit reports it); every id in answered (the
 // orders a client was told were created) is an order; no Idempotency-Key has
 // two orders; every order is whole (it has items and its total is theirs);
-// no user holds more active units of a product than its per-user limit. The
-// fault tests and the end-to-end tests call it after a run; it reads one
-// snapshot, so that it can run while orders are placed.
+// no user holds more active units of a product than its per-user limit. It
+// is the one checker of DESIGN.md's invariants: the placer conformance suite
+// (checkout/placertest) calls it after every subtest, the fault tests and
+// the end-to-end tests after a run; it reads one snapshot, so that it can run
+// while orders are placed.
 func (db *DB) CheckInvariants(ctx context.Context, answered []string) (*Invariants, error) {
 	audit, err := db.Audit(ctx)
 	if err != nil {
