@@ -1,6 +1,19 @@
 // Package checkout holds flashorder's stock-deduction strategies, each a
 // flashorder.OrderPlacer written against the root interfaces: Row (one
 // transaction per order) and the strategies built on its transaction.
+//
+// It also holds the other half of the same stock accounting: Lifecycle,
+// which ends orders (pay, cancel, expire) and gives their stock and per-user
+// quota back, and Sweeper, which runs Lifecycle's expiry on one elected
+// instance. They live here, not in a package of their own, because taking
+// and giving back are one contract that changes as a whole: both follow
+// flashorder.Tx's lock order (order rows, then stock rows by SKU, then the
+// per-user counters), so that placing and ending orders cannot deadlock, and
+// both count stock where every strategy does (the products row, from which
+// the segment strategy refills its segments). A strategy that takes stock
+// somewhere new must give it back the same way, and a reader finds both
+// sides in this package. Sweeper only schedules Lifecycle's expiry under a
+// flashorder.Locker, so it stays beside Lifecycle.
 package checkout
 
 import (
