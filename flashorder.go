@@ -45,6 +45,9 @@ type Store interface {
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
+
+	// EventLog is the outbox of order events (empty while events are off).
+	EventLog
 }
 
 // Tx is the set of primitives that checkout strategies compose inside one

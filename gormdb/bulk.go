@@ -292,6 +292,9 @@ func (t *tx) InsertOrders(ctx context.Context, orders []*flashorder.Order) (map[
 	if err := t.insertItems(ctx, items); err != nil {
 		return nil, err
 	}
+	if err := t.addCreatedEvents(ctx, orders, inserted); err != nil {
+		return nil, err
+	}
 	return taken, nil
 }
 
@@ -425,6 +428,9 @@ func (t *tx) DeleteOrders(ctx context.Context, ids []string) error {
 			in, args = "= ANY($1)", []any{chunk}
 		} else {
 			in, args = "IN ("+inList(len(chunk))+")", stringArgs(chunk)
+		}
+		if err := t.deleteEvents(ctx, in, args); err != nil {
+			return err
 		}
 		if _, err := t.conn().ExecContext(ctx, "DELETE FROM order_items WHERE order_id "+in, args...); err != nil {
 			return fmt.Errorf("gormdb: delete the items of %d refused orders: %w", len(ids), err)

@@ -57,6 +57,7 @@ const maxLockWaitAttempts = 30
 type DB struct {
 	gorm   *gorm.DB
 	engine string
+	events bool
 }
 
 // Options tunes Open.
@@ -92,6 +93,11 @@ type Options struct {
 	// vanished is noticed instead of hanging the request that needed a
 	// connection. Zero means DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// Events, when set, makes every change of an order write its event to
+	// the outbox (the events table) in the transaction that makes the
+	// change, for orderd's relay to publish (--events). Off by default:
+	// then nothing is written.
+	Events bool
 }
 
 // DefaultConnectTimeout is Options.ConnectTimeout's default.
@@ -144,7 +150,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		sqlDB.SetMaxIdleConns(n)
 		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	}
-	db := &DB{gorm: g, engine: engine}
+	db := &DB{gorm: g, engine: engine, events: opts.Events}
 	if err := db.migrate(ctx); err != nil {
 		sqlDB.Close()
 		return nil, err
@@ -233,7 +239,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		// A binary collation: SKUs and user ids are case-sensitive.
 		g = g.Set("gorm:table_options", "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
 	}
-	if err := g.AutoMigrate(&productRow{}, &orderRow{}, &orderItemRow{}, &userPurchaseRow{}, &segmentRow{}); err != nil {
+	if err := g.AutoMigrate(&productRow{}, &orderRow{}, &orderItemRow{}, &userPurchaseRow{}, &segmentRow{}, &eventRow{}); err != nil {
 		return fmt.Errorf("gormdb: migrate %s schema: %w", db.engine, err)
 	}
 	return nil
@@ -399,7 +405,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx flashorder.Tx) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error {
-			return fn(&tx{g: g, engine: db.engine})
+			return fn(&tx{g: g, engine: db.engine, events: db.events})
 		})
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			break

@@ -43,6 +43,9 @@ func (t *tx) TransitionOrder(ctx context.Context, id string, from, to flashorder
 	for _, it := range items {
 		o.Items = append(o.Items, flashorder.OrderItem{SKU: it.SKU, Quantity: it.Quantity, PriceCents: it.PriceCents})
 	}
+	if err := t.addTransitionEvent(ctx, o); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 

@@ -16,6 +16,8 @@ var _ flashorder.Tx = (*tx)(nil)
 type tx struct {
 	g      *gorm.DB
 	engine string
+	// events makes order changes write their events (Options.Events).
+	events bool
 }
 
 // ReserveQuota implements flashorder.Tx. A first purchase inserts the counter
