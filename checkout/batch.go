@@ -49,6 +49,12 @@ type BatchOptions struct {
 	// size (orders taken into it) and duration, and the error that failed
 	// it.
 	Observe func(size int, took time.Duration, err error)
+	// ObserveRowsHeld, when set, is called after each batch transaction
+	// that committed with how long it held its product rows: from the
+	// moment LockProducts returned (the rows locked) to the moment the
+	// commit returned. Every database round trip in that span delays the
+	// next batch of the same SKUs. Failed transactions are not observed.
+	ObserveRowsHeld func(held time.Duration)
 }
 
 // Batch is the `batch` strategy: group commit for every order. Orders of any
@@ -265,6 +271,13 @@ func (b *Batch) commit(batch []*pendingOrder, prev <-chan struct{}, mine chan st
 	var turnOnce sync.Once
 	endTurn := func() { turnOnce.Do(func() { close(mine) }) }
 	defer endTurn()
+	// lockedAt is when the last attempt locked its rows: the attempt
+	// that committed, when one did.
+	var lockedAt time.Time
+	locked := func() {
+		lockedAt = time.Now()
+		endTurn()
+	}
 	answers := make([]error, len(batch))
 	var err error
 	// Begin only once the batch before holds its rows: then this batch's
@@ -277,7 +290,7 @@ func (b *Batch) commit(batch []*pendingOrder, prev <-chan struct{}, mine chan st
 	}
 	for attempt := 1; err == nil; attempt++ {
 		err = b.store.InTx(ctx, func(tx flashorder.Tx) error {
-			return commitInTx(ctx, tx, batch, answers, endTurn)
+			return commitInTx(ctx, tx, batch, answers, locked)
 		})
 		if !errors.Is(err, errPriceChanged) || attempt == maxPriceRetries {
 			break
@@ -286,6 +299,9 @@ func (b *Batch) commit(batch []*pendingOrder, prev <-chan struct{}, mine chan st
 	}
 	if errors.Is(err, errPriceChanged) {
 		err = &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "prices changed during the order; retry", Err: err}
+	}
+	if err == nil && b.opts.ObserveRowsHeld != nil && !lockedAt.IsZero() {
+		b.opts.ObserveRowsHeld(time.Since(lockedAt))
 	}
 	if b.opts.Observe != nil {
 		b.opts.Observe(len(batch), time.Since(start), err)

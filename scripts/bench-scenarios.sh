@@ -6,7 +6,14 @@
 # same run with the same script. Services are started durable (FLASHORDER_DURABLE=1)
 # in a private state dir and stopped at the end. Prints one Markdown table.
 #
-#   scripts/bench-scenarios.sh [OUTDIR]      (default: bench-results/)
+#   scripts/bench-scenarios.sh [--db-latency DELAYS] [OUTDIR]      (default: bench-results/)
+#
+# --db-latency (or BENCH_DB_LATENCY) puts orderd's database connections through
+# `orderbench netdelay`, a TCP proxy that delays each direction by the given time (a
+# Go duration such as 0.5ms; a round trip pays twice it), for PostgreSQL and MariaDB.
+# A space- or comma-separated list measures each delay in turn; "none" is the direct
+# connection and 0 the proxy without delay (its own cost), e.g.
+# --db-latency "none 0.5ms 1ms".
 #
 # Knobs: BENCH_DURATION (10s), BENCH_CONNS (800), BENCH_DBS (postgres mariadb sqlite; also
 # patroni: the 3-node Patroni cluster with synchronous replication, through its multi-host URL),
@@ -15,6 +22,16 @@
 # older build for a before/after table; it must accept the same flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+latencies=${BENCH_DB_LATENCY:-none}
+while [[ ${1:-} == --* ]]; do
+	case $1 in
+	--db-latency) latencies=${2:?--db-latency needs a value}; shift 2 ;;
+	--db-latency=*) latencies=${1#*=}; shift ;;
+	*) echo "bench-scenarios.sh: unknown flag $1" >&2; exit 2 ;;
+	esac
+done
+latencies=${latencies//,/ }
 
 out=${1:-bench-results}
 mkdir -p "$out"
@@ -46,9 +63,26 @@ waitup "http://127.0.0.1:$port/" || { echo "no-op server did not start" >&2; exi
 IFS='|' read -r ceil ceilp99 _ _ < <(wrkrun "http://127.0.0.1:$port" hot)
 kill "${pids[-1]}"
 
-echo "| database | strategy | scenario | orders/s | vs hot | vs no-op ceiling ($ceil/s, p99 $ceilp99 ms) | p99 ms | socket errors | answers |"
-echo "|---|---|---|---|---|---|---|---|---|"
+# through URL LATENCY: URL with its host:port replaced by a netdelay proxy's (started,
+# its PID in pids) that adds LATENCY each way; URL itself for "none".
+through() {
+	local url=$1 lat=$2
+	[[ $lat == none ]] && { echo "$url"; return; }
+	local rest=${url#*://} userinfo=
+	[[ $rest == *@* ]] && userinfo=${rest%%@*}@ rest=${rest#*@}
+	local hostport=${rest%%/*} port
+	port=$(freeport)
+	"$out/orderbench" netdelay --listen "127.0.0.1:$port" --upstream "$hostport" --delay "$lat" >>"$out/netdelay.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+	echo "${url%%://*}://${userinfo}127.0.0.1:$port/${rest#*/}"
+}
+
+echo "| database | db delay each way | strategy | scenario | orders/s | vs hot | vs no-op ceiling ($ceil/s, p99 $ceilp99 ms) | p99 ms | socket errors | answers |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for db in $dbs; do
+	for lat in $latencies; do
+	[[ $lat != none && ( $db == sqlite || $db == patroni ) ]] && { echo "bench-scenarios.sh: --db-latency is for postgres and mariadb; $db skipped at $lat" >&2; continue; }
 	for strategy in $strategies; do
 		case $db in
 		postgres) name=bench_${strategy}_$RANDOM url="${FLASHORDER_TEST_POSTGRES_URL%/*}/$name?sslmode=disable"
@@ -61,6 +95,7 @@ for db in $dbs; do
 			sleep 2 ;; # the asynchronous replica replays it (a host without the database stops pgx)
 		sqlite) url="sqlite://$out/bench-$strategy-$RANDOM.db" ;;
 		esac
+		url=$(through "$url" "$lat")
 		port=$(freeport)
 		"$orderd" --listen "127.0.0.1:$port" --db "$url" --strategy "$strategy" --admin-token bench --log-level error >>"$out/orderd.log" 2>&1 &
 		pids+=($!)
@@ -81,11 +116,16 @@ for db in $dbs; do
 			[[ $sc == hot ]] && hot=$rate
 			vshot=$([[ -n $hot && $hot != 0 ]] && awk "BEGIN{printf \"%.2f\", $rate/$hot}" || echo -)
 			vsceil=$(awk "BEGIN{printf \"%.2f\", $rate/$ceil}")
-			echo "| $db | $strategy | $sc | $rate | $vshot | $vsceil | $p99 | $errs | $answers |"
+			echo "| $db | ${lat/none/direct} | $strategy | $sc | $rate | $vshot | $vsceil | $p99 | $errs | $answers |"
 		done
 		audit=$(curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$port/api/v1/admin/audit")
-		echo "audit $db $strategy: ${audit:0:12}" >&2
+		echo "audit $db $lat $strategy: ${audit:0:12}" >&2
 		kill "${pids[-1]}"
 		wait "${pids[-1]}" 2>/dev/null || true
+		if [[ $lat != none ]]; then # the proxy started for this orderd
+			kill "${pids[-2]}"
+			wait "${pids[-2]}" 2>/dev/null || true
+		fi
+	done
 	done
 done

@@ -54,6 +54,7 @@ commands:
   compare   start orderd once per strategy (plus a no-op ceiling) and compare
   demo      start an embedded orderd (SQLite, temp dir) and run a short drop (a sale that opens at T0)
   noop      serve the no-op ceiling (a Gin handler answering 201) for wrk or hey
+  netdelay  a TCP proxy adding a set delay each way (orderd to its database, as across a network)
   token     print an HS256 user token for an orderd with --auth jwt (tests, curl)
 
 orderbench <command> -h lists the command's flags; orderbench --version prints the build.
@@ -75,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = demoCmd(ctx, args[1:], stdout, stderr)
 	case "noop":
 		err = noopCmd(ctx, args[1:], stdout, stderr)
+	case "netdelay":
+		err = netdelayCmd(ctx, args[1:], stdout, stderr)
 	case "token":
 		err = tokenCmd(args[1:], stdout, stderr)
 	case "--version", "-version", "version":

@@ -26,15 +26,22 @@ var BatchSizeBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}
 // and lock timings.
 var DurationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
+// RowsHeldBuckets are the histogram buckets, in seconds, of
+// flashorder_batch_rows_held_seconds: on one loopback the rows are held for a
+// fraction of a millisecond, across a network for a few round trips.
+var RowsHeldBuckets = []float64{.0001, .00025, .0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512, 1}
+
 // BatchMetrics are the batch strategy's metrics: flashorder_batch_size
 // (histogram of orders per transaction), flashorder_batch_transaction_seconds
-// (histogram), flashorder_batch_errors_total (failed batch transactions) and
+// (histogram), flashorder_batch_rows_held_seconds (histogram of how long a
+// committed batch transaction held its product rows, from their lock to its
+// commit), flashorder_batch_errors_total (failed batch transactions) and
 // flashorder_batch_queue_depth (orders waiting, read at scrape time). Make
-// them first, hand Observe to checkout.BatchOptions, then Register them with
-// the strategy's queue depth.
+// them first, hand Observe and RowsHeld to checkout.BatchOptions (Observe and
+// ObserveRowsHeld), then Register them with the strategy's queue depth.
 type BatchMetrics struct {
-	size, took prometheus.Histogram
-	errs       prometheus.Counter
+	size, took, held prometheus.Histogram
+	errs             prometheus.Counter
 }
 
 // NewBatchMetrics returns the batch strategy's metrics, not yet registered.
@@ -49,6 +56,11 @@ func NewBatchMetrics() *BatchMetrics {
 			Name:    "flashorder_batch_transaction_seconds",
 			Help:    "Time of one batch transaction of the batch strategy, retries included.",
 			Buckets: DurationBuckets,
+		}),
+		held: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flashorder_batch_rows_held_seconds",
+			Help:    "Time a committed batch transaction held its product rows: from their lock to the commit's answer.",
+			Buckets: RowsHeldBuckets,
 		}),
 		errs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flashorder_batch_errors_total",
@@ -66,6 +78,10 @@ func (m *BatchMetrics) Observe(n int, d time.Duration, err error) {
 	}
 }
 
+// RowsHeld records how long one committed batch transaction held its product
+// rows; it is checkout.BatchOptions.ObserveRowsHeld.
+func (m *BatchMetrics) RowsHeld(d time.Duration) { m.held.Observe(d.Seconds()) }
+
 // Register registers the metrics on reg, with depth read at scrape time as
 // flashorder_batch_queue_depth.
 func (m *BatchMetrics) Register(reg prometheus.Registerer, depth func() int) error {
@@ -73,7 +89,7 @@ func (m *BatchMetrics) Register(reg prometheus.Registerer, depth func() int) err
 		Name: "flashorder_batch_queue_depth",
 		Help: "Orders waiting in the batch strategy's queue for a batch.",
 	}, func() float64 { return float64(depth()) })
-	if err := register(reg, m.size, m.took, m.errs, gauge); err != nil {
+	if err := register(reg, m.size, m.took, m.held, m.errs, gauge); err != nil {
 		return fmt.Errorf("metrics: batch: %w", err)
 	}
 	return nil

@@ -173,7 +173,7 @@ func TestBatchMetrics(t *testing.T) {
 	db := hotSKUStore(t)
 	store := &gatedStore{Store: db, entered: make(chan struct{}), gate: make(chan struct{})}
 	bm := metrics.NewBatchMetrics()
-	b := checkout.NewBatch(store, checkout.BatchOptions{Observe: bm.Observe, Pipeline: 1})
+	b := checkout.NewBatch(store, checkout.BatchOptions{Observe: bm.Observe, ObserveRowsHeld: bm.RowsHeld, Pipeline: 1})
 	reg := prometheus.NewRegistry()
 	if err := bm.Register(reg, b.QueueDepth); err != nil {
 		t.Fatal(err)
@@ -229,6 +229,12 @@ func TestBatchMetrics(t *testing.T) {
 	tn, tsum := histogram(t, reg, "flashorder_batch_transaction_seconds", "")
 	if tn != n || tsum <= 0 {
 		t.Errorf("transaction times: count %d sum %v, want count %d", tn, tsum, n)
+	}
+	// Every batch committed, and each held its rows for part of its
+	// transaction.
+	hn, hsum := histogram(t, reg, "flashorder_batch_rows_held_seconds", "")
+	if hn != n || hsum <= 0 || hsum > tsum {
+		t.Errorf("rows held: count %d sum %v; want count %d and a sum in (0, %v], the transactions' time", hn, hsum, n, tsum)
 	}
 	if b.QueueDepth() != 0 || count(t, reg, "flashorder_batch_errors_total") != 0 {
 		t.Errorf("after the orders: depth %d errors %v", b.QueueDepth(), count(t, reg, "flashorder_batch_errors_total"))

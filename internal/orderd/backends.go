@@ -177,7 +177,7 @@ func (m *Main) openStrategy(db *gormdb.DB, locker flashorder.Locker) (strategy, 
 		}
 		bm := metrics.NewBatchMetrics()
 		b := checkout.NewBatch(db, checkout.BatchOptions{MaxBatch: cfg.BatchMax, MaxQueue: cfg.BatchQueue,
-			Pipeline: pipeline, Observe: bm.Observe})
+			Pipeline: pipeline, Observe: bm.Observe, ObserveRowsHeld: bm.RowsHeld})
 		return strategy{placer: b, registerMetrics: func(reg prometheus.Registerer) error { return bm.Register(reg, b.QueueDepth) }}, nil
 	case "segment":
 		sg := checkout.NewSegment(db)

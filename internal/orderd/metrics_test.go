@@ -100,6 +100,9 @@ func TestMetricsMoveWithOrders(t *testing.T) {
 	if n := delta("flashorder_batch_transaction_seconds_count"); n != sizeCount || delta("flashorder_batch_transaction_seconds_sum") <= 0 {
 		t.Errorf("batch transaction times moved by count %v, want %v, and a positive sum", n, sizeCount)
 	}
+	if n := delta("flashorder_batch_rows_held_seconds_count"); n != sizeCount || delta("flashorder_batch_rows_held_seconds_sum") <= 0 {
+		t.Errorf("batch rows held moved by count %v, want %v (every batch committed), and a positive sum", n, sizeCount)
+	}
 	if got := delta(`flashorder_batch_size_bucket{le="+Inf"}`); got != sizeCount {
 		t.Errorf("batch size +Inf bucket moved by %v, want %v", got, sizeCount)
 	}
