@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashorder/flashorder/internal/doccheck"
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
 )
 
@@ -167,7 +166,7 @@ func TestMetricsMoveWithOrders(t *testing.T) {
 
 	// docs/OPERATE.md's metrics table lists exactly the flashorder_* families
 	// (of the batch and the lock strategy together).
-	documented := readmeMetrics(t)
+	documented := doccheck.Metrics(t)
 	for _, name := range sortedFamilies(after.families) {
 		if !strings.HasPrefix(name, "flashorder_") {
 			continue
@@ -184,22 +183,6 @@ func TestMetricsMoveWithOrders(t *testing.T) {
 	for name := range documented {
 		t.Errorf("docs/OPERATE.md documents %s, which /metrics does not show", name)
 	}
-}
-
-// readmeMetrics returns the metrics table of docs/OPERATE.md (moved there
-// from the README): name to type.
-func readmeMetrics(t *testing.T) map[string]string {
-	t.Helper()
-	data, err := os.ReadFile("../../docs/OPERATE.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	row := regexp.MustCompile("(?m)^\\| `(flashorder_[a-z_]+)` \\| ([a-z]+) \\|")
-	out := map[string]string{}
-	for _, m := range row.FindAllStringSubmatch(string(data), -1) {
-		out[m[1]] = m[2]
-	}
-	return out
 }
 
 func sortedFamilies(m map[string]string) []string {
