@@ -63,19 +63,22 @@ waitup "http://127.0.0.1:$port/" || { echo "no-op server did not start" >&2; exi
 IFS='|' read -r ceil ceilp99 _ _ < <(wrkrun "http://127.0.0.1:$port" hot)
 kill "${pids[-1]}"
 
-# through URL LATENCY: URL with its host:port replaced by a netdelay proxy's (started,
-# its PID in pids) that adds LATENCY each way; URL itself for "none".
+# through URL LATENCY: sets url to URL with its host:port replaced by a netdelay proxy's
+# (started, its PID in pids and proxy) that adds LATENCY each way; to URL for "none".
+# Not a command substitution: the proxy's PID must reach this shell's pids.
 through() {
-	local url=$1 lat=$2
-	[[ $lat == none ]] && { echo "$url"; return; }
+	url=$1 proxy=
+	local lat=$2
+	[[ $lat == none ]] && return
 	local rest=${url#*://} userinfo=
 	[[ $rest == *@* ]] && userinfo=${rest%%@*}@ rest=${rest#*@}
 	local hostport=${rest%%/*} port
 	port=$(freeport)
 	"$out/orderbench" netdelay --listen "127.0.0.1:$port" --upstream "$hostport" --delay "$lat" >>"$out/netdelay.log" 2>&1 &
-	pids+=($!)
+	proxy=$!
+	pids+=("$proxy")
 	for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-	echo "${url%%://*}://${userinfo}127.0.0.1:$port/${rest#*/}"
+	url="${url%%://*}://${userinfo}127.0.0.1:$port/${rest#*/}"
 }
 
 echo "| database | db delay each way | strategy | scenario | orders/s | vs hot | vs no-op ceiling ($ceil/s, p99 $ceilp99 ms) | p99 ms | socket errors | answers |"
@@ -95,7 +98,7 @@ for db in $dbs; do
 			sleep 2 ;; # the asynchronous replica replays it (a host without the database stops pgx)
 		sqlite) url="sqlite://$out/bench-$strategy-$RANDOM.db" ;;
 		esac
-		url=$(through "$url" "$lat")
+		through "$url" "$lat"
 		port=$(freeport)
 		"$orderd" --listen "127.0.0.1:$port" --db "$url" --strategy "$strategy" --admin-token bench --log-level error >>"$out/orderd.log" 2>&1 &
 		pids+=($!)
@@ -122,9 +125,9 @@ for db in $dbs; do
 		echo "audit $db $lat $strategy: ${audit:0:12}" >&2
 		kill "${pids[-1]}"
 		wait "${pids[-1]}" 2>/dev/null || true
-		if [[ $lat != none ]]; then # the proxy started for this orderd
-			kill "${pids[-2]}"
-			wait "${pids[-2]}" 2>/dev/null || true
+		if [[ -n $proxy ]]; then # the proxy started for this orderd
+			kill "$proxy"
+			wait "$proxy" 2>/dev/null || true
 		fi
 	done
 	done
