@@ -53,15 +53,40 @@ type Product struct {
 	Restocked int64 `json:"-"`
 }
 
+// Window is where an instant lies against a product's sale window.
+type Window int8
+
+// The places of an instant against a sale window.
+const (
+	// WindowBefore is before StartsAt.
+	WindowBefore Window = -1
+	// WindowOpen is inside the window (or there is none).
+	WindowOpen Window = 0
+	// WindowAfter is at or after EndsAt.
+	WindowAfter Window = 1
+)
+
+// WindowAt returns where now lies against the sale window: the one
+// definition of "open" that CheckWindow, Status and the caches share.
+func (p *Product) WindowAt(now time.Time) Window {
+	switch {
+	case p.StartsAt != nil && now.Before(*p.StartsAt):
+		return WindowBefore
+	case p.EndsAt != nil && !now.Before(*p.EndsAt):
+		return WindowAfter
+	}
+	return WindowOpen
+}
+
 // CheckWindow returns nil when the sale window is open at now, and otherwise
 // the refusal an order at now gets: ENOTSTARTED (with StartsAt set) before
 // the start, ESALEENDED from the end on.
 func (p *Product) CheckWindow(now time.Time) error {
-	if p.StartsAt != nil && now.Before(*p.StartsAt) {
+	switch p.WindowAt(now) {
+	case WindowBefore:
 		return &Error{Code: ENOTSTARTED, StartsAt: *p.StartsAt,
 			Message: "the sale of " + quote(p.SKU) + " starts at " + p.StartsAt.UTC().Format(time.RFC3339Nano)}
-	}
-	if p.EndsAt != nil && !now.Before(*p.EndsAt) {
+	case WindowAfter:
 		return &Error{Code: ESALEENDED,
 			Message: "the sale of " + quote(p.SKU) + " ended at " + p.EndsAt.UTC().Format(time.RFC3339Nano)}
 	}
@@ -72,10 +97,10 @@ func (p *Product) CheckWindow(now time.Time) error {
 // the window, ProductEnded after it, ProductSoldOut inside it without stock,
 // else ProductOpen.
 func (p *Product) Status(now time.Time) string {
-	switch {
-	case p.StartsAt != nil && now.Before(*p.StartsAt):
+	switch w := p.WindowAt(now); {
+	case w == WindowBefore:
 		return ProductUpcoming
-	case p.EndsAt != nil && !now.Before(*p.EndsAt):
+	case w == WindowAfter:
 		return ProductEnded
 	case p.Stock <= 0:
 		return ProductSoldOut

@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -185,8 +186,18 @@ func checkLimits(ctx context.Context, tx flashorder.QuotaTx, o *flashorder.Order
 	return nil
 }
 
+// limitExceeded is the limit_exceeded refusal: the gate answers a crowd of
+// users holding the limit with it, so it is built without fmt (two
+// allocations instead of six); the message is what %q and %d would give.
 func limitExceeded(user, sku string, limit int64) error {
-	return flashorder.Errorf(flashorder.ELIMITEXCEEDED, "user %q would exceed the limit of %d units of %q", user, limit, sku)
+	var buf [128]byte
+	b := append(buf[:0], "user "...)
+	b = strconv.AppendQuote(b, user)
+	b = append(b, " would exceed the limit of "...)
+	b = strconv.AppendInt(b, limit, 10)
+	b = append(b, " units of "...)
+	b = strconv.AppendQuote(b, sku)
+	return &flashorder.Error{Code: flashorder.ELIMITEXCEEDED, Message: string(b)}
 }
 
 func soldOut(sku string) error {

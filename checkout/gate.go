@@ -87,6 +87,8 @@ type soldOutMark struct {
 	// holds of it (nil without a limit).
 	limit int64
 	held  map[string]int64
+	// soldOut is the sold_out refusal of sku, made once for the crowd.
+	soldOut error
 }
 
 // NewGate returns the gate around next; store is where next keeps products.
@@ -176,12 +178,12 @@ func (g *Gate) windowRefusal(ctx context.Context, items []flashorder.ItemRequest
 	var first error
 	firstSKU := ""
 	for _, it := range items {
-		p, err := g.products.Lookup(ctx, it.SKU)
-		if err != nil {
+		refusal, ok := g.products.WindowRefusal(ctx, it.SKU, now)
+		if !ok {
 			return nil // unknown, or unreadable: the strategy decides
 		}
-		if err := p.CheckWindow(now); err != nil && (first == nil || it.SKU < firstSKU) {
-			first, firstSKU = err, it.SKU
+		if refusal != nil && (first == nil || it.SKU < firstSKU) {
+			first, firstSKU = refusal, it.SKU
 		}
 	}
 	return first
@@ -195,7 +197,7 @@ func (g *Gate) soldOutRefusal(ctx context.Context, req *flashorder.PlaceOrderReq
 		return nil
 	}
 	ns := now.UnixNano()
-	var over error
+	var over, sold error
 	overSKU, soldSKU := "", ""
 	for _, it := range req.Items {
 		v, ok := g.marks.Load(it.SKU)
@@ -222,13 +224,13 @@ func (g *Gate) soldOutRefusal(ctx context.Context, req *flashorder.PlaceOrderReq
 			over, overSKU = limitExceeded(req.UserID, it.SKU, mark.limit), it.SKU
 		}
 		if soldSKU == "" || it.SKU < soldSKU {
-			soldSKU = it.SKU
+			sold, soldSKU = mark.soldOut, it.SKU
 		}
 	}
 	if over != nil {
 		return over
 	}
-	return soldOut(soldSKU)
+	return sold
 }
 
 // renew learns sku again in the background, unless it is being learnt.
@@ -272,7 +274,7 @@ func (g *Gate) learnClaimed(ctx context.Context, sku string, epoch uint64) {
 		g.marks.Delete(sku)
 		return
 	}
-	mark := &soldOutMark{limit: p.PerUserLimit}
+	mark := &soldOutMark{limit: p.PerUserLimit, soldOut: soldOut(sku)}
 	if p.PerUserLimit > 0 {
 		if mark.held, err = g.store.QuotaHolders(ctx, sku, g.MaxHolders); err != nil {
 			return

@@ -61,6 +61,9 @@ type cachedProduct struct {
 	// for the database while the SKU stays in demand.
 	refreshAt  int64
 	refreshing atomic.Bool
+	// notStarted and ended are p's window refusals, made once: a crowd
+	// refused before the start or after the end shares them.
+	notStarted, ended error
 	// stale is set when this instance changed the product's stock (an
 	// order, a cancel): Product reads it again, Lookup still serves it.
 	stale atomic.Bool
@@ -93,18 +96,56 @@ func (c *ProductCache) Touch(sku string) {
 	}
 }
 
-func (c *ProductCache) get(ctx context.Context, sku string, staleOK bool) (*flashorder.Product, error) {
-	if v, ok := c.entries.Load(sku); ok {
-		e := v.(*cachedProduct)
-		now := c.Now().UnixNano()
-		if now < e.expires && (staleOK || !e.stale.Load()) {
-			if now >= e.refreshAt && e.refreshing.CompareAndSwap(false, true) {
-				go c.load(context.Background(), sku)
-			}
-			return e.p, e.err
+// WindowRefusal returns sku's answer to an order at now as far as its sale
+// window goes (nil while it is open; the refusal is made once per product
+// read, not per order), with ok false when sku is unknown or unreadable. It
+// reads like Lookup.
+func (c *ProductCache) WindowRefusal(ctx context.Context, sku string, now time.Time) (refusal error, ok bool) {
+	e := c.fresh(sku, true)
+	if e == nil {
+		if _, err := c.load(ctx, sku); err != nil {
+			return nil, false
+		}
+		if e = c.fresh(sku, true); e == nil {
+			return nil, false // forgotten meanwhile: the strategy decides
 		}
 	}
+	if e.p == nil {
+		return nil, false
+	}
+	switch e.p.WindowAt(now) {
+	case flashorder.WindowBefore:
+		return e.notStarted, true
+	case flashorder.WindowAfter:
+		return e.ended, true
+	}
+	return nil, true
+}
+
+func (c *ProductCache) get(ctx context.Context, sku string, staleOK bool) (*flashorder.Product, error) {
+	if e := c.fresh(sku, staleOK); e != nil {
+		return e.p, e.err
+	}
 	return c.load(ctx, sku)
+}
+
+// fresh returns sku's entry while it may be served (see Product and
+// Lookup), starting a background refresh past refreshAt; nil when the store
+// must be read.
+func (c *ProductCache) fresh(sku string, staleOK bool) *cachedProduct {
+	v, ok := c.entries.Load(sku)
+	if !ok {
+		return nil
+	}
+	e := v.(*cachedProduct)
+	now := c.Now().UnixNano()
+	if now >= e.expires || !staleOK && e.stale.Load() {
+		return nil
+	}
+	if now >= e.refreshAt && e.refreshing.CompareAndSwap(false, true) {
+		go c.load(context.Background(), sku)
+	}
+	return e
 }
 
 // refreshTimeout bounds a background refresh.
@@ -142,6 +183,12 @@ func (c *ProductCache) Epoch() uint64 { return c.epoch.Load() }
 func (c *ProductCache) keep(sku string, p *flashorder.Product, err error, epoch uint64) {
 	now := c.Now().UnixNano()
 	e := &cachedProduct{p: p, err: err, expires: now + int64(c.TTL), refreshAt: now + int64(c.TTL)/2}
+	if p != nil && p.StartsAt != nil {
+		e.notStarted = p.CheckWindow(p.StartsAt.Add(-time.Nanosecond))
+	}
+	if p != nil && p.EndsAt != nil {
+		e.ended = p.CheckWindow(*p.EndsAt)
+	}
 	c.entries.Store(sku, e)
 	// Store, then check: a Forget that ran meanwhile either deleted this
 	// entry or moved the epoch on, and then it goes here.

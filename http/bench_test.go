@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/checkout"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/jwtauth"
@@ -179,6 +181,79 @@ func BenchmarkCreateOrder(b *testing.B) {
 			return benchRequest("/api/v1/orders", benchBody, header)
 		})
 	})
+}
+
+// gateStore is a Store with one sold-out product, bench-gone (per-user limit
+// 1, held by u-42), and one whose sale has not started, bench-early: what a
+// checkout.Gate reads to learn them.
+type gateStore struct{ benchStore }
+
+func (gateStore) Product(_ context.Context, sku string) (*flashorder.Product, error) {
+	switch sku {
+	case "bench-gone":
+		return &flashorder.Product{SKU: sku, Name: "Gone", PriceCents: 100, PerUserLimit: 1, Restocked: 10, Sold: 10}, nil
+	case "bench-early":
+		start := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+		return &flashorder.Product{SKU: sku, Name: "Early", PriceCents: 100, Stock: 10, Restocked: 10, StartsAt: &start}, nil
+	}
+	return nil, flashorder.Errorf(flashorder.ENOTFOUND, "no product %q", sku)
+}
+
+func (gateStore) QuotaHolders(context.Context, string, int) (map[string]int64, error) {
+	return map[string]int64{"u-42": 1}, nil
+}
+
+// BenchmarkGateRefusal drives the refusals of a drop's crowd through the
+// real handler chain and a real checkout.Gate: what orderd does per request
+// after the sell-out and before the start, without the network.
+func BenchmarkGateRefusal(b *testing.B) {
+	for _, bc := range []struct {
+		name, body string
+		code       string
+	}{
+		{"sold-out", `{"user_id":"u-7","items":[{"sku":"bench-gone","quantity":1}]}`, flashorder.ESOLDOUT},
+		{"limit", `{"user_id":"u-42","items":[{"sku":"bench-gone","quantity":1}]}`, flashorder.ELIMITEXCEEDED},
+		{"not-started", `{"user_id":"u-7","items":[{"sku":"bench-early","quantity":1}]}`, flashorder.ENOTSTARTED},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			gate := checkout.NewGate(instantPlacer{soldOut: true}, gateStore{})
+			gate.TTL = time.Hour // no renewal during the run
+			s := newServer(orderhttp.Config{Store: gateStore{}, MaxInflight: orderhttp.DefaultMaxInflight,
+				OrderTimeout: orderhttp.DefaultOrderTimeout}, gate, nil)
+			h := s.Handler()
+			body := []byte(bc.body)
+			header := http.Header{"Content-Type": {"application/json"}}
+			// The first order teaches the gate (sold out) or fills its
+			// product cache (not started).
+			w := &benchWriter{header: http.Header{}}
+			h.ServeHTTP(w, benchRequest("/api/v1/orders", body, header))
+			deadline := time.Now().Add(5 * time.Second)
+			for time.Now().Before(deadline) {
+				if window, sold := gate.Hits(); window+sold > 0 {
+					break
+				}
+				w.reset()
+				h.ServeHTTP(w, benchRequest("/api/v1/orders", body, header))
+				time.Sleep(time.Millisecond)
+			}
+			w.reset()
+			h.ServeHTTP(w, benchRequest("/api/v1/orders", body, header))
+			if !bytes.Contains(benchLast(b, h, body, header), []byte(`"`+bc.code+`"`)) {
+				b.Fatalf("the gate does not answer %s", bc.code)
+			}
+			serve(b, h, http.StatusConflict, func(int) *http.Request {
+				return benchRequest("/api/v1/orders", body, header)
+			})
+		})
+	}
+}
+
+// benchLast serves one request and returns its body.
+func benchLast(b *testing.B, h http.Handler, body []byte, header http.Header) []byte {
+	b.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, benchRequest("/api/v1/orders", body, header))
+	return rec.Body.Bytes()
 }
 
 // BenchmarkNoop is a bare Gin engine with one handler that answers 201 with

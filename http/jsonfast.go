@@ -170,7 +170,8 @@ func (p *orderParser) itemList() bool {
 
 // parseOrderRequest parses b into req when b has the plain shape (see
 // orderParser), and reports whether it did; req is unchanged when it did
-// not. The strings of req share one allocation.
+// not. The strings of req share one allocation, and Items uses the backing
+// array req.Items brings when it is large enough (orderRequest lends one).
 func parseOrderRequest(b []byte, req *flashorder.OrderRequest) bool {
 	p := orderParser{b: b}
 	var user, items bool
@@ -197,9 +198,14 @@ func parseOrderRequest(b []byte, req *flashorder.OrderRequest) bool {
 		all.Write(b[s.start:s.end])
 	}
 	str := all.String()
+	spare := req.Items[:0] // a backing array the caller lent, if any
 	*req = flashorder.OrderRequest{UserID: str[:p.user.end-p.user.start]}
 	if items {
-		req.Items = make([]flashorder.ItemRequest, p.n)
+		if p.n > 0 && cap(spare) >= p.n {
+			req.Items = spare[:p.n]
+		} else {
+			req.Items = make([]flashorder.ItemRequest, p.n)
+		}
 	}
 	at := len(req.UserID)
 	for i, s := range p.skus[:p.n] {

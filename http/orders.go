@@ -21,9 +21,9 @@ const (
 // renders what Config.Orders answers (idempotency is checkout.Idempotent's).
 // Its backend calls run under orderContext's deadline.
 func (s *Server) createOrder(c *gin.Context) {
-	ctx, cancel := s.orderContext(c)
-	defer cancel()
-	req := &flashorder.PlaceOrderRequest{}
+	ctx := s.orderContext(c)
+	defer ctx.release()
+	req := orderRequest(c)
 	if err := decodeOrder(c, &req.OrderRequest); err != nil {
 		s.writeError(c, err)
 		return

@@ -9,8 +9,11 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/flashorder/flashorder"
 )
 
 // RequestIDHeader carries the request id: taken from the request when it is
@@ -23,6 +26,9 @@ const MaxRequestIDLength = 128
 // requestInfo is what the server notes about one request while serving it.
 type requestInfo struct {
 	id string
+	// start is when the request's handling began (the metrics' and the
+	// debug log's duration count from it).
+	start time.Time
 	// code is the error code of the answer, set by writeError (a refusal
 	// replayed under its Idempotency-Key too) and by shed; "" for a success.
 	code string
@@ -57,9 +63,31 @@ type requestInfoKey struct{}
 
 // requestCtx is a request's context: its parent and the request's notes, in
 // one allocation where context.WithValue and the notes would take two.
+//
+// An order request's own values live here too, for the same reason: each is
+// used by one request only and never reused, so they share the lifetime of
+// the request's context and nothing else.
 type requestCtx struct {
 	context.Context
 	info requestInfo
+	// order is an order request's context (see orderContext).
+	order orderCtx
+	// orderReq is the order request, and items the backing array of a
+	// single-item order's Items (see orderRequest).
+	orderReq flashorder.PlaceOrderRequest
+	items    [1]flashorder.ItemRequest
+	// idBuf holds the generated request id's bytes.
+	idBuf [requestIDSize]byte
+}
+
+// orderRequest returns a new, empty order request for c's request, whose
+// Items can hold one item without an allocation.
+func orderRequest(c *gin.Context) *flashorder.PlaceOrderRequest {
+	if rc, ok := c.Request.Context().(*requestCtx); ok {
+		rc.orderReq.Items = rc.items[:0]
+		return &rc.orderReq
+	}
+	return &flashorder.PlaceOrderRequest{}
 }
 
 // Value returns the request's notes for requestInfoKey, else the parent's
@@ -104,11 +132,18 @@ func newRequestIDs() *requestIDs {
 	return &requestIDs{prefix: hex.EncodeToString(b) + "-"}
 }
 
-func (g *requestIDs) next() string {
-	var buf [32]byte
+// next returns a new id, written in buf: the id is a string over buf's
+// bytes, which are never written again (buf is a request's own, see
+// requestCtx), so that an id costs no allocation of its own.
+func (g *requestIDs) next(buf *[requestIDSize]byte) string {
 	b := append(buf[:0], g.prefix...)
-	return string(strconv.AppendUint(b, g.n.Add(1), 36))
+	b = strconv.AppendUint(b, g.n.Add(1), 36)
+	return unsafe.String(&b[0], len(b))
 }
+
+// requestIDSize holds a generated id: a 13-byte prefix and a counter of at
+// most 13 base-36 digits.
+const requestIDSize = 32
 
 // saneRequestID reports whether a client's id can be logged and echoed as is:
 // 1..MaxRequestIDLength printable ASCII characters without spaces.
@@ -127,12 +162,12 @@ func saneRequestID(id string) bool {
 // requestID gives every request an id (in its context and the answer's
 // header) and, at debug level, logs one line per request.
 func (s *Server) requestID(c *gin.Context) {
-	start := time.Now()
+	rc := &requestCtx{Context: c.Request.Context()}
+	rc.info.start = time.Now()
 	id := headerValue(c.Request.Header, RequestIDHeader)
 	if !saneRequestID(id) {
-		id = s.ids.next()
+		id = s.ids.next(&rc.idBuf)
 	}
-	rc := &requestCtx{Context: c.Request.Context()}
 	ri := &rc.info
 	ri.id = id
 	c.Request = c.Request.WithContext(rc)
@@ -141,7 +176,7 @@ func (s *Server) requestID(c *gin.Context) {
 	if s.cfg.Logger.Enabled(c.Request.Context(), slog.LevelDebug) {
 		s.cfg.Logger.LogAttrs(c.Request.Context(), slog.LevelDebug, "request",
 			slog.String("method", c.Request.Method), slog.String("route", routeOf(c)),
-			slog.Int("status", c.Writer.Status()), slog.Duration("duration", time.Since(start)),
+			slog.Int("status", c.Writer.Status()), slog.Duration("duration", time.Since(ri.start)),
 			slog.String("code", ri.code), slog.String("request_id", id))
 	}
 }

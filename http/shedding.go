@@ -3,6 +3,9 @@ package http
 import (
 	"context"
 	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -42,16 +45,98 @@ func (s *Server) shed(c *gin.Context) {
 	c.Next()
 }
 
-// orderContext returns the context of an order request and its cancel
-// function: the request's context bounded by OrderTimeout, the time an order
-// may spend in the backends. Past it the database calls give up and the
-// request answers 503 unavailable, instead of hanging (a database that
-// stopped answering) until the client or the server's write timeout gives up
-// on it. The handler passes this context on itself rather than putting it in
-// a copy of the request, which would cost a request copy per order.
-func (s *Server) orderContext(c *gin.Context) (context.Context, context.CancelFunc) {
-	if s.cfg.OrderTimeout <= 0 {
-		return c.Request.Context(), func() {}
+// orderContext returns the context of an order request: the request's
+// context bounded by OrderTimeout, the time an order may spend in the
+// backends. Past it the database calls give up and the request answers 503
+// unavailable, instead of hanging (a database that stopped answering) until
+// the client or the server's write timeout gives up on it. The handler passes
+// this context on itself rather than putting it in a copy of the request,
+// which would cost a request copy per order, and releases it when done.
+//
+// The deadline is armed lazily (see orderCtx): most of a drop's crowd is
+// answered from memory (a gate's refusal) and never waits on a backend, so
+// it never pays for the timer and the cancel registration.
+func (s *Server) orderContext(c *gin.Context) *orderCtx {
+	parent := c.Request.Context()
+	var deadline time.Time
+	if s.cfg.OrderTimeout > 0 {
+		deadline = time.Now().Add(s.cfg.OrderTimeout)
 	}
-	return context.WithTimeout(c.Request.Context(), s.cfg.OrderTimeout)
+	if rc, ok := parent.(*requestCtx); ok && !rc.order.used {
+		rc.order.init(parent, deadline)
+		return &rc.order
+	}
+	oc := &orderCtx{}
+	oc.init(parent, deadline)
+	return oc
+}
+
+// orderCtx is a context.Context that is its parent with a deadline, armed
+// the first time a caller waits on it (Done, Err) or derives a context from
+// it (which calls Done): context.WithDeadline's timer, cancel channel and
+// registration in the parent are made only for a request that reaches a
+// backend. Until then Deadline already reports the deadline, and Value is the
+// parent's. The zero deadline means none: the context is the parent's.
+//
+// It lives inside the request's requestCtx, so that an order request
+// allocates nothing for it; release must be called when the request is done.
+type orderCtx struct {
+	parent   context.Context
+	deadline time.Time
+	used     bool // init ran: the requestCtx's slot is taken
+
+	once   sync.Once
+	armed  atomic.Bool // ctx and cancel are set
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (c *orderCtx) init(parent context.Context, deadline time.Time) {
+	c.parent, c.deadline, c.used = parent, deadline, true
+}
+
+// arm returns the context with the deadline, making it on the first call.
+func (c *orderCtx) arm() context.Context {
+	c.once.Do(func() {
+		if c.deadline.IsZero() {
+			c.ctx = c.parent
+		} else {
+			c.ctx, c.cancel = context.WithDeadline(c.parent, c.deadline)
+		}
+		c.armed.Store(true)
+	})
+	return c.ctx
+}
+
+// Deadline implements context.Context: the earlier of the parent's deadline
+// and the order's.
+func (c *orderCtx) Deadline() (time.Time, bool) {
+	d, ok := c.parent.Deadline()
+	if c.deadline.IsZero() || ok && d.Before(c.deadline) {
+		return d, ok
+	}
+	return c.deadline, true
+}
+
+// Done implements context.Context.
+func (c *orderCtx) Done() <-chan struct{} { return c.arm().Done() }
+
+// Err implements context.Context.
+func (c *orderCtx) Err() error { return c.arm().Err() }
+
+// Value implements context.Context. Once armed it asks the armed context,
+// so that the context package finds the armed context's own cancellation
+// when a caller derives a context from this one.
+func (c *orderCtx) Value(key any) any {
+	if c.armed.Load() {
+		return c.ctx.Value(key)
+	}
+	return c.parent.Value(key)
+}
+
+// release stops the deadline's timer, if it was armed.
+func (c *orderCtx) release() {
+	if c.armed.Load() && c.cancel != nil {
+		c.cancel()
+	}
 }

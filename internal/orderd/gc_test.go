@@ -1,0 +1,33 @@
+package orderd
+
+import (
+	"runtime/debug"
+	"testing"
+)
+
+func TestTuneGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "GOGC" {
+				return v
+			}
+			return ""
+		}
+	}
+	debug.SetGCPercent(100)
+	if got := TuneGC(env("")); got != DefaultGCPercent {
+		t.Fatalf("TuneGC without GOGC = %d, want %d", got, DefaultGCPercent)
+	}
+	if now := debug.SetGCPercent(100); now != DefaultGCPercent {
+		t.Fatalf("GC percent in force %d, want %d", now, DefaultGCPercent)
+	}
+	// GOGC set: the runtime applied it at start (here: 150); TuneGC keeps it.
+	debug.SetGCPercent(150)
+	if got := TuneGC(env("150")); got != 150 {
+		t.Fatalf("TuneGC with GOGC=150 = %d, want 150", got)
+	}
+	if now := debug.SetGCPercent(100); now != 150 {
+		t.Fatalf("GC percent in force %d, want the operator's 150", now)
+	}
+}
