@@ -3,10 +3,10 @@ package checkout
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/internal/elect"
 )
 
 // SweeperLockKey is the lock whose holder is the one instance that expires
@@ -31,9 +31,7 @@ type Sweeper struct {
 	locker    flashorder.Locker
 	opts      SweeperOptions
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	bg elect.Background
 }
 
 // SweeperOptions tunes a Sweeper; zero fields take their defaults.
@@ -74,85 +72,28 @@ func NewSweeper(lifecycle *Lifecycle, locker flashorder.Locker, opts SweeperOpti
 }
 
 // Start runs the sweeper in the background until Stop.
-func (s *Sweeper) Start() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel, s.done = cancel, make(chan struct{})
-	go func() {
-		defer close(s.done)
-		s.Run(ctx)
-	}()
-}
+func (s *Sweeper) Start() { s.bg.Start(s.Run) }
 
 // Stop stops a started sweeper and waits until it stepped down and released
 // its lock.
-func (s *Sweeper) Stop() {
-	s.mu.Lock()
-	cancel, done := s.cancel, s.done
-	s.mu.Unlock()
-	if done == nil {
-		return
-	}
-	cancel()
-	<-done
-}
+func (s *Sweeper) Stop() { s.bg.Stop() }
 
 // Run competes for leadership and sweeps while leading, until ctx ends.
 func (s *Sweeper) Run(ctx context.Context) {
-	for ctx.Err() == nil {
-		lock, err := s.locker.Lock(ctx, SweeperLockKey)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.opts.Logger.Warn("sweeper: acquire leadership", "err", err)
-				sleep(ctx, s.opts.Interval)
-			}
-			continue
-		}
-		s.lead(ctx, lock)
-	}
+	elect.Run(ctx, s.locker, SweeperLockKey, elect.Options{Name: "sweeper", Logger: s.opts.Logger, Retry: s.opts.Interval, OnLeader: s.opts.OnLeader}, s.lead)
 }
 
-// lead sweeps while lock is held and ctx lives, then steps down.
-func (s *Sweeper) lead(ctx context.Context, lock flashorder.Lock) {
-	s.opts.Logger.Info("sweeper: leading", "token", lock.Token())
-	if s.opts.OnLeader != nil {
-		s.opts.OnLeader(true)
-	}
-	// Work runs under a context that also ends when the lock is lost, so
-	// that a batch still open then rolls back instead of committing.
-	lctx, cancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-lock.Lost():
-			cancel()
-		case <-lctx.Done():
-		}
-	}()
+// lead sweeps every Interval until ctx ends (the lock lost, or Stop). Work
+// runs under ctx, so that a batch still open when the lock is lost rolls
+// back instead of committing.
+func (s *Sweeper) lead(ctx context.Context) {
 	ticker := time.NewTicker(s.opts.Interval)
-	for lctx.Err() == nil {
-		s.sweep(lctx)
+	defer ticker.Stop()
+	for ctx.Err() == nil {
+		s.sweep(ctx)
 		select {
-		case <-lctx.Done():
+		case <-ctx.Done():
 		case <-ticker.C:
-		}
-	}
-	ticker.Stop()
-	cancel()
-	if s.opts.OnLeader != nil {
-		s.opts.OnLeader(false)
-	}
-	unlockCtx, cancelUnlock := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancelUnlock()
-	select {
-	case <-lock.Lost():
-		s.opts.Logger.Warn("sweeper: lost leadership")
-	default:
-		if err := lock.Unlock(unlockCtx); err != nil {
-			s.opts.Logger.Warn("sweeper: release leadership", "err", err)
 		}
 	}
 }
@@ -187,15 +128,5 @@ func (s *Sweeper) sweep(ctx context.Context) {
 		if len(expired) < batch {
 			return
 		}
-	}
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

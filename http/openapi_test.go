@@ -290,6 +290,11 @@ func TestOpenAPIAnswers(t *testing.T) {
 		t.Errorf("audit after the calls: %s", auditBody)
 	}
 	a.call(get, "/api/v1/admin/audit", nil, "", 401, true)
+	a.call(get, "/api/v1/admin/events?after=0&limit=10", admin, "", 200, true)
+	a.call(get, "/api/v1/admin/events?after=x", admin, "", 400, false)
+	a.call(get, "/api/v1/admin/events", nil, "", 401, true)
+	a.call(post, "/api/v1/admin/events/no-such-event/replay", admin, "", 404, true)
+	a.call(post, "/api/v1/admin/events/no-such-event/replay", nil, "", 401, true)
 
 	// /metrics last, so that it shows the calls above.
 	metrics := string(a.call(get, "/metrics", nil, "", 200, true))

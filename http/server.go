@@ -249,6 +249,7 @@ func (s *Server) routes() *gin.Engine {
 	get(v1, "/orders/:id", s.authenticate, s.getOrder)
 	get(v1, "/admin/audit", s.requireAdmin, s.audit)
 	s.lifecycleRoutes(v1)
+	s.eventsRoutes(v1)
 	s.metrics.cacheRoutes(r.Routes())
 	return r
 }

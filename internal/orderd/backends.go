@@ -35,7 +35,7 @@ func (m *Main) openDB(ctx context.Context) (*gormdb.DB, error) {
 	var db *gormdb.DB
 	err := m.connectWithin(ctx, "database", cfg.DB, 0, func(ctx context.Context) (err error) {
 		db, err = gormdb.Open(ctx, cfg.DB, gormdb.Options{MaxConns: cfg.DBMaxConns,
-			IdleTxTimeout: cfg.DBIdleTxTimeout, LockTimeout: cfg.DBLockTimeout, KeepAlive: cfg.DBKeepAlive})
+			IdleTxTimeout: cfg.DBIdleTxTimeout, LockTimeout: cfg.DBLockTimeout, KeepAlive: cfg.DBKeepAlive, Events: cfg.Events != ""})
 		return err
 	})
 	return db, err

@@ -23,6 +23,7 @@ import (
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/redis"
+	"github.com/flashorder/flashorder/relay"
 )
 
 // DefaultDBIdleTxTimeout is --db-idle-tx-timeout's default: far above the
@@ -84,6 +85,10 @@ type Config struct {
 	JWTJWKS     string
 	JWTIssuer   string
 	JWTAudience string
+
+	Events            string
+	EventsSecret      string
+	EventsMaxAttempts int
 }
 
 // FlagSet returns orderd's flags bound to cfg, with their defaults.
@@ -128,6 +133,9 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", checkout.DefaultSweepInterval, "how often the elected sweeper expires unpaid orders")
 	fs.IntVar(&cfg.SweepBatch, "sweep-batch", checkout.DefaultExpireBatch, "how many orders one expiry transaction ends at most")
 	fs.StringVar(&cfg.PaymentWebhookSecret, "payment-webhook-secret", "", "HMAC-SHA256 key of POST /api/v1/payments/webhook (disabled when empty)")
+	fs.StringVar(&cfg.Events, "events", "", "publish every order change as a CloudEvent to this webhook: https://host/path, or http:// on loopback; the outbox is written in each change's transaction (off when empty)")
+	fs.StringVar(&cfg.EventsSecret, "events-secret", "", "--events: the webhooks' Standard Webhooks signing secret, whsec_ and base64 of at least 24 bytes")
+	fs.IntVar(&cfg.EventsMaxAttempts, "events-max-attempts", relay.DefaultMaxAttempts, "--events: delivery attempts of one event, with exponential backoff, before it becomes a dead letter")
 	return fs
 }
 
@@ -179,6 +187,7 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateAuth()...)
+	errs = append(errs, c.validateEvents()...)
 	if _, err := c.logHandler(io.Discard); err != nil {
 		errs = append(errs, err)
 	}
@@ -210,6 +219,7 @@ func (c Config) Validate() error {
 		{"--payment-timeout", int64(c.PaymentTimeout), false, true},
 		{"--sweep-interval", int64(c.SweepInterval), false, true},
 		{"--sweep-batch", int64(c.SweepBatch), false, false},
+		{"--events-max-attempts", int64(c.EventsMaxAttempts), false, false},
 	} {
 		if f.v > 0 || (f.v == 0 && f.zero) {
 			continue
@@ -251,6 +261,24 @@ func (c Config) validateAuth() []error {
 		return []error{fmt.Errorf("--auth %q is not supported (want none or jwt)", c.Auth)}
 	}
 	return nil
+}
+
+// validateEvents checks --events and the flags that go with it.
+func (c Config) validateEvents() []error {
+	if c.Events == "" {
+		if c.EventsSecret != "" {
+			return []error{errors.New("--events-secret needs --events")}
+		}
+		return nil
+	}
+	var errs []error
+	if err := relay.CheckWebhookURL(c.Events); err != nil {
+		errs = append(errs, fmt.Errorf("--events: %w", err))
+	}
+	if _, err := relay.ParseSecret(c.EventsSecret); err != nil {
+		errs = append(errs, fmt.Errorf("--events-secret (needed with --events): %w", err))
+	}
+	return errs
 }
 
 // logHandler returns the slog handler of --log-format and --log-level

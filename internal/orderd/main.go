@@ -26,6 +26,7 @@ import (
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/jwtauth"
+	"github.com/flashorder/flashorder/relay"
 )
 
 // Run is orderd: it reads the configuration from args and getenv, starts
@@ -59,10 +60,10 @@ type Main struct {
 	Config Config
 	Logger *slog.Logger
 
-	// SweeperLocker, when set before Run, elects the expiry sweeper instead
-	// of the --lock backend (which the lock strategy still uses), and is not
-	// closed by Close: tests share one in-process Locker between two Mains
-	// to elect one sweeper.
+	// SweeperLocker, when set before Run, elects the expiry sweeper and the
+	// events relay instead of the --lock backend (which the lock strategy
+	// still uses), and is not closed by Close: tests share one in-process
+	// Locker between two Mains to elect one sweeper.
 	SweeperLocker flashorder.Locker
 	// StartupTimeout bounds connecting to each backend in Run; the default
 	// is 10s.
@@ -78,6 +79,7 @@ type Main struct {
 	auth         *jwtauth.Verifier
 	server       *orderhttp.Server
 	sweeper      *checkout.Sweeper
+	relay        *relay.Relay
 	debug        *http.Server
 	// stopListening ends the subscription to other instances' product
 	// changes.
@@ -201,6 +203,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.relay, err = m.startRelay(db, measure.wrap(sweepLocker), m.server.Registry()); err != nil {
+		return err
+	}
 	if err := m.server.Open(cfg.Listen); err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
@@ -264,6 +269,9 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.sweeper != nil {
 		// It steps down and unlocks before the lock backend closes.
 		m.sweeper.Stop()
+	}
+	if m.relay != nil {
+		m.relay.Stop()
 	}
 	if m.stopListening != nil {
 		m.stopListening()
