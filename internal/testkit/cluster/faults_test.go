@@ -795,29 +795,10 @@ func (s *suite) sigstop(t *testing.T) {
 			}
 			// A refused order changed nothing, and a request the server never
 			// read made nothing: no order carries their keys. Except a 503
-			// unavailable answered after orderd's --order-timeout: that can be
-			// a commit the timeout cut off (its deadline, like the header's,
-			// can pass during the freeze), an outcome as unknown as any 5xx's
-			// (the loadtest audit allows for it; a retry with the key gets
-			// the order). Every faster 503 is a refusal.
-			timedOut := func(e cluster.Event) bool {
-				return frozenReq(e) && e.Answer.String() == "503 unavailable" && e.Done.Sub(e.Sent) >= orderhttp.DefaultOrderTimeout
-			}
-			var keys []string
-			for _, e := range f.rec.Events() {
-				if timedOut(e) {
-					keys = append(keys, e.Key)
-				}
-			}
-			if len(keys) > 0 {
-				n, err := cluster.OrdersWithKeys(context.Background(), f.dbURL, keys)
-				if err != nil {
-					t.Error(err)
-				}
-				f.note("%d of them answered 503 unavailable after the order timeout (%s), outcome unknown: %d of those are in the database",
-					len(keys), orderhttp.DefaultOrderTimeout, n)
-			}
-			noneStored(t, f, "the frozen instance's", func(e cluster.Event) bool { return frozenReq(e) && !timedOut(e) },
+			// answered after the order timeout (lateUnavailable): its
+			// deadline, like the header's, can pass during the freeze.
+			late := noteLate(t, f, "the frozen instance's", frozenReq)
+			noneStored(t, f, "the frozen instance's", func(e cluster.Event) bool { return frozenReq(e) && !late(e) },
 				"503 unavailable", "503 overloaded", loadtest.CodeTransport)
 			if at, ok := f.rec.FirstOrder(f.faultAt, victim); ok && at.After(f.backAt) {
 				f.note("first 201 of a request sent to the frozen instance after SIGSTOP: %s after SIGCONT", at.Sub(f.backAt).Round(time.Millisecond))
@@ -986,22 +967,34 @@ func (s *suite) runRowHolderFault(t *testing.T, db, strategy string, rf rowHolde
 }
 
 // checkRowHolderFault is what the frozen-holder and partition scenarios
-// assert: the other instances answered only 201 and sold again well before
-// the fault ended (the database, not the fault, bounded the stop); the victim
-// answered 201 or 503 only, refused its held transaction, stored none of
-// its refused orders, and made orders again after the fault ended.
+// assert: the other instances answered only 201 or 503, stored none of the
+// orders they refused, and sold again well before the fault ended (the
+// database, not the fault, bounded the stop); the victim answered 201 or 503
+// only, refused its held transaction, stored none of its refused orders, and
+// made orders again after the fault ended. A 503 after the order timeout is
+// an unknown outcome, not a refusal (lateUnavailable).
 func checkRowHolderFault(t *testing.T, f *fault, rep *cluster.Report, faultFor time.Duration, what string) {
 	t.Helper()
-	// A survivor's order may wait longer than --order-timeout in the
-	// backlog that the stop left (row and segment: one transaction per
-	// order). Those are 503s, and few: under 1% in quiet runs; the bound
-	// leaves room for a busy machine.
+	// A survivor answers 503 unavailable when its order waits past
+	// --order-timeout in the backlog the stop left (row and segment: one
+	// transaction per order), or, on a machine so loaded that orderd
+	// itself stalls for --db-idle-tx-timeout inside a transaction, when the
+	// database ends that session ("bad connection", answered at once). How
+	// many depends only on the machine's load: under 1% in quiet runs, 10 to
+	// 30% of the row strategy's at load 14 to 24, so their share is noted,
+	// not bounded (a 10% bound failed by timing alone). What is asserted
+	// holds at any load: a survivor's 503 before the order timeout is a
+	// refusal and stored nothing; one after it is an unknown outcome, noted
+	// with how many of them are in the database.
 	onlyKinds(t, f, "survivors", survivors, "201", "503 unavailable")
 	surv := f.rec.Answers(survivors)
 	f.note("the other instances' answers: %v", surv)
-	if n := surv["503 unavailable"]; n*10 > surv["201"] {
-		t.Errorf("the other instances answered %d orders 503 and %d 201: more than 10%% refused", n, surv["201"])
+	lateSurv := noteLate(t, f, "the other instances'", survivors)
+	refused := func(e cluster.Event) bool { return survivors(e) && !lateSurv(e) }
+	if n := f.rec.Answers(refused)["503 unavailable"]; n > 0 {
+		f.note("%d of the other instances' 503s came before the order timeout", n)
 	}
+	noneStored(t, f, "the other instances'", refused, "503 unavailable")
 	// Transport errors: the victim's requests still waiting when the load
 	// ended.
 	onlyKinds(t, f, "the "+what+" instance", fromVictim, "201", "503 unavailable", "503 overloaded", loadtest.CodeTransport)
@@ -1010,7 +1003,11 @@ func checkRowHolderFault(t *testing.T, f *fault, rep *cluster.Report, faultFor t
 	if got["503 unavailable"] == 0 {
 		t.Errorf("no order of the %s instance's held transaction was refused: %v", what, got)
 	}
-	noneStored(t, f, "the "+what+" instance's", fromVictim, "503 unavailable", "503 overloaded")
+	// As in scenario 4, a 503 answered after the order timeout may be a
+	// commit the timeout cut off: noted, not required to be absent.
+	late := noteLate(t, f, "the "+what+" instance's", fromVictim)
+	noneStored(t, f, "the "+what+" instance's", func(e cluster.Event) bool { return fromVictim(e) && !late(e) },
+		"503 unavailable", "503 overloaded")
 	// The idle-transaction timeout (2s) bounds the stop; without it, it
 	// lasts as long as the fault (6s). Mostly the stop is one idle timeout
 	// (2.0s). It can be two: a session of the victim queued for the row
@@ -1030,6 +1027,40 @@ func checkRowHolderFault(t *testing.T, f *fault, rep *cluster.Report, faultFor t
 	} else {
 		f.note("first 201 of the %s instance after the fault ended: %s later", what, at.Sub(f.backAt).Round(time.Millisecond))
 	}
+}
+
+// lateUnavailable reports whether e was answered 503 unavailable at or after
+// orderd's --order-timeout (measured by the client, so never shorter than
+// orderd's own clock). Such an answer can be a COMMIT the timeout cut off:
+// its outcome is unknown, like any 5xx's (the loadtest audit allows for it,
+// and a retry with the key gets the order). Every faster 503 is a refusal.
+func lateUnavailable(e cluster.Event) bool {
+	return e.Answer.String() == "503 unavailable" && e.Done.Sub(e.Sent) >= orderhttp.DefaultOrderTimeout
+}
+
+// noteLate notes how many of the requests that keep selects were answered
+// 503 unavailable after the order timeout, and how many of those are in the
+// database; it returns the selector of those requests, for the callers to
+// leave them out of noneStored.
+func noteLate(t *testing.T, f *fault, whose string, keep func(cluster.Event) bool) func(cluster.Event) bool {
+	t.Helper()
+	late := func(e cluster.Event) bool { return keep(e) && lateUnavailable(e) }
+	var keys []string
+	for _, e := range f.rec.Events() {
+		if late(e) {
+			keys = append(keys, e.Key)
+		}
+	}
+	if len(keys) == 0 {
+		return late
+	}
+	n, err := cluster.OrdersWithKeys(context.Background(), f.dbURL, keys)
+	if err != nil {
+		t.Error(err)
+	}
+	f.note("%d of %s requests answered 503 unavailable after the order timeout (%s), outcome unknown: %d of those are in the database",
+		len(keys), whose, orderhttp.DefaultOrderTimeout, n)
+	return late
 }
 
 // noneStored checks that no order in the database carries the
