@@ -100,7 +100,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	}
 	if e, ok := err.(*flashorder.Error); ok && !e.StartsAt.IsZero() {
 		// A not_started refusal: come back when the sale opens.
-		c.Writer.Header()["Retry-After"] = []string{decimal(retryAfterSeconds(e.StartsAt.Sub(s.now())))}
+		c.Writer.Header()["Retry-After"] = ri.headerValue(decimal(retryAfterSeconds(e.StartsAt.Sub(s.now()))))
 		writeBody(c, status, encodeErrorStartsAt(code, message, e.StartsAt))
 		c.Abort()
 		return

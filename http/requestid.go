@@ -41,7 +41,8 @@ type requestInfo struct {
 	body    *bytes.Buffer
 	bodyErr error
 	// vals backs the answer's header values that change per request
-	// (X-Request-Id, Content-Length, Location): see headerValue.
+	// (X-Request-Id, Content-Length, and Location or a not_started
+	// refusal's Retry-After): see headerValue.
 	vals  [3]string
 	nvals int
 }
