@@ -2,8 +2,7 @@ package redis_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"net/url"
 	"testing"
 	"time"
 
@@ -20,8 +19,16 @@ import (
 // its own random prefix, so tests and runs never see each other's keys.
 func client(t *testing.T) *goredis.Client {
 	t.Helper()
-	u := testenv.RedisURL(t)
-	c, err := redis.OpenClient(u)
+	// The pool's wait is bounded apart from the calls' context: the
+	// suites' 100 concurrent calls may queue for a connection.
+	u, err := url.Parse(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_timeout", testTimeout.String())
+	u.RawQuery = q.Encode()
+	c, err := redis.OpenClient(u.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,17 +36,17 @@ func client(t *testing.T) *goredis.Client {
 	return c
 }
 
-func prefix() string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return "fotest:" + hex.EncodeToString(b) + ":"
-}
+func prefix() string { return testenv.Unique("fotest") + ":" }
+
+// testTimeout bounds each Redis call of the tests' stores and limiters: the
+// machine is shared, and a slow moment is no failure here.
+const testTimeout = 5 * time.Second
 
 func newStore(c goredis.UniversalClient, prefix string) *redis.IdempotencyStore {
 	s := redis.NewIdempotencyStore(c)
 	s.Prefix = prefix
 	s.Strict = true
-	s.Timeout = time.Second // the machine is shared; a slow moment is no failure here
+	s.Timeout = testTimeout
 	return s
 }
 
@@ -135,7 +142,7 @@ func TestRateLimiter(t *testing.T) {
 	ratelimittest.Run(t, ratelimittest.Backend{
 		New: func(t *testing.T, rate int, period time.Duration, burst int) flashorder.RateLimiter {
 			l := redis.NewRateLimiter(c, rate, period, burst)
-			l.Prefix = p
+			l.Prefix, l.Timeout = p, testTimeout
 			return l
 		},
 		Shared: true,
