@@ -12,8 +12,9 @@
 // both count stock where every strategy does (the products row, from which
 // the segment strategy refills its segments). A strategy that takes stock
 // somewhere new must give it back the same way, and a reader finds both
-// sides in this package. Sweeper only schedules Lifecycle's expiry under a
-// flashorder.Locker, so it stays beside Lifecycle.
+// sides in this package. Sweeper is only Lifecycle's expiry, run on the one
+// instance elected through a flashorder.Locker (internal/elect does the
+// election), so it stays beside Lifecycle.
 package checkout
 
 import (
