@@ -99,6 +99,11 @@ type Outbox interface {
 	// Backlog returns the number of pending events and the time of the
 	// oldest (zero when none).
 	Backlog(ctx context.Context) (int64, time.Time, error)
+	// PurgeEvents deletes up to limit sent events, oldest first, that were
+	// sent before before and whose cursor is below below (the newest stays,
+	// so that cursors go on from it), and returns how many it deleted. Dead
+	// letters stay until replayed.
+	PurgeEvents(ctx context.Context, before time.Time, below int64, limit int) (int, error)
 }
 
 // CloudEventsSpecVersion is the CloudEvents version of the events' JSON.

@@ -234,6 +234,22 @@ func (db *DB) Backlog(ctx context.Context) (int64, time.Time, error) {
 	return b.N, time.UnixMicro(b.Oldest).UTC(), nil
 }
 
+// PurgeEvents implements flashorder.Outbox with one DELETE of the oldest
+// rows: by a subquery with LIMIT on PostgreSQL and SQLite, by DELETE ...
+// ORDER BY ... LIMIT on MySQL, which has no LIMIT in such a subquery.
+func (db *DB) PurgeEvents(ctx context.Context, before time.Time, below int64, limit int) (int, error) {
+	const where = "state = ? AND sent_us < ? AND pos < ?"
+	q := "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE " + where + " ORDER BY id LIMIT ?)"
+	if db.engine == MySQL {
+		q = "DELETE FROM events WHERE " + where + " ORDER BY id LIMIT ?"
+	}
+	res := db.gorm.WithContext(ctx).Exec(q, string(flashorder.EventSent), before.UnixMicro(), below, limit)
+	if res.Error != nil {
+		return 0, translate(fmt.Errorf("gormdb: delete events sent before %s: %w", before.UTC().Format(time.RFC3339), res.Error))
+	}
+	return int(res.RowsAffected), nil
+}
+
 // Events implements flashorder.EventLog.
 func (db *DB) Events(ctx context.Context, after int64, limit int) (*flashorder.EventPage, error) {
 	evs, err := db.scanEvents(ctx, "SELECT "+eventColumns+" FROM events WHERE pos > ? ORDER BY pos LIMIT ?", after, limit+1)

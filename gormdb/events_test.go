@@ -18,17 +18,13 @@ func TestEventsFollowOrders(t *testing.T) {
 	for _, d := range testenv.Databases(t) {
 		t.Run(d.Engine, func(t *testing.T) {
 			ctx := context.Background()
-			db, err := gormdb.Open(ctx, d.URL, gormdb.Options{Events: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
+			db := openWithEvents(t, d.URL)
 			now := time.Now().UTC().Truncate(time.Microsecond)
 			mk := func(id, key string) *flashorder.Order {
 				return &flashorder.Order{ID: id, UserID: "u", Status: flashorder.StatusCreated, CreatedAt: now, IdempotencyKey: key,
 					Fingerprint: "f", TotalCents: 5, Items: []flashorder.OrderItem{{SKU: "s", Quantity: 1, PriceCents: 5}}}
 			}
-			err = db.InTx(ctx, func(tx flashorder.Tx) error {
+			err := db.InTx(ctx, func(tx flashorder.Tx) error {
 				if _, err := tx.InsertOrders(ctx, []*flashorder.Order{mk("o1", "k1"), mk("o2", "k2"), mk("o3", "")}); err != nil {
 					return err
 				}
@@ -72,4 +68,77 @@ func TestEventsFollowOrders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPurgeEvents checks the retention's delete on every engine: sent events
+// sent before the bound go, oldest first and limit at a time; the one at the
+// bound's cursor, pending ones and dead letters stay.
+func TestPurgeEvents(t *testing.T) {
+	for _, d := range testenv.Databases(t) {
+		t.Run(d.Engine, func(t *testing.T) {
+			ctx := context.Background()
+			db := openWithEvents(t, d.URL)
+			err := db.InTx(ctx, func(tx flashorder.Tx) error {
+				var orders []*flashorder.Order
+				for _, id := range []string{"o1", "o2", "o3", "o4", "o5"} {
+					orders = append(orders, &flashorder.Order{ID: id, UserID: "u", Status: flashorder.StatusCreated, CreatedAt: time.Now().UTC(),
+						Fingerprint: "f", Items: []flashorder.OrderItem{{SKU: "s", Quantity: 1}}})
+				}
+				_, err := tx.InsertOrders(ctx, orders)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := db.PendingEvents(ctx, 10)
+			if err != nil || len(evs) != 5 {
+				t.Fatalf("%d events (%v)", len(evs), err)
+			}
+			// o1, o2 sent, o3 dead, o4 sent (the newest), o5 pending.
+			for i, state := range []flashorder.EventState{flashorder.EventSent, flashorder.EventSent, flashorder.EventDead, flashorder.EventSent} {
+				if err := db.SettleEvent(ctx, evs[i].Position, state, 1, int64(i+1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			later := time.Now().Add(time.Hour)
+			if n, err := db.PurgeEvents(ctx, time.Now().Add(-time.Hour), 4, 10); err != nil || n != 0 {
+				t.Fatalf("purge of events sent before an hour ago: %d (%v), want 0", n, err)
+			}
+			if n, err := db.PurgeEvents(ctx, later, 4, 1); err != nil || n != 1 {
+				t.Fatalf("purge with limit 1: %d (%v), want 1", n, err)
+			}
+			if n, err := db.PurgeEvents(ctx, later, 4, 10); err != nil || n != 1 {
+				t.Fatalf("second purge: %d (%v), want 1 (o2; o4 is at the bound)", n, err)
+			}
+			page, err := db.Events(ctx, 0, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var left []string
+			for _, e := range page.Events {
+				left = append(left, e.OrderID)
+			}
+			if len(left) != 2 || left[0] != "o3" || left[1] != "o4" {
+				t.Errorf("after the purge the feed holds %v, want o3 (dead) and o4 (the newest)", left)
+			}
+			if last, err := db.LastCursor(ctx); err != nil || last != 4 {
+				t.Errorf("last cursor %d (%v), want 4", last, err)
+			}
+			if rows, _, err := db.Backlog(ctx); err != nil || rows != 1 {
+				t.Errorf("backlog %d (%v), want 1 (o5)", rows, err)
+			}
+		})
+	}
+}
+
+// openWithEvents opens the database at url with events on, closed when the
+// test ends.
+func openWithEvents(t *testing.T, url string) *gormdb.DB {
+	t.Helper()
+	db, err := gormdb.Open(context.Background(), url, gormdb.Options{Events: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

@@ -31,12 +31,24 @@ const (
 	DefaultMaxBackoff  = 5 * time.Minute
 	DefaultPoll        = 200 * time.Millisecond
 	DefaultBatch       = 100
+	// DefaultRetention is orderd's --events-retention default.
+	DefaultRetention = 7 * 24 * time.Hour
 	// DefaultSource is the CloudEvents source attribute of the events.
 	DefaultSource = flashorder.EventSource
 )
 
 // backlogEvery bounds how often the leader reads the backlog for OnBacklog.
 const backlogEvery = time.Second
+
+// Retention's deletes: every purgeEvery the leader deletes the events sent
+// before Retention, purgeBatch per statement and at most purgeBatches
+// statements a round, so that a huge backlog of old rows goes over several
+// rounds instead of in one long burst.
+const (
+	purgeEvery   = time.Minute
+	purgeBatch   = 1000
+	purgeBatches = 10
+)
 
 // Options tunes a Relay; zero fields take their defaults.
 type Options struct {
@@ -57,6 +69,10 @@ type Options struct {
 	// Source is the events' CloudEvents source; the default is
 	// DefaultSource.
 	Source string
+	// Retention, when positive, is how long sent events stay in the outbox
+	// (and the admin feed); the leader deletes older ones about once a
+	// minute. Dead letters stay until replayed. Zero keeps every event.
+	Retention time.Duration
 	// Logger receives leadership changes, failures and dead letters; the
 	// default is slog.Default().
 	Logger *slog.Logger
@@ -143,8 +159,14 @@ func (r *Relay) drain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var backlogAt time.Time
+	var backlogAt, purgeAt time.Time
 	for ctx.Err() == nil {
+		if r.opts.Retention > 0 && time.Since(purgeAt) >= purgeEvery {
+			purgeAt = time.Now()
+			if err := r.purge(ctx, cursor); err != nil {
+				return err
+			}
+		}
 		if r.opts.OnBacklog != nil && time.Since(backlogAt) >= backlogEvery {
 			backlogAt = time.Now()
 			rows, oldest, err := r.outbox.Backlog(ctx)
@@ -217,6 +239,25 @@ func (r *Relay) deliver(ctx context.Context, e *flashorder.Event, cursor *int64)
 	r.opts.Logger.Error("events relay: dead letter", "event", e.ID, "order", e.OrderID, "type", e.Type, "attempts", attempts, "err", err)
 	if r.opts.OnDead != nil {
 		r.opts.OnDead()
+	}
+	return nil
+}
+
+// purge deletes the events sent before Retention, in bounded batches,
+// keeping the one at cursor (the newest).
+func (r *Relay) purge(ctx context.Context, cursor int64) error {
+	before := time.Now().Add(-r.opts.Retention)
+	for range purgeBatches {
+		n, err := r.outbox.PurgeEvents(ctx, before, cursor, purgeBatch)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			r.opts.Logger.Debug("events relay: deleted sent events past retention", "count", n)
+		}
+		if n < purgeBatch {
+			return nil
+		}
 	}
 	return nil
 }

@@ -419,3 +419,22 @@ func TestRelayOneLeader(t *testing.T) {
 	relays[leader].Stop()
 	testenv.WaitFor(t, "the other relay leading", 10*time.Second, func() bool { return leading[1-leader].Load() == 1 })
 }
+
+// TestRelayRetention starts a relay with a retention shorter than the age of
+// the events an earlier relay delivered: it deletes them, all but the
+// newest, from which the cursors go on.
+func TestRelayRetention(t *testing.T) {
+	db, _ := outboxWithOrders(t, testenv.SQLiteURL(t), 3)
+	rc := newReceiver(t, nil)
+	locker := newLocker(t)
+	first := startRelay(t, db, webhook(t, rc.srv.URL), locker, fastOptions())
+	waitSettled(t, db)
+	first.Stop()
+	opts := fastOptions()
+	opts.Retention = time.Nanosecond
+	startRelay(t, db, webhook(t, rc.srv.URL), locker, opts)
+	testenv.WaitFor(t, "all but the newest event deleted", 30*time.Second, func() bool {
+		page, err := db.Events(context.Background(), 0, 10)
+		return err == nil && len(page.Events) == 1 && page.Events[0].Cursor == 4
+	})
+}

@@ -89,6 +89,7 @@ type Config struct {
 	Events            string
 	EventsSecret      string
 	EventsMaxAttempts int
+	EventsRetention   time.Duration
 }
 
 // FlagSet returns orderd's flags bound to cfg, with their defaults.
@@ -135,6 +136,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.PaymentWebhookSecret, "payment-webhook-secret", "", "HMAC-SHA256 key of POST /api/v1/payments/webhook (disabled when empty)")
 	fs.StringVar(&cfg.Events, "events", "", "publish every order change as a CloudEvent to this webhook: https://host/path, or http:// on loopback; the outbox is written in each change's transaction (off when empty)")
 	fs.StringVar(&cfg.EventsSecret, "events-secret", "", "--events: the webhooks' Standard Webhooks signing secret, whsec_ and base64 of at least 24 bytes")
+	fs.DurationVar(&cfg.EventsRetention, "events-retention", relay.DefaultRetention, "--events: how long delivered events stay in the outbox and the admin feed before the relay deletes them (0: forever)")
 	fs.IntVar(&cfg.EventsMaxAttempts, "events-max-attempts", relay.DefaultMaxAttempts, "--events: delivery attempts of one event, with exponential backoff, before it becomes a dead letter")
 	return fs
 }
@@ -220,6 +222,7 @@ func (c Config) Validate() error {
 		{"--sweep-interval", int64(c.SweepInterval), false, true},
 		{"--sweep-batch", int64(c.SweepBatch), false, false},
 		{"--events-max-attempts", int64(c.EventsMaxAttempts), false, false},
+		{"--events-retention", int64(c.EventsRetention), true, true},
 	} {
 		if f.v > 0 || (f.v == 0 && f.zero) {
 			continue

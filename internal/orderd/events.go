@@ -36,7 +36,7 @@ func (m *Main) startRelay(db *gormdb.DB, locker flashorder.Locker, reg prometheu
 	if scheme(cfg.Lock) == "memory" && db.Engine() != gormdb.SQLite {
 		m.Logger.Warn("--events with --lock memory: every orderd on this database runs its own events relay; use a lock service so that one relays")
 	}
-	r := relay.New(db, sink, locker, rm.Options(relay.Options{MaxAttempts: cfg.EventsMaxAttempts, Logger: m.Logger}))
+	r := relay.New(db, sink, locker, rm.Options(relay.Options{MaxAttempts: cfg.EventsMaxAttempts, Retention: cfg.EventsRetention, Logger: m.Logger}))
 	r.Start()
 	return r, nil
 }

@@ -87,6 +87,8 @@ func TestEventsFlags(t *testing.T) {
 		{[]string{"--events", "http://hooks.example.com/x", "--events-secret", secret}, false},
 		{[]string{"--events-secret", secret}, false},
 		{[]string{"--events", "https://hooks.example.com/x", "--events-secret", secret, "--events-max-attempts", "0"}, false},
+		{[]string{"--events", "https://hooks.example.com/x", "--events-secret", secret, "--events-retention", "0"}, true},
+		{[]string{"--events", "https://hooks.example.com/x", "--events-secret", secret, "--events-retention", "-1h"}, false},
 	} {
 		m := NewMain(io.Discard)
 		err := m.ParseFlags(c.args, func(string) string { return "" })
