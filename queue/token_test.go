@@ -1,0 +1,120 @@
+package queue_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/flashorder/flashorder/queue"
+)
+
+var (
+	secret = bytes.Repeat([]byte("k"), queue.MinSecretLen)
+	exp    = time.Date(2030, 1, 2, 10, 2, 0, 0, time.UTC)
+)
+
+func signer(t *testing.T, key []byte) *queue.Signer {
+	t.Helper()
+	s, err := queue.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func admission() queue.Admission {
+	return queue.Admission{TicketID: queue.NewTicketID("hot-1"), QueueID: "hot-1", UserID: "u-42", ExpiresAt: exp}
+}
+
+func sign(t *testing.T, s *queue.Signer, a queue.Admission) string {
+	t.Helper()
+	tok, err := s.Sign(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// mapToken signs claims with method and key, for tokens that Sign would
+// never make.
+func mapToken(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestSignVerify(t *testing.T) {
+	s := signer(t, secret)
+	a := admission()
+	got, err := s.Verify(sign(t, s, a), "u-42", "hot-1", exp.Add(-time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TicketID != a.TicketID || got.QueueID != a.QueueID || got.UserID != a.UserID || !got.ExpiresAt.Equal(a.ExpiresAt) {
+		t.Fatalf("verified %+v, signed %+v", got, a)
+	}
+	// A sale's queue: the token names the sale, and an order of any of its
+	// products checks against the sale id.
+	sale := queue.Admission{TicketID: queue.NewTicketID("drop-7"), QueueID: "drop-7", UserID: "u-42", ExpiresAt: exp}
+	if _, err := s.Verify(sign(t, s, sale), "u-42", "drop-7", exp.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyRefuses(t *testing.T) {
+	s := signer(t, secret)
+	a := admission()
+	good := sign(t, s, a)
+	before := exp.Add(-time.Second)
+	claims := func() jwt.MapClaims {
+		return jwt.MapClaims{"sub": a.UserID, "q": a.QueueID, "tid": a.TicketID, "exp": exp.Unix()}
+	}
+	parts := strings.Split(good, ".")
+	otherPayload := base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"u-43","q":"hot-1","tid":"` + a.TicketID + `","exp":` + "1893578520" + `}`))
+	noExp := claims()
+	delete(noExp, "exp")
+	for _, c := range []struct {
+		name, token, user, queue string
+		now                      time.Time
+		want                     error
+	}{
+		{"forged with another secret", sign(t, signer(t, bytes.Repeat([]byte("x"), 32)), a), "u-42", "hot-1", before, queue.ErrTokenInvalid},
+		{"payload swapped under the signature", parts[0] + "." + otherPayload + "." + parts[2], "u-43", "hot-1", before, queue.ErrTokenInvalid},
+		{"alg none", mapToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims()), "u-42", "hot-1", before, queue.ErrTokenInvalid},
+		{"alg none, signature dropped", parts[0] + "." + parts[1] + ".", "u-42", "hot-1", before, queue.ErrTokenInvalid},
+		{"HS384 with the secret", mapToken(t, jwt.SigningMethodHS384, secret, claims()), "u-42", "hot-1", before, queue.ErrTokenInvalid},
+		{"no exp", mapToken(t, jwt.SigningMethodHS256, secret, noExp), "u-42", "hot-1", before, queue.ErrTokenInvalid},
+		{"ticket of another queue", mapToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u-42", "q": "hot-1", "tid": queue.NewTicketID("hot-2"), "exp": exp.Unix()}), "u-42", "hot-1", before, queue.ErrTokenInvalid},
+		{"malformed ticket", mapToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u-42", "q": "hot-1", "tid": "hot-1~1", "exp": exp.Unix()}), "u-42", "hot-1", before, queue.ErrTokenInvalid},
+		{"empty", "", "u-42", "hot-1", before, queue.ErrTokenInvalid},
+		{"garbage", "a.b.c", "u-42", "hot-1", before, queue.ErrTokenInvalid},
+		{"expired", good, "u-42", "hot-1", exp.Add(time.Second), queue.ErrTokenExpired},
+		{"other user", good, "u-43", "hot-1", before, queue.ErrTokenMismatch},
+		{"other SKU", good, "u-42", "hot-2", before, queue.ErrTokenMismatch},
+		{"other sale", good, "u-42", "drop-7", before, queue.ErrTokenMismatch},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := s.Verify(c.token, c.user, c.queue, c.now)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Verify: %v, want %v", err, c.want)
+			}
+			if got != (queue.Admission{}) {
+				t.Fatalf("refused token gave %+v", got)
+			}
+		})
+	}
+}
+
+func TestNewSignerShortSecret(t *testing.T) {
+	if _, err := queue.NewSigner(make([]byte, queue.MinSecretLen-1)); err == nil {
+		t.Fatal("a short secret was accepted")
+	}
+}

@@ -1,0 +1,362 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashorder/flashorder/queue"
+)
+
+var _ queue.Store = (*QueueStore)(nil)
+
+// QueueStore is a queue.Store on Redis, shared by every instance: per queue,
+// a sorted set of the line (pre-queue tickets scored by their random key in
+// [0, 1), later arrivals by an arrival counter from 1 on, so the pre-queue
+// goes first in shuffled order), a sorted set of waiting tickets by last
+// poll, one of outstanding admissions by expiry, a hash of tickets, a hash
+// of users' tickets and a hash of counters and marks. Every step is one Lua
+// script, so each operation on a queue is atomic; all of a queue's keys
+// carry the hash tag {q:<id>}, which keeps them on one Redis Cluster slot.
+type QueueStore struct {
+	client goredis.UniversalClient
+	opts   queue.Options
+
+	// Prefix is prepended to every key; the default is "flashorder:". It
+	// must not contain "{".
+	Prefix string
+	// Timeout bounds each Redis call; the default is DefaultTimeout.
+	Timeout time.Duration
+}
+
+// NewQueueStore returns a store on client with opts (zero fields take the
+// defaults of queue.Options).
+func NewQueueStore(client goredis.UniversalClient, opts queue.Options) *QueueStore {
+	return &QueueStore{client: client, opts: opts.WithDefaults(), Prefix: "flashorder:", Timeout: DefaultTimeout}
+}
+
+// QueueKeys returns the keys of queueID, in the order the scripts take them.
+func (s *QueueStore) QueueKeys(queueID string) []string {
+	p := s.Prefix + "{q:" + queueID + "}:"
+	return []string{p + "meta", p + "line", p + "seen", p + "adm", p + "users", p + "tickets"}
+}
+
+// queuePrelude is the start of every script: its keys and arguments, and
+// tidy, which brings the queue to now (idle tickets leave, lapsed admissions
+// free their place). A ticket's record is "state|admission expiry|user";
+// states are w(aiting), a(dmitted), u(sed), x (left idle), e (admission
+// expired).
+const queuePrelude = `
+local meta, line, seen, adm, users, tickets = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
+
+local function record(t)
+  local rec = redis.call('HGET', tickets, t)
+  if not rec then return nil end
+  local st, exp, user = string.match(rec, '^(%a)|(%-?%d+)|(.*)$')
+  return st, tonumber(exp), user
+end
+
+local function setstate(t, st, exp)
+  local _, _, user = record(t)
+  redis.call('HSET', tickets, t, st .. '|' .. exp .. '|' .. user)
+end
+
+local function leave(t)
+  redis.call('ZREM', line, t)
+  redis.call('ZREM', seen, t)
+end
+
+local function goidle(t)
+  leave(t)
+  setstate(t, 'x', 0)
+end
+
+local function tidy()
+  for _, t in ipairs(redis.call('ZRANGEBYSCORE', seen, '-inf', '(' .. (now - idle), 'LIMIT', 0, 1000)) do
+    goidle(t)
+  end
+  for _, t in ipairs(redis.call('ZRANGEBYSCORE', adm, '-inf', now, 'LIMIT', 0, 1000)) do
+    redis.call('ZREM', adm, t)
+    setstate(t, 'e', 0)
+  end
+end
+
+local function started(setstart)
+  if redis.call('HGET', meta, 'started') == '1' then return true end
+  if setstart then redis.call('HSET', meta, 'start', setstart) end
+  local start = tonumber(redis.call('HGET', meta, 'start') or '')
+  if start and now >= start then
+    redis.call('HSET', meta, 'started', '1')
+    return true
+  end
+  return false
+end
+
+local function touch(t)
+  local last = tonumber(redis.call('ZSCORE', seen, t))
+  if last and now > last then redis.call('ZADD', seen, now, t) end
+end
+
+-- view returns {id, status, position, prequeue, expiry, user, used}.
+local function view(t)
+  local st, exp, user = record(t)
+  if st == 'w' then
+    local status = 'waiting'
+    if redis.call('HGET', meta, 'ended') == '1' then
+      status = 'ended'
+    elseif redis.call('HGET', meta, 'soldout') == '1' then
+      status = 'sold_out'
+    end
+    if redis.call('HGET', meta, 'started') == '1' then
+      return {t, status, redis.call('ZRANK', line, t) + 1, 0, 0, user, 0}
+    end
+    return {t, status, 0, 1, 0, user, 0}
+  elseif st == 'a' or st == 'u' then
+    local used = 0
+    if st == 'u' then used = 1 end
+    return {t, 'admitted', 0, 0, exp, user, used}
+  end
+  return {t, 'expired', 0, 0, 0, user, 0}
+end
+
+tidy()
+`
+
+// ARGV: now, idle, start, user, new ticket id, pre-queue key.
+var queueJoin = goredis.NewScript(queuePrelude + `
+if redis.call('HGET', meta, 'ended') == '1' then return {'', 'ended'} end
+local isstarted = started(ARGV[3])
+local user = ARGV[4]
+local t = redis.call('HGET', users, user)
+if t then
+  local st = record(t)
+  if st == 'w' then touch(t) end
+  if st ~= 'x' and st ~= 'e' then return view(t) end
+end
+t = ARGV[5]
+local score = tonumber(ARGV[6])
+if isstarted then score = redis.call('HINCRBY', meta, 'seq', 1) end
+redis.call('ZADD', line, score, t)
+redis.call('ZADD', seen, now, t)
+redis.call('HSET', tickets, t, 'w|0|' .. user)
+redis.call('HSET', users, user, t)
+return view(t)
+`)
+
+// ARGV: now, idle, ticket id.
+var queuePoll = goredis.NewScript(queuePrelude + `
+started(nil)
+local t = ARGV[3]
+local st = record(t)
+if not st then return {'', 'unknown'} end
+if st == 'w' then touch(t) end
+return view(t)
+`)
+
+// ARGV: now, idle, admission TTL, limit, stock left > 0 (1 or 0). Returns
+// ticket id, user, ... of the tickets admitted.
+var queueAdmit = goredis.NewScript(queuePrelude + `
+if redis.call('HGET', meta, 'ended') == '1' or not started(nil) then return {} end
+if ARGV[5] == '1' then redis.call('HSET', meta, 'soldout', '0') end
+local n = tonumber(ARGV[4]) - redis.call('ZCARD', adm)
+local exp = now + tonumber(ARGV[3])
+local out = {}
+while n > 0 do
+  local first = redis.call('ZRANGE', line, 0, 0)
+  if #first == 0 then break end
+  local t = first[1]
+  local last = tonumber(redis.call('ZSCORE', seen, t))
+  if now - last > idle then
+    goidle(t)
+  else
+    leave(t)
+    redis.call('ZADD', adm, exp, t)
+    setstate(t, 'a', exp)
+    local _, _, user = record(t)
+    table.insert(out, t)
+    table.insert(out, user)
+    n = n - 1
+  end
+end
+return out
+`)
+
+// ARGV: now, idle, ticket id.
+var queueUse = goredis.NewScript(queuePrelude + `
+local t = ARGV[3]
+local st, exp, user = record(t)
+if not st then return {'unknown'} end
+if st == 'a' then
+  redis.call('ZREM', adm, t)
+  setstate(t, 'u', exp)
+  redis.call('HINCRBY', meta, 'used', 1)
+  return {'ok', exp, user}
+elseif st == 'u' then
+  return {'used'}
+elseif st == 'e' then
+  return {'expired'}
+end
+return {'not_admitted'}
+`)
+
+// ARGV: now, idle.
+var queueStats = goredis.NewScript(queuePrelude + `
+started(nil)
+local m = redis.call('HMGET', meta, 'used', 'soldout', 'ended')
+return {redis.call('ZCARD', line), redis.call('ZCARD', adm), tonumber(m[1] or '0'), m[2] or '0', m[3] or '0'}
+`)
+
+func (s *QueueStore) run(ctx context.Context, script *goredis.Script, queueID string, args ...any) ([]any, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	res, err := script.Run(ctx, s.client, s.QueueKeys(queueID), args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redis: queue %q: %w", queueID, err)
+	}
+	return res, nil
+}
+
+// runTicket runs a script that takes a ticket id on the ticket's queue.
+func (s *QueueStore) runTicket(ctx context.Context, script *goredis.Script, ticketID string, now time.Time) (string, []any, error) {
+	queueID, err := queue.ParseTicketID(ticketID)
+	if err != nil {
+		return "", nil, err
+	}
+	v, err := s.run(ctx, script, queueID, append(s.base(now), ticketID)...)
+	return queueID, v, err
+}
+
+func (s *QueueStore) base(now time.Time) []any {
+	return []any{now.UnixMilli(), s.opts.IdleTimeout.Milliseconds()}
+}
+
+// ticket turns a view (see the scripts) into a queue.Ticket.
+func ticket(queueID string, v []any) (queue.Ticket, error) {
+	if len(v) != 7 {
+		return queue.Ticket{}, fmt.Errorf("redis: queue %q: unexpected answer %v", queueID, v)
+	}
+	str := func(i int) string { s, _ := v[i].(string); return s }
+	num := func(i int) int64 { n, _ := v[i].(int64); return n }
+	t := queue.Ticket{ID: str(0), QueueID: queueID, UserID: str(5), Status: queue.Status(str(1)), Position: int(num(2)), PreQueue: num(3) == 1}
+	if t.Status == queue.StatusAdmitted {
+		t.Admission = &queue.Admission{TicketID: t.ID, QueueID: queueID, UserID: t.UserID,
+			ExpiresAt: time.UnixMilli(num(4)).UTC(), Used: num(6) == 1}
+	}
+	return t, nil
+}
+
+// Join implements queue.Store.
+func (s *QueueStore) Join(ctx context.Context, queueID, userID string, startsAt, now time.Time) (queue.Ticket, error) {
+	if err := queue.ValidateIDs(queueID, userID); err != nil {
+		return queue.Ticket{}, err
+	}
+	args := append(s.base(now), startsAt.UnixMilli(), userID, queue.NewTicketID(queueID), queue.PreQueueKey())
+	v, err := s.run(ctx, queueJoin, queueID, args...)
+	if err != nil {
+		return queue.Ticket{}, err
+	}
+	if len(v) == 2 {
+		return queue.Ticket{}, queue.ErrEnded
+	}
+	return ticket(queueID, v)
+}
+
+// Poll implements queue.Store.
+func (s *QueueStore) Poll(ctx context.Context, ticketID string, now time.Time) (queue.Ticket, error) {
+	queueID, v, err := s.runTicket(ctx, queuePoll, ticketID, now)
+	if err != nil {
+		return queue.Ticket{}, err
+	}
+	if len(v) == 2 {
+		return queue.Ticket{}, queue.ErrUnknownTicket
+	}
+	return ticket(queueID, v)
+}
+
+// Admit implements queue.Store.
+func (s *QueueStore) Admit(ctx context.Context, queueID string, stockLeft int, factor float64, now time.Time) ([]queue.Admission, error) {
+	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+		return nil, err
+	}
+	more := 0
+	if stockLeft > 0 {
+		more = 1
+	}
+	args := append(s.base(now), s.opts.AdmissionTTL.Milliseconds(), queue.AdmitLimit(stockLeft, factor), more)
+	v, err := s.run(ctx, queueAdmit, queueID, args...)
+	if err != nil {
+		return nil, err
+	}
+	exp := time.UnixMilli(now.UnixMilli() + s.opts.AdmissionTTL.Milliseconds()).UTC()
+	out := make([]queue.Admission, 0, len(v)/2)
+	for i := 0; i+1 < len(v); i += 2 {
+		id, _ := v[i].(string)
+		user, _ := v[i+1].(string)
+		out = append(out, queue.Admission{TicketID: id, QueueID: queueID, UserID: user, ExpiresAt: exp})
+	}
+	return out, nil
+}
+
+// Use implements queue.Store.
+func (s *QueueStore) Use(ctx context.Context, ticketID string, now time.Time) (queue.Admission, error) {
+	queueID, v, err := s.runTicket(ctx, queueUse, ticketID, now)
+	if err != nil {
+		return queue.Admission{}, err
+	}
+	status, _ := v[0].(string)
+	switch status {
+	case "ok":
+		exp, _ := v[1].(int64)
+		user, _ := v[2].(string)
+		return queue.Admission{TicketID: ticketID, QueueID: queueID, UserID: user, ExpiresAt: time.UnixMilli(exp).UTC(), Used: true}, nil
+	case "used":
+		return queue.Admission{}, queue.ErrAdmissionUsed
+	case "expired":
+		return queue.Admission{}, queue.ErrAdmissionExpired
+	case "unknown":
+		return queue.Admission{}, queue.ErrUnknownTicket
+	default:
+		return queue.Admission{}, queue.ErrNotAdmitted
+	}
+}
+
+// SoldOut implements queue.Store.
+func (s *QueueStore) SoldOut(ctx context.Context, queueID string, now time.Time) error {
+	return s.mark(ctx, queueID, "soldout")
+}
+
+// End implements queue.Store.
+func (s *QueueStore) End(ctx context.Context, queueID string, now time.Time) error {
+	return s.mark(ctx, queueID, "ended")
+}
+
+func (s *QueueStore) mark(ctx context.Context, queueID, field string) error {
+	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	if err := s.client.HSet(ctx, s.QueueKeys(queueID)[0], field, "1").Err(); err != nil {
+		return fmt.Errorf("redis: mark queue %q %s: %w", queueID, field, err)
+	}
+	return nil
+}
+
+// Stats implements queue.Store.
+func (s *QueueStore) Stats(ctx context.Context, queueID string, now time.Time) (queue.Stats, error) {
+	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+		return queue.Stats{}, err
+	}
+	v, err := s.run(ctx, queueStats, queueID, s.base(now)...)
+	if err != nil {
+		return queue.Stats{}, err
+	}
+	if len(v) != 5 {
+		return queue.Stats{}, fmt.Errorf("redis: queue %q: unexpected stats %v", queueID, v)
+	}
+	n := func(i int) int { x, _ := v[i].(int64); return int(x) }
+	return queue.Stats{Waiting: n(0), Outstanding: n(1), Used: n(2), SoldOut: v[3] == "1", Ended: v[4] == "1"}, nil
+}
