@@ -100,7 +100,22 @@ func (s *QueueStore) lock(ticketID string, now time.Time) (*memQueue, *memTicket
 		q.mu.Unlock()
 		return nil, nil, queue.ErrUnknownTicket
 	}
+	q.check(t, now)
 	return q, t, nil
+}
+
+// check applies the timeouts to t itself: tidy stops at the first ticket
+// still in time, and callers whose clocks differ a little may leave one
+// behind it.
+func (q *memQueue) check(t *memTicket, now time.Time) {
+	switch {
+	case t.state == stWaiting && now.Sub(t.seenAt) > q.opts.IdleTimeout:
+		q.leaveLine(t)
+		t.state = stIdle
+	case t.state == stAdmitted && !now.Before(t.expires):
+		q.adm.Remove(t.admEl)
+		t.state = stLapsed
+	}
 }
 
 // Join implements queue.Store.
@@ -117,6 +132,9 @@ func (s *QueueStore) Join(_ context.Context, queueID, userID string, startsAt, n
 	q.tidy(now)
 	if q.ended {
 		return queue.Ticket{}, queue.ErrEnded
+	}
+	if t := q.users[userID]; t != nil {
+		q.check(t, now)
 	}
 	if t := q.users[userID]; t != nil && t.state != stIdle && t.state != stLapsed {
 		if t.state == stWaiting {
@@ -153,6 +171,9 @@ func (s *QueueStore) Poll(_ context.Context, ticketID string, now time.Time) (qu
 
 // Admit implements queue.Store.
 func (s *QueueStore) Admit(_ context.Context, queueID string, stockLeft int, factor float64, now time.Time) ([]queue.Admission, error) {
+	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+		return nil, err
+	}
 	q := s.queue(queueID, false)
 	if q == nil {
 		return nil, nil
@@ -226,6 +247,9 @@ func (s *QueueStore) mark(queueID string, set func(*memQueue)) error {
 
 // Stats implements queue.Store.
 func (s *QueueStore) Stats(_ context.Context, queueID string, now time.Time) (queue.Stats, error) {
+	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+		return queue.Stats{}, err
+	}
 	q := s.queue(queueID, false)
 	if q == nil {
 		return queue.Stats{}, nil

@@ -29,12 +29,19 @@ type QueueStore struct {
 	Prefix string
 	// Timeout bounds each Redis call; the default is DefaultTimeout.
 	Timeout time.Duration
+	// Retention is how long a queue's keys outlive its last join,
+	// admission, use or mark; the default is DefaultQueueRetention.
+	Retention time.Duration
 }
+
+// DefaultQueueRetention is the default of QueueStore.Retention: a day, far
+// beyond any sale, so that a forgotten queue's keys still go.
+const DefaultQueueRetention = 24 * time.Hour
 
 // NewQueueStore returns a store on client with opts (zero fields take the
 // defaults of queue.Options).
 func NewQueueStore(client goredis.UniversalClient, opts queue.Options) *QueueStore {
-	return &QueueStore{client: client, opts: opts.WithDefaults(), Prefix: "flashorder:", Timeout: DefaultTimeout}
+	return &QueueStore{client: client, opts: opts.WithDefaults(), Prefix: "flashorder:", Timeout: DefaultTimeout, Retention: DefaultQueueRetention}
 }
 
 // QueueKeys returns the keys of queueID, in the order the scripts take them.
@@ -50,7 +57,12 @@ func (s *QueueStore) QueueKeys(queueID string) []string {
 // expired).
 const queuePrelude = `
 local meta, line, seen, adm, users, tickets = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now, idle, retention = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+
+-- keep makes the queue's keys live for the retention from now.
+local function keep()
+  for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, retention) end
+end
 
 local function record(t)
   local rec = redis.call('HGET', tickets, t)
@@ -95,6 +107,17 @@ local function started(setstart)
   return false
 end
 
+-- check applies the timeouts to t itself, beyond the batches of tidy.
+local function check(t)
+  local st, exp = record(t)
+  if st == 'w' and now - tonumber(redis.call('ZSCORE', seen, t)) > idle then
+    goidle(t)
+  elseif st == 'a' and exp <= now then
+    redis.call('ZREM', adm, t)
+    setstate(t, 'e', 0)
+  end
+end
+
 local function touch(t)
   local last = tonumber(redis.call('ZSCORE', seen, t))
   if last and now > last then redis.call('ZADD', seen, now, t) end
@@ -125,44 +148,46 @@ end
 tidy()
 `
 
-// ARGV: now, idle, start, user, new ticket id, pre-queue key.
+// ARGV: now, idle, retention, start, user, new ticket id, pre-queue key.
 var queueJoin = goredis.NewScript(queuePrelude + `
 if redis.call('HGET', meta, 'ended') == '1' then return {'', 'ended'} end
-local isstarted = started(ARGV[3])
-local user = ARGV[4]
+local isstarted = started(ARGV[4])
+local user = ARGV[5]
 local t = redis.call('HGET', users, user)
 if t then
+  check(t)
   local st = record(t)
   if st == 'w' then touch(t) end
   if st ~= 'x' and st ~= 'e' then return view(t) end
 end
-t = ARGV[5]
-local score = tonumber(ARGV[6])
+t = ARGV[6]
+local score = tonumber(ARGV[7])
 if isstarted then score = redis.call('HINCRBY', meta, 'seq', 1) end
 redis.call('ZADD', line, score, t)
 redis.call('ZADD', seen, now, t)
 redis.call('HSET', tickets, t, 'w|0|' .. user)
 redis.call('HSET', users, user, t)
+keep()
 return view(t)
 `)
 
-// ARGV: now, idle, ticket id.
+// ARGV: now, idle, retention, ticket id.
 var queuePoll = goredis.NewScript(queuePrelude + `
 started(nil)
-local t = ARGV[3]
-local st = record(t)
-if not st then return {'', 'unknown'} end
-if st == 'w' then touch(t) end
+local t = ARGV[4]
+if not record(t) then return {'', 'unknown'} end
+check(t)
+if record(t) == 'w' then touch(t) end
 return view(t)
 `)
 
-// ARGV: now, idle, admission TTL, limit, stock left > 0 (1 or 0). Returns
-// ticket id, user, ... of the tickets admitted.
+// ARGV: now, idle, retention, admission TTL, limit, stock left > 0 (1 or
+// 0). Returns ticket id, user, ... of the tickets admitted.
 var queueAdmit = goredis.NewScript(queuePrelude + `
 if redis.call('HGET', meta, 'ended') == '1' or not started(nil) then return {} end
-if ARGV[5] == '1' then redis.call('HSET', meta, 'soldout', '0') end
-local n = tonumber(ARGV[4]) - redis.call('ZCARD', adm)
-local exp = now + tonumber(ARGV[3])
+if ARGV[6] == '1' then redis.call('HSET', meta, 'soldout', '0') end
+local n = tonumber(ARGV[5]) - redis.call('ZCARD', adm)
+local exp = now + tonumber(ARGV[4])
 local out = {}
 while n > 0 do
   local first = redis.call('ZRANGE', line, 0, 0)
@@ -181,18 +206,21 @@ while n > 0 do
     n = n - 1
   end
 end
+if #out > 0 then keep() end
 return out
 `)
 
-// ARGV: now, idle, ticket id.
+// ARGV: now, idle, retention, ticket id.
 var queueUse = goredis.NewScript(queuePrelude + `
-local t = ARGV[3]
+local t = ARGV[4]
+if not record(t) then return {'unknown'} end
+check(t)
 local st, exp, user = record(t)
-if not st then return {'unknown'} end
 if st == 'a' then
   redis.call('ZREM', adm, t)
   setstate(t, 'u', exp)
   redis.call('HINCRBY', meta, 'used', 1)
+  keep()
   return {'ok', exp, user}
 elseif st == 'u' then
   return {'used'}
@@ -202,7 +230,7 @@ end
 return {'not_admitted'}
 `)
 
-// ARGV: now, idle.
+// ARGV: now, idle, retention.
 var queueStats = goredis.NewScript(queuePrelude + `
 started(nil)
 local m = redis.call('HMGET', meta, 'used', 'soldout', 'ended')
@@ -230,7 +258,7 @@ func (s *QueueStore) runTicket(ctx context.Context, script *goredis.Script, tick
 }
 
 func (s *QueueStore) base(now time.Time) []any {
-	return []any{now.UnixMilli(), s.opts.IdleTimeout.Milliseconds()}
+	return []any{now.UnixMilli(), s.opts.IdleTimeout.Milliseconds(), s.Retention.Milliseconds()}
 }
 
 // ticket turns a view (see the scripts) into a queue.Ticket.
@@ -339,7 +367,13 @@ func (s *QueueStore) mark(ctx context.Context, queueID, field string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	if err := s.client.HSet(ctx, s.QueueKeys(queueID)[0], field, "1").Err(); err != nil {
+	meta := s.QueueKeys(queueID)[0]
+	_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.HSet(ctx, meta, field, "1")
+		p.PExpire(ctx, meta, s.Retention)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("redis: mark queue %q %s: %w", queueID, field, err)
 	}
 	return nil

@@ -1,6 +1,8 @@
 package redis_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,4 +26,43 @@ func TestQueueStore(t *testing.T) {
 		},
 		Shared: true,
 	})
+}
+
+// TestQueueKeysOneSlot checks that a queue's keys share one hash tag, so that
+// its scripts run on one Redis Cluster slot.
+func TestQueueKeysOneSlot(t *testing.T) {
+	s := redis.NewQueueStore(nil, queue.Options{})
+	for _, k := range s.QueueKeys("drop-7") {
+		open, end := strings.Index(k, "{"), strings.Index(k, "}")
+		if open < 0 || end < open || k[open:end+1] != "{q:drop-7}" {
+			t.Errorf("key %q: hash tag is not {q:drop-7}", k)
+		}
+	}
+}
+
+// TestQueueStoreRetention checks that a queue's keys expire after the
+// retention, counted from the last join.
+func TestQueueStoreRetention(t *testing.T) {
+	c := client(t)
+	s := redis.NewQueueStore(c, queue.Options{})
+	s.Prefix, s.Timeout, s.Retention = prefix(), 5*time.Second, time.Hour
+	now := time.Now()
+	if _, err := s.Join(context.Background(), "keep-1", "u", now, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SoldOut(context.Background(), "keep-1", now); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Exists(context.Background(), s.QueueKeys("keep-1")...).Val(); n != 5 {
+		t.Fatalf("%d of the queue's keys exist, want 5 (all but the empty admissions)", n)
+	}
+	for _, k := range s.QueueKeys("keep-1") {
+		ttl, err := c.PTTL(context.Background(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if exists := c.Exists(context.Background(), k).Val() == 1; exists && (ttl <= 0 || ttl > time.Hour) {
+			t.Errorf("key %s: TTL %v, want within (0, 1h]", k, ttl)
+		}
+	}
 }

@@ -44,6 +44,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("SingleUse", func(t *testing.T) { testSingleUse(t, b) })
 	t.Run("ExpiredAdmissionGivesPlaceBack", func(t *testing.T) { testAdmissionExpiry(t, b) })
 	t.Run("IdleTicketsLeave", func(t *testing.T) { testIdle(t, b) })
+	t.Run("SkewedClocks", func(t *testing.T) { testSkew(t, b) })
 	t.Run("SoldOutBroadcast", func(t *testing.T) { testSoldOut(t, b) })
 	t.Run("End", func(t *testing.T) { testEnd(t, b) })
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, b) })
@@ -460,6 +461,30 @@ func testIdle(t *testing.T, b Backend) {
 	}
 }
 
+// testSkew has instances whose clocks differ by seconds: a ticket that
+// timed out leaves even when a later-seen one stands before it, and an
+// admission lapses at its own expiry.
+func testSkew(t *testing.T, b Backend) {
+	s := newStore(t, b)
+	q := queueID("skew")
+	ahead := join(t, s, q, "ahead", t0, t0.Add(5*time.Second))
+	behind := join(t, s, q, "behind", t0, t0)
+	now := t0.Add(Idle + 2*time.Second)
+	wantStatus(t, poll(t, s, behind.ID, now), queue.StatusExpired, 0)
+	wantStatus(t, poll(t, s, ahead.ID, now), queue.StatusWaiting, 1)
+	if _, err := s.Use(ctx, behind.ID, now); !errors.Is(err, queue.ErrNotAdmitted) {
+		t.Fatalf("use of a ticket that left: %v", err)
+	}
+	as := admit(t, s, q, 1, 1, now.Add(time.Second))
+	if len(as) != 1 || as[0].TicketID != ahead.ID {
+		t.Fatalf("admitted %+v", as)
+	}
+	if _, err := s.Use(ctx, ahead.ID, as[0].ExpiresAt); !errors.Is(err, queue.ErrAdmissionExpired) {
+		t.Fatalf("use at the admission's expiry: %v", err)
+	}
+	wantStats(t, s, q, as[0].ExpiresAt, 0, 0, 0)
+}
+
 // testSoldOut marks a queue sold out: every waiting ticket reads sold_out at
 // once and nobody is admitted; stock coming back resumes admission.
 func testSoldOut(t *testing.T, b Backend) {
@@ -573,6 +598,20 @@ func testHostile(t *testing.T, b Backend) {
 	}
 	if _, err := s.Use(ctx, bb.ID, t0); !errors.Is(err, queue.ErrNotAdmitted) {
 		t.Errorf("use of a waiting ticket: %v", err)
+	}
+	for _, bad := range []string{"", "bad sku!", q + "~x", "{q:x}"} {
+		if _, err := s.Admit(ctx, bad, 10, 1, t0); !errors.Is(err, queue.ErrInvalid) {
+			t.Errorf("admit in %q: %v, want ErrInvalid", bad, err)
+		}
+		if _, err := s.Stats(ctx, bad, t0); !errors.Is(err, queue.ErrInvalid) {
+			t.Errorf("stats of %q: %v, want ErrInvalid", bad, err)
+		}
+		if err := s.SoldOut(ctx, bad, t0); !errors.Is(err, queue.ErrInvalid) {
+			t.Errorf("sold out %q: %v, want ErrInvalid", bad, err)
+		}
+		if err := s.End(ctx, bad, t0); !errors.Is(err, queue.ErrInvalid) {
+			t.Errorf("end %q: %v, want ErrInvalid", bad, err)
+		}
 	}
 	if after := stats(t, s, q, t0); after != before {
 		t.Fatalf("stats changed: %+v, then %+v", before, after)
