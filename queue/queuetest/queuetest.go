@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/queue"
 )
@@ -35,8 +37,11 @@ type Backend struct {
 	Shared bool
 }
 
-// Run runs the suite against b.
+// Run runs the suite against b. When the suite ends, every goroutine that
+// it or the stores started must be gone.
 func Run(t *testing.T, b Backend) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	t.Run("PreQueueShuffle", func(t *testing.T) { testShuffle(t, b) })
 	t.Run("FIFOAfterStart", func(t *testing.T) { testFIFO(t, b) })
 	t.Run("OnePlacePerUser", func(t *testing.T) { testOnePlace(t, b) })
