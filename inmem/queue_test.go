@@ -13,3 +13,9 @@ func TestQueueStore(t *testing.T) {
 		New: func(_ testing.TB, opts queue.Options) queue.Store { return inmem.NewQueueStore(opts) },
 	})
 }
+
+func BenchmarkQueueStore(b *testing.B) {
+	queuetest.Bench(b, queuetest.Backend{
+		New: func(_ testing.TB, opts queue.Options) queue.Store { return inmem.NewQueueStore(opts) },
+	})
+}

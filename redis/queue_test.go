@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/queue"
 	"github.com/flashorder/flashorder/queue/queuetest"
 	"github.com/flashorder/flashorder/redis"
@@ -65,4 +66,22 @@ func TestQueueStoreRetention(t *testing.T) {
 			t.Errorf("key %s: TTL %v, want within (0, 1h]", k, ttl)
 		}
 	}
+}
+
+func BenchmarkQueueStore(b *testing.B) {
+	u := testenv.RedisURL(b)
+	p := prefix()
+	queuetest.Bench(b, queuetest.Backend{
+		New: func(tb testing.TB, opts queue.Options) queue.Store {
+			c, err := redis.OpenClient(u)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			tb.Cleanup(func() { c.Close() })
+			s := redis.NewQueueStore(c, opts)
+			s.Prefix, s.Timeout = p, 5*time.Second
+			return s
+		},
+		Shared: true,
+	})
 }
