@@ -171,7 +171,7 @@ func (s *QueueStore) Poll(_ context.Context, ticketID string, now time.Time) (qu
 
 // Admit implements queue.Store.
 func (s *QueueStore) Admit(_ context.Context, queueID string, stockLeft int, factor float64, now time.Time) ([]queue.Admission, error) {
-	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+	if err := queue.ValidateQueueID(queueID); err != nil {
 		return nil, err
 	}
 	q := s.queue(queueID, false)
@@ -235,7 +235,7 @@ func (s *QueueStore) End(_ context.Context, queueID string, now time.Time) error
 }
 
 func (s *QueueStore) mark(queueID string, set func(*memQueue)) error {
-	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+	if err := queue.ValidateQueueID(queueID); err != nil {
 		return err
 	}
 	q := s.queue(queueID, true)
@@ -247,7 +247,7 @@ func (s *QueueStore) mark(queueID string, set func(*memQueue)) error {
 
 // Stats implements queue.Store.
 func (s *QueueStore) Stats(_ context.Context, queueID string, now time.Time) (queue.Stats, error) {
-	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+	if err := queue.ValidateQueueID(queueID); err != nil {
 		return queue.Stats{}, err
 	}
 	q := s.queue(queueID, false)

@@ -3,8 +3,8 @@
 // Store interface that the in-process (inmem) and Redis (redis) stores
 // implement and the queuetest suite checks.
 //
-// A queue belongs to one product (its SKU) or one sale (a sale id shared by
-// several products). Before the queue's start every joiner is in the
+// A queue belongs to one product (ProductQueue of its SKU) or one sale
+// (SaleQueue of a sale id shared by several products). Before the queue's start every joiner is in the
 // pre-queue, in an order fixed by a key drawn from crypto/rand at the join,
 // which makes the pre-queue a uniform shuffle whatever the arrival times;
 // later arrivals go behind it in arrival order. Admission is bounded by stock:
@@ -183,11 +183,37 @@ func AdmitLimit(stockLeft int, factor float64) int {
 	return int(math.Floor(float64(stockLeft) * factor))
 }
 
-// ValidateIDs checks a queue id (a SKU or a sale id, with a SKU's syntax)
-// and a user id.
-func ValidateIDs(queueID, userID string) error {
-	if flashorder.ValidateSKU(queueID) != nil {
+// The kinds of queue id: a product's own queue and a sale's.
+const (
+	productQueuePrefix = "sku:"
+	saleQueuePrefix    = "sale:"
+)
+
+// ProductQueue returns the queue id of a product without a sale: "sku:" and
+// its SKU.
+func ProductQueue(sku string) string { return productQueuePrefix + sku }
+
+// SaleQueue returns the queue id of a sale: "sale:" and the sale id, which
+// has a SKU's syntax. A product and a sale of one name are two queues, so
+// that a token of one is never good for the other.
+func SaleQueue(sale string) string { return saleQueuePrefix + sale }
+
+// ValidateQueueID checks a queue id made by ProductQueue or SaleQueue.
+func ValidateQueueID(queueID string) error {
+	name, ok := strings.CutPrefix(queueID, productQueuePrefix)
+	if !ok {
+		name, ok = strings.CutPrefix(queueID, saleQueuePrefix)
+	}
+	if !ok || flashorder.ValidateSKU(name) != nil {
 		return fmt.Errorf("%w: queue id %q", ErrInvalid, queueID)
+	}
+	return nil
+}
+
+// ValidateIDs checks a queue id and a user id.
+func ValidateIDs(queueID, userID string) error {
+	if err := ValidateQueueID(queueID); err != nil {
+		return err
 	}
 	if flashorder.ValidateUserID(userID) != nil {
 		return fmt.Errorf("%w: user id %q", ErrInvalid, userID)
@@ -196,7 +222,7 @@ func ValidateIDs(queueID, userID string) error {
 }
 
 // ticketSep separates the queue id from the random part of a ticket id; no
-// SKU or sale id contains it, and URLs carry it unescaped.
+// queue id contains it, and URLs carry it unescaped.
 const ticketSep = "~"
 
 // ticketRandLen is the length of a ticket id's random part: 128 bits in hex.
@@ -213,7 +239,7 @@ func NewTicketID(queueID string) string {
 // ParseTicketID returns the queue id of a ticket id, or ErrMalformedTicket.
 func ParseTicketID(ticketID string) (string, error) {
 	q, r, ok := strings.Cut(ticketID, ticketSep)
-	if !ok || len(r) != ticketRandLen || flashorder.ValidateSKU(q) != nil {
+	if !ok || len(r) != ticketRandLen || ValidateQueueID(q) != nil {
 		return "", ErrMalformedTicket
 	}
 	for _, c := range []byte(r) {

@@ -9,15 +9,17 @@ import (
 )
 
 func TestTicketID(t *testing.T) {
-	id := queue.NewTicketID("hot-1")
-	if q, err := queue.ParseTicketID(id); err != nil || q != "hot-1" {
-		t.Fatalf("ParseTicketID(%q) = %q, %v", id, q, err)
+	q := queue.ProductQueue("hot-1")
+	id := queue.NewTicketID(q)
+	if got, err := queue.ParseTicketID(id); err != nil || got != q {
+		t.Fatalf("ParseTicketID(%q) = %q, %v", id, got, err)
 	}
-	if other := queue.NewTicketID("hot-1"); other == id {
+	if other := queue.NewTicketID(q); other == id {
 		t.Fatal("two tickets, one id")
 	}
-	for _, bad := range []string{"", "~", "hot-1", "hot-1~", "~" + id[6:], id + "0", id[:len(id)-1],
-		strings.ToUpper(id), "hot 1" + id[5:], "hot-1~~" + id[7:], id[:len(id)-1] + "g"} {
+	rnd := id[len(q):] // "~" and the random part
+	for _, bad := range []string{"", "~", q, q + "~", rnd, id + "0", id[:len(id)-1], strings.ToUpper(id),
+		"hot-1" + rnd, "sku:hot 1" + rnd, "pre:hot-1" + rnd, q + "~" + rnd, id[:len(id)-1] + "g"} {
 		if _, err := queue.ParseTicketID(bad); !errors.Is(err, queue.ErrMalformedTicket) {
 			t.Errorf("ParseTicketID(%q): %v, want ErrMalformedTicket", bad, err)
 		}
@@ -48,10 +50,14 @@ func TestPreQueueKey(t *testing.T) {
 }
 
 func TestValidateIDs(t *testing.T) {
-	if err := queue.ValidateIDs("drop-7", "u-42"); err != nil {
-		t.Fatal(err)
+	for _, q := range []string{queue.SaleQueue("drop-7"), queue.ProductQueue("hot-1")} {
+		if err := queue.ValidateIDs(q, "u-42"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for _, c := range [][2]string{{"", "u"}, {"a~b", "u"}, {"a{b}", "u"}, {"q", ""}, {"q", "a b"}, {strings.Repeat("q", 65), "u"}} {
+	ok := queue.ProductQueue("q")
+	for _, c := range [][2]string{{"", "u"}, {"hot-1", "u"}, {"sku:", "u"}, {"sale:", "u"}, {"sku:a~b", "u"}, {"sale:a{b}", "u"},
+		{"sku:sku:a", "u"}, {ok, ""}, {ok, "a b"}, {queue.ProductQueue(strings.Repeat("q", 65)), "u"}} {
 		if err := queue.ValidateIDs(c[0], c[1]); !errors.Is(err, queue.ErrInvalid) {
 			t.Errorf("ValidateIDs(%q, %q): %v", c[0], c[1], err)
 		}

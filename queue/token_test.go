@@ -14,8 +14,10 @@ import (
 )
 
 var (
-	secret = bytes.Repeat([]byte("k"), queue.MinSecretLen)
-	exp    = time.Date(2030, 1, 2, 10, 2, 0, 0, time.UTC)
+	hot1, hot2 = queue.ProductQueue("hot-1"), queue.ProductQueue("hot-2")
+	drop7      = queue.SaleQueue("drop-7")
+	secret     = bytes.Repeat([]byte("k"), queue.MinSecretLen)
+	exp        = time.Date(2030, 1, 2, 10, 2, 0, 0, time.UTC)
 )
 
 func signer(t *testing.T, key []byte) *queue.Signer {
@@ -28,7 +30,7 @@ func signer(t *testing.T, key []byte) *queue.Signer {
 }
 
 func admission() queue.Admission {
-	return queue.Admission{TicketID: queue.NewTicketID("hot-1"), QueueID: "hot-1", UserID: "u-42", ExpiresAt: exp}
+	return queue.Admission{TicketID: queue.NewTicketID(hot1), QueueID: hot1, UserID: "u-42", ExpiresAt: exp}
 }
 
 func sign(t *testing.T, s *queue.Signer, a queue.Admission) string {
@@ -54,7 +56,7 @@ func mapToken(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapCla
 func TestSignVerify(t *testing.T) {
 	s := signer(t, secret)
 	a := admission()
-	got, err := s.Verify(sign(t, s, a), "u-42", "hot-1", exp.Add(-time.Second))
+	got, err := s.Verify(sign(t, s, a), "u-42", hot1, exp.Add(-time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,8 +65,8 @@ func TestSignVerify(t *testing.T) {
 	}
 	// A sale's queue: the token names the sale, and an order of any of its
 	// products checks against the sale id.
-	sale := queue.Admission{TicketID: queue.NewTicketID("drop-7"), QueueID: "drop-7", UserID: "u-42", ExpiresAt: exp}
-	if _, err := s.Verify(sign(t, s, sale), "u-42", "drop-7", exp.Add(-time.Second)); err != nil {
+	sale := queue.Admission{TicketID: queue.NewTicketID(drop7), QueueID: drop7, UserID: "u-42", ExpiresAt: exp}
+	if _, err := s.Verify(sign(t, s, sale), "u-42", drop7, exp.Add(-time.Second)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -78,7 +80,7 @@ func TestVerifyRefuses(t *testing.T) {
 		return jwt.MapClaims{"sub": a.UserID, "q": a.QueueID, "tid": a.TicketID, "exp": exp.Unix()}
 	}
 	parts := strings.Split(good, ".")
-	otherPayload := base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"u-43","q":"hot-1","tid":"` + a.TicketID + `","exp":` + "1893578520" + `}`))
+	otherPayload := base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"u-43","q":"sku:hot-1","tid":"` + a.TicketID + `","exp":` + "1893578520" + `}`))
 	noExp := claims()
 	delete(noExp, "exp")
 	for _, c := range []struct {
@@ -86,20 +88,21 @@ func TestVerifyRefuses(t *testing.T) {
 		now                      time.Time
 		want                     error
 	}{
-		{"forged with another secret", sign(t, signer(t, bytes.Repeat([]byte("x"), 32)), a), "u-42", "hot-1", before, queue.ErrTokenInvalid},
-		{"payload swapped under the signature", parts[0] + "." + otherPayload + "." + parts[2], "u-43", "hot-1", before, queue.ErrTokenInvalid},
-		{"alg none", mapToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims()), "u-42", "hot-1", before, queue.ErrTokenInvalid},
-		{"alg none, signature dropped", parts[0] + "." + parts[1] + ".", "u-42", "hot-1", before, queue.ErrTokenInvalid},
-		{"HS384 with the secret", mapToken(t, jwt.SigningMethodHS384, secret, claims()), "u-42", "hot-1", before, queue.ErrTokenInvalid},
-		{"no exp", mapToken(t, jwt.SigningMethodHS256, secret, noExp), "u-42", "hot-1", before, queue.ErrTokenInvalid},
-		{"ticket of another queue", mapToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u-42", "q": "hot-1", "tid": queue.NewTicketID("hot-2"), "exp": exp.Unix()}), "u-42", "hot-1", before, queue.ErrTokenInvalid},
-		{"malformed ticket", mapToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u-42", "q": "hot-1", "tid": "hot-1~1", "exp": exp.Unix()}), "u-42", "hot-1", before, queue.ErrTokenInvalid},
-		{"empty", "", "u-42", "hot-1", before, queue.ErrTokenInvalid},
-		{"garbage", "a.b.c", "u-42", "hot-1", before, queue.ErrTokenInvalid},
-		{"expired", good, "u-42", "hot-1", exp.Add(time.Second), queue.ErrTokenExpired},
-		{"other user", good, "u-43", "hot-1", before, queue.ErrTokenMismatch},
-		{"other SKU", good, "u-42", "hot-2", before, queue.ErrTokenMismatch},
-		{"other sale", good, "u-42", "drop-7", before, queue.ErrTokenMismatch},
+		{"forged with another secret", sign(t, signer(t, bytes.Repeat([]byte("x"), 32)), a), "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"payload swapped under the signature", parts[0] + "." + otherPayload + "." + parts[2], "u-43", hot1, before, queue.ErrTokenInvalid},
+		{"alg none", mapToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims()), "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"alg none, signature dropped", parts[0] + "." + parts[1] + ".", "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"HS384 with the secret", mapToken(t, jwt.SigningMethodHS384, secret, claims()), "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"no exp", mapToken(t, jwt.SigningMethodHS256, secret, noExp), "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"ticket of another queue", mapToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u-42", "q": hot1, "tid": queue.NewTicketID(hot2), "exp": exp.Unix()}), "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"malformed ticket", mapToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u-42", "q": hot1, "tid": hot1 + "~1", "exp": exp.Unix()}), "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"empty", "", "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"garbage", "a.b.c", "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"expired", good, "u-42", hot1, exp.Add(time.Second), queue.ErrTokenExpired},
+		{"other user", good, "u-43", hot1, before, queue.ErrTokenMismatch},
+		{"other SKU", good, "u-42", hot2, before, queue.ErrTokenMismatch},
+		{"other sale", good, "u-42", drop7, before, queue.ErrTokenMismatch},
+		{"the sale of the SKU's name", good, "u-42", queue.SaleQueue("hot-1"), before, queue.ErrTokenMismatch},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := s.Verify(c.token, c.user, c.queue, c.now)

@@ -306,7 +306,7 @@ func (s *QueueStore) Poll(ctx context.Context, ticketID string, now time.Time) (
 
 // Admit implements queue.Store.
 func (s *QueueStore) Admit(ctx context.Context, queueID string, stockLeft int, factor float64, now time.Time) ([]queue.Admission, error) {
-	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+	if err := queue.ValidateQueueID(queueID); err != nil {
 		return nil, err
 	}
 	more := 0
@@ -362,7 +362,7 @@ func (s *QueueStore) End(ctx context.Context, queueID string, now time.Time) err
 }
 
 func (s *QueueStore) mark(ctx context.Context, queueID, field string) error {
-	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+	if err := queue.ValidateQueueID(queueID); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
@@ -381,7 +381,7 @@ func (s *QueueStore) mark(ctx context.Context, queueID, field string) error {
 
 // Stats implements queue.Store.
 func (s *QueueStore) Stats(ctx context.Context, queueID string, now time.Time) (queue.Stats, error) {
-	if err := queue.ValidateIDs(queueID, "-"); err != nil {
+	if err := queue.ValidateQueueID(queueID); err != nil {
 		return queue.Stats{}, err
 	}
 	v, err := s.run(ctx, queueStats, queueID, s.base(now)...)

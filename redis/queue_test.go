@@ -33,10 +33,10 @@ func TestQueueStore(t *testing.T) {
 // its scripts run on one Redis Cluster slot.
 func TestQueueKeysOneSlot(t *testing.T) {
 	s := redis.NewQueueStore(nil, queue.Options{})
-	for _, k := range s.QueueKeys("drop-7") {
+	for _, k := range s.QueueKeys(queue.SaleQueue("drop-7")) {
 		open, end := strings.Index(k, "{"), strings.Index(k, "}")
-		if open < 0 || end < open || k[open:end+1] != "{q:drop-7}" {
-			t.Errorf("key %q: hash tag is not {q:drop-7}", k)
+		if open < 0 || end < open || k[open:end+1] != "{q:sale:drop-7}" {
+			t.Errorf("key %q: hash tag is not {q:sale:drop-7}", k)
 		}
 	}
 }
@@ -47,17 +47,17 @@ func TestQueueStoreRetention(t *testing.T) {
 	c := client(t)
 	s := redis.NewQueueStore(c, queue.Options{})
 	s.Prefix, s.Timeout, s.Retention = prefix(), 5*time.Second, time.Hour
-	now := time.Now()
-	if _, err := s.Join(context.Background(), "keep-1", "u", now, now); err != nil {
+	now, q := time.Now(), queue.ProductQueue("keep-1")
+	if _, err := s.Join(context.Background(), q, "u", now, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SoldOut(context.Background(), "keep-1", now); err != nil {
+	if err := s.SoldOut(context.Background(), q, now); err != nil {
 		t.Fatal(err)
 	}
-	if n := c.Exists(context.Background(), s.QueueKeys("keep-1")...).Val(); n != 5 {
+	if n := c.Exists(context.Background(), s.QueueKeys(q)...).Val(); n != 5 {
 		t.Fatalf("%d of the queue's keys exist, want 5 (all but the empty admissions)", n)
 	}
-	for _, k := range s.QueueKeys("keep-1") {
+	for _, k := range s.QueueKeys(q) {
 		ttl, err := c.PTTL(context.Background(), k).Result()
 		if err != nil {
 			t.Fatal(err)

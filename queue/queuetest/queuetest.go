@@ -85,7 +85,14 @@ func wantStats(t testing.TB, s queue.Store, q string, now time.Time, waiting, ou
 	}
 }
 
-func queueID(name string) string { return testenv.Unique(name) }
+// queueID returns a queue id no other test uses, a sale's or a product's,
+// so that runs sharing a Redis never meet.
+func queueID(name string) string {
+	if len(name)%2 == 0 {
+		return queue.SaleQueue(testenv.Unique(name))
+	}
+	return queue.ProductQueue(testenv.Unique(name))
+}
 
 func join(t testing.TB, s queue.Store, q, user string, start, now time.Time) queue.Ticket {
 	t.Helper()
@@ -596,7 +603,7 @@ func testHostile(t *testing.T, b Backend) {
 			t.Errorf("use %q: %v, want %v", c.id, err, c.want)
 		}
 	}
-	for _, c := range []struct{ q, user string }{{"", "u"}, {"bad sku!", "u"}, {q, ""}, {q, "a b"}, {q + "~x", "u"}} {
+	for _, c := range []struct{ q, user string }{{"", "u"}, {"plain-sku", "u"}, {"sale:bad sku!", "u"}, {q, ""}, {q, "a b"}, {q + "~x", "u"}} {
 		if _, err := s.Join(ctx, c.q, c.user, t0, t0); !errors.Is(err, queue.ErrInvalid) {
 			t.Errorf("join %q to %q: %v, want ErrInvalid", c.user, c.q, err)
 		}
@@ -604,7 +611,7 @@ func testHostile(t *testing.T, b Backend) {
 	if _, err := s.Use(ctx, bb.ID, t0); !errors.Is(err, queue.ErrNotAdmitted) {
 		t.Errorf("use of a waiting ticket: %v", err)
 	}
-	for _, bad := range []string{"", "bad sku!", q + "~x", "{q:x}"} {
+	for _, bad := range []string{"", "plain-sku", "sku:bad sku!", q + "~x", "{q:x}"} {
 		if _, err := s.Admit(ctx, bad, 10, 1, t0); !errors.Is(err, queue.ErrInvalid) {
 			t.Errorf("admit in %q: %v, want ErrInvalid", bad, err)
 		}
