@@ -62,6 +62,15 @@ type Event struct {
 	Attempts int
 }
 
+// Settlement is how a pending event ended: at Position in the outbox, sent
+// or dead (State) after Attempts, given Cursor, which must be unused.
+type Settlement struct {
+	Position int64
+	State    EventState
+	Attempts int
+	Cursor   int64
+}
+
 // EventPage is one page of the published stream.
 type EventPage struct {
 	Events []*Event
@@ -91,9 +100,10 @@ type Outbox interface {
 	PendingEvents(ctx context.Context, limit int) ([]*Event, error)
 	// LastCursor returns the highest cursor given so far (0 for none).
 	LastCursor(ctx context.Context) (int64, error)
-	// SettleEvent records that the pending event at position ended in
-	// state (sent or dead) after attempts, at cursor, which must be unused.
-	SettleEvent(ctx context.Context, position int64, state EventState, attempts int, cursor int64) error
+	// SettleEvents records, in one transaction, that each pending event
+	// ended as its Settlement says; all or nothing (an event no longer
+	// pending, or a cursor already given, refuses the whole call).
+	SettleEvents(ctx context.Context, settled []Settlement) error
 	// RecordAttempts records the failed attempts of a pending event.
 	RecordAttempts(ctx context.Context, position int64, attempts int) error
 	// Backlog returns the number of pending events and the time of the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"gorm.io/gorm"
 	"slices"
 	"time"
 
@@ -194,18 +195,28 @@ func (db *DB) LastCursor(ctx context.Context) (int64, error) {
 	return last, nil
 }
 
-// SettleEvent implements flashorder.Outbox. The unique index on pos refuses
-// a cursor that another relay (one elected by mistake) gave already.
-func (db *DB) SettleEvent(ctx context.Context, position int64, state flashorder.EventState, attempts int, cursor int64) error {
-	res := db.gorm.WithContext(ctx).Exec("UPDATE events SET state = ?, attempts = ?, pos = ?, sent_us = ? WHERE id = ? AND state = ?",
-		string(state), attempts, cursor, time.Now().UnixMicro(), position, string(flashorder.EventPending))
-	if res.Error != nil {
-		return translate(fmt.Errorf("gormdb: settle event %d as %s: %w", position, state, res.Error))
+// SettleEvents implements flashorder.Outbox: one statement per event in
+// one transaction, so that a batch of deliveries costs one commit. The
+// unique index on pos refuses a cursor that another relay (one elected by
+// mistake) gave already.
+func (db *DB) SettleEvents(ctx context.Context, settled []flashorder.Settlement) error {
+	if len(settled) == 0 {
+		return nil
 	}
-	if res.RowsAffected != 1 {
-		return flashorder.Errorf(flashorder.EINVALIDSTATE, "event %d is no longer pending", position)
-	}
-	return nil
+	sentAt := time.Now().UnixMicro()
+	return db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error {
+		for _, st := range settled {
+			res := g.Exec("UPDATE events SET state = ?, attempts = ?, pos = ?, sent_us = ? WHERE id = ? AND state = ?",
+				string(st.State), st.Attempts, st.Cursor, sentAt, st.Position, string(flashorder.EventPending))
+			if res.Error != nil {
+				return translate(fmt.Errorf("gormdb: settle event %d as %s: %w", st.Position, st.State, res.Error))
+			}
+			if res.RowsAffected != 1 {
+				return flashorder.Errorf(flashorder.EINVALIDSTATE, "event %d is no longer pending", st.Position)
+			}
+		}
+		return nil
+	})
 }
 
 // RecordAttempts implements flashorder.Outbox.

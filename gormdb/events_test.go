@@ -95,10 +95,24 @@ func TestPurgeEvents(t *testing.T) {
 				t.Fatalf("%d events (%v)", len(evs), err)
 			}
 			// o1, o2 sent, o3 dead, o4 sent (the newest), o5 pending.
+			var settled []flashorder.Settlement
 			for i, state := range []flashorder.EventState{flashorder.EventSent, flashorder.EventSent, flashorder.EventDead, flashorder.EventSent} {
-				if err := db.SettleEvent(ctx, evs[i].Position, state, 1, int64(i+1)); err != nil {
-					t.Fatal(err)
-				}
+				settled = append(settled, flashorder.Settlement{Position: evs[i].Position, State: state, Attempts: 1, Cursor: int64(i + 1)})
+			}
+			if err := db.SettleEvents(ctx, settled); err != nil {
+				t.Fatal(err)
+			}
+			// All or nothing: o5 settled beside o1, which is no longer
+			// pending, is refused whole, and o5 stays pending.
+			err = db.SettleEvents(ctx, []flashorder.Settlement{
+				{Position: evs[4].Position, State: flashorder.EventSent, Attempts: 1, Cursor: 5},
+				{Position: evs[0].Position, State: flashorder.EventSent, Attempts: 1, Cursor: 6},
+			})
+			if flashorder.ErrorCode(err) != flashorder.EINVALIDSTATE {
+				t.Fatalf("settling an event no longer pending: %v, want %s", err, flashorder.EINVALIDSTATE)
+			}
+			if pending, err := db.PendingEvents(ctx, 10); err != nil || len(pending) != 1 || pending[0].Position != evs[4].Position {
+				t.Fatalf("after a refused settlement %d events pending (%v), want o5 alone", len(pending), err)
 			}
 			later := time.Now().Add(time.Hour)
 			if n, err := db.PurgeEvents(ctx, time.Now().Add(-time.Hour), 4, 10); err != nil || n != 0 {

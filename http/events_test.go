@@ -71,7 +71,7 @@ func TestAdminEvents(t *testing.T) {
 		if i == 0 {
 			state = flashorder.EventDead
 		}
-		if err := db.SettleEvent(ctx, e.Position, state, 1, int64(i+1)); err != nil {
+		if err := db.SettleEvents(ctx, []flashorder.Settlement{{Position: e.Position, State: state, Attempts: 1, Cursor: int64(i + 1)}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,6 +13,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -183,29 +184,51 @@ func (r *Relay) drain(ctx context.Context) error {
 			elect.Sleep(ctx, r.opts.Poll)
 			continue
 		}
+		var done []flashorder.Settlement
 		for _, e := range evs {
-			if err := r.deliver(ctx, e, &cursor); err != nil {
-				return err
+			if err := r.deliver(ctx, e, &cursor, &done); err != nil {
+				// What was published is marked, even as the relay
+				// stops, so that a stop republishes nothing.
+				return errors.Join(err, r.settle(context.WithoutCancel(ctx), &done))
 			}
+		}
+		if err := r.settle(ctx, &done); err != nil {
+			return err
 		}
 	}
 	return ctx.Err()
 }
 
+// settleTimeout bounds the marking of a stopping relay's last deliveries.
+const settleTimeout = 5 * time.Second
+
+// settle marks the events in done as they ended, in one transaction (one
+// commit for a batch of deliveries, not one per event), and empties done.
+func (r *Relay) settle(ctx context.Context, done *[]flashorder.Settlement) error {
+	if len(*done) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	err := r.outbox.SettleEvents(ctx, *done)
+	*done = (*done)[:0]
+	return err
+}
+
 // deliver offers e to the sink until it takes it or e used up its attempts,
-// and settles it at the next cursor. It returns an error only when ctx
-// ended or the outbox failed: then e stays pending, for the next drain.
-func (r *Relay) deliver(ctx context.Context, e *flashorder.Event, cursor *int64) error {
+// and adds its settlement, at the next cursor, to done (settle writes them).
+// Before it waits out a failed attempt it settles done, so that the events
+// before e are marked sent while e backs off. It returns an error only when
+// ctx ended or the outbox failed: then e stays pending, for the next drain.
+func (r *Relay) deliver(ctx context.Context, e *flashorder.Event, cursor *int64, done *[]flashorder.Settlement) error {
 	body, err := e.CloudEvent(r.opts.Source)
 	attempts := e.Attempts
 	for err == nil {
 		attempts++
 		err = r.sink.Publish(ctx, e, body)
 		if err == nil {
-			if err := r.outbox.SettleEvent(ctx, e.Position, flashorder.EventSent, attempts, *cursor+1); err != nil {
-				return err
-			}
 			*cursor++
+			*done = append(*done, flashorder.Settlement{Position: e.Position, State: flashorder.EventSent, Attempts: attempts, Cursor: *cursor})
 			if r.opts.OnPublished != nil {
 				r.opts.OnPublished()
 			}
@@ -221,6 +244,9 @@ func (r *Relay) deliver(ctx context.Context, e *flashorder.Event, cursor *int64)
 		if attempts >= r.opts.MaxAttempts {
 			break
 		}
+		if err := r.settle(ctx, done); err != nil {
+			return err
+		}
 		if err := r.outbox.RecordAttempts(ctx, e.Position, attempts); err != nil {
 			return err
 		}
@@ -232,10 +258,8 @@ func (r *Relay) deliver(ctx context.Context, e *flashorder.Event, cursor *int64)
 	}
 	// Used up its attempts, or cannot be encoded: a dead letter, replayable
 	// through the admin API.
-	if err := r.outbox.SettleEvent(ctx, e.Position, flashorder.EventDead, attempts, *cursor+1); err != nil {
-		return err
-	}
 	*cursor++
+	*done = append(*done, flashorder.Settlement{Position: e.Position, State: flashorder.EventDead, Attempts: attempts, Cursor: *cursor})
 	r.opts.Logger.Error("events relay: dead letter", "event", e.ID, "order", e.OrderID, "type", e.Type, "attempts", attempts, "err", err)
 	if r.opts.OnDead != nil {
 		r.opts.OnDead()
