@@ -957,6 +957,8 @@ prepare_etcd() {
 	mkdir -p "$d"
 	port=$(free_port)
 	peer=$(free_port)
+	# Never one port for both (seen once: etcd refused to start, "address already in use").
+	while [[ $peer == "$port" ]]; do peer=$(free_port); done
 	echo "$port" >"$d/port"
 	echo "$peer" >"$d/peer_port"
 	# One flag per line; on restart etcd ignores the --initial-* flags (the data dir has them).
