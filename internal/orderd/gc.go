@@ -14,13 +14,11 @@ const DefaultGCPercent = 400
 
 // TuneGC sets the collector's target to DefaultGCPercent unless getenv
 // returns a GOGC (the runtime already applied it: the operator's choice
-// wins). It returns the target in force.
-func TuneGC(getenv func(string) string) int {
+// wins), and reports whether it set it.
+func TuneGC(getenv func(string) string) (set bool) {
 	if getenv("GOGC") != "" {
-		old := debug.SetGCPercent(100)
-		debug.SetGCPercent(old)
-		return old
+		return false
 	}
 	debug.SetGCPercent(DefaultGCPercent)
-	return DefaultGCPercent
+	return true
 }
