@@ -25,9 +25,14 @@ const (
 	EKEYREUSED        = "idempotency_key_reused"
 	EINVALIDSTATE     = "invalid_state"
 	ERATELIMITED      = "rate_limited"
-	EOVERLOADED       = "overloaded"
-	EUNAVAILABLE      = "unavailable"
-	EINTERNAL         = "internal"
+	// EADMISSIONREQUIRED refuses an order for a product sold through a
+	// waiting room without a valid admission token; EADMISSIONUSED one
+	// whose token was used for another order.
+	EADMISSIONREQUIRED = "admission_required"
+	EADMISSIONUSED     = "admission_used"
+	EOVERLOADED        = "overloaded"
+	EUNAVAILABLE       = "unavailable"
+	EINTERNAL          = "internal"
 )
 
 // ErrTooMany reports that a read found more rows than its caller's bound.

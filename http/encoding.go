@@ -32,14 +32,14 @@ func errorStatus(code string) int {
 		return http.StatusBadRequest
 	case flashorder.EUNAUTHORIZED:
 		return http.StatusUnauthorized
-	case flashorder.EFORBIDDEN:
+	case flashorder.EFORBIDDEN, flashorder.EADMISSIONREQUIRED:
 		return http.StatusForbidden
 	case flashorder.ENOTFOUND:
 		return http.StatusNotFound
 	case flashorder.EMETHODNOTALLOWED:
 		return http.StatusMethodNotAllowed
 	case flashorder.ESOLDOUT, flashorder.ELIMITEXCEEDED, flashorder.EINPROGRESS, flashorder.EINVALIDSTATE,
-		flashorder.ENOTSTARTED, flashorder.ESALEENDED:
+		flashorder.ENOTSTARTED, flashorder.ESALEENDED, flashorder.EADMISSIONUSED:
 		return http.StatusConflict
 	case flashorder.EBODYTOOLARGE:
 		return http.StatusRequestEntityTooLarge

@@ -41,6 +41,7 @@ var errorCodes = []string{
 	flashorder.ENOTFOUND, flashorder.EMETHODNOTALLOWED, flashorder.ESOLDOUT, flashorder.ENOTSTARTED, flashorder.ESALEENDED, flashorder.ELIMITEXCEEDED,
 	flashorder.EUNKNOWNPRODUCT, flashorder.EINPROGRESS, flashorder.EKEYREUSED, flashorder.EINVALIDSTATE,
 	flashorder.ERATELIMITED, flashorder.EOVERLOADED, flashorder.EUNAVAILABLE, flashorder.EINTERNAL,
+	flashorder.EADMISSIONREQUIRED, flashorder.EADMISSIONUSED,
 }
 
 // decimals holds the decimal form of small numbers (HTTP statuses, body
