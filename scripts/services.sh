@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start/stop the real backing services the flashorder tests run against:
-# PostgreSQL, MariaDB, Redis, ZooKeeper (single node or a 3-node ensemble) and etcd.
+# PostgreSQL, MariaDB, Redis, ZooKeeper (single node or a 3-node ensemble), etcd and NATS.
 #
 # Usage:
 #   scripts/services.sh start [SERVICE...]    start (default: postgres mariadb redis zookeeper etcd)
@@ -22,6 +22,12 @@
 # starts every member that is down (it rejoins as a replica, pg_rewind when needed). `env` prints
 # FLASHORDER_TEST_PATRONI_URL (multi-host, target_session_attrs=read-write) and
 # FLASHORDER_TEST_PATRONI_API (the members' REST endpoints); `status` shows each member's role.
+# nats (only on request): 3 nats-server v2.15.2 processes clustered with JetStream
+# (sync_interval: always: every acknowledged write is fsynced). Debian's nats-server (2.9) is
+# never used: the server is built from its Go module (go install) into scripts/.bin (or
+# $FLASHORDER_BIN_DIR) once, and reused. nats-1..3 address single members; `env` prints
+# FLASHORDER_TEST_NATS (nats://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3) and per-member
+# FLASHORDER_NATS_N_PIDFILE etc.
 #
 # Everything (data, logs, pid files, configs) lives in one throw-away state directory:
 # $FLASHORDER_SERVICES_DIR if set, else a fresh mktemp -d remembered in
@@ -46,6 +52,10 @@ POINTER="${TMPDIR:-/tmp}/flashorder-services.current"
 PORT_CLAIMS=/tmp/flashorder-ports
 MARKER=.flashorder-services
 DEFAULT_SERVICES=(postgres mariadb redis zookeeper etcd)
+# nats-server is built from its Go module (Debian's 2.9 lacks sync_interval and has known
+# stream-loss bugs); the binary is cached per version under BIN_DIR.
+NATS_VERSION=v2.15.2
+BIN_DIR=${FLASHORDER_BIN_DIR:-$(dirname "$SELF")/.bin}
 TIMEOUT=${FLASHORDER_SERVICES_TIMEOUT:-60}
 DURABLE=${FLASHORDER_DURABLE:-0}
 DIR=""
@@ -264,6 +274,7 @@ ensure_packages() {
 			command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server)
 			command -v etcdctl >/dev/null 2>&1 || pkgs+=(etcd-client) # for humans and tests
 			;;
+		nats) ensure_nats_server ;;
 		esac
 	done
 	command -v ss >/dev/null 2>&1 || pkgs+=(iproute2)
@@ -325,7 +336,7 @@ lock_dir() {
 # Each has $DIR/UNIT/{port,pid,log,data/} plus its config file; restart reuses all of it.
 # ---------------------------------------------------------------------------------------------
 
-kind_of() { case $1 in zk3-[123]) echo zk ;; zookeeper) echo zk ;; patroni-[123]) echo patroni ;; *) echo "$1" ;; esac; }
+kind_of() { case $1 in zk3-[123]) echo zk ;; zookeeper) echo zk ;; patroni-[123]) echo patroni ;; nats-[123]) echo nats ;; *) echo "$1" ;; esac; }
 udir() { echo "$DIR/$1"; }
 uport() { cat "$DIR/$1/port" 2>/dev/null; }
 
@@ -335,9 +346,9 @@ check_services() {
 	local s
 	for s in "$@"; do
 		case $s in
-		postgres | mariadb | redis | zookeeper | etcd | zk3 | zk3-[123] | patroni | patroni-[123]) ;;
+		postgres | mariadb | redis | zookeeper | etcd | zk3 | zk3-[123] | patroni | patroni-[123] | nats | nats-[123]) ;;
 		patroni-primary | patroni-postmaster) [[ $CMD == kill ]] || die "'$s' is only for kill" ;;
-		*) die "unknown service '$s' (want postgres mariadb redis zookeeper zk3 etcd patroni)" ;;
+		*) die "unknown service '$s' (want postgres mariadb redis zookeeper zk3 etcd patroni nats)" ;;
 		esac
 	done
 }
@@ -349,6 +360,7 @@ expand_units() {
 		case $s in
 		zk3) printf "%s\n" zk3-1 zk3-2 zk3-3 ;;
 		patroni) printf "%s\n" "${PATRONI_UNITS[@]}" ;;
+		nats) printf "%s\n" nats-1 nats-2 nats-3 ;;
 		*) echo "$s" ;;
 		esac
 	done
@@ -357,7 +369,7 @@ expand_units() {
 # Units present in the state dir, in a stable order.
 known_units() {
 	local u
-	for u in postgres mariadb redis zookeeper etcd zk3-1 zk3-2 zk3-3 patroni-1 patroni-2 patroni-3; do
+	for u in postgres mariadb redis zookeeper etcd zk3-1 zk3-2 zk3-3 patroni-1 patroni-2 patroni-3 nats-1 nats-2 nats-3; do
 		[[ -f $DIR/$u/port ]] && echo "$u"
 	done
 	return 0
@@ -999,6 +1011,88 @@ http_get() {
 ready_etcd() { http_get "$(uport etcd)" /health | grep -q '"health": *"true"'; }
 stop_etcd() { kill -TERM "$2" 2>/dev/null || true; }
 
+# --- NATS: a 3-node JetStream cluster (units nats-1..3) --------------------------------------
+# Each unit is one nats-server process with its own config, client port (`port`), cluster (route)
+# port and monitoring port; JetStream stores in the unit's data dir with sync_interval: always
+# (fsync before every acknowledgement: with the default interval a crash loses acknowledged
+# writes, per Jepsen's NATS 2.12.1 analysis). Always durable, whatever FLASHORDER_DURABLE says.
+
+nats_server() { echo "$BIN_DIR/nats-server-$NATS_VERSION/nats-server"; }
+
+# ensure_nats_server: build nats-server $NATS_VERSION from its Go module once (go install into
+# a temporary GOBIN, then renamed into place); later starts reuse the binary. A lock keeps
+# concurrent starts from building it twice.
+ensure_nats_server() {
+	local bin dir tmp t0 rc=0
+	bin=$(nats_server)
+	[[ -x $bin ]] && return 0
+	command -v go >/dev/null 2>&1 || die "nats needs go on PATH to build nats-server $NATS_VERSION"
+	dir=$(dirname "$bin")
+	mkdir -p "$dir"
+	exec 8>"$dir.lock"
+	command -v flock >/dev/null 2>&1 && flock 8
+	if [[ ! -x $bin ]]; then
+		tmp=$(mktemp -d "$dir.build.XXXXXX")
+		t0=$(now_us)
+		log "building nats-server $NATS_VERSION from its Go module (minutes on a cold cache; once)"
+		GOBIN=$tmp GOFLAGS=-buildvcs=false go install "github.com/nats-io/nats-server/v2@$NATS_VERSION" >"$tmp/build.log" 2>&1 || rc=$?
+		if ((rc != 0)); then
+			cat "$tmp/build.log" >&2
+			rm -rf "$tmp"
+			die "go install nats-server $NATS_VERSION failed"
+		fi
+		mv "$tmp/nats-server" "$bin"
+		rm -rf "$tmp"
+		log "built $bin in $(fmt_secs $(($(now_us) - t0)))"
+	fi
+	exec 8>&-
+}
+
+prepare_nats() {
+	local n d ports=() routes=() mons=() routelist="" name
+	for n in 1 2 3; do
+		ports[n]=$(free_port)
+		routes[n]=$(free_port)
+		mons[n]=$(free_port)
+		routelist+="${routelist:+, }nats-route://127.0.0.1:${routes[n]}"
+	done
+	name="flashorder-${ports[1]}"
+	for n in 1 2 3; do
+		d=$(udir "nats-$n")
+		mkdir -p "$d/data"
+		echo "${ports[n]}" >"$d/port"
+		echo "${routes[n]}" >"$d/cluster_port"
+		echo "${mons[n]}" >"$d/monitor_port"
+		cat >"$d/nats.conf" <<EOF
+# written by flashorder scripts/services.sh
+server_name: nats-$n
+listen: 127.0.0.1:${ports[n]}
+http: 127.0.0.1:${mons[n]}
+jetstream {
+  store_dir: "$d/data"
+  # fsync every write before it is acknowledged (the default, 2 min, loses acknowledged
+  # writes on a crash).
+  sync_interval: always
+  max_memory_store: 64MB
+  max_file_store: 2GB
+}
+cluster {
+  name: $name
+  listen: 127.0.0.1:${routes[n]}
+  routes: [ $routelist ]
+}
+EOF
+	done
+}
+
+init_nats() { :; }
+launch_nats() { spawn "$(udir "$1")/pid" "$(udir "$1")/log" "$(nats_server)" -c "$(udir "$1")/nats.conf"; }
+# Ready when the monitoring endpoint's healthz (JetStream included: the meta group has a leader
+# and this server caught up) says ok.
+ready_nats() { http_get "$(cat "$(udir "$1")/monitor_port")" /healthz | grep -q '"status": *"ok"'; }
+stop_nats() { kill -TERM "$2" 2>/dev/null || true; }
+
+
 # ---------------------------------------------------------------------------------------------
 # Generic unit operations
 # ---------------------------------------------------------------------------------------------
@@ -1078,6 +1172,10 @@ write_env() {
 					"postgres://postgres@$hosts/postgres?sslmode=disable&target_session_attrs=read-write&connect_timeout=2" \
 					FLASHORDER_TEST_PATRONI_API "$apis"
 				;;
+			nats-1)
+				emit FLASHORDER_TEST_NATS \
+					"nats://127.0.0.1:$(uport nats-1),127.0.0.1:$(uport nats-2),127.0.0.1:$(uport nats-3)"
+				;;
 			zk3-1)
 				emit FLASHORDER_TEST_ZK3_ADDRS \
 					"127.0.0.1:$(uport zk3-1),127.0.0.1:$(uport zk3-2),127.0.0.1:$(uport zk3-3)"
@@ -1134,6 +1232,7 @@ cmd_start() {
 			case $u in
 			zk3-*) [[ -f $DIR/zk3-1/port ]] || prepare_zk3 ;;
 			patroni-*) [[ -f $DIR/patroni-1/port ]] || prepare_patroni ;;
+			nats-*) [[ -f $DIR/nats-1/port ]] || prepare_nats ;;
 			*) "prepare_$u" ;;
 			esac
 		fi
