@@ -14,6 +14,9 @@ const (
 	EUNSUPPORTEDMEDIA = "unsupported_media_type"
 	EUNAUTHORIZED     = "unauthorized"
 	EFORBIDDEN        = "forbidden"
+	// ECHALLENGEFAILED refuses a waiting-room join whose bot challenge
+	// token is missing or that the challenge's verifier rejected (403).
+	ECHALLENGEFAILED  = "challenge_failed"
 	ENOTFOUND         = "not_found"
 	EMETHODNOTALLOWED = "method_not_allowed"
 	ESOLDOUT          = "sold_out"

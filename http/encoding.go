@@ -32,7 +32,7 @@ func errorStatus(code string) int {
 		return http.StatusBadRequest
 	case flashorder.EUNAUTHORIZED:
 		return http.StatusUnauthorized
-	case flashorder.EFORBIDDEN, flashorder.EADMISSIONREQUIRED:
+	case flashorder.EFORBIDDEN, flashorder.EADMISSIONREQUIRED, flashorder.ECHALLENGEFAILED:
 		return http.StatusForbidden
 	case flashorder.ENOTFOUND:
 		return http.StatusNotFound
