@@ -25,7 +25,7 @@ type RedisServer struct {
 	// URL is the server's redis:// URL; it stays the same across Restart.
 	URL string
 
-	script, dir string
+	private
 }
 
 // PrivateRedis starts a Redis server for t alone and stops it when t ends.
@@ -33,23 +33,8 @@ type RedisServer struct {
 // (FLASHORDER_SERVICES_SCRIPT, exported by the script's env; see Service).
 func PrivateRedis(t testing.TB) *RedisServer {
 	t.Helper()
-	script := Service(t, "FLASHORDER_SERVICES_SCRIPT")
-	dir, err := os.MkdirTemp("", "flashorder-redis-")
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	r := &RedisServer{script: script, dir: dir}
-	t.Cleanup(func() { r.run(t, "stop") })
-	r.run(t, "start", "redis")
-	sc := bufio.NewScanner(bytes.NewReader(r.run(t, "env")))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "export FLASHORDER_TEST_REDIS_URL="); ok {
-			r.URL = strings.Trim(v, `'"`)
-		}
-	}
-	if r.URL == "" {
-		t.Fatalf("testenv: the services script printed no FLASHORDER_TEST_REDIS_URL")
-	}
+	r := &RedisServer{}
+	r.URL = r.start(t, "redis", "FLASHORDER_TEST_REDIS_URL")
 	return r
 }
 
@@ -59,12 +44,49 @@ func (r *RedisServer) Stop(t testing.TB) { t.Helper(); r.run(t, "stop", "redis")
 // Restart starts the stopped server again on the same port, empty.
 func (r *RedisServer) Restart(t testing.TB) { t.Helper(); r.run(t, "restart", "redis") }
 
-func (r *RedisServer) run(t testing.TB, args ...string) []byte {
+// private is a set of services of one test's own, started with the services
+// script in a private state directory and stopped when the test ends.
+type private struct {
+	script, dir string
+}
+
+// start starts service in a new private state directory and returns the
+// value of its variable name in the script's env.
+func (p *private) start(t testing.TB, service, name string) string {
+	t.Helper()
+	p.script = Service(t, "FLASHORDER_SERVICES_SCRIPT")
+	dir, err := os.MkdirTemp("", "flashorder-"+service+"-")
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	p.dir = dir
+	t.Cleanup(func() { p.run(t, "stop") })
+	p.run(t, "start", service)
+	v := p.env(t, name)
+	if v == "" {
+		t.Fatalf("testenv: the services script printed no %s", name)
+	}
+	return v
+}
+
+// env returns the value of the variable name in the script's env.
+func (p *private) env(t testing.TB, name string) string {
+	t.Helper()
+	sc := bufio.NewScanner(bytes.NewReader(p.run(t, "env")))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "export "+name+"="); ok {
+			return strings.Trim(v, `'"`)
+		}
+	}
+	return ""
+}
+
+func (p *private) run(t testing.TB, args ...string) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.script, args...)
-	cmd.Env = append(os.Environ(), "FLASHORDER_SERVICES_DIR="+r.dir)
+	cmd := exec.CommandContext(ctx, p.script, args...)
+	cmd.Env = append(os.Environ(), "FLASHORDER_SERVICES_DIR="+p.dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -1,0 +1,229 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flashorder/flashorder"
+)
+
+var _ flashorder.EventPublisher = (*NATS)(nil)
+
+// DefaultNATSPrefix is the subject prefix of a nats:// URL without a path.
+const DefaultNATSPrefix = "flashorder"
+
+// DefaultNATSTimeout bounds one publish, from the send to JetStream's
+// acknowledgement: a slower one counts as a failed attempt.
+const DefaultNATSTimeout = 5 * time.Second
+
+// DefaultNATSDuplicateWindow is the duplicate window of the stream the sink
+// creates: JetStream drops a message whose Nats-Msg-Id it stored within this
+// window. The relay republishes an event only when it was acknowledged but
+// not yet marked sent when the relay stopped (a crash, a lost lock): the next
+// relay republishes it within seconds, well inside the window. JetStream
+// keeps every id of the window in memory, so the window is not longer; a
+// republish after it (an admin replay, a relay down for longer) reaches the
+// stream again, and consumers drop it by event id.
+const DefaultNATSDuplicateWindow = 2 * time.Minute
+
+// NATS publishes events to a NATS JetStream stream. The URL
+// nats://host:port[,host:port...]/subject-prefix names the servers (one is
+// enough: the client learns the cluster's others) and the subject prefix
+// (DefaultNATSPrefix when the path is empty). Each event goes to the subject
+// "<prefix>.<type>", for example flashorder.order.created, the body the
+// CloudEvent in structured mode, with the headers Nats-Msg-Id (the event
+// id: the stream's duplicate window drops a republish) and Content-Type
+// application/cloudevents+json. A publish counts only once JetStream
+// acknowledged it, that is stored it on a majority of the stream's replicas.
+//
+// The stream, named after the prefix (StreamName), captures "<prefix>.>".
+// The sink creates it at its first publish when it does not exist: file
+// storage, DefaultNATSDuplicateWindow, and 3 replicas when the client knows
+// 3 or more servers of the cluster (1 otherwise). An existing stream is
+// used as it is, after checking that it captures the prefix; one with fewer
+// replicas or in memory is logged as a warning.
+//
+// One stream keeps the relay's order: events are published one at a time in
+// outbox order, so each order's events are stored in their sequence.
+//
+// The connection is made in the background and remade forever: NewNATS
+// does not wait for a server, and a publish while no server answers fails
+// at once (the relay retries it with backoff) instead of queueing.
+type NATS struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	prefix  string
+	stream  string
+	servers []string
+
+	// Timeout bounds one publish; the default is DefaultNATSTimeout.
+	Timeout time.Duration
+	// DuplicateWindow is the duplicate window of a stream the sink
+	// creates; the default is DefaultNATSDuplicateWindow.
+	DuplicateWindow time.Duration
+	// Logger receives the warnings about an existing stream; the default
+	// is slog.Default().
+	Logger *slog.Logger
+
+	mu    sync.Mutex
+	ready bool // the stream exists and captures the prefix
+}
+
+// ParseNATSURL returns the server URLs and the subject prefix of
+// nats://host:port[,host:port...]/subject-prefix.
+func ParseNATSURL(raw string) (servers []string, prefix string, err error) {
+	rest, ok := strings.CutPrefix(raw, "nats://")
+	if !ok {
+		return nil, "", errors.New("relay: NATS URL: want nats://host:port[,host:port]/subject-prefix")
+	}
+	hosts, prefix, _ := strings.Cut(rest, "/")
+	if strings.ContainsAny(prefix, "?#") {
+		return nil, "", errors.New("relay: NATS URL: no query or fragment; want nats://host:port[,host:port]/subject-prefix")
+	}
+	for h := range strings.SplitSeq(hosts, ",") {
+		if h == "" || strings.ContainsAny(h, " \t/") {
+			return nil, "", fmt.Errorf("relay: NATS URL %q: empty or bad host in the server list", raw)
+		}
+		servers = append(servers, "nats://"+h)
+	}
+	if prefix == "" {
+		prefix = DefaultNATSPrefix
+	}
+	for tok := range strings.SplitSeq(prefix, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n/") {
+			return nil, "", fmt.Errorf("relay: NATS subject prefix %q: want dot-separated tokens without wildcards or spaces", prefix)
+		}
+	}
+	return servers, prefix, nil
+}
+
+// StreamName returns the name of the stream for the subject prefix: the
+// prefix upper-cased with every character but letters, digits, - and _ as
+// _, so flashorder.events gives FLASHORDER_EVENTS.
+func StreamName(prefix string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, prefix)
+}
+
+// NewNATS returns the JetStream sink of rawURL (see NATS), connecting in the
+// background. Close it when done.
+func NewNATS(rawURL string) (*NATS, error) {
+	servers, prefix, err := ParseNATSURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(strings.Join(servers, ","),
+		nats.Name("flashorder events relay"),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		// No buffering while disconnected: a publish fails at once and
+		// the relay retries it, instead of a backlog flushed on reconnect.
+		nats.ReconnectBufSize(-1),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("relay: NATS connect: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("relay: JetStream: %w", err)
+	}
+	return &NATS{nc: nc, js: js, prefix: prefix, stream: StreamName(prefix), servers: servers,
+		Timeout: DefaultNATSTimeout, DuplicateWindow: DefaultNATSDuplicateWindow, Logger: slog.Default()}, nil
+}
+
+// Subject returns the subject an event of type typ is published to.
+func (n *NATS) Subject(typ flashorder.EventType) string { return n.prefix + "." + string(typ) }
+
+// Stream returns the name of the sink's stream.
+func (n *NATS) Stream() string { return n.stream }
+
+// Close closes the connection.
+func (n *NATS) Close() error { n.nc.Close(); return nil }
+
+// Publish implements flashorder.EventPublisher: it returns nil only once
+// JetStream acknowledged the message, a new one or a duplicate the stream
+// dropped (stored before, within the duplicate window).
+func (n *NATS) Publish(ctx context.Context, e *flashorder.Event, cloudEvent []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, n.Timeout)
+	defer cancel()
+	if err := n.ensureStream(ctx); err != nil {
+		return err
+	}
+	msg := nats.NewMsg(n.Subject(e.Type))
+	msg.Data = cloudEvent
+	msg.Header.Set("Content-Type", "application/cloudevents+json")
+	if _, err := n.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID), jetstream.WithExpectStream(n.stream)); err != nil {
+		return fmt.Errorf("relay: JetStream publish to %s: %w", msg.Subject, err)
+	}
+	return nil
+}
+
+// replicas is the stream's replica count the sink asks for: 3 when the
+// client knows 3 or more servers (given or discovered), else 1.
+func (n *NATS) replicas() int {
+	known := slices.Clone(n.servers)
+	known = append(known, n.nc.Servers()...)
+	for i, s := range known {
+		known[i] = strings.TrimPrefix(s, "nats://")
+	}
+	slices.Sort(known)
+	if len(slices.Compact(known)) >= 3 {
+		return 3
+	}
+	return 1
+}
+
+// ensureStream creates the stream, or checks the existing one, once.
+func (n *NATS) ensureStream(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ready {
+		return nil
+	}
+	want := n.prefix + ".>"
+	s, err := n.js.Stream(ctx, n.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = n.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        n.stream,
+			Description: "flashorder order events (CloudEvents), published by the events relay",
+			Subjects:    []string{want},
+			Storage:     jetstream.FileStorage,
+			Replicas:    n.replicas(),
+			Duplicates:  n.DuplicateWindow,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // created meanwhile by another relay
+			s, err = n.js.Stream(ctx, n.stream)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("relay: JetStream stream %s: %w", n.stream, err)
+	}
+	cfg := s.CachedInfo().Config
+	if !slices.Contains(cfg.Subjects, want) {
+		return fmt.Errorf("relay: JetStream stream %s exists with subjects %v, not %s", n.stream, cfg.Subjects, want)
+	}
+	if r := n.replicas(); cfg.Replicas < r || cfg.Storage != jetstream.FileStorage {
+		n.Logger.Warn("events: the JetStream stream exists with weaker settings than the relay creates", "stream", n.stream,
+			"replicas", cfg.Replicas, "want_replicas", r, "storage", cfg.Storage.String())
+	}
+	n.ready = true
+	return nil
+}
