@@ -86,6 +86,12 @@ type Config struct {
 	JWTIssuer   string
 	JWTAudience string
 
+	QueueStore        string
+	AdmissionSecret   string
+	AdmissionTTL      time.Duration
+	QueueIdle         time.Duration
+	AdmissionInterval time.Duration
+
 	Events            string
 	EventsSecret      string
 	EventsMaxAttempts int
@@ -134,8 +140,13 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", checkout.DefaultSweepInterval, "how often the elected sweeper expires unpaid orders")
 	fs.IntVar(&cfg.SweepBatch, "sweep-batch", checkout.DefaultExpireBatch, "how many orders one expiry transaction ends at most")
 	fs.StringVar(&cfg.PaymentWebhookSecret, "payment-webhook-secret", "", "HMAC-SHA256 key of POST /api/v1/payments/webhook (disabled when empty)")
-	fs.StringVar(&cfg.Events, "events", "", "publish every order change as a CloudEvent to this webhook: https://host/path, or http:// on loopback; the outbox is written in each change's transaction (off when empty)")
-	fs.StringVar(&cfg.EventsSecret, "events-secret", "", "--events: the webhooks' Standard Webhooks signing secret, whsec_ and base64 of at least 24 bytes")
+	fs.StringVar(&cfg.QueueStore, "queue-store", "", "waiting room state (products with admission queue): memory or redis://host:port/db (empty: the --idempotency Redis, else memory)")
+	fs.StringVar(&cfg.AdmissionSecret, "admission-secret", "", "HS256 key, at least 32 bytes, that signs the waiting room's admission tokens; every instance on one --queue-store needs the same (empty: a random key for this process, good for one instance only)")
+	fs.DurationVar(&cfg.AdmissionTTL, "admission-ttl", queue.DefaultAdmissionTTL, "how long an admission token stays good unused; then its place goes to the next buyer")
+	fs.DurationVar(&cfg.QueueIdle, "queue-idle", queue.DefaultIdleTimeout, "a waiting ticket not polled for this long leaves the queue")
+	fs.DurationVar(&cfg.AdmissionInterval, "admission-interval", queue.DefaultAdmitInterval, "how often each instance admits the next buyers of the queues it serves")
+	fs.StringVar(&cfg.Events, "events", "", "publish every order change as a CloudEvent to this sink: a webhook, https://host/path (or http:// on loopback), or NATS JetStream, nats://host:port[,host:port]/subject-prefix (subjects <prefix>.<type>, stream created R3 on a 3-node cluster); the outbox is written in each change's transaction (off when empty)")
+	fs.StringVar(&cfg.EventsSecret, "events-secret", "", "--events: the webhooks' Standard Webhooks signing secret, whsec_ and base64 of at least 24 bytes (none with nats://)")
 	fs.DurationVar(&cfg.EventsRetention, "events-retention", relay.DefaultRetention, "--events: how long delivered events stay in the outbox and the admin feed before the relay deletes them (0: forever)")
 	fs.IntVar(&cfg.EventsMaxAttempts, "events-max-attempts", relay.DefaultMaxAttempts, "--events: delivery attempts of one event, with exponential backoff, before it becomes a dead letter")
 	return fs
@@ -188,6 +199,14 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.QueueStore != "" {
+		if err := checkStore("--queue-store", c.QueueStore); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.AdmissionSecret != "" && len(c.AdmissionSecret) < queue.MinSecretLen {
+		bad("--admission-secret must be at least %d bytes, not %d", queue.MinSecretLen, len(c.AdmissionSecret))
+	}
 	errs = append(errs, c.validateAuth()...)
 	errs = append(errs, c.validateEvents()...)
 	if _, err := c.logHandler(io.Discard); err != nil {
@@ -221,6 +240,9 @@ func (c Config) Validate() error {
 		{"--payment-timeout", int64(c.PaymentTimeout), false, true},
 		{"--sweep-interval", int64(c.SweepInterval), false, true},
 		{"--sweep-batch", int64(c.SweepBatch), false, false},
+		{"--admission-ttl", int64(c.AdmissionTTL), false, true},
+		{"--queue-idle", int64(c.QueueIdle), false, true},
+		{"--admission-interval", int64(c.AdmissionInterval), false, true},
 		{"--events-max-attempts", int64(c.EventsMaxAttempts), false, false},
 		{"--events-retention", int64(c.EventsRetention), true, true},
 	} {
@@ -273,6 +295,16 @@ func (c Config) validateEvents() []error {
 			return []error{errors.New("--events-secret needs --events")}
 		}
 		return nil
+	}
+	if strings.HasPrefix(c.Events, "nats://") {
+		var errs []error
+		if _, _, err := relay.ParseNATSURL(c.Events); err != nil {
+			errs = append(errs, fmt.Errorf("--events: %w", err))
+		}
+		if c.EventsSecret != "" {
+			errs = append(errs, errors.New("--events-secret is the webhooks' signing secret; a nats:// sink takes none"))
+		}
+		return errs
 	}
 	var errs []error
 	if err := relay.CheckWebhookURL(c.Events); err != nil {

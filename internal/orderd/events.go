@@ -1,6 +1,8 @@
 package orderd
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flashorder/flashorder"
@@ -9,10 +11,13 @@ import (
 	"github.com/flashorder/flashorder/relay"
 )
 
-// startRelay starts publishing db's order events to the --events webhook, on
+// startRelay starts publishing db's order events to the --events sink, on
 // the instance elected through locker, and registers the relay's metrics on
 // reg. With --events off it starts nothing and returns nil: no event is
-// written either (gormdb.Options.Events).
+// written either (gormdb.Options.Events). The sink is picked by the URL's
+// scheme: nats:// publishes to NATS JetStream (relay.NATS, connecting in the
+// background: orderd starts, and takes orders, while NATS is down, the
+// events waiting in the outbox), anything else is a webhook (relay.Webhook).
 //
 // The relay is elected like the sweeper, through the --lock backend (unless
 // Main.SweeperLocker is set): with zk://, etcd:// or redis:// one instance of
@@ -25,9 +30,21 @@ func (m *Main) startRelay(db *gormdb.DB, locker flashorder.Locker, reg prometheu
 	if cfg.Events == "" {
 		return nil, nil
 	}
-	sink, err := relay.NewWebhook(cfg.Events, cfg.EventsSecret)
-	if err != nil {
-		return nil, err
+	var sink flashorder.EventPublisher
+	if strings.HasPrefix(cfg.Events, "nats://") {
+		ns, err := relay.NewNATS(cfg.Events)
+		if err != nil {
+			return nil, err
+		}
+		ns.Logger = m.Logger
+		m.eventsSink = ns
+		sink = ns
+	} else {
+		wh, err := relay.NewWebhook(cfg.Events, cfg.EventsSecret)
+		if err != nil {
+			return nil, err
+		}
+		sink = wh
 	}
 	rm := metrics.NewRelayMetrics()
 	if err := rm.Register(reg); err != nil {

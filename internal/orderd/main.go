@@ -80,7 +80,10 @@ type Main struct {
 	server       *orderhttp.Server
 	sweeper      *checkout.Sweeper
 	relay        *relay.Relay
-	debug        *http.Server
+	// eventsSink is the relay's sink when it holds a connection
+	// (nats://), closed after the relay stopped.
+	eventsSink io.Closer
+	debug      *http.Server
 	// stopListening ends the subscription to other instances' product
 	// changes.
 	stopListening context.CancelFunc
@@ -272,6 +275,9 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	if m.relay != nil {
 		m.relay.Stop()
+	}
+	if m.eventsSink != nil {
+		errs = append(errs, m.eventsSink.Close())
 	}
 	if m.stopListening != nil {
 		m.stopListening()

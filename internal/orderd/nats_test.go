@@ -1,0 +1,230 @@
+package orderd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/gormdb"
+	orderhttp "github.com/flashorder/flashorder/http"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
+	"github.com/flashorder/flashorder/relay"
+)
+
+// natsPrefix returns a subject prefix of the test's own, whose stream is
+// deleted from the cluster at servers when the test ends.
+func natsPrefix(t *testing.T, servers string) string {
+	t.Helper()
+	prefix := "fotest." + strings.ReplaceAll(testenv.Unique("orderd"), "-", "_")
+	t.Cleanup(func() {
+		nc, err := nats.Connect(strings.TrimPrefix(servers, "nats://"))
+		if err != nil {
+			t.Logf("delete stream: %v", err)
+			return
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := js.DeleteStream(ctx, relay.StreamName(prefix)); err != nil {
+			t.Logf("delete stream: %v", err)
+		}
+	})
+	return prefix
+}
+
+// consumeCreated reads the order.created events of prefix's stream as a
+// downstream team does: a durable pull consumer, each message acknowledged,
+// repeats dropped by Nats-Msg-Id (the event id). It returns how many
+// distinct order.created events each order has, once want were read.
+func consumeCreated(t *testing.T, servers, prefix string, want int) map[string]int {
+	t.Helper()
+	nc, err := nats.Connect(strings.TrimPrefix(servers, "nats://"), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cons jetstream.Consumer
+	testenv.WaitFor(t, "the durable consumer", 30*time.Second, func() bool {
+		cons, err = js.CreateOrUpdateConsumer(ctx, relay.StreamName(prefix), jetstream.ConsumerConfig{
+			Durable: "fotest-fulfilment", AckPolicy: jetstream.AckExplicitPolicy,
+			FilterSubject: prefix + "." + string(flashorder.EventOrderCreated),
+		})
+		return err == nil
+	})
+	seen := map[string]bool{}
+	perOrder := map[string]int{}
+	for len(seen) < want {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var ce struct{ ID, Type, Subject string }
+			if err := json.Unmarshal(m.Data(), &ce); err != nil {
+				t.Fatalf("message: %v", err)
+			}
+			if id := m.Headers().Get(jetstream.MsgIDHeader); id != ce.ID || ce.Type != string(flashorder.EventOrderCreated) {
+				t.Errorf("message Nats-Msg-Id %s: CloudEvent id %s type %s", id, ce.ID, ce.Type)
+			}
+			if !seen[ce.ID] {
+				seen[ce.ID] = true
+				perOrder[ce.Subject]++
+			}
+			if err := m.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n == 0 {
+			t.Fatalf("the consumer got %d of %d events, then nothing for 5 s", len(seen), want)
+		}
+	}
+	return perOrder
+}
+
+// checkCreated checks that perOrder holds exactly one order.created for
+// each id in created, and none for another order.
+func checkCreated(t *testing.T, perOrder map[string]int, created []string) {
+	t.Helper()
+	for _, id := range created {
+		if perOrder[id] != 1 {
+			t.Errorf("order %s (201): %d order.created events, want 1", id, perOrder[id])
+		}
+		delete(perOrder, id)
+	}
+	for id, n := range perOrder {
+		t.Errorf("%d order.created events for %s, which was never answered 201", n, id)
+	}
+}
+
+// placeOrders places n one-unit orders of sku concurrently and returns the
+// ids answered 201 and the slowest answer.
+func placeOrders(t *testing.T, c *orderhttp.Client, sku string, n int) (created []string, slowest time.Duration) {
+	t.Helper()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			start := time.Now()
+			res, err := c.CreateOrder(context.Background(), order(fmt.Sprintf("%s-u%d", sku, i), item(sku, 1)), "")
+			d := time.Since(start)
+			mu.Lock()
+			defer mu.Unlock()
+			slowest = max(slowest, d)
+			var ce *orderhttp.ClientError
+			switch {
+			case err == nil:
+				created = append(created, res.Order.ID)
+			case errors.As(err, &ce) && ce.Code == flashorder.ESOLDOUT:
+			default:
+				t.Errorf("order %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	return created, slowest
+}
+
+// TestOrderdNATS runs orderd with --events nats:// on the services' 3-node
+// cluster: orders placed concurrently through the API, some sold out; a
+// JetStream consumer sees exactly one order.created per 201, none for the
+// others.
+func TestOrderdNATS(t *testing.T) {
+	servers := testenv.NATSURL(t)
+	prefix := natsPrefix(t, servers)
+	_, c := startOrderd(t, testenv.SQLiteURL(t), "--events", servers+"/"+prefix)
+	putProduct(t, c, "nats-e2e", 25, 0)
+	created, _ := placeOrders(t, c, "nats-e2e", 40)
+	if len(created) != 25 {
+		t.Fatalf("%d orders created of 25 in stock", len(created))
+	}
+	testenv.WaitFor(t, "25 events published", 60*time.Second, func() bool { return metric(t, c, "flashorder_events_published_total") == 25 })
+	checkCreated(t, consumeCreated(t, servers, prefix, 25), created)
+}
+
+// TestOrderdNATSDown stops the whole NATS cluster (a private one) while
+// orderd takes orders: they are still accepted at once, the outbox grows;
+// when NATS is back the relay drains it, every order's order.created once.
+func TestOrderdNATSDown(t *testing.T) {
+	cluster := testenv.PrivateNATS(t)
+	prefix := natsPrefix(t, cluster.URL)
+	dbURL := testenv.SQLiteURL(t)
+	// Enough attempts that no event becomes a dead letter during the outage.
+	_, c := startOrderd(t, dbURL, "--events", cluster.URL+"/"+prefix, "--events-max-attempts", "1000")
+	putProduct(t, c, "nats-down", 100, 0)
+	first, _ := placeOrders(t, c, "nats-down", 1)
+	testenv.WaitFor(t, "the first event published", 60*time.Second, func() bool { return metric(t, c, "flashorder_events_published_total") == 1 })
+
+	cluster.Stop(t)
+	created, slowest := placeOrders(t, c, "nats-down", 20)
+	if len(created) != 20 {
+		t.Fatalf("with NATS down: %d of 20 orders created", len(created))
+	}
+	t.Logf("with NATS down: 20 orders, the slowest answered in %s", slowest)
+	if slowest > 2*time.Second {
+		t.Errorf("with NATS down an order took %s: answers wait on NATS", slowest)
+	}
+	db, err := gormdb.Open(context.Background(), dbURL, gormdb.Options{Events: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, _, err := db.Backlog(context.Background())
+	if err != nil || rows != 20 {
+		t.Fatalf("outbox backlog with NATS down: %d (%v), want 20", rows, err)
+	}
+
+	start := time.Now()
+	cluster.Restart(t)
+	testenv.WaitFor(t, "the outbox drained", 120*time.Second, func() bool {
+		rows, _, err := db.Backlog(context.Background())
+		return err == nil && rows == 0
+	})
+	t.Logf("NATS restarted and the outbox drained in %s", time.Since(start).Round(time.Millisecond))
+	if n := metric(t, c, "flashorder_events_dead_letters_total"); n != 0 {
+		t.Errorf("%v dead letters", n)
+	}
+	checkCreated(t, consumeCreated(t, cluster.URL, prefix, 21), append(first, created...))
+}
+
+// TestEventsFlagsNATS checks --events nats:// validation: no secret, a
+// server list and a subject prefix.
+func TestEventsFlagsNATS(t *testing.T) {
+	secret := relay.SecretPrefix + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	for _, c := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"--events", "nats://127.0.0.1:4222/flashorder"}, true},
+		{[]string{"--events", "nats://h1:4222,h2:4222,h3:4222/shop.orders"}, true},
+		{[]string{"--events", "nats://127.0.0.1:4222"}, true},
+		{[]string{"--events", "nats://127.0.0.1:4222/flashorder", "--events-secret", secret}, false},
+		{[]string{"--events", "nats://127.0.0.1:4222/orders.*"}, false},
+		{[]string{"--events", "nats://127.0.0.1:4222/a..b"}, false},
+		{[]string{"--events", "nats://,h2:4222/x"}, false},
+	} {
+		m := NewMain(io.Discard)
+		err := m.ParseFlags(c.args, func(string) string { return "" })
+		if (err == nil) != c.ok {
+			t.Errorf("%v: %v, want ok %v", c.args, err, c.ok)
+		}
+	}
+}
