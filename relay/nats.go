@@ -47,8 +47,8 @@ const DefaultNATSDuplicateWindow = 2 * time.Minute
 //
 // The stream, named after the prefix (StreamName), captures "<prefix>.>".
 // The sink creates it at its first publish when it does not exist: file
-// storage, DefaultNATSDuplicateWindow, and 3 replicas when the client knows
-// 3 or more servers of the cluster (1 otherwise). An existing stream is
+// storage, DefaultNATSDuplicateWindow, messages kept MaxAge, and 3 replicas
+// when the client knows 3 or more servers of the cluster (1 otherwise). An existing stream is
 // used as it is, after checking that it captures the prefix; one with fewer
 // replicas or in memory is logged as a warning.
 //
@@ -70,6 +70,10 @@ type NATS struct {
 	// DuplicateWindow is the duplicate window of a stream the sink
 	// creates; the default is DefaultNATSDuplicateWindow.
 	DuplicateWindow time.Duration
+	// MaxAge is how long a stream the sink creates keeps a message, 0 for
+	// ever; the default is DefaultRetention, the outbox's (orderd sets
+	// --events-retention).
+	MaxAge time.Duration
 	// Logger receives the warnings about an existing stream; the default
 	// is slog.Default().
 	Logger *slog.Logger
@@ -146,7 +150,7 @@ func NewNATS(rawURL string) (*NATS, error) {
 		return nil, fmt.Errorf("relay: JetStream: %w", err)
 	}
 	return &NATS{nc: nc, js: js, prefix: prefix, stream: StreamName(prefix), servers: servers,
-		Timeout: DefaultNATSTimeout, DuplicateWindow: DefaultNATSDuplicateWindow, Logger: slog.Default()}, nil
+		Timeout: DefaultNATSTimeout, DuplicateWindow: DefaultNATSDuplicateWindow, MaxAge: DefaultRetention, Logger: slog.Default()}, nil
 }
 
 // Subject returns the subject an event of type typ is published to.
@@ -208,6 +212,7 @@ func (n *NATS) ensureStream(ctx context.Context) error {
 			Storage:     jetstream.FileStorage,
 			Replicas:    n.replicas(),
 			Duplicates:  n.DuplicateWindow,
+			MaxAge:      n.MaxAge,
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // created meanwhile by another relay
 			s, err = n.js.Stream(ctx, n.stream)

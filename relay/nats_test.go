@@ -132,8 +132,9 @@ func TestNATSRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
-	if cfg.Replicas != 3 || cfg.Storage != jetstream.FileStorage || cfg.Duplicates != relay.DefaultNATSDuplicateWindow {
-		t.Errorf("stream: %d replicas, %s storage, duplicate window %s; want 3, file, %s", cfg.Replicas, cfg.Storage, cfg.Duplicates, relay.DefaultNATSDuplicateWindow)
+	if cfg.Replicas != 3 || cfg.Storage != jetstream.FileStorage || cfg.Duplicates != relay.DefaultNATSDuplicateWindow || cfg.MaxAge != relay.DefaultRetention {
+		t.Errorf("stream: %d replicas, %s storage, duplicate window %s, max age %s; want 3, file, %s, %s",
+			cfg.Replicas, cfg.Storage, cfg.Duplicates, cfg.MaxAge, relay.DefaultNATSDuplicateWindow, relay.DefaultRetention)
 	}
 }
 

@@ -36,7 +36,7 @@ func (m *Main) startRelay(db *gormdb.DB, locker flashorder.Locker, reg prometheu
 		if err != nil {
 			return nil, err
 		}
-		ns.Logger = m.Logger
+		ns.Logger, ns.MaxAge = m.Logger, cfg.EventsRetention
 		m.eventsSink = ns
 		sink = ns
 	} else {

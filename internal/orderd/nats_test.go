@@ -71,7 +71,7 @@ func consumeCreated(t *testing.T, servers, prefix string, want int) map[string]i
 	seen := map[string]bool{}
 	perOrder := map[string]int{}
 	for len(seen) < want {
-		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(5*time.Second))
+		batch, err := cons.Fetch(min(100, want-len(seen)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
