@@ -28,7 +28,7 @@ func natsSink(t *testing.T, servers string) (*relay.NATS, jetstream.JetStream) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sink.Close() })
-	nc, err := nats.Connect(strings.TrimPrefix(servers, "nats://"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(strings.TrimPrefix(servers, "nats://"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,5 +217,35 @@ func TestNATSNodeKilled(t *testing.T) {
 	checkStream(t, db, rc, orders, n+n/3)
 	if msgs != n+n/3 {
 		t.Errorf("stream holds %d messages, want %d (one per event)", msgs, n+n/3)
+	}
+}
+
+// TestNATSStartsWhileDown makes the sink while no NATS server answers, as
+// orderd does when it starts before NATS: NewNATS does not wait, a publish
+// fails at once (the relay retries it), and once the cluster is up the same
+// sink creates the stream and publishes.
+func TestNATSStartsWhileDown(t *testing.T) {
+	cluster := testenv.PrivateNATS(t)
+	cluster.Stop(t)
+	start := time.Now()
+	sink, js := natsSink(t, cluster.URL)
+	e := &flashorder.Event{ID: "0b1c6d5e-0000-4000-8000-000000000002", OrderID: "o-2", Type: flashorder.EventOrderCreated, Sequence: 1, Time: time.Now().UTC(), Order: json.RawMessage(`{"id":"o-2"}`)}
+	body, err := e.CloudEvent(relay.DefaultSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Publish(context.Background(), e, body); err == nil {
+		t.Fatal("published with every server down")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("NewNATS and a failed publish with NATS down took %s, want no wait", d)
+	}
+	cluster.Restart(t)
+	testenv.WaitFor(t, "a publish after the restart", 30*time.Second, func() bool {
+		return sink.Publish(context.Background(), e, body) == nil
+	})
+	rc, msgs := readStream(t, js, sink.Stream())
+	if msgs != 1 || len(rc.events) != 1 {
+		t.Errorf("stream holds %d messages, want 1", msgs)
 	}
 }
