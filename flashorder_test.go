@@ -3,6 +3,7 @@ package flashorder_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -75,6 +76,7 @@ func TestFingerprint(t *testing.T) {
 func TestProductInput(t *testing.T) {
 	s := func(v string) *string { return &v }
 	i := func(v int64) *int64 { return &v }
+	f := func(v float64) *float64 { return &v }
 	tests := []struct {
 		name string
 		sku  string
@@ -93,6 +95,17 @@ func TestProductInput(t *testing.T) {
 		{"no stock", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1)}, false},
 		{"negative stock", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(-1)}, false},
 		{"negative limit", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), PerUserLimit: i(-1)}, false},
+		{"queue", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), Admission: s("queue")}, true},
+		{"open", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), Admission: s("open")}, true},
+		{"queue of a sale, factor", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), Admission: s("queue"),
+			Sale: s("drop-7"), AdmissionFactor: f(2.5)}, true},
+		{"admission other", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), Admission: s("Queue")}, false},
+		{"sale without queue", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), Sale: s("drop")}, false},
+		{"bad sale id", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), Admission: s("queue"), Sale: s("a b")}, false},
+		{"factor without queue", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), AdmissionFactor: f(2)}, false},
+		{"factor below 1", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), Admission: s("queue"), AdmissionFactor: f(0.9)}, false},
+		{"factor above 100", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), Admission: s("queue"), AdmissionFactor: f(101)}, false},
+		{"factor NaN", "p-1", flashorder.ProductInput{Name: s("x"), PriceCents: i(1), Stock: i(1), Admission: s("queue"), AdmissionFactor: f(math.NaN())}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,22 @@ const (
 	// MinPaymentWindow and MaxPaymentWindow bound a product's payment_window.
 	MinPaymentWindow = 10 * time.Second
 	MaxPaymentWindow = 24 * time.Hour
+	// MinAdmissionFactor and MaxAdmissionFactor bound a queue product's
+	// admission_factor; DefaultAdmissionFactor is the factor of one that
+	// sets none.
+	MinAdmissionFactor     = 1.0
+	MaxAdmissionFactor     = 100.0
+	DefaultAdmissionFactor = 1.5
+)
+
+// Admission modes of a product (Product.Admission).
+const (
+	// AdmissionOpen takes any buyer's order: the default, stored as "".
+	AdmissionOpen = "open"
+	// AdmissionQueue takes only the orders of buyers admitted through the
+	// product's waiting room (its own, or its sale's), each carrying an
+	// admission token.
+	AdmissionQueue = "queue"
 )
 
 // Product statuses, as the product page shows them (ProductStatus).
@@ -51,6 +67,28 @@ type Product struct {
 	// Restocked is the sum of every stock change made by an admin; the stock
 	// invariant is Restocked == Stock + Sold.
 	Restocked int64 `json:"-"`
+	// Admission is AdmissionQueue for a product sold through a waiting
+	// room, "" for an open one.
+	Admission string `json:"admission,omitempty"`
+	// Sale, with AdmissionQueue, names the sale whose one waiting room the
+	// product shares with the sale's other products; "" is a room of its
+	// own.
+	Sale string `json:"sale,omitempty"`
+	// AdmissionFactor, with AdmissionQueue, bounds the admissions: units
+	// sold plus admissions outstanding stay within stock times the factor.
+	// 0 is DefaultAdmissionFactor.
+	AdmissionFactor float64 `json:"admission_factor,omitempty"`
+}
+
+// Queued reports whether the product is sold through a waiting room.
+func (p *Product) Queued() bool { return p.Admission == AdmissionQueue }
+
+// Factor returns the product's admission factor, its default filled in.
+func (p *Product) Factor() float64 {
+	if p.AdmissionFactor == 0 {
+		return DefaultAdmissionFactor
+	}
+	return p.AdmissionFactor
 }
 
 // Window is where an instant lies against a product's sale window.
@@ -125,6 +163,15 @@ type ProductInput struct {
 	// MinPaymentWindow..MaxPaymentWindow; absent or null is orderd's
 	// --payment-timeout.
 	PaymentWindow *string `json:"payment_window"`
+	// Admission is "open" (absent or null too) or "queue".
+	Admission *string `json:"admission"`
+	// Sale, with admission "queue", is the id (a SKU's syntax) of the sale
+	// whose waiting room the product shares; absent is a room of its own.
+	Sale *string `json:"sale"`
+	// AdmissionFactor, with admission "queue", is
+	// MinAdmissionFactor..MaxAdmissionFactor; absent is
+	// DefaultAdmissionFactor.
+	AdmissionFactor *float64 `json:"admission_factor"`
 }
 
 // Product validates in and returns the product it describes for sku.
@@ -171,7 +218,43 @@ func (in *ProductInput) Product(sku string) (Product, error) {
 		}
 		p.PaymentWindow = d
 	}
+	if err := in.admission(&p); err != nil {
+		return Product{}, err
+	}
 	return p, nil
+}
+
+// admission checks and sets p's admission, sale and admission factor.
+func (in *ProductInput) admission(p *Product) error {
+	if in.Admission != nil {
+		switch *in.Admission {
+		case AdmissionOpen:
+		case AdmissionQueue:
+			p.Admission = AdmissionQueue
+		default:
+			return Errorf(EINVALID, "admission must be %q or %q", AdmissionOpen, AdmissionQueue)
+		}
+	}
+	if in.Sale != nil {
+		if !p.Queued() {
+			return Errorf(EINVALID, "sale needs admission %q", AdmissionQueue)
+		}
+		if ValidateSKU(*in.Sale) != nil {
+			return Errorf(EINVALID, "sale must be an id with a SKU's syntax: 1..64 characters of A-Z a-z 0-9 _ . -")
+		}
+		p.Sale = *in.Sale
+	}
+	if in.AdmissionFactor != nil {
+		f := *in.AdmissionFactor
+		if !p.Queued() {
+			return Errorf(EINVALID, "admission_factor needs admission %q", AdmissionQueue)
+		}
+		if !(f >= MinAdmissionFactor && f <= MaxAdmissionFactor) {
+			return Errorf(EINVALID, "admission_factor must be %g..%g", MinAdmissionFactor, MaxAdmissionFactor)
+		}
+		p.AdmissionFactor = f
+	}
+	return nil
 }
 
 // Timestamps of a sale window lie in these years: a typo such as year 20260

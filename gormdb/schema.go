@@ -26,6 +26,13 @@ type productRow struct {
 	// FenceToken is the newest lock fencing token that wrote the row (the
 	// `lock` strategy); writes with an older one are refused.
 	FenceToken int64 `gorm:"column:fence_token;not null;default:0"`
+	// Admission is "queue" for a product sold through a waiting room, ""
+	// for an open one; Sale names the sale whose room it shares ("": its
+	// own); AdmissionFactor is its admission bound's factor (0: the
+	// default).
+	Admission       string  `gorm:"column:admission;size:8;not null;default:''"`
+	Sale            string  `gorm:"column:sale;size:64;not null;default:'';index:idx_products_sale"`
+	AdmissionFactor float64 `gorm:"column:admission_factor;not null;default:0"`
 }
 
 func (productRow) TableName() string { return "products" }
@@ -33,13 +40,15 @@ func (productRow) TableName() string { return "products" }
 func (r *productRow) product() *flashorder.Product {
 	return &flashorder.Product{SKU: r.SKU, Name: r.Name, PriceCents: r.PriceCents, Stock: r.Stock,
 		Sold: r.Restocked - r.Stock, PerUserLimit: r.PerUserLimit, Restocked: r.Restocked,
-		StartsAt: fromMicros(r.StartsUS), EndsAt: fromMicros(r.EndsUS), PaymentWindow: time.Duration(r.PaymentWindowS) * time.Second}
+		StartsAt: fromMicros(r.StartsUS), EndsAt: fromMicros(r.EndsUS), PaymentWindow: time.Duration(r.PaymentWindowS) * time.Second,
+		Admission: r.Admission, Sale: r.Sale, AdmissionFactor: r.AdmissionFactor}
 }
 
 // newProductRow returns the row that stores p, its stock all restocked.
 func newProductRow(p flashorder.Product) productRow {
 	return productRow{SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Stock: p.Stock, Restocked: p.Stock, PerUserLimit: p.PerUserLimit,
-		StartsUS: toMicros(p.StartsAt), EndsUS: toMicros(p.EndsAt), PaymentWindowS: int64(p.PaymentWindow / time.Second)}
+		StartsUS: toMicros(p.StartsAt), EndsUS: toMicros(p.EndsAt), PaymentWindowS: int64(p.PaymentWindow / time.Second),
+		Admission: p.Admission, Sale: p.Sale, AdmissionFactor: p.AdmissionFactor}
 }
 
 // toMicros returns t in microseconds since the Unix epoch, nil staying nil.

@@ -42,8 +42,9 @@ func (db *DB) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder
 			}
 			available, oldLimit := old.Stock+segmented, old.PerUserLimit
 			err = g.Exec("UPDATE products SET restocked = restocked + ?, stock = ?, name = ?, price_cents = ?, per_user_limit = ?, "+
-				"starts_us = ?, ends_us = ?, payment_window_s = ? WHERE sku = ?",
-				p.Stock-available, p.Stock, p.Name, p.PriceCents, p.PerUserLimit, row.StartsUS, row.EndsUS, row.PaymentWindowS, p.SKU).Error
+				"starts_us = ?, ends_us = ?, payment_window_s = ?, admission = ?, sale = ?, admission_factor = ? WHERE sku = ?",
+				p.Stock-available, p.Stock, p.Name, p.PriceCents, p.PerUserLimit, row.StartsUS, row.EndsUS, row.PaymentWindowS,
+				row.Admission, row.Sale, row.AdmissionFactor, p.SKU).Error
 			if err != nil {
 				return fmt.Errorf("gormdb: update product %q: %w", p.SKU, err)
 			}
@@ -81,6 +82,36 @@ func (db *DB) Product(ctx context.Context, sku string) (*flashorder.Product, err
 	}
 	row.Stock += segmented
 	return row.product(), nil
+}
+
+// SaleProducts returns the products of sale (Product.Sale), by SKU, their
+// stock including the stock held in segments: what the waiting room of a
+// sale admits against.
+func (db *DB) SaleProducts(ctx context.Context, sale string) ([]*flashorder.Product, error) {
+	var rows []productRow
+	if err := db.gorm.WithContext(ctx).Where("sale = ?", sale).Order("sku").Find(&rows).Error; err != nil {
+		return nil, translate(fmt.Errorf("gormdb: read the products of sale %q: %w", sale, err))
+	}
+	var segmented []struct {
+		SKU   string
+		Stock int64
+	}
+	err := db.gorm.WithContext(ctx).Model(&segmentRow{}).Select("sku, COALESCE(SUM(stock), 0) AS stock").
+		Where("sku IN (?)", db.gorm.Model(&productRow{}).Select("sku").Where("sale = ?", sale)).
+		Group("sku").Scan(&segmented).Error
+	if err != nil {
+		return nil, translate(fmt.Errorf("gormdb: read the segments of sale %q: %w", sale, err))
+	}
+	extra := make(map[string]int64, len(segmented))
+	for _, s := range segmented {
+		extra[s.SKU] = s.Stock
+	}
+	out := make([]*flashorder.Product, len(rows))
+	for i := range rows {
+		rows[i].Stock += extra[rows[i].SKU]
+		out[i] = rows[i].product()
+	}
+	return out, nil
 }
 
 // Order implements flashorder.Store.

@@ -365,6 +365,16 @@ func encodeProduct(p *flashorder.Product, now time.Time) (body []byte, etagEnd i
 		b = append(b, `,"payment_window":`...)
 		b = appendString(b, p.PaymentWindow.String())
 	}
+	if p.Queued() {
+		b = append(b, `,"admission":`...)
+		b = appendString(b, p.Admission)
+		if p.Sale != "" {
+			b = append(b, `,"sale":`...)
+			b = appendString(b, p.Sale)
+		}
+		b = append(b, `,"admission_factor":`...)
+		b = strconv.AppendFloat(b, p.Factor(), 'f', -1, 64) // encoding/json's form in 1..100
+	}
 	b = append(b, `,"status":`...)
 	b = appendString(b, p.Status(now))
 	etagEnd = len(b)

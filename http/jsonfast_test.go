@@ -207,6 +207,18 @@ func TestEncodeProduct(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			p.PaymentWindow = time.Duration(10+rng.IntN(86000)) * time.Second
 		}
+		if rng.IntN(2) == 0 {
+			p.Admission = flashorder.AdmissionQueue
+			if rng.IntN(2) == 0 {
+				p.Sale = names[rng.IntN(len(names))] // any text: the encoder must escape what it is given
+			}
+			switch rng.IntN(3) {
+			case 0:
+				p.AdmissionFactor = 1 + rng.Float64()*99
+			case 1:
+				p.AdmissionFactor = float64(1 + rng.IntN(100))
+			}
+		}
 		now := base.Add(time.Duration(rng.Int64N(int64(3 * time.Hour))))
 		want, err := json.Marshal(newProductView(p, now))
 		if err != nil {

@@ -53,7 +53,15 @@ func (s *Server) createOrder(c *gin.Context) {
 		}
 		req.IdempotencyKey = keys[0]
 	}
+	admitted, err := s.checkAdmission(ctx, c, req, req.IdempotencyKey)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	order, replayed, err := s.cfg.Orders.Place(ctx, req)
+	if admitted != nil {
+		err = s.cfg.Room.Done(ctx, admitted, replayed, err)
+	}
 	if replayed {
 		c.Writer.Header()[ReplayedHeader] = replayedTrue
 	}

@@ -24,8 +24,14 @@ type productView struct {
 	StartsAt      *time.Time `json:"starts_at,omitempty"`
 	EndsAt        *time.Time `json:"ends_at,omitempty"`
 	PaymentWindow string     `json:"payment_window,omitempty"`
-	Status        string     `json:"status"`
-	ServerTime    time.Time  `json:"server_time"`
+	// Admission is "queue" for a product sold through a waiting room
+	// (absent: open); Sale its sale; AdmissionFactor its admission bound's
+	// factor, the default filled in.
+	Admission       string    `json:"admission,omitempty"`
+	Sale            string    `json:"sale,omitempty"`
+	AdmissionFactor float64   `json:"admission_factor,omitempty"`
+	Status          string    `json:"status"`
+	ServerTime      time.Time `json:"server_time"`
 }
 
 // productMaxAge is the product page's Cache-Control max-age: a CDN in front
@@ -107,6 +113,9 @@ func newProductView(p *flashorder.Product, now time.Time) productView {
 		PerUserLimit: p.PerUserLimit, StartsAt: p.StartsAt, EndsAt: p.EndsAt, Status: p.Status(now), ServerTime: now.UTC()}
 	if p.PaymentWindow > 0 {
 		v.PaymentWindow = p.PaymentWindow.String()
+	}
+	if p.Queued() {
+		v.Admission, v.Sale, v.AdmissionFactor = p.Admission, p.Sale, p.Factor()
 	}
 	return v
 }

@@ -79,6 +79,9 @@ type Config struct {
 	// Products, when set, serves the product page instead of Store (a
 	// cache: checkout.ProductCache).
 	Products ProductReader
+	// Room, when set, is the waiting room: the queue endpoints and the
+	// admission check of orders for products sold through one.
+	Room WaitingRoom
 	// Now is the server's clock, shown as the product page's server_time
 	// and counted from for Retry-After; nil is time.Now. It should be the
 	// clock the strategy stamps orders with.
@@ -250,6 +253,7 @@ func (s *Server) routes() *gin.Engine {
 	get(v1, "/admin/audit", s.requireAdmin, s.audit)
 	s.lifecycleRoutes(v1)
 	s.eventsRoutes(v1)
+	s.queueRoutes(v1)
 	s.metrics.cacheRoutes(r.Routes())
 	return r
 }

@@ -170,7 +170,7 @@ func (s *QueueStore) Poll(_ context.Context, ticketID string, now time.Time) (qu
 }
 
 // Admit implements queue.Store.
-func (s *QueueStore) Admit(_ context.Context, queueID string, stockLeft int, factor float64, now time.Time) ([]queue.Admission, error) {
+func (s *QueueStore) Admit(_ context.Context, queueID string, stockLeft int, factor float64, usedSeen int, now time.Time) ([]queue.Admission, error) {
 	if err := queue.ValidateQueueID(queueID); err != nil {
 		return nil, err
 	}
@@ -181,6 +181,9 @@ func (s *QueueStore) Admit(_ context.Context, queueID string, stockLeft int, fac
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.tidy(now)
+	if usedSeen >= 0 && usedSeen != q.used {
+		return nil, queue.ErrStale
+	}
 	if q.ended || !q.started {
 		return nil, nil
 	}

@@ -54,6 +54,9 @@ var (
 	ErrAdmissionUsed = errors.New("queue: admission already used")
 	// ErrAdmissionExpired refuses an admission whose time ran out.
 	ErrAdmissionExpired = errors.New("queue: admission expired")
+	// ErrStale refuses an Admit whose stock read is older than the last
+	// use of an admission.
+	ErrStale = errors.New("queue: admissions were used since the stock was read")
 )
 
 // Status is where a ticket stands.
@@ -159,8 +162,12 @@ type Store interface {
 	// Admit admits the next waiting tickets, in order, while the admissions
 	// outstanding stay within AdmitLimit(stockLeft, factor), and returns the
 	// admissions made. It admits nobody before the start or after the end.
-	// A stockLeft above 0 lifts a sold-out mark.
-	Admit(ctx context.Context, queueID string, stockLeft int, factor float64, now time.Time) ([]Admission, error)
+	// A stockLeft above 0 lifts a sold-out mark. usedSeen, when not
+	// negative, is Stats.Used as the caller saw it before it read
+	// stockLeft: when an admission was used since (its order took stock
+	// that stockLeft may still count), Admit fails with ErrStale and
+	// changes nothing.
+	Admit(ctx context.Context, queueID string, stockLeft int, factor float64, usedSeen int, now time.Time) ([]Admission, error)
 	// Use consumes the ticket's admission once. It fails with
 	// ErrMalformedTicket, ErrUnknownTicket, ErrNotAdmitted,
 	// ErrAdmissionUsed and ErrAdmissionExpired, changing nothing.

@@ -182,8 +182,11 @@ return view(t)
 `)
 
 // ARGV: now, idle, retention, admission TTL, limit, stock left > 0 (1 or
-// 0). Returns ticket id, user, ... of the tickets admitted.
+// 0), used seen (-1: not checked). Returns ticket id, user, ... of the
+// tickets admitted, or {'stale'}.
 var queueAdmit = goredis.NewScript(queuePrelude + `
+local usedseen = tonumber(ARGV[7])
+if usedseen >= 0 and tonumber(redis.call('HGET', meta, 'used') or '0') ~= usedseen then return {'stale'} end
 if redis.call('HGET', meta, 'ended') == '1' or not started(nil) then return {} end
 if ARGV[6] == '1' then redis.call('HSET', meta, 'soldout', '0') end
 local n = tonumber(ARGV[5]) - redis.call('ZCARD', adm)
@@ -305,7 +308,7 @@ func (s *QueueStore) Poll(ctx context.Context, ticketID string, now time.Time) (
 }
 
 // Admit implements queue.Store.
-func (s *QueueStore) Admit(ctx context.Context, queueID string, stockLeft int, factor float64, now time.Time) ([]queue.Admission, error) {
+func (s *QueueStore) Admit(ctx context.Context, queueID string, stockLeft int, factor float64, usedSeen int, now time.Time) ([]queue.Admission, error) {
 	if err := queue.ValidateQueueID(queueID); err != nil {
 		return nil, err
 	}
@@ -313,10 +316,13 @@ func (s *QueueStore) Admit(ctx context.Context, queueID string, stockLeft int, f
 	if stockLeft > 0 {
 		more = 1
 	}
-	args := append(s.base(now), s.opts.AdmissionTTL.Milliseconds(), queue.AdmitLimit(stockLeft, factor), more)
+	args := append(s.base(now), s.opts.AdmissionTTL.Milliseconds(), queue.AdmitLimit(stockLeft, factor), more, max(usedSeen, -1))
 	v, err := s.run(ctx, queueAdmit, queueID, args...)
 	if err != nil {
 		return nil, err
+	}
+	if len(v) == 1 {
+		return nil, queue.ErrStale
 	}
 	exp := time.UnixMilli(now.UnixMilli() + s.opts.AdmissionTTL.Milliseconds()).UTC()
 	out := make([]queue.Admission, 0, len(v)/2)

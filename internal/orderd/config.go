@@ -22,6 +22,7 @@ import (
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/queue"
 	"github.com/flashorder/flashorder/redis"
 	"github.com/flashorder/flashorder/relay"
 )

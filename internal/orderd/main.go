@@ -26,6 +26,7 @@ import (
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/jwtauth"
+	"github.com/flashorder/flashorder/queue"
 	"github.com/flashorder/flashorder/relay"
 )
 
@@ -80,6 +81,7 @@ type Main struct {
 	server       *orderhttp.Server
 	sweeper      *checkout.Sweeper
 	relay        *relay.Relay
+	room         *queue.Room
 	// eventsSink is the relay's sink when it holds a connection
 	// (nats://), closed after the relay stopped.
 	eventsSink io.Closer
@@ -189,13 +191,22 @@ func (m *Main) Run(ctx context.Context) error {
 	if auth != nil {
 		authenticator = auth
 	}
+	room, roomMetrics, err := m.startRoom(db, path.products, m.redisClients)
+	if err != nil {
+		return err
+	}
+	m.room = room
 	m.server = orderhttp.NewServer(orderhttp.Config{
 		Store: path.store, Orders: path.orders, Products: path.products, AdminToken: cfg.AdminToken,
 		Logger: m.Logger, Lifecycle: orderLifecycle, PaymentWebhookSecret: cfg.PaymentWebhookSecret,
 		MaxInflight: cfg.MaxInflight, OrderTimeout: cfg.OrderTimeout, Authenticator: authenticator, RateLimiter: limiter,
+		Room: m.room,
 	})
 	addReadyChecks(m.server, db, m.redisClients, m.lock)
 	if err := instrument(m.server.Registry(), measure, path.gate, strategy.registerMetrics); err != nil {
+		return err
+	}
+	if err := roomMetrics.Register(m.server.Registry()); err != nil {
 		return err
 	}
 	sweepLocker := m.SweeperLocker
@@ -275,6 +286,9 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	if m.relay != nil {
 		m.relay.Stop()
+	}
+	if m.room != nil {
+		m.room.Stop()
 	}
 	if m.eventsSink != nil {
 		errs = append(errs, m.eventsSink.Close())

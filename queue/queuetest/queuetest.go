@@ -47,6 +47,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("OnePlacePerUser", func(t *testing.T) { testOnePlace(t, b) })
 	t.Run("AdmissionBound", func(t *testing.T) { testBound(t, b) })
 	t.Run("SingleUse", func(t *testing.T) { testSingleUse(t, b) })
+	t.Run("StaleAdmit", func(t *testing.T) { testStaleAdmit(t, b) })
 	t.Run("ExpiredAdmissionGivesPlaceBack", func(t *testing.T) { testAdmissionExpiry(t, b) })
 	t.Run("IdleTicketsLeave", func(t *testing.T) { testIdle(t, b) })
 	t.Run("SkewedClocks", func(t *testing.T) { testSkew(t, b) })
@@ -114,7 +115,7 @@ func poll(t testing.TB, s queue.Store, id string, now time.Time) queue.Ticket {
 
 func admit(t testing.TB, s queue.Store, q string, stock int, factor float64, now time.Time) []queue.Admission {
 	t.Helper()
-	a, err := s.Admit(ctx, q, stock, factor, now)
+	a, err := s.Admit(ctx, q, stock, factor, -1, now)
 	return must(t, a, err, "admit in "+q)
 }
 
@@ -292,7 +293,7 @@ func testBound(t *testing.T, b Backend) {
 		if (w+i)%3 != 0 || w < 0 {
 			model.RLock()
 			defer model.RUnlock()
-			as, err := s.Admit(ctx, q, left, factor, t0)
+			as, err := s.Admit(ctx, q, left, factor, -1, t0)
 			if err != nil {
 				return err
 			}
@@ -401,6 +402,34 @@ func testSingleUse(t *testing.T, b Backend) {
 		t.Fatalf("used ticket polls %+v", tk)
 	}
 	wantStats(t, stores[0], q, t0, 1, 0, 1)
+}
+
+// testStaleAdmit checks Admit's guard against a stock read older than an
+// admission's use: an order that took stock and then used its admission
+// between the caller's read of Used and its Admit would otherwise be
+// counted neither in the stock left nor in the admissions outstanding.
+func testStaleAdmit(t *testing.T, b Backend) {
+	stores := storesOf(t, b)
+	q := queueID("stale")
+	a := join(t, stores[0], q, "buyer", t0, t0)
+	join(t, stores[0], q, "next", t0, t0)
+	seen := stats(t, stores[0], q, t0).Used
+	as, err := stores[0].Admit(ctx, q, 1, 1, seen, t0)
+	if err != nil || len(as) != 1 || as[0].TicketID != a.ID {
+		t.Fatalf("admit with a fresh read: %v, %v", as, err)
+	}
+	if _, err := stores[len(stores)-1].Use(ctx, a.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	// The stock read of seen still counts the unit the order took.
+	if as, err := stores[len(stores)-1].Admit(ctx, q, 1, 1, seen, t0); !errors.Is(err, queue.ErrStale) || len(as) != 0 {
+		t.Fatalf("admit with a stale read: %v, %v, want ErrStale", as, err)
+	}
+	wantStats(t, stores[0], q, t0, 1, 0, 1)
+	seen = stats(t, stores[0], q, t0).Used
+	if as, err := stores[0].Admit(ctx, q, 1, 1, seen, t0); err != nil || len(as) != 1 {
+		t.Fatalf("admit with a read after the use: %v, %v", as, err)
+	}
 }
 
 // testAdmissionExpiry lets an admission lapse: the ticket reads expired, its
@@ -612,7 +641,7 @@ func testHostile(t *testing.T, b Backend) {
 		t.Errorf("use of a waiting ticket: %v", err)
 	}
 	for _, bad := range []string{"", "plain-sku", "sku:bad sku!", q + "~x", "{q:x}"} {
-		if _, err := s.Admit(ctx, bad, 10, 1, t0); !errors.Is(err, queue.ErrInvalid) {
+		if _, err := s.Admit(ctx, bad, 10, 1, -1, t0); !errors.Is(err, queue.ErrInvalid) {
 			t.Errorf("admit in %q: %v, want ErrInvalid", bad, err)
 		}
 		if _, err := s.Stats(ctx, bad, t0); !errors.Is(err, queue.ErrInvalid) {

@@ -1,0 +1,56 @@
+package orderd
+
+import (
+	"crypto/rand"
+
+	"github.com/flashorder/flashorder/gormdb"
+	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/internal/metrics"
+	"github.com/flashorder/flashorder/queue"
+	"github.com/flashorder/flashorder/redis"
+)
+
+// queueStore is where the waiting room's state lives: --queue-store, by
+// default the --idempotency Redis, so that every instance serves one queue,
+// else memory.
+func (c Config) queueStore() string {
+	if c.QueueStore != "" {
+		return c.QueueStore
+	}
+	if scheme(c.Idempotency) == "redis" {
+		return c.Idempotency
+	}
+	return "memory"
+}
+
+// startRoom starts the waiting room on its store (in clients, or in memory),
+// reading products through catalog for the crowd and fresh from db for the
+// admission bound. It returns the room and its metrics, for the caller to
+// register on the server's registry.
+func (m *Main) startRoom(db *gormdb.DB, catalog queue.Catalog, clients redisClients) (*queue.Room, *metrics.QueueMetrics, error) {
+	cfg := &m.Config
+	opts := queue.Options{IdleTimeout: cfg.QueueIdle, AdmissionTTL: cfg.AdmissionTTL}
+	var store queue.Store
+	if c := clients.forStore(cfg.queueStore()); c != nil {
+		store = redis.NewQueueStore(c, opts)
+	} else {
+		store = inmem.NewQueueStore(opts)
+	}
+	secret := []byte(cfg.AdmissionSecret)
+	if len(secret) == 0 {
+		secret = make([]byte, queue.MinSecretLen)
+		_, _ = rand.Read(secret)
+		if scheme(cfg.queueStore()) == "redis" {
+			m.Logger.Warn("no --admission-secret with the waiting room on Redis: this instance signs admission tokens with a key of its own, " +
+				"which the other instances refuse (403 admission_required); give every instance the same --admission-secret")
+		}
+	}
+	signer, err := queue.NewSigner(secret)
+	if err != nil {
+		return nil, nil, err
+	}
+	qm := metrics.NewQueueMetrics()
+	room := queue.NewRoom(store, signer, catalog, db, queue.RoomOptions{Interval: cfg.AdmissionInterval, Logger: m.Logger, Observe: qm.Observe})
+	room.Start()
+	return room, qm, nil
+}

@@ -1,0 +1,360 @@
+package orderd
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
+	"github.com/flashorder/flashorder/queue"
+)
+
+// admissionSecret is the tests' --admission-secret, shared by every
+// instance of a test.
+const admissionSecret = "test-admission-secret-of-32-bytes!!"
+
+// placeAnswer is a queue endpoint's answer.
+type placeAnswer struct {
+	Ticket             string     `json:"ticket"`
+	Queue              string     `json:"queue"`
+	Status             string     `json:"status"`
+	Position           int        `json:"position"`
+	PreQueue           bool       `json:"pre_queue"`
+	PollAfterMS        int64      `json:"poll_after_ms"`
+	EstimatedWaitMS    *int64     `json:"estimated_wait_ms"`
+	AdmissionToken     string     `json:"admission_token"`
+	AdmissionExpiresAt *time.Time `json:"admission_expires_at"`
+}
+
+// join joins user to the queue of sku through base.
+func join(t *testing.T, base, sku, user string) (placeAnswer, answer) {
+	t.Helper()
+	a := call(t, "POST", base+"/api/v1/products/"+sku+"/queue", nil, fmt.Sprintf(`{"user_id":%q}`, user))
+	var p placeAnswer
+	if a.status == 202 {
+		if err := json.Unmarshal(a.body, &p); err != nil {
+			t.Fatalf("join: %s", a.body)
+		}
+	}
+	return p, a
+}
+
+// poll polls ticket through base.
+func poll(t *testing.T, base, ticket string) placeAnswer {
+	t.Helper()
+	a := call(t, "GET", base+"/api/v1/queue/"+ticket, nil, "")
+	var p placeAnswer
+	if a.status != 200 || json.Unmarshal(a.body, &p) != nil {
+		t.Fatalf("poll %s: %d %s", ticket, a.status, a.body)
+	}
+	return p
+}
+
+// buyWith orders one unit of sku for user through base with an admission
+// token and an Idempotency-Key ("" leaves either out).
+func buyWith(t *testing.T, base, user, sku, token, key string) answer {
+	t.Helper()
+	h := map[string]string{}
+	if token != "" {
+		h["Admission-Token"] = token
+	}
+	if key != "" {
+		h["Idempotency-Key"] = key
+	}
+	return call(t, "POST", base+"/api/v1/orders", h, fmt.Sprintf(`{"user_id":%q,"items":[{"sku":%q,"quantity":1}]}`, user, sku))
+}
+
+// waitStatus polls ticket through base until it reads status.
+func waitStatus(t *testing.T, base, ticket, status string) placeAnswer {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		p := poll(t, base, ticket)
+		if p.Status == status {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ticket %s is %+v after 20s, want %s", ticket, p, status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestOrderdQueue runs a drop through the waiting room end to end: on
+// PostgreSQL with three orderd sharing the queue on Redis, and on the
+// embedded default (SQLite, the queue in memory).
+func TestOrderdQueue(t *testing.T) {
+	t.Run("redis", func(t *testing.T) {
+		dbURL, r := redisSetup(t)
+		args := []string{"--idempotency", r.URL, "--admission-secret", admissionSecret, "--admission-interval", "20ms",
+			"--product-cache-ttl", "1m", "--sold-out-ttl", "1m"}
+		var bases []string
+		for range 3 {
+			_, c := startOrderd(t, dbURL, args...)
+			bases = append(bases, c.BaseURL)
+		}
+		testQueue(t, bases, func() string {
+			_, c := startOrderd(t, dbURL, args...)
+			return c.BaseURL
+		})
+	})
+	t.Run("memory", func(t *testing.T) {
+		dbURL := testenv.SQLiteURL(t)
+		args := []string{"--admission-secret", admissionSecret, "--admission-interval", "20ms"}
+		_, c := startOrderd(t, dbURL, args...)
+		testQueue(t, []string{c.BaseURL}, nil)
+	})
+}
+
+// testQueue runs the drop on the instances at bases; restart, when set,
+// starts one more instance on the same database and queue store.
+func testQueue(t *testing.T, bases []string, restart func() string) {
+	at := func(i int) string { return bases[i%len(bases)] }
+	start := time.Now().Add(1500 * time.Millisecond).UTC().Truncate(time.Millisecond)
+	if a := putDrop(t, at(0), "wq-1", 3, 0, start, time.Time{}, `,"admission":"queue","admission_factor":1`); a.status != 200 ||
+		!strings.Contains(string(a.body), `"admission":"queue"`) || !strings.Contains(string(a.body), `"admission_factor":1`) {
+		t.Fatalf("put the queued product: %d %s", a.status, a.body)
+	}
+	if a := putDrop(t, at(0), "wq-open", 5, 0, time.Time{}, time.Time{}, ""); a.status != 200 {
+		t.Fatalf("put an open product: %d %s", a.status, a.body)
+	}
+
+	// Before the start: everyone is in the pre-queue, in no order yet; a
+	// second join (through another instance) keeps the place.
+	const buyers = 6
+	tickets := make([]string, buyers)
+	for i := range buyers {
+		p, a := join(t, at(i), "wq-1", fmt.Sprintf("wq-user-%d", i))
+		if a.status != 202 || p.Status != "waiting" || !p.PreQueue || p.Position != 0 || p.Queue != "sku:wq-1" ||
+			p.PollAfterMS <= 0 || p.EstimatedWaitMS == nil {
+			t.Fatalf("join before the start: %d %s", a.status, a.body)
+		}
+		tickets[i] = p.Ticket
+	}
+	if p, _ := join(t, at(1), "wq-1", "wq-user-0"); p.Ticket != tickets[0] {
+		t.Fatalf("a second join got ticket %q, want the first %q", p.Ticket, tickets[0])
+	}
+
+	// Refusals that change nothing: orders without a token, with a forged
+	// one, one signed alg none; joins of an open product, an unknown one,
+	// a bad user; polls of tickets that are not ones.
+	forged := forgeToken(t, "wq-user-0", "sku:wq-1", tickets[0])
+	for name, token := range map[string]string{"none": "", "garbage": "abc.def.ghi", "forged": forged, "alg none": algNone("wq-user-0", "sku:wq-1", tickets[0])} {
+		if a := buyWith(t, at(0), "wq-user-0", "wq-1", token, ""); a.status != 403 || a.code() != "admission_required" {
+			t.Fatalf("order with token %s: %d %s", name, a.status, a.body)
+		}
+	}
+	if _, a := join(t, at(0), "wq-open", "wq-user-0"); a.status != 409 || a.code() != "invalid_state" {
+		t.Fatalf("join an open product: %d %s", a.status, a.body)
+	}
+	if _, a := join(t, at(0), "wq-nope", "wq-user-0"); a.status != 404 {
+		t.Fatalf("join an unknown product: %d %s", a.status, a.body)
+	}
+	if _, a := join(t, at(0), "wq-1", "bad user"); a.status != 400 || a.code() != "invalid_request" {
+		t.Fatalf("join as a bad user id: %d %s", a.status, a.body)
+	}
+	for _, tk := range []string{"nope", "sku:wq-1~" + strings.Repeat("0", 32), "sku:wq-1~zz", tickets[0] + "0"} {
+		if a := call(t, "GET", at(0)+"/api/v1/queue/"+tk, nil, ""); a.status != 404 || a.code() != "not_found" {
+			t.Fatalf("poll %q: %d %s", tk, a.status, a.body)
+		}
+	}
+	if a := buy(t, at(0), "wq-user-0", "wq-open"); a.status != 201 {
+		t.Fatalf("an open product takes orders without a token: %d %s", a.status, a.body)
+	}
+
+	// After the start: stock 3, factor 1: three admitted, three waiting at
+	// positions 1..3.
+	time.Sleep(time.Until(start))
+	var admitted, waiting []int
+	tokens := map[int]string{}
+	testenv.WaitFor(t, "three admissions", 20*time.Second, func() bool {
+		admitted, waiting = nil, nil
+		for i, tk := range tickets {
+			switch p := poll(t, at(i), tk); p.Status {
+			case "admitted":
+				admitted = append(admitted, i)
+				tokens[i] = p.AdmissionToken
+			case "waiting":
+				waiting = append(waiting, i)
+			}
+		}
+		return len(admitted) == 3
+	})
+	if len(waiting) != 3 {
+		t.Fatalf("after the start: admitted %v, waiting %v", admitted, waiting)
+	}
+	positions := map[int]bool{}
+	firstInLine := -1
+	for _, i := range waiting {
+		p := poll(t, at(i), tickets[i])
+		positions[p.Position] = true
+		if p.Position == 1 {
+			firstInLine = i
+		}
+	}
+	if !positions[1] || !positions[2] || !positions[3] {
+		t.Fatalf("waiting positions %v, want 1, 2 and 3", positions)
+	}
+
+	// Other users' and other queues' tokens are refused.
+	a0, a1, a2 := admitted[0], admitted[1], admitted[2]
+	user := func(i int) string { return fmt.Sprintf("wq-user-%d", i) }
+	if a := buyWith(t, at(0), user(a1), "wq-1", tokens[a0], ""); a.status != 403 || a.code() != "admission_required" {
+		t.Fatalf("another user's token: %d %s", a.status, a.body)
+	}
+	if a := putDrop(t, at(0), "wq-2", 3, 0, time.Time{}, time.Time{}, `,"admission":"queue"`); a.status != 200 {
+		t.Fatalf("put a second queued product: %d %s", a.status, a.body)
+	}
+	if a := buyWith(t, at(0), user(a0), "wq-2", tokens[a0], ""); a.status != 403 || a.code() != "admission_required" {
+		t.Fatalf("another product's token: %d %s", a.status, a.body)
+	}
+
+	// The token orders once: a retry under the same Idempotency-Key
+	// replays the order (through any instance); any other use is refused.
+	first := buyWith(t, at(0), user(a0), "wq-1", tokens[a0], "wq-key-1")
+	id := orderID(t, first)
+	if r := buyWith(t, at(1), user(a0), "wq-1", tokens[a0], "wq-key-1"); r.status != 201 || orderID(t, r) != id ||
+		r.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the same key again: %d %s", r.status, r.body)
+	}
+	for name, key := range map[string]string{"no key": "", "another key": "wq-key-2"} {
+		if r := buyWith(t, at(2), user(a0), "wq-1", tokens[a0], key); r.status != 409 || r.code() != "admission_used" {
+			t.Fatalf("the token again with %s: %d %s", name, r.status, r.body)
+		}
+	}
+	orderID(t, buyWith(t, at(1), user(a1), "wq-1", tokens[a1], ""))
+	orderID(t, buyWith(t, at(2), user(a2), "wq-1", tokens[a2], ""))
+
+	// Sold out: every waiting ticket hears it.
+	for _, i := range waiting {
+		waitStatus(t, at(i), tickets[i], "sold_out")
+	}
+	if p := poll(t, at(0), tickets[a0]); p.Status != "admitted" || p.AdmissionToken != "" {
+		t.Fatalf("a used admission's ticket shows no token: %+v", p)
+	}
+
+	// Stock comes back (a cancel): admission resumes for the first in line.
+	if a := call(t, "POST", at(0)+"/api/v1/orders/"+id+"/cancel", nil, fmt.Sprintf(`{"user_id":%q}`, user(a0))); a.status != 200 {
+		t.Fatalf("cancel: %d %s", a.status, a.body)
+	}
+	var next int = -1
+	testenv.WaitFor(t, "an admission after the cancel", 20*time.Second, func() bool {
+		for _, i := range waiting {
+			if p := poll(t, at(i), tickets[i]); p.Status == "admitted" {
+				next, tokens[i] = i, p.AdmissionToken
+				return true
+			}
+		}
+		return false
+	})
+	if next != firstInLine {
+		t.Fatalf("admitted buyer %d, not the first in line, %d", next, firstInLine)
+	}
+	orderID(t, buyWith(t, at(0), user(next), "wq-1", tokens[next], ""))
+
+	// A used token stays used for a new instance (after a restart).
+	if restart != nil {
+		base := restart()
+		if r := buyWith(t, base, user(a1), "wq-1", tokens[a1], ""); r.status != 409 || r.code() != "admission_used" {
+			t.Fatalf("a used token on a new instance: %d %s", r.status, r.body)
+		}
+	}
+
+	if n, _, _ := testenv.MetricSum(at(0), "flashorder_queue_bound_exceeded_total"); n != 0 {
+		t.Fatalf("the admission bound was exceeded in %v rounds", n)
+	}
+	if n, ok, _ := testenv.MetricSum(at(0), "flashorder_queue_admitted_total"); !ok {
+		t.Fatalf("no admission metrics (%v)", n)
+	}
+	for _, base := range bases {
+		a := call(t, "GET", base+"/api/v1/admin/audit", map[string]string{"Authorization": "Bearer " + adminToken}, "")
+		if a.status != 200 || !strings.Contains(string(a.body), `"ok":true`) {
+			t.Fatalf("audit: %d %s", a.status, a.body)
+		}
+	}
+}
+
+// TestOrderdQueueSale runs a sale of two products through one waiting room:
+// a token of the sale orders either product, once; the bound counts the
+// sale's whole stock; concurrent joins of one user keep one place.
+func TestOrderdQueueSale(t *testing.T) {
+	dbURL := testenv.SQLiteURL(t)
+	_, c := startOrderd(t, dbURL, "--admission-secret", admissionSecret, "--admission-interval", "20ms", "--admission-ttl", "1s")
+	base := c.BaseURL
+	for _, sku := range []string{"size-40", "size-41"} {
+		if a := putDrop(t, base, sku, 1, 0, time.Time{}, time.Time{}, `,"admission":"queue","sale":"sneaker","admission_factor":1`); a.status != 200 {
+			t.Fatalf("put %s: %d %s", sku, a.status, a.body)
+		}
+	}
+	// One user joining 20 times at once, through both products: one place.
+	var wg sync.WaitGroup
+	got := make([]string, 20)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sku := []string{"size-40", "size-41"}[i%2]
+			p, a := join(t, base, sku, "fan-0")
+			if a.status != 202 || p.Queue != "sale:sneaker" {
+				t.Errorf("join %s: %d %s", sku, a.status, a.body)
+			}
+			got[i] = p.Ticket
+		}()
+	}
+	wg.Wait()
+	for _, tk := range got {
+		if tk != got[0] {
+			t.Fatalf("concurrent joins of one user: tickets %v", got)
+		}
+	}
+	tickets := []string{got[0]}
+	for i := 1; i < 4; i++ {
+		p, _ := join(t, base, "size-41", fmt.Sprintf("fan-%d", i))
+		tickets = append(tickets, p.Ticket)
+	}
+	// Two units in the sale, factor 1: two admitted.
+	p0 := waitStatus(t, base, tickets[0], "admitted")
+	p1 := waitStatus(t, base, tickets[1], "admitted")
+	if p := poll(t, base, tickets[2]); p.Status != "waiting" || p.Position != 1 {
+		t.Fatalf("third in line: %+v", p)
+	}
+	// The sale's token is good for either product.
+	orderID(t, buyWith(t, base, "fan-0", "size-41", p0.AdmissionToken, ""))
+	// The second admitted buyer lets the admission lapse: the place goes
+	// to the next, and the lapsed token is refused.
+	p2 := waitStatus(t, base, tickets[2], "admitted")
+	if a := buyWith(t, base, "fan-1", "size-40", p1.AdmissionToken, ""); a.status != 403 || a.code() != "admission_required" {
+		t.Fatalf("an expired token: %d %s", a.status, a.body)
+	}
+	if p := poll(t, base, tickets[1]); p.Status != "expired" {
+		t.Fatalf("a lapsed admission's ticket: %+v", p)
+	}
+	orderID(t, buyWith(t, base, "fan-2", "size-40", p2.AdmissionToken, ""))
+	waitStatus(t, base, tickets[3], "sold_out")
+}
+
+// forgeToken returns an admission token of the right shape signed with a
+// key that is not the server's.
+func forgeToken(t *testing.T, user, queueID, ticket string) string {
+	t.Helper()
+	s, err := queue.NewSigner([]byte("a-different-secret-of-32-bytes!!!!"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Sign(queue.Admission{TicketID: ticket, QueueID: queueID, UserID: user, ExpiresAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// algNone returns an unsigned token (alg none) with an admission's claims.
+func algNone(user, queueID, ticket string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	claims := fmt.Sprintf(`{"q":%q,"tid":%q,"sub":%q,"exp":%d}`, queueID, ticket, user, time.Now().Add(time.Hour).Unix())
+	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc([]byte(claims)) + "."
+}
