@@ -76,8 +76,18 @@ func (s *Server) queueRoutes(v1 *gin.RouterGroup) {
 	if s.cfg.Room == nil {
 		return
 	}
-	v1.POST("/products/:sku/queue", s.authenticate, s.joinQueue)
+	v1.POST("/products/:sku/queue", s.authenticate, s.limitIP, s.checkChallenge, s.joinQueue)
 	get(v1, "/queue/:ticket", s.authenticate, s.pollQueue)
+}
+
+// checkChallenge checks the bot challenge of a join, when there is one.
+func (s *Server) checkChallenge(c *gin.Context) {
+	if s.cfg.Challenge == nil {
+		return
+	}
+	if err := s.cfg.Challenge.Check(c.Request.Context(), c.Request, s.cfg.TrustedProxies.ClientIP(c.Request)); err != nil {
+		s.writeError(c, err)
+	}
 }
 
 // joinQueue is POST /api/v1/products/{sku}/queue: 202 with the ticket.

@@ -33,6 +33,19 @@ func (s *Server) allowOrder(ctx context.Context, c *gin.Context, userID string) 
 	return false
 }
 
+// limitIP applies the per-client-IP limit, when one is set, to joins and
+// orders: 429 rate_limited with Retry-After when the address's budget is
+// spent.
+func (s *Server) limitIP(c *gin.Context) {
+	if s.cfg.IPLimit == nil {
+		return
+	}
+	if secs, err := s.cfg.IPLimit.Check(c.Request.Context(), c.Request); err != nil {
+		c.Writer.Header()["Retry-After"] = []string{decimal(secs)}
+		s.writeError(c, err)
+	}
+}
+
 // warnRateLimiter logs a limiter failure at most once a second.
 func (s *Server) warnRateLimiter(err error) {
 	now := time.Now().UnixNano()

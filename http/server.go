@@ -79,6 +79,15 @@ type Config struct {
 	// Products, when set, serves the product page instead of Store (a
 	// cache: checkout.ProductCache).
 	Products ProductReader
+	// IPLimit, when set, limits the joins and orders of each client IP
+	// (429 rate_limited).
+	IPLimit *IPLimiter
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client (for the challenge's remoteip; IPLimit has its own).
+	TrustedProxies TrustedProxies
+	// Challenge, when set, checks a bot challenge's token on every join of
+	// the waiting room (403 challenge_failed).
+	Challenge *ChallengeVerifier
 	// Room, when set, is the waiting room: the queue endpoints and the
 	// admission check of orders for products sold through one.
 	Room WaitingRoom
@@ -247,7 +256,7 @@ func (s *Server) routes() *gin.Engine {
 	v1 := r.Group("/api/v1")
 	get(v1, "/products/:sku", s.getProduct)
 	v1.PUT("/products/:sku", s.requireAdmin, s.putProduct)
-	v1.POST("/orders", s.authenticate, s.readOrderBody, s.shed, s.createOrder)
+	v1.POST("/orders", s.authenticate, s.limitIP, s.readOrderBody, s.shed, s.createOrder)
 	get(v1, "/orders", s.authenticate, s.listOrders)
 	get(v1, "/orders/:id", s.authenticate, s.getOrder)
 	get(v1, "/admin/audit", s.requireAdmin, s.audit)

@@ -82,7 +82,7 @@ func (c Config) redisURLs() []string {
 	if scheme(c.Idempotency) == "redis" {
 		add(c.Idempotency)
 	}
-	if store := c.rateLimitStore(); c.RateLimitUser != "" && scheme(store) == "redis" {
+	if store := c.rateLimitStore(); (c.RateLimitUser != "" || c.IPRateLimit != "") && scheme(store) == "redis" {
 		add(store)
 	}
 	if scheme(c.queueStore()) == "redis" {
@@ -287,6 +287,32 @@ func (m *Main) rateLimiter(clients redisClients) flashorder.RateLimiter {
 		return redis.NewRateLimiter(c, n, period, burst)
 	}
 	return inmem.NewRateLimiter(n, period, burst, 0)
+}
+
+// ipLimiter returns the per-client-IP limiter of --ip-rate-limit behind
+// proxies, or nil when it is off, on its store's client in clients (its
+// keys apart from the per-user limit's).
+func (m *Main) ipLimiter(clients redisClients, proxies orderhttp.TrustedProxies) *orderhttp.IPLimiter {
+	cfg := &m.Config
+	if cfg.IPRateLimit == "" {
+		return nil
+	}
+	n, period, _ := parseRate(cfg.IPRateLimit) // checked by Validate
+	burst := cfg.IPRateLimitBurst
+	if burst == 0 {
+		burst = n
+	}
+	var limiter flashorder.RateLimiter
+	if c := clients.forStore(cfg.rateLimitStore()); c != nil {
+		rl := redis.NewRateLimiter(c, n, period, burst)
+		rl.Prefix = "flashorder:iprate:"
+		limiter = rl
+	} else {
+		limiter = inmem.NewRateLimiter(n, period, burst, 0)
+	}
+	l := orderhttp.NewIPLimiter(limiter, proxies)
+	l.Logger = m.Logger
+	return l
 }
 
 // redisLogger sends go-redis's own log lines (a failed dial per request while

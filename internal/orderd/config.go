@@ -87,6 +87,12 @@ type Config struct {
 	JWTIssuer   string
 	JWTAudience string
 
+	TrustedProxies     string
+	IPRateLimit        string
+	IPRateLimitBurst   int
+	ChallengeVerifyURL string
+	ChallengeSecret    string
+
 	QueueStore        string
 	AdmissionSecret   string
 	AdmissionTTL      time.Duration
@@ -141,6 +147,11 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", checkout.DefaultSweepInterval, "how often the elected sweeper expires unpaid orders")
 	fs.IntVar(&cfg.SweepBatch, "sweep-batch", checkout.DefaultExpireBatch, "how many orders one expiry transaction ends at most")
 	fs.StringVar(&cfg.PaymentWebhookSecret, "payment-webhook-secret", "", "HMAC-SHA256 key of POST /api/v1/payments/webhook (disabled when empty)")
+	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs or IPs of the proxies whose X-Forwarded-For names the client (the right-most entry that is not one of them); empty: the TCP peer is the client")
+	fs.StringVar(&cfg.IPRateLimit, "ip-rate-limit", "", "waiting-room joins and orders per client IP (an IPv6 /64), N/s, N/m or N/h; in --rate-limit-store (empty: off)")
+	fs.IntVar(&cfg.IPRateLimitBurst, "ip-rate-limit-burst", 0, "requests a client IP may burst above --ip-rate-limit (0: the rate's N)")
+	fs.StringVar(&cfg.ChallengeVerifyURL, "challenge-verify-url", "", "a siteverify endpoint (Cloudflare Turnstile, hCaptcha) that checks the Challenge-Token header of every waiting-room join; fails closed (empty: no challenge)")
+	fs.StringVar(&cfg.ChallengeSecret, "challenge-secret", "", "--challenge-verify-url: the provider's secret key")
 	fs.StringVar(&cfg.QueueStore, "queue-store", "", "waiting room state (products with admission queue): memory or redis://host:port/db (empty: the --idempotency Redis, else memory)")
 	fs.StringVar(&cfg.AdmissionSecret, "admission-secret", "", "HS256 key, at least 32 bytes, that signs the waiting room's admission tokens; every instance on one --queue-store needs the same (empty: a random key for this process, good for one instance only)")
 	fs.DurationVar(&cfg.AdmissionTTL, "admission-ttl", queue.DefaultAdmissionTTL, "how long an admission token stays good unused; then its place goes to the next buyer")
@@ -200,6 +211,7 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, c.validateBots()...)
 	if c.QueueStore != "" {
 		if err := checkStore("--queue-store", c.QueueStore); err != nil {
 			errs = append(errs, err)
@@ -241,6 +253,7 @@ func (c Config) Validate() error {
 		{"--payment-timeout", int64(c.PaymentTimeout), false, true},
 		{"--sweep-interval", int64(c.SweepInterval), false, true},
 		{"--sweep-batch", int64(c.SweepBatch), false, false},
+		{"--ip-rate-limit-burst", int64(c.IPRateLimitBurst), true, false},
 		{"--admission-ttl", int64(c.AdmissionTTL), false, true},
 		{"--queue-idle", int64(c.QueueIdle), false, true},
 		{"--admission-interval", int64(c.AdmissionInterval), false, true},
@@ -287,6 +300,31 @@ func (c Config) validateAuth() []error {
 		return []error{fmt.Errorf("--auth %q is not supported (want none or jwt)", c.Auth)}
 	}
 	return nil
+}
+
+// validateBots checks the bot defences' flags: --trusted-proxies,
+// --ip-rate-limit and the challenge.
+func (c Config) validateBots() []error {
+	var errs []error
+	if _, err := orderhttp.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
+	}
+	if c.IPRateLimit != "" {
+		if _, _, err := parseRate(c.IPRateLimit); err != nil {
+			errs = append(errs, fmt.Errorf("--ip-rate-limit: %w", err))
+		}
+	} else if c.IPRateLimitBurst != 0 {
+		errs = append(errs, errors.New("--ip-rate-limit-burst needs --ip-rate-limit"))
+	}
+	switch {
+	case c.ChallengeVerifyURL == "" && c.ChallengeSecret != "":
+		errs = append(errs, errors.New("--challenge-secret needs --challenge-verify-url"))
+	case c.ChallengeVerifyURL != "":
+		if _, err := orderhttp.NewChallengeVerifier(c.ChallengeVerifyURL, c.ChallengeSecret); err != nil {
+			errs = append(errs, fmt.Errorf("--challenge-verify-url: %w", err))
+		}
+	}
+	return errs
 }
 
 // validateEvents checks --events and the flags that go with it.

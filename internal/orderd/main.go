@@ -176,6 +176,11 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	limiter := m.rateLimiter(m.redisClients)
+	proxies, _ := orderhttp.ParseTrustedProxies(cfg.TrustedProxies) // checked by Validate
+	var challenge *orderhttp.ChallengeVerifier
+	if cfg.ChallengeVerifyURL != "" {
+		challenge, _ = orderhttp.NewChallengeVerifier(cfg.ChallengeVerifyURL, cfg.ChallengeSecret) // checked by Validate
+	}
 	auth, err := m.openAuth(ctx)
 	if err != nil {
 		return err
@@ -200,7 +205,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Store: path.store, Orders: path.orders, Products: path.products, AdminToken: cfg.AdminToken,
 		Logger: m.Logger, Lifecycle: orderLifecycle, PaymentWebhookSecret: cfg.PaymentWebhookSecret,
 		MaxInflight: cfg.MaxInflight, OrderTimeout: cfg.OrderTimeout, Authenticator: authenticator, RateLimiter: limiter,
-		Room: m.room,
+		Room: m.room, IPLimit: m.ipLimiter(m.redisClients, proxies), TrustedProxies: proxies, Challenge: challenge,
 	})
 	addReadyChecks(m.server, db, m.redisClients, m.lock)
 	if err := instrument(m.server.Registry(), measure, path.gate, strategy.registerMetrics); err != nil {

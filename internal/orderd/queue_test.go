@@ -4,8 +4,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,4 +360,107 @@ func algNone(user, queueID, ticket string) string {
 	enc := base64.RawURLEncoding.EncodeToString
 	claims := fmt.Sprintf(`{"q":%q,"tid":%q,"sub":%q,"exp":%d}`, queueID, ticket, user, time.Now().Add(time.Hour).Unix())
 	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc([]byte(claims)) + "."
+}
+
+// TestOrderdBots checks the bot defences through orderd: the per-IP limit
+// on joins and orders (X-Forwarded-For believed only from
+// --trusted-proxies), 10,000 joins from one address, and the challenge on
+// joins against a fake siteverify server. Each refusal changes nothing.
+func TestOrderdBots(t *testing.T) {
+	var verifies sync.Map // token -> calls
+	verifier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil || r.PostForm.Get("secret") != "challenge-secret" {
+			http.Error(w, "bad form", 400)
+			return
+		}
+		tok := r.PostForm.Get("response")
+		n, _ := verifies.LoadOrStore(tok, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		switch tok {
+		case "down":
+			http.Error(w, "down", 500)
+		default:
+			fmt.Fprintf(w, `{"success":%v,"error-codes":[]}`, tok == "solved")
+		}
+	}))
+	t.Cleanup(verifier.Close)
+	dbURL := testenv.SQLiteURL(t)
+	_, behind := startOrderd(t, dbURL, "--admission-secret", admissionSecret, "--ip-rate-limit", "5/h",
+		"--trusted-proxies", "127.0.0.1/32", "--challenge-verify-url", verifier.URL, "--challenge-secret", "challenge-secret")
+	_, direct := startOrderd(t, testenv.SQLiteURL(t), "--admission-secret", admissionSecret, "--ip-rate-limit", "5/h")
+	for _, base := range []string{behind.BaseURL, direct.BaseURL} {
+		if a := putDrop(t, base, "bot-1", 10, 0, time.Time{}, time.Time{}, `,"admission":"queue"`); a.status != 200 {
+			t.Fatalf("put: %d %s", a.status, a.body)
+		}
+	}
+	joinFrom := func(base, xff, user, challenge string) answer {
+		h := map[string]string{"X-Forwarded-For": xff}
+		if challenge != "" {
+			h["Challenge-Token"] = challenge
+		}
+		return call(t, "POST", base+"/api/v1/products/bot-1/queue", h, fmt.Sprintf(`{"user_id":%q}`, user))
+	}
+
+	// The challenge: missing or unsolved 403, the verifier down 503; none
+	// counts as a join.
+	for tok, want := range map[string]int{"": 403, "wrong": 403, "down": 503} {
+		a := joinFrom(behind.BaseURL, "198.51.100.1", "c-user", tok)
+		if a.status != want || (want == 403 && a.code() != "challenge_failed") || (want == 503 && a.header.Get("Retry-After") == "") {
+			t.Fatalf("challenge %q: %d %s", tok, a.status, a.body)
+		}
+	}
+	// Behind the trusted proxy each forwarded address has its budget: 5
+	// joins (the refused ones above spent 3 of 198.51.100.1's).
+	for i := range 5 {
+		if a := joinFrom(behind.BaseURL, "10.9.9.9, 203.0.113.7", fmt.Sprintf("bot-a-%d", i), "solved"); a.status != 202 {
+			t.Fatalf("join %d from 203.0.113.7: %d %s", i, a.status, a.body)
+		}
+	}
+	a := joinFrom(behind.BaseURL, "203.0.113.7", "bot-a-5", "solved")
+	if a.status != 429 || a.code() != "rate_limited" || a.header.Get("Retry-After") == "" {
+		t.Fatalf("6th join from one address: %d %s", a.status, a.body)
+	}
+	if a := joinFrom(behind.BaseURL, "203.0.113.8", "bot-b-0", "solved"); a.status != 202 {
+		t.Fatalf("another address: %d %s", a.status, a.body)
+	}
+	// Orders share the budget of their address.
+	for i := range 5 {
+		buyFrom := call(t, "POST", behind.BaseURL+"/api/v1/orders", map[string]string{"X-Forwarded-For": "203.0.113.9"},
+			fmt.Sprintf(`{"user_id":"o-%d","items":[{"sku":"bot-1","quantity":1}]}`, i))
+		if buyFrom.status != 403 {
+			t.Fatalf("order %d without a token: %d %s", i, buyFrom.status, buyFrom.body)
+		}
+	}
+	if a := call(t, "POST", behind.BaseURL+"/api/v1/orders", map[string]string{"X-Forwarded-For": "203.0.113.9"},
+		`{"user_id":"o-9","items":[{"sku":"bot-1","quantity":1}]}`); a.status != 429 {
+		t.Fatalf("6th order from one address: %d %s", a.status, a.body)
+	}
+
+	// Without trusted proxies X-Forwarded-For is the client's invention:
+	// rotating it buys nothing. 10,000 joins from one address, 5 pass.
+	var wg sync.WaitGroup
+	var codes [600]atomic.Int64
+	for w := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 10000; i += 50 {
+				a := joinFrom(direct.BaseURL, fmt.Sprintf("192.0.2.%d", i%250), fmt.Sprintf("flood-%d", i), "")
+				codes[a.status].Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if codes[202].Load() != 5 || codes[429].Load() != 9995 {
+		t.Fatalf("10,000 joins from one address: %d joined, %d refused 429", codes[202].Load(), codes[429].Load())
+	}
+	// The 5 that passed are the queue's only joiners: stock 10 admits
+	// them all, and nobody else.
+	testenv.WaitFor(t, "the queue's admissions", 10*time.Second, func() bool {
+		n, _, _ := testenv.MetricSum(direct.BaseURL, "flashorder_queue_admitted_total")
+		return n == 5
+	})
+	if n, _, _ := testenv.MetricSum(direct.BaseURL, "flashorder_queue_waiting"); n != 0 {
+		t.Fatalf("%v tickets still waiting", n)
+	}
 }
