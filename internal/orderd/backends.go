@@ -278,15 +278,7 @@ func (m *Main) rateLimiter(clients redisClients) flashorder.RateLimiter {
 	if cfg.RateLimitUser == "" {
 		return nil
 	}
-	n, period, _ := parseRate(cfg.RateLimitUser) // checked by Validate
-	burst := cfg.RateLimitBurst
-	if burst == 0 {
-		burst = n
-	}
-	if c := clients.forStore(cfg.rateLimitStore()); c != nil {
-		return redis.NewRateLimiter(c, n, period, burst)
-	}
-	return inmem.NewRateLimiter(n, period, burst, 0)
+	return newRateLimiter(clients.forStore(cfg.rateLimitStore()), cfg.RateLimitUser, cfg.RateLimitBurst, "")
 }
 
 // ipLimiter returns the per-client-IP limiter of --ip-rate-limit behind
@@ -297,22 +289,27 @@ func (m *Main) ipLimiter(clients redisClients, proxies orderhttp.TrustedProxies)
 	if cfg.IPRateLimit == "" {
 		return nil
 	}
-	n, period, _ := parseRate(cfg.IPRateLimit) // checked by Validate
-	burst := cfg.IPRateLimitBurst
+	l := orderhttp.NewIPLimiter(newRateLimiter(clients.forStore(cfg.rateLimitStore()), cfg.IPRateLimit, cfg.IPRateLimitBurst, "flashorder:iprate:"), proxies)
+	l.Logger = m.Logger
+	return l
+}
+
+// newRateLimiter returns a limiter of rate (N/s, N/m or N/h, checked by
+// Validate) and burst (0: the rate's N) on c, under keyPrefix ("" the
+// default), or in memory when c is nil.
+func newRateLimiter(c *goredis.Client, rate string, burst int, keyPrefix string) flashorder.RateLimiter {
+	n, period, _ := parseRate(rate)
 	if burst == 0 {
 		burst = n
 	}
-	var limiter flashorder.RateLimiter
-	if c := clients.forStore(cfg.rateLimitStore()); c != nil {
-		rl := redis.NewRateLimiter(c, n, period, burst)
-		rl.Prefix = "flashorder:iprate:"
-		limiter = rl
-	} else {
-		limiter = inmem.NewRateLimiter(n, period, burst, 0)
+	if c == nil {
+		return inmem.NewRateLimiter(n, period, burst, 0)
 	}
-	l := orderhttp.NewIPLimiter(limiter, proxies)
-	l.Logger = m.Logger
-	return l
+	rl := redis.NewRateLimiter(c, n, period, burst)
+	if keyPrefix != "" {
+		rl.Prefix = keyPrefix
+	}
+	return rl
 }
 
 // redisLogger sends go-redis's own log lines (a failed dial per request while
