@@ -16,7 +16,7 @@ import (
 	"github.com/flashorder/flashorder"
 )
 
-var _ flashorder.EventPublisher = (*NATS)(nil)
+var _ BatchPublisher = (*NATS)(nil)
 
 // DefaultNATSPrefix is the subject prefix of a nats:// URL without a path.
 const DefaultNATSPrefix = "flashorder"
@@ -52,8 +52,10 @@ const DefaultNATSDuplicateWindow = 2 * time.Minute
 // used as it is, after checking that it captures the prefix; one with fewer
 // replicas or in memory is logged as a warning.
 //
-// One stream keeps the relay's order: events are published one at a time in
-// outbox order, so each order's events are stored in their sequence.
+// One stream keeps each order's events in their sequence: the relay publishes
+// a batch of events of different orders at once (PublishBatch: every message
+// sent, then every acknowledgement awaited), and an order's next event only
+// after the one before it was acknowledged.
 //
 // The connection is made in the background and remade forever: NewNATS
 // does not wait for a server, and a publish while no server answers fails
@@ -144,7 +146,9 @@ func NewNATS(rawURL string) (*NATS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: NATS connect: %w", err)
 	}
-	js, err := jetstream.New(nc)
+	// Acknowledgements not received within the publish timeout are given
+	// up on, so that an outage does not pile up pending publishes.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(DefaultNATSTimeout), jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("relay: JetStream: %w", err)
@@ -171,13 +175,58 @@ func (n *NATS) Publish(ctx context.Context, e *flashorder.Event, cloudEvent []by
 	if err := n.ensureStream(ctx); err != nil {
 		return err
 	}
-	msg := nats.NewMsg(n.Subject(e.Type))
-	msg.Data = cloudEvent
-	msg.Header.Set("Content-Type", "application/cloudevents+json")
+	msg := n.message(e, cloudEvent)
 	if _, err := n.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID), jetstream.WithExpectStream(n.stream)); err != nil {
 		return fmt.Errorf("relay: JetStream publish to %s: %w", msg.Subject, err)
 	}
 	return nil
+}
+
+// PublishBatch implements BatchPublisher: it sends every event without
+// waiting (JetStream's asynchronous publish), then waits for each
+// acknowledgement, all within Timeout. errs[i] is nil only once JetStream
+// acknowledged evs[i].
+func (n *NATS) PublishBatch(ctx context.Context, evs []*flashorder.Event, bodies [][]byte) []error {
+	errs := make([]error, len(evs))
+	ctx, cancel := context.WithTimeout(ctx, n.Timeout)
+	defer cancel()
+	if err := n.ensureStream(ctx); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	futures := make([]jetstream.PubAckFuture, len(evs))
+	for i, e := range evs {
+		msg := n.message(e, bodies[i])
+		f, err := n.js.PublishMsgAsync(msg, jetstream.WithMsgID(e.ID), jetstream.WithExpectStream(n.stream))
+		if err != nil {
+			errs[i] = fmt.Errorf("relay: JetStream publish to %s: %w", msg.Subject, err)
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = fmt.Errorf("relay: JetStream publish to %s: %w", f.Msg().Subject, err)
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("relay: JetStream publish to %s: no acknowledgement: %w", f.Msg().Subject, ctx.Err())
+		}
+	}
+	return errs
+}
+
+// message returns the NATS message of e.
+func (n *NATS) message(e *flashorder.Event, cloudEvent []byte) *nats.Msg {
+	msg := nats.NewMsg(n.Subject(e.Type))
+	msg.Data = cloudEvent
+	msg.Header.Set("Content-Type", "application/cloudevents+json")
+	return msg
 }
 
 // replicas is the stream's replica count the sink asks for: 3 when the

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/flashorder/flashorder"
@@ -84,6 +85,10 @@ type Options struct {
 	// OnPublished, OnFailure and OnDead, when set, are called after each
 	// delivered event, each failed attempt and each dead letter.
 	OnPublished, OnFailure, OnDead func()
+	// OnLag, when set, is called after each delivered event with the time
+	// from the event's commit (its time, taken in the transaction that
+	// wrote it) to the sink's acknowledgement.
+	OnLag func(lag time.Duration)
 	// OnBacklog, when set, is called by the leader about once a second with
 	// the pending events and the time of the oldest (zero when none).
 	OnBacklog func(rows int64, oldest time.Time)
@@ -152,118 +157,277 @@ func (r *Relay) lead(ctx context.Context) {
 	}
 }
 
-// drain publishes pending events in outbox order until ctx ends or the
-// outbox fails; the cursor it gives settled events continues from the
-// outbox's last.
+// BatchPublisher is a sink that publishes several events in one call,
+// pipelined (NATS: every message sent before the first acknowledgement is
+// awaited). The relay gives it at most Options.Batch events at a time, never
+// two of the same order, and settles only those it acknowledged.
+type BatchPublisher interface {
+	flashorder.EventPublisher
+	// PublishBatch publishes evs, bodies[i] the CloudEvent of evs[i], and
+	// returns one error per event: nil once the sink acknowledged it.
+	PublishBatch(ctx context.Context, evs []*flashorder.Event, bodies [][]byte) []error
+}
+
+// ConcurrentPublisher is a sink whose Publish may run in several goroutines
+// at once (Webhook): the relay keeps up to MaxInFlight events in flight, of
+// different orders. A sink that is neither this nor a BatchPublisher gets one
+// event at a time.
+type ConcurrentPublisher interface {
+	flashorder.EventPublisher
+	MaxInFlight() int
+}
+
+// batchesInFlight is how many PublishBatch calls a relay keeps in flight: while
+// one waits for its acknowledgements, the relay settles the previous one and
+// reads the next.
+const batchesInFlight = 4
+
+// unitResult is the outcome of one publish call: errs[i] of evs[i].
+type unitResult struct {
+	evs  []*flashorder.Event
+	errs []error
+}
+
+// drain publishes pending events until ctx ends or the outbox fails; the
+// cursor it gives settled events continues from the outbox's last.
+//
+// Events of different orders are published concurrently (a sink's
+// PublishBatch, or up to its MaxInFlight single publishes); an order's
+// events never: the next event of an order is offered only once the one
+// before it was acknowledged or became a dead letter, and a failed event
+// blocks the later events of its order, not those of other orders, while it
+// backs off. Cursors are given in the order events settle, so an order's
+// events have increasing cursors as well.
 func (r *Relay) drain(ctx context.Context) error {
 	cursor, err := r.outbox.LastCursor(ctx)
 	if err != nil {
 		return err
 	}
+	unitSize, maxUnits := 1, 1
+	batcher, isBatcher := r.sink.(BatchPublisher)
+	if isBatcher {
+		unitSize, maxUnits = r.opts.Batch, batchesInFlight
+	} else if c, ok := r.sink.(ConcurrentPublisher); ok {
+		maxUnits = max(1, c.MaxInFlight())
+	}
+	pubCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	results := make(chan unitResult, maxUnits)
+	units := 0
+	busy := map[int64]bool{}           // positions in flight
+	held := map[int64]time.Time{}      // positions backing off after a failed attempt, until when
+	var done []flashorder.Settlement   // settled at the next settle
+	var failed []flashorder.Settlement // failed attempts to record (Attempts)
+
+	// handle books a publish call's outcome.
+	handle := func(u unitResult) {
+		units--
+		for i, e := range u.evs {
+			// e stays busy until settled or its attempt recorded.
+			err := u.errs[i]
+			attempts := e.Attempts + 1
+			if err == nil {
+				delete(held, e.Position)
+				cursor++
+				done = append(done, flashorder.Settlement{Position: e.Position, State: flashorder.EventSent, Attempts: attempts, Cursor: cursor})
+				if r.opts.OnPublished != nil {
+					r.opts.OnPublished()
+				}
+				if r.opts.OnLag != nil {
+					r.opts.OnLag(time.Since(e.Time))
+				}
+				continue
+			}
+			if pubCtx.Err() != nil {
+				delete(busy, e.Position)
+				continue // stopping: not an attempt; stays pending
+			}
+			if r.opts.OnFailure != nil {
+				r.opts.OnFailure()
+			}
+			r.opts.Logger.Warn("events relay: publish failed", "event", e.ID, "order", e.OrderID, "type", e.Type, "attempt", attempts, "err", err)
+			if attempts >= r.opts.MaxAttempts {
+				delete(held, e.Position)
+				cursor++
+				done = append(done, r.dead(e, attempts, cursor, err))
+				continue
+			}
+			held[e.Position] = time.Now().Add(r.backoff(attempts))
+			failed = append(failed, flashorder.Settlement{Position: e.Position, Attempts: attempts})
+		}
+	}
+	// settle writes done and failed down and frees their events.
+	var settledAt time.Time
+	settle := func(ctx context.Context) error {
+		settledAt = time.Now()
+		for _, s := range done {
+			delete(busy, s.Position)
+		}
+		for _, s := range failed {
+			delete(busy, s.Position)
+		}
+		return r.settle(ctx, &done, &failed)
+	}
+	// stop waits for the calls in flight, books what they published, and
+	// settles it even as the relay stops, so that a stop republishes
+	// nothing acknowledged.
+	stop := func(err error) error {
+		cancel()
+		go func() { wg.Wait(); close(results) }()
+		for u := range results {
+			handle(u)
+		}
+		return errors.Join(err, settle(context.WithoutCancel(ctx)))
+	}
+
 	var backlogAt, purgeAt time.Time
-	for ctx.Err() == nil {
+	for {
+		// Book every finished call; write them down (one transaction)
+		// once a batch is complete, nothing is in flight, or settleEvery
+		// passed. Until then they stay busy: no read offers them again,
+		// nor the next event of their orders.
+		for more := true; more; {
+			select {
+			case u := <-results:
+				handle(u)
+			default:
+				more = false
+			}
+		}
+		if ctx.Err() != nil {
+			return stop(ctx.Err())
+		}
+		if n := len(done) + len(failed); n > 0 && (n >= r.opts.Batch || units == 0 || time.Since(settledAt) >= settleEvery) {
+			if err := settle(ctx); err != nil {
+				return stop(err)
+			}
+		}
 		if r.opts.Retention > 0 && time.Since(purgeAt) >= purgeEvery {
 			purgeAt = time.Now()
 			if err := r.purge(ctx, cursor); err != nil {
-				return err
+				return stop(err)
 			}
 		}
 		if r.opts.OnBacklog != nil && time.Since(backlogAt) >= backlogEvery {
 			backlogAt = time.Now()
 			rows, oldest, err := r.outbox.Backlog(ctx)
 			if err != nil {
-				return err
+				return stop(err)
 			}
 			r.opts.OnBacklog(rows, oldest)
 		}
-		evs, err := r.outbox.PendingEvents(ctx, r.opts.Batch)
-		if err != nil {
-			return err
-		}
-		if len(evs) == 0 {
-			elect.Sleep(ctx, r.opts.Poll)
-			continue
-		}
-		var done []flashorder.Settlement
-		for _, e := range evs {
-			if err := r.deliver(ctx, e, &cursor, &done); err != nil {
-				// What was published is marked, even as the relay
-				// stops, so that a stop republishes nothing.
-				return errors.Join(err, r.settle(context.WithoutCancel(ctx), &done))
+		wait := r.opts.Poll
+		if units < maxUnits {
+			evs, err := r.outbox.PendingEvents(ctx, r.opts.Batch+len(busy)+len(held))
+			if err != nil {
+				return stop(err)
+			}
+			now := time.Now()
+			blocked := map[string]bool{} // orders with an earlier event in this read
+			var ready []*flashorder.Event
+			var bodies [][]byte
+			for _, e := range evs {
+				if blocked[e.OrderID] {
+					continue
+				}
+				blocked[e.OrderID] = true // one event of an order at a time
+				if busy[e.Position] {
+					continue
+				}
+				due, retry := held[e.Position]
+				if retry && now.Before(due) {
+					wait = min(wait, due.Sub(now))
+					continue
+				}
+				if !retry && len(held) >= r.opts.Batch {
+					continue // many events back off: the sink is down; retry those first
+				}
+				if len(ready) >= (maxUnits-units)*unitSize {
+					continue
+				}
+				body, err := e.CloudEvent(r.opts.Source)
+				if err != nil { // cannot be encoded: a dead letter at once
+					cursor++
+					done = append(done, r.dead(e, e.Attempts, cursor, err))
+					continue
+				}
+				busy[e.Position] = true
+				ready = append(ready, e)
+				bodies = append(bodies, body)
+			}
+			for len(ready) > 0 {
+				n := min(len(ready), unitSize)
+				evs, bs := ready[:n:n], bodies[:n:n]
+				ready, bodies = ready[n:], bodies[n:]
+				units++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs := make([]error, len(evs))
+					if isBatcher {
+						errs = batcher.PublishBatch(pubCtx, evs, bs)
+					} else {
+						errs[0] = r.sink.Publish(pubCtx, evs[0], bs[0])
+					}
+					results <- unitResult{evs: evs, errs: errs}
+				}()
 			}
 		}
-		if err := r.settle(ctx, &done); err != nil {
-			return err
+		if units >= maxUnits {
+			wait = r.opts.Poll * 100 // a call returns first
 		}
+		if len(done)+len(failed) > 0 {
+			wait = min(wait, max(0, settleEvery-time.Since(settledAt)))
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case u := <-results:
+			handle(u)
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
 	}
-	return ctx.Err()
+}
+
+// dead returns the settlement of e as a dead letter, replayable through the
+// admin API, after attempts (it used them up, or cannot be encoded).
+func (r *Relay) dead(e *flashorder.Event, attempts int, cursor int64, err error) flashorder.Settlement {
+	r.opts.Logger.Error("events relay: dead letter", "event", e.ID, "order", e.OrderID, "type", e.Type, "attempts", attempts, "err", err)
+	if r.opts.OnDead != nil {
+		r.opts.OnDead()
+	}
+	return flashorder.Settlement{Position: e.Position, State: flashorder.EventDead, Attempts: attempts, Cursor: cursor}
 }
 
 // settleTimeout bounds the marking of a stopping relay's last deliveries.
 const settleTimeout = 5 * time.Second
 
+// settleEvery bounds how long delivered events wait to be marked sent while
+// others are in flight: marks are written once per batch, when nothing is in
+// flight, or after settleEvery.
+const settleEvery = 20 * time.Millisecond
+
 // settle marks the events in done as they ended, in one transaction (one
-// commit for a batch of deliveries, not one per event), and empties done.
-func (r *Relay) settle(ctx context.Context, done *[]flashorder.Settlement) error {
-	if len(*done) == 0 {
-		return nil
-	}
+// commit for a batch of deliveries, not one per event), records the failed
+// attempts, and empties both.
+func (r *Relay) settle(ctx context.Context, done, failed *[]flashorder.Settlement) error {
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
-	err := r.outbox.SettleEvents(ctx, *done)
-	*done = (*done)[:0]
-	return err
-}
-
-// deliver offers e to the sink until it takes it or e used up its attempts,
-// and adds its settlement, at the next cursor, to done (settle writes them).
-// Before it waits out a failed attempt it settles done, so that the events
-// before e are marked sent while e backs off. It returns an error only when
-// ctx ended or the outbox failed: then e stays pending, for the next drain.
-func (r *Relay) deliver(ctx context.Context, e *flashorder.Event, cursor *int64, done *[]flashorder.Settlement) error {
-	body, err := e.CloudEvent(r.opts.Source)
-	attempts := e.Attempts
-	for err == nil {
-		attempts++
-		err = r.sink.Publish(ctx, e, body)
-		if err == nil {
-			*cursor++
-			*done = append(*done, flashorder.Settlement{Position: e.Position, State: flashorder.EventSent, Attempts: attempts, Cursor: *cursor})
-			if r.opts.OnPublished != nil {
-				r.opts.OnPublished()
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if r.opts.OnFailure != nil {
-			r.opts.OnFailure()
-		}
-		r.opts.Logger.Warn("events relay: publish failed", "event", e.ID, "order", e.OrderID, "type", e.Type, "attempt", attempts, "err", err)
-		if attempts >= r.opts.MaxAttempts {
-			break
-		}
-		if err := r.settle(ctx, done); err != nil {
+	if len(*done) > 0 {
+		err := r.outbox.SettleEvents(ctx, *done)
+		*done = (*done)[:0]
+		if err != nil {
 			return err
 		}
-		if err := r.outbox.RecordAttempts(ctx, e.Position, attempts); err != nil {
+	}
+	for _, f := range *failed {
+		if err := r.outbox.RecordAttempts(ctx, f.Position, f.Attempts); err != nil {
+			*failed = (*failed)[:0]
 			return err
 		}
-		elect.Sleep(ctx, r.backoff(attempts))
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		err = nil
 	}
-	// Used up its attempts, or cannot be encoded: a dead letter, replayable
-	// through the admin API.
-	*cursor++
-	*done = append(*done, flashorder.Settlement{Position: e.Position, State: flashorder.EventDead, Attempts: attempts, Cursor: *cursor})
-	r.opts.Logger.Error("events relay: dead letter", "event", e.ID, "order", e.OrderID, "type", e.Type, "attempts", attempts, "err", err)
-	if r.opts.OnDead != nil {
-		r.opts.OnDead()
-	}
+	*failed = (*failed)[:0]
 	return nil
 }
 

@@ -19,7 +19,7 @@ import (
 	"github.com/flashorder/flashorder"
 )
 
-var _ flashorder.EventPublisher = (*Webhook)(nil)
+var _ ConcurrentPublisher = (*Webhook)(nil)
 
 // The Standard Webhooks headers (https://www.standardwebhooks.com).
 const (
@@ -31,6 +31,10 @@ const (
 // SecretPrefix starts a Standard Webhooks secret: "whsec_" and the key in
 // base64.
 const SecretPrefix = "whsec_"
+
+// DefaultWebhookInFlight is how many deliveries, of different orders, a
+// Webhook has in flight at once.
+const DefaultWebhookInFlight = 16
 
 // DefaultWebhookTimeout bounds one delivery: a slow endpoint counts as a
 // failed attempt.
@@ -49,6 +53,10 @@ type Webhook struct {
 	client *http.Client
 	// Timeout bounds one delivery; the default is DefaultWebhookTimeout.
 	Timeout time.Duration
+	// InFlight is how many deliveries the relay runs at once, each of
+	// another order (ConcurrentPublisher); the default is
+	// DefaultWebhookInFlight. 1 delivers one event at a time.
+	InFlight int
 	// Now returns the time of the webhook-timestamp header; the default
 	// is time.Now.
 	Now flashorder.Clock
@@ -64,8 +72,10 @@ func NewWebhook(rawURL, secret string) (*Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &Webhook{url: rawURL, key: key, client: client, Timeout: DefaultWebhookTimeout, Now: time.Now}, nil
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 4 * DefaultWebhookInFlight // keep a connection per delivery in flight
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Webhook{url: rawURL, key: key, client: client, Timeout: DefaultWebhookTimeout, InFlight: DefaultWebhookInFlight, Now: time.Now}, nil
 }
 
 // CheckWebhookURL accepts an https:// URL, or an http:// one whose host is
@@ -141,7 +151,11 @@ func Verify(secret string, h http.Header, body []byte, now time.Time, tolerance 
 	return "", errors.New("relay: no valid webhook-signature")
 }
 
-// Publish implements flashorder.EventPublisher.
+// MaxInFlight implements ConcurrentPublisher: InFlight, at least 1.
+func (w *Webhook) MaxInFlight() int { return max(1, w.InFlight) }
+
+// Publish implements flashorder.EventPublisher; it is safe for concurrent
+// use.
 func (w *Webhook) Publish(ctx context.Context, e *flashorder.Event, cloudEvent []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, w.Timeout)
 	defer cancel()

@@ -12,7 +12,9 @@ import (
 
 // RelayMetrics are the events relay's metrics: flashorder_events_published_total,
 // flashorder_events_publish_failures_total (failed attempts),
-// flashorder_events_dead_letters_total, flashorder_events_relay_leader (1
+// flashorder_events_dead_letters_total, flashorder_events_publish_lag_seconds
+// (a histogram of the time from an event's commit to the sink's
+// acknowledgement), flashorder_events_relay_leader (1
 // while this instance relays), and, from the leader's last look at the
 // outbox, flashorder_events_backlog (pending events) and
 // flashorder_events_oldest_pending_seconds (age of the oldest, read at
@@ -21,6 +23,7 @@ import (
 type RelayMetrics struct {
 	published, failures, dead prometheus.Counter
 	leader, backlog           prometheus.Gauge
+	lag                       prometheus.Histogram
 	oldestAge                 prometheus.GaugeFunc
 
 	mu     sync.Mutex
@@ -41,6 +44,11 @@ func NewRelayMetrics() *RelayMetrics {
 		dead: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flashorder_events_dead_letters_total",
 			Help: "Order events this instance's relay gave up on after --events-max-attempts (replay them through the admin API).",
+		}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flashorder_events_publish_lag_seconds",
+			Help:    "Time from an order event's commit (its time, taken in the transaction that wrote it) to the sink's acknowledgement, per delivered event.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flashorder_events_relay_leader",
@@ -71,6 +79,7 @@ func (m *RelayMetrics) Options(opts relay.Options) relay.Options {
 	opts.OnPublished = m.published.Inc
 	opts.OnFailure = m.failures.Inc
 	opts.OnDead = m.dead.Inc
+	opts.OnLag = func(d time.Duration) { m.lag.Observe(d.Seconds()) }
 	opts.OnLeader = func(leading bool) {
 		if leading {
 			m.leader.Set(1)
@@ -92,7 +101,7 @@ func (m *RelayMetrics) setBacklog(rows int64, oldest time.Time) {
 
 // Register registers the metrics on reg.
 func (m *RelayMetrics) Register(reg prometheus.Registerer) error {
-	if err := register(reg, m.published, m.failures, m.dead, m.leader, m.backlog, m.oldestAge); err != nil {
+	if err := register(reg, m.published, m.failures, m.dead, m.lag, m.leader, m.backlog, m.oldestAge); err != nil {
 		return fmt.Errorf("metrics: events relay: %w", err)
 	}
 	return nil
