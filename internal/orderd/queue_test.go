@@ -464,3 +464,52 @@ func TestOrderdBots(t *testing.T) {
 		t.Fatalf("%v tickets still waiting", n)
 	}
 }
+
+// TestOrderdQueueRedisDown stops the queue's Redis mid-sale: joins and
+// polls answer 503 with Retry-After, an admitted buyer's token still orders
+// (once), nobody orders without one, nothing is oversold, and the room works
+// again once Redis is back.
+func TestOrderdQueueRedisDown(t *testing.T) {
+	dbURL, r := redisSetup(t)
+	_, c := startOrderd(t, dbURL, "--idempotency", r.URL, "--admission-secret", admissionSecret, "--admission-interval", "20ms")
+	base := c.BaseURL
+	if a := putDrop(t, base, "rd-1", 2, 0, time.Time{}, time.Time{}, `,"admission":"queue","admission_factor":1`); a.status != 200 {
+		t.Fatalf("put: %d %s", a.status, a.body)
+	}
+	var tickets []string
+	for i := range 3 {
+		p, a := join(t, base, "rd-1", fmt.Sprintf("rd-user-%d", i))
+		if a.status != 202 {
+			t.Fatalf("join: %d %s", a.status, a.body)
+		}
+		tickets = append(tickets, p.Ticket)
+	}
+	p0 := waitStatus(t, base, tickets[0], "admitted")
+	waitStatus(t, base, tickets[1], "admitted")
+
+	r.Stop(t)
+	for _, a := range []answer{
+		call(t, "POST", base+"/api/v1/products/rd-1/queue", nil, `{"user_id":"rd-late"}`),
+		call(t, "GET", base+"/api/v1/queue/"+tickets[2], nil, ""),
+	} {
+		if a.status != 503 || a.code() != "unavailable" || a.header.Get("Retry-After") == "" {
+			t.Fatalf("the room with Redis down: %d %s", a.status, a.body)
+		}
+	}
+	orderID(t, buyWith(t, base, "rd-user-0", "rd-1", p0.AdmissionToken, ""))
+	if a := buyWith(t, base, "rd-user-0", "rd-1", p0.AdmissionToken, ""); a.status != 409 || a.code() != "admission_used" {
+		t.Fatalf("the token again with Redis down: %d %s", a.status, a.body)
+	}
+	if a := buy(t, base, "rd-user-2", "rd-1"); a.status != 403 || a.code() != "admission_required" {
+		t.Fatalf("an order without a token with Redis down: %d %s", a.status, a.body)
+	}
+
+	r.Restart(t)
+	testenv.WaitFor(t, "joins after Redis is back", 20*time.Second, func() bool {
+		_, a := join(t, base, "rd-1", "rd-late")
+		return a.status == 202
+	})
+	if line := auditLine(t, c, "rd-1"); !line.OK || line.Sold != 1 {
+		t.Fatalf("audit after the outage: %+v", line)
+	}
+}
