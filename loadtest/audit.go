@@ -35,6 +35,8 @@ type AuditReport struct {
 	SKUs []SKUAudit `json:"skus"`
 	// Window is a drop's sale-window check; nil in other runs.
 	Window *WindowCheck `json:"window,omitempty"`
+	// Queue is a drop's waiting-room check; nil without the queue.
+	Queue *QueueAudit `json:"queue,omitempty"`
 }
 
 // WindowCheck is a drop's audit of the sale window: every order answered 201
@@ -126,6 +128,9 @@ func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[
 	if r.drop != nil {
 		rep.Window = r.drop.checkWindow(byID, &v)
 		r.drop.checkSoldOut(rep, &v)
+		if q := r.drop.q; q != nil && q.queue {
+			rep.Queue = q.audit(byID, &v)
+		}
 	}
 	r.readBack(ctx, admin, byID, rep, &v)
 	rep.Violations = v.list

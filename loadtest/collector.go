@@ -139,6 +139,9 @@ type Result struct {
 	// runs.
 	Drop *DropResult `json:"drop,omitempty"`
 	Page *PageStats  `json:"page,omitempty"`
+	// Queue is a drop's waiting room and bots (Scenario.Admission,
+	// Scenario.Bots); nil without them.
+	Queue *QueueResult `json:"queue,omitempty"`
 	// Thresholds are the --threshold checks, once Check ran.
 	Thresholds []ThresholdResult `json:"thresholds,omitempty"`
 	Audit      *AuditReport      `json:"audit,omitempty"`

@@ -155,6 +155,9 @@ type dropRun struct {
 
 	ends  [nEnds]atomic.Int64
 	early atomic.Int64
+
+	// q is the waiting room's and the bots' part; nil without them.
+	q *queueRun
 }
 
 // newDrop plans r's drop; its T0 is Lead from now.
@@ -165,9 +168,16 @@ func newDrop(r *runner) *dropRun {
 	t0 = t0.Add(-time.Duration(t0.Nanosecond() % int(time.Millisecond)))
 	d := &dropRun{r: r, t0: t0, lead: sc.Lead, startsAt: t0.UTC().Round(0),
 		endsAt: t0.Add(r.cfg.Duration + time.Hour).UTC().Round(0),
-		page:   "/api/v1/products/" + r.skus[0], users: make([]dropUser, sc.Users),
-		arrive: make([]time.Duration, sc.Users), left: sc.Users, wake: make(chan struct{}, 1)}
-	plan := PlanDrop(sc.Users, sc.Lead, sc.ClockSkew, rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 21)))
+		page:   "/api/v1/products/" + r.skus[0], wake: make(chan struct{}, 1)}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 21))
+	if sc.Admission == AdmissionQueue || sc.Bots > 0 {
+		d.q = newQueueRun(d)
+		d.arrive, d.users = d.q.plan(rng, sc.ClockSkew)
+		d.left = len(d.users)
+		return d
+	}
+	d.users, d.arrive, d.left = make([]dropUser, sc.Users), make([]time.Duration, sc.Users), sc.Users
+	plan := PlanDrop(sc.Users, sc.Lead, sc.ClockSkew, rng)
 	for i, p := range plan {
 		d.users[i].skew = p.Skew
 		d.arrive[i] = sc.Lead + p.Arrive
@@ -182,6 +192,10 @@ func (d *dropRun) putProduct(ctx context.Context, admin *orderhttp.Client, p fla
 	starts, ends := d.startsAt.Format(time.RFC3339Nano), d.endsAt.Format(time.RFC3339Nano)
 	in := flashorder.ProductInput{Name: &p.Name, PriceCents: &p.PriceCents, Stock: &p.Stock, PerUserLimit: &p.PerUserLimit,
 		StartsAt: &starts, EndsAt: &ends}
+	if d.q != nil && d.q.queue {
+		admission := flashorder.AdmissionQueue
+		in.Admission = &admission
+	}
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
@@ -219,7 +233,10 @@ func (d *dropRun) putProduct(ctx context.Context, admin *orderhttp.Client, p fla
 // after T0 (Config.Duration) is up, Config.Stop closes or ctx ends.
 func (d *dropRun) run(ctx context.Context, workers []*worker) {
 	for i, at := range d.arrive {
-		d.queue = append(d.queue, dropTask{due: at, user: int32(i)}) // in order: already a heap
+		d.queue = append(d.queue, dropTask{due: at, user: int32(i)})
+		if d.q != nil {
+			d.up(i) // the plan of a queue is not in order
+		}
 	}
 	tasks := make(chan dropTask)
 	var wg sync.WaitGroup
@@ -359,6 +376,10 @@ func (d *dropRun) step(ctx context.Context, w *worker, t dropTask) {
 	if ctx.Err() != nil {
 		return // left unfinished
 	}
+	if d.q.handles(t.user) {
+		d.q.step(ctx, w, t)
+		return
+	}
 	u := &d.users[t.user]
 	switch u.step {
 	case stepArrive:
@@ -397,7 +418,12 @@ func (d *dropRun) loadPage(ctx context.Context, w *worker, u *dropUser) {
 func (d *dropRun) order(ctx context.Context, w *worker, id int32, u *dropUser, intended time.Time) {
 	r := d.r
 	sc := &r.cfg.Scenario
-	rq := &request{user: r.users[id], items: r.singleItems[0], resend: u.key != ""}
+	rq := &request{items: r.singleItems[0], resend: u.key != ""}
+	if d.q != nil {
+		d.q.request(id, rq)
+	} else {
+		rq.user = r.users[id]
+	}
 	if len(r.auths) > 0 {
 		rq.auth = r.auths[id]
 	}
@@ -422,6 +448,12 @@ func (d *dropRun) order(ctx context.Context, w *worker, id int32, u *dropUser, i
 		return
 	}
 	u.key, u.failures = "", 0
+	if a.Status == http.StatusCreated && !ans.replayed && d.q != nil {
+		d.q.orders.Add(1)
+	}
+	if a.Code != CodeCancelled && d.q.afterOrder(w, id, a, ans, now) {
+		return
+	}
 	switch {
 	case a.Code == CodeCancelled:
 		// The run was interrupted: left unfinished.

@@ -87,6 +87,19 @@ type Scenario struct {
 	// Refresh is how often such a user reloads (give or take half of it);
 	// the default is 1s.
 	Refresh time.Duration `json:"refresh,omitempty"`
+
+	// Admission "queue" sells a drop's product through orderd's waiting
+	// room (see the file queuedrop.go); "" or "open" without it.
+	Admission string `json:"admission,omitempty"`
+	// Bots is the share (0..1) of a drop's Users that are bots, each with
+	// BotIDs user ids (default 5) that poll every BotPoll (default 100ms).
+	Bots    float64       `json:"bots,omitempty"`
+	BotIDs  int           `json:"bot_ids,omitempty"`
+	BotPoll time.Duration `json:"bot_poll,omitempty"`
+	// LateShare is the share (0..1) of a drop's buyers (not bots) who
+	// arrive after T0, evenly over Late (default: Lead), instead of before.
+	LateShare float64       `json:"late_share,omitempty"`
+	Late      time.Duration `json:"late,omitempty"`
 }
 
 // IsDrop reports whether the scenario is a drop (Lead > 0).
@@ -314,6 +327,26 @@ func (c *Config) dropDefaults() error {
 		return errors.New("loadtest: a drop needs users (--users)")
 	case s.ClockSkew < 0 || s.After < 0:
 		return errors.New("loadtest: a drop's clock skew and after must not be negative")
+	case s.Admission != "" && s.Admission != AdmissionOpen && s.Admission != AdmissionQueue:
+		return fmt.Errorf("loadtest: admission %q is not open or queue", s.Admission)
+	case s.Bots < 0 || s.Bots > 1 || s.LateShare < 0 || s.LateShare > 1:
+		return errors.New("loadtest: the bots' and the late buyers' shares must be in 0..1")
+	case (s.Admission == AdmissionQueue || s.Bots > 0) && c.JWTSecret != "":
+		return errors.New("loadtest: a drop with a queue or bots makes up its users' ids: it runs with auth none (no JWT secret)")
+	}
+	if s.Admission == AdmissionOpen {
+		s.Admission = ""
+	}
+	if s.Bots > 0 {
+		if s.BotIDs <= 0 {
+			s.BotIDs = DefaultBotIDs
+		}
+		if s.BotPoll <= 0 {
+			s.BotPoll = DefaultBotPoll
+		}
+	}
+	if s.Late <= 0 {
+		s.Late = s.Lead
 	}
 	return nil
 }
@@ -534,6 +567,9 @@ type record struct {
 	Replayed bool
 	// CreatedAt is the 201's created_at (orderd's clock).
 	CreatedAt time.Time
+	// Ticket is the waiting room's ticket whose admission token the order
+	// carried; "" without one.
+	Ticket string
 }
 
 // load runs the workers and the collector and returns the statistics.
@@ -552,6 +588,12 @@ func (r *runner) load(ctx context.Context, admin *orderhttp.Client) *Result {
 	colDone := make(chan struct{})
 	loadDone := make(chan struct{})
 	go func() { col.run(ctx, loadDone); close(colDone) }()
+	sampled := make(chan struct{})
+	if r.drop != nil && r.drop.q != nil && r.drop.q.queue {
+		go func() { r.drop.q.sample(ctx, admin, loadDone); close(sampled) }()
+	} else {
+		close(sampled)
+	}
 
 	workers := make([]*worker, cfg.Concurrency)
 	for i := range workers {
@@ -586,6 +628,7 @@ func (r *runner) load(ctx context.Context, admin *orderhttp.Client) *Result {
 	wg.Wait()
 	close(loadDone)
 	<-colDone
+	<-sampled
 	// After the collector's last tick, so that the final one, at end,
 	// drains what that tick did not.
 	end := time.Now()
@@ -594,6 +637,9 @@ func (r *runner) load(ctx context.Context, admin *orderhttp.Client) *Result {
 	res.NotSent = notSent
 	if r.drop != nil {
 		res.Drop = r.drop.result()
+		if r.drop.q != nil {
+			res.Queue = r.drop.q.result()
+		}
 	}
 	for _, w := range workers {
 		res.workers = append(res.workers, w.state)

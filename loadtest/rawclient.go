@@ -64,7 +64,10 @@ type message struct {
 	key    string // Idempotency-Key
 	auth   string // Authorization
 	etag   string // If-None-Match
-	body   []byte
+	// admission is the Admission-Token header, xff X-Forwarded-For.
+	admission string
+	xff       string
+	body      []byte
 }
 
 // ordersPath is the path orders are posted to.
@@ -193,6 +196,14 @@ func (rc *rawClient) sendOnce(ctx context.Context, i int, m *message, out *bytes
 	if m.etag != "" {
 		b = append(b, "\r\nIf-None-Match: "...)
 		b = append(b, m.etag...)
+	}
+	if m.admission != "" {
+		b = append(b, "\r\nAdmission-Token: "...)
+		b = append(b, m.admission...)
+	}
+	if m.xff != "" {
+		b = append(b, "\r\nX-Forwarded-For: "...)
+		b = append(b, m.xff...)
 	}
 	if m.body != nil {
 		b = append(b, "\r\nContent-Length: "...)

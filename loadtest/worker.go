@@ -73,6 +73,12 @@ type request struct {
 	// of a request whose outcome is unknown (a drop's retry after an error).
 	retry  bool
 	resend bool
+	// admission is the Admission-Token header ("" for none) and ticket the
+	// ticket it admits; xff the X-Forwarded-For header (a drop's buyer's
+	// address).
+	admission string
+	ticket    string
+	xff       string
 }
 
 func newWorker(r *runner, id int) *worker {
@@ -268,7 +274,7 @@ func (w *worker) order(ctx context.Context, target int, rq *request, intended, s
 		replayed := ans.replayed && !((resent || rq.resend) && !rq.retry)
 		w.check201(rq, ans)
 		w.state.orders = append(w.state.orders, record{ID: ans.ID, Key: rq.key, User: rq.user, Items: rq.items,
-			Replayed: replayed, CreatedAt: ans.CreatedAt})
+			Replayed: replayed, CreatedAt: ans.CreatedAt, Ticket: rq.ticket})
 		if !replayed {
 			for _, it := range rq.items {
 				units += it.Quantity
@@ -368,7 +374,8 @@ var emptyAnswer = &answer{}
 // do sends rq to target and decodes the answer. resent reports that the raw
 // client sent it twice (see rawClient.post).
 func (w *worker) do(ctx context.Context, target int, rq *request) (status int, ans *answer, resent bool, err error) {
-	ra, resent, err := w.roundTrip(ctx, target, &message{method: http.MethodPost, path: ordersPath, key: rq.key, auth: rq.auth, body: rq.body})
+	ra, resent, err := w.roundTrip(ctx, target, &message{method: http.MethodPost, path: ordersPath, key: rq.key, auth: rq.auth, body: rq.body,
+		admission: rq.admission, xff: rq.xff})
 	if err != nil {
 		return 0, emptyAnswer, resent, err
 	}
@@ -416,6 +423,12 @@ func (w *worker) roundTrip(ctx context.Context, target int, m *message) (a rawAn
 	}
 	if m.etag != "" {
 		req.Header["If-None-Match"] = []string{m.etag}
+	}
+	if m.admission != "" {
+		req.Header[orderhttp.AdmissionTokenHeader] = []string{m.admission}
+	}
+	if m.xff != "" {
+		req.Header["X-Forwarded-For"] = []string{m.xff}
 	}
 	resp, err := w.r.client.Do(req)
 	if err != nil {

@@ -197,7 +197,20 @@ func scenarioFlags(fs *flag.FlagSet, s *loadtest.Scenario) {
 	fs.DurationVar(&s.After, "after", 0, fmt.Sprintf("drop: how long a user told sold_out goes on reloading the page and ordering again "+
 		"(--scenario drop: %s)", loadtest.DropAfter))
 	fs.DurationVar(&s.Refresh, "refresh", 0, fmt.Sprintf("drop: how often such a user reloads, give or take half (0: %s)", loadtest.DefaultRefresh))
+	fs.StringVar(&s.Admission, "admission", "", "drop: queue sells the product through orderd's waiting room: buyers join, poll, order with their admission token (open: without)")
+	fs.Float64Var(&s.Bots, "bots", 0, "drop: share (0..1) of the users that are bots: each rotates --bot-ids user ids, joins early and polls hard "+
+		"(with --admission queue) or orders from 100ms before T0 and retries (without)")
+	fs.IntVar(&s.BotIDs, "bot-ids", 0, fmt.Sprintf("drop: user ids per bot (0: %d)", loadtest.DefaultBotIDs))
+	fs.DurationVar(&s.BotPoll, "bot-poll", 0, fmt.Sprintf("drop: how often a bot polls its tickets, whatever poll_after_ms says (0: %s)", loadtest.DefaultBotPoll))
+	fs.Float64Var(&s.LateShare, "late-share", 0, fmt.Sprintf("drop: share (0..1) of the buyers (not bots) who arrive after T0, over --late "+
+		"(with --admission queue or --bots: %g unless given)", defaultLateShare))
+	fs.DurationVar(&s.Late, "late", 0, "drop: the buyers of --late-share arrive over this long after T0 (0: the lead)")
 }
+
+// defaultLateShare is --late-share in a drop with a queue or bots: some
+// buyers join after T0, so that the queue's order after the start is
+// measured.
+const defaultLateShare = 0.3
 
 // keysFlag is --keys, the negation of Scenario.NoKeys.
 type keysFlag struct{ noKeys *bool }
@@ -404,6 +417,9 @@ func dropDefaults(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	}
 	if !given(fs)["duration"] {
 		cfg.Duration = loadtest.DefaultDropDuration
+	}
+	if sc := &cfg.Scenario; (sc.Admission == loadtest.AdmissionQueue || sc.Bots > 0) && !given(fs)["late-share"] {
+		sc.LateShare = defaultLateShare
 	}
 	for _, t := range out.Thresholds {
 		if strings.HasPrefix(t.Expr, "errors") {

@@ -285,7 +285,11 @@ func writeTimeline(w io.Writer, res *loadtest.Result) {
 // dropCharts are the charts a drop's report opens with: the orders' answers
 // by kind, then the product page's rate and latency beside the orders'.
 func dropCharts(res *loadtest.Result) []template.HTML {
-	return []template.HTML{kindsChart(res).SVG(), pageRateChart(res).SVG(), pageLatencyChart(res).SVG()}
+	charts := []template.HTML{kindsChart(res).SVG(), pageRateChart(res).SVG(), pageLatencyChart(res).SVG()}
+	if res.Queue != nil && res.Queue.Admission == loadtest.AdmissionQueue {
+		charts = append([]template.HTML{queueChart(res).SVG()}, charts...)
+	}
+	return charts
 }
 
 // kindsChart stacks a drop's order answers per second by kind, T0 and the

@@ -34,6 +34,9 @@ func WriteSummary(w io.Writer, res *loadtest.Result) {
 	if res.Drop != nil {
 		writeDrop(w, res)
 	}
+	if res.Queue != nil {
+		writeQueue(w, res)
+	}
 	fmt.Fprintf(w, "scenario   %s\n", cfg.Scenario)
 	fmt.Fprintf(w, "offered    %10.1f req/s\n", res.OfferedRate)
 	fmt.Fprintf(w, "achieved   %10.1f req/s  (%d answers)\n", res.AchievedRate, res.Requests)
@@ -91,6 +94,9 @@ func WriteAudit(w io.Writer, a *loadtest.AuditReport) {
 		if wc := a.Window; wc != nil {
 			writeWindow(w, wc)
 		}
+		if qa := a.Queue; qa != nil {
+			writeQueueAudit(w, qa)
+		}
 		skus := a.SKUs
 		if len(skus) > maxSKULines {
 			var taken int64
@@ -114,6 +120,9 @@ func WriteAudit(w io.Writer, a *loadtest.AuditReport) {
 	fmt.Fprintf(w, "AUDIT FAILED: %d violation(s) (%d orders answered 201, %d read back)\n", len(a.Violations), a.Orders, a.Checked)
 	for _, v := range a.Violations {
 		fmt.Fprintln(w, "  - "+v)
+	}
+	if qa := a.Queue; qa != nil {
+		writeQueueAudit(w, qa)
 	}
 	fmt.Fprintln(w, bar)
 }
