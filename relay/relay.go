@@ -216,6 +216,7 @@ func (r *Relay) drain(ctx context.Context) error {
 	units := 0
 	busy := map[int64]bool{}           // positions in flight
 	held := map[int64]time.Time{}      // positions backing off after a failed attempt, until when
+	var queue []*flashorder.Event      // read, ready, not yet offered
 	var done []flashorder.Settlement   // settled at the next settle
 	var failed []flashorder.Settlement // failed attempts to record (Attempts)
 
@@ -317,15 +318,16 @@ func (r *Relay) drain(ctx context.Context) error {
 			r.opts.OnBacklog(rows, oldest)
 		}
 		wait := r.opts.Poll
-		if units < maxUnits {
-			evs, err := r.outbox.PendingEvents(ctx, r.opts.Batch+len(busy)+len(held))
+		if units < maxUnits && len(queue) == 0 {
+			// Read enough to fill every free slot; what does not fit
+			// waits in queue for the next free slot, without a read.
+			evs, err := r.outbox.PendingEvents(ctx, max(r.opts.Batch, (maxUnits-units)*unitSize)+len(busy)+len(held))
 			if err != nil {
 				return stop(err)
 			}
 			now := time.Now()
+			nextDue := r.opts.Poll       // until the first event backing off is due
 			blocked := map[string]bool{} // orders with an earlier event in this read
-			var ready []*flashorder.Event
-			var bodies [][]byte
 			for _, e := range evs {
 				if blocked[e.OrderID] {
 					continue
@@ -336,42 +338,50 @@ func (r *Relay) drain(ctx context.Context) error {
 				}
 				due, retry := held[e.Position]
 				if retry && now.Before(due) {
-					wait = min(wait, due.Sub(now))
+					nextDue = min(nextDue, due.Sub(now))
 					continue
 				}
 				if !retry && len(held) >= r.opts.Batch {
 					continue // many events back off: the sink is down; retry those first
 				}
-				if len(ready) >= (maxUnits-units)*unitSize {
-					continue
-				}
+				queue = append(queue, e)
+			}
+			if len(queue) == 0 {
+				wait = nextDue
+			}
+		}
+		for units < maxUnits && len(queue) > 0 {
+			var evs []*flashorder.Event
+			var bodies [][]byte
+			for len(queue) > 0 && len(evs) < unitSize {
+				e := queue[0]
+				queue = queue[1:]
 				body, err := e.CloudEvent(r.opts.Source)
 				if err != nil { // cannot be encoded: a dead letter at once
+					busy[e.Position] = true
 					cursor++
 					done = append(done, r.dead(e, e.Attempts, cursor, err))
 					continue
 				}
 				busy[e.Position] = true
-				ready = append(ready, e)
+				evs = append(evs, e)
 				bodies = append(bodies, body)
 			}
-			for len(ready) > 0 {
-				n := min(len(ready), unitSize)
-				evs, bs := ready[:n:n], bodies[:n:n]
-				ready, bodies = ready[n:], bodies[n:]
-				units++
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					errs := make([]error, len(evs))
-					if isBatcher {
-						errs = batcher.PublishBatch(pubCtx, evs, bs)
-					} else {
-						errs[0] = r.sink.Publish(pubCtx, evs[0], bs[0])
-					}
-					results <- unitResult{evs: evs, errs: errs}
-				}()
+			if len(evs) == 0 {
+				continue
 			}
+			units++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs := make([]error, len(evs))
+				if isBatcher {
+					errs = batcher.PublishBatch(pubCtx, evs, bodies)
+				} else {
+					errs[0] = r.sink.Publish(pubCtx, evs[0], bodies[0])
+				}
+				results <- unitResult{evs: evs, errs: errs}
+			}()
 		}
 		if units >= maxUnits {
 			wait = r.opts.Poll * 100 // a call returns first
