@@ -17,6 +17,14 @@ const DefaultTimeout = 100 * time.Millisecond
 // are not retried, so that a Redis that is down costs a request about one
 // timeout at most. It does not connect; use Ping to check the server.
 func OpenClient(rawURL string) (*goredis.Client, error) {
+	return OpenClientTimeout(rawURL, DefaultTimeout)
+}
+
+// OpenClientTimeout is OpenClient with timeout, instead of DefaultTimeout,
+// for the timeouts the URL does not set: the waiting room's client
+// (DefaultQueueTimeout), whose pipelines carry a crowd's scripts and have no
+// database to fall back to.
+func OpenClientTimeout(rawURL string, timeout time.Duration) (*goredis.Client, error) {
 	opt, err := goredis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("redis: parse URL: %w", err)
@@ -25,13 +33,13 @@ func OpenClient(rawURL string) (*goredis.Client, error) {
 		opt.DialTimeout = 2 * DefaultTimeout
 	}
 	if opt.ReadTimeout == 0 {
-		opt.ReadTimeout = DefaultTimeout
+		opt.ReadTimeout = timeout
 	}
 	if opt.WriteTimeout == 0 {
-		opt.WriteTimeout = DefaultTimeout
+		opt.WriteTimeout = timeout
 	}
 	if opt.PoolTimeout == 0 {
-		opt.PoolTimeout = DefaultTimeout
+		opt.PoolTimeout = timeout
 	}
 	if opt.MaxRetries == 0 {
 		opt.MaxRetries = -1

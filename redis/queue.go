@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -23,16 +24,26 @@ var _ queue.Store = (*QueueStore)(nil)
 type QueueStore struct {
 	client goredis.UniversalClient
 	opts   queue.Options
+	// batcher sends concurrent callers' scripts in pipelines; made at the
+	// first call, with Timeout as it is then.
+	batcher   *scriptBatcher
+	batchOnce sync.Once
 
 	// Prefix is prepended to every key; the default is "flashorder:". It
 	// must not contain "{".
 	Prefix string
-	// Timeout bounds each Redis call; the default is DefaultTimeout.
+	// Timeout bounds each Redis call; the default is DefaultQueueTimeout.
 	Timeout time.Duration
 	// Retention is how long a queue's keys outlive its last join,
 	// admission, use or mark; the default is DefaultQueueRetention.
 	Retention time.Duration
 }
+
+// DefaultQueueTimeout is the default of QueueStore.Timeout: longer than the
+// order path's DefaultTimeout, because a join or a poll has no fallback to
+// the database, and a crowd's burst may queue for a moment behind the
+// pipelines in flight; a Redis that is down refuses at once all the same.
+const DefaultQueueTimeout = time.Second
 
 // DefaultQueueRetention is the default of QueueStore.Retention: a day, far
 // beyond any sale, so that a forgotten queue's keys still go.
@@ -41,7 +52,7 @@ const DefaultQueueRetention = 24 * time.Hour
 // NewQueueStore returns a store on client with opts (zero fields take the
 // defaults of queue.Options).
 func NewQueueStore(client goredis.UniversalClient, opts queue.Options) *QueueStore {
-	return &QueueStore{client: client, opts: opts.WithDefaults(), Prefix: "flashorder:", Timeout: DefaultTimeout, Retention: DefaultQueueRetention}
+	return &QueueStore{client: client, opts: opts.WithDefaults(), Prefix: "flashorder:", Timeout: DefaultQueueTimeout, Retention: DefaultQueueRetention}
 }
 
 // QueueKeys returns the keys of queueID, in the order the scripts take them.
@@ -59,8 +70,11 @@ const queuePrelude = `
 local meta, line, seen, adm, users, tickets = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, idle, retention = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 
--- keep makes the queue's keys live for the retention from now.
+-- keep makes the queue's keys live for the retention from now; when the
+-- meta key, refreshed with the others, still has most of it, they all do
+-- (a join's crowd refreshes them once a minute, not six times a join).
 local function keep()
+  if redis.call('PTTL', meta) > retention - 60000 then return end
   for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, retention) end
 end
 
@@ -243,7 +257,8 @@ return {redis.call('ZCARD', line), redis.call('ZCARD', adm), tonumber(m[1] or '0
 func (s *QueueStore) run(ctx context.Context, script *goredis.Script, queueID string, args ...any) ([]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	res, err := script.Run(ctx, s.client, s.QueueKeys(queueID), args...).Slice()
+	s.batchOnce.Do(func() { s.batcher = newScriptBatcher(s.client, s.Timeout) })
+	res, err := s.batcher.run(ctx, script, s.QueueKeys(queueID), args...)
 	if err != nil {
 		return nil, fmt.Errorf("redis: queue %q: %w", queueID, err)
 	}

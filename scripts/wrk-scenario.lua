@@ -18,6 +18,10 @@
 --                against the per-user limit
 --   PAGE         1: GET the product page of the picked SKU instead of ordering
 --                (scenario page: one SKU)
+--   TICKETS      scenario poll: a file of waiting-room ticket ids, one a line;
+--                each request polls a random one (GET /api/v1/queue/{ticket})
+-- Scenario join joins the picked SKU's waiting room as a new user per request
+-- (POST /api/v1/products/{sku}/queue).
 -- It prints answers by status (409s split by error code) and the latency.
 
 local scenarios = {
@@ -27,6 +31,8 @@ local scenarios = {
 	keys      = { skus = 100, zipf = 1.1, multi_share = 0.2, multi_items = 3, keys = 1, users = 0 },
 	sale      = { skus = 100, zipf = 1.1, multi_share = 0.2, multi_items = 3, keys = 1, users = 10000 },
 	page      = { skus = 1,   zipf = 0,   multi_share = 0,   multi_items = 1, keys = 0, users = 0, page = 1 },
+	join      = { skus = 1,   zipf = 0,   multi_share = 0,   multi_items = 1, keys = 0, users = 0, join = 1 },
+	poll      = { skus = 1,   zipf = 0,   multi_share = 0,   multi_items = 1, keys = 0, users = 0, poll = 1 },
 }
 
 -- fail stops wrk: an error() at load time only prints, and wrk would go on
@@ -39,7 +45,7 @@ end
 local name = os.getenv("SCENARIO") or "hot"
 local sc = scenarios[name]
 if not sc then
-	fail("unknown SCENARIO " .. name .. ": valid scenarios are hot, catalogue, carts, keys, sale, page")
+	fail("unknown SCENARIO " .. name .. ": valid scenarios are hot, catalogue, carts, keys, sale, page, join, poll")
 end
 
 local function env_number(var, default)
@@ -62,6 +68,8 @@ local multi_items = math.min(env_number("MULTI_ITEMS", sc.multi_items), skus)
 local keys = env_number("KEYS", sc.keys) ~= 0
 local users = env_number("USERS", sc.users)
 local page = env_number("PAGE", sc.page or 0) ~= 0
+local joining = (sc.join or 0) ~= 0
+local polling = (sc.poll or 0) ~= 0
 if zipf ~= 0 and zipf <= 1 then
 	fail("ZIPF must be > 1 (0 for uniform)")
 end
@@ -126,14 +134,38 @@ end
 local n = 0
 counts = {}
 
+local tickets = {}
+
 init = function(args)
 	math.randomseed(os.time() * 1000 + (tid or 0) * 7919 + math.floor(os.clock() * 1e6))
+	if polling then
+		local f = io.open(os.getenv("TICKETS") or "", "r")
+		if not f then
+			fail("scenario poll needs TICKETS, a file of ticket ids")
+		end
+		for line in f:lines() do
+			if line ~= "" then
+				tickets[#tickets + 1] = line
+			end
+		end
+		f:close()
+		if #tickets == 0 then
+			fail("TICKETS has no ticket ids")
+		end
+	end
 end
 
 request = function()
 	n = n + 1
 	if page then
 		return wrk.format("GET", "/api/v1/products/" .. prefix .. pick())
+	end
+	if polling then
+		return wrk.format("GET", "/api/v1/queue/" .. tickets[math.random(1, #tickets)])
+	end
+	if joining then
+		local body = string.format('{"user_id":"wrk%s-%d-%d"}', run, tid, n)
+		return wrk.format("POST", "/api/v1/products/" .. prefix .. pick() .. "/queue", { ["Content-Type"] = "application/json" }, body)
 	end
 	local seq = string.format("%s-%d-%d", run, tid, n)
 	local user
@@ -194,6 +226,12 @@ done = function(summary, latency, requests)
 	end
 	if page then
 		what = what .. ", GET the product page"
+	end
+	if joining then
+		what = what .. ", join the waiting room"
+	end
+	if polling then
+		what = what .. ", poll waiting-room tickets"
 	end
 	what = what .. (keys and ", an Idempotency-Key on every order" or ", no Idempotency-Key")
 	what = what .. (users > 0 and string.format(", %d users", users) or ", a new user per order")

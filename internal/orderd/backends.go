@@ -63,8 +63,8 @@ func (rc redisClients) forStore(raw string) *goredis.Client {
 }
 
 // redisURLs returns the Redis URLs the configuration uses, each once:
-// --lock's (without orderd's ttl), --idempotency's, the rate limiter's and
-// the waiting room's.
+// --lock's (without orderd's ttl), --idempotency's and the rate limiter's
+// (the waiting room opens a client of its own: startRoom).
 func (c Config) redisURLs() []string {
 	var urls []string
 	add := func(raw string) {
@@ -85,9 +85,7 @@ func (c Config) redisURLs() []string {
 	if store := c.rateLimitStore(); (c.RateLimitUser != "" || c.IPRateLimit != "") && scheme(store) == "redis" {
 		add(store)
 	}
-	if scheme(c.queueStore()) == "redis" {
-		add(c.queueStore())
-	}
+
 	return urls
 }
 

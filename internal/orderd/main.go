@@ -82,6 +82,8 @@ type Main struct {
 	sweeper      *checkout.Sweeper
 	relay        *relay.Relay
 	room         *queue.Room
+	// queueClient is the waiting room's Redis client, when it has one.
+	queueClient io.Closer
 	// eventsSink is the relay's sink when it holds a connection
 	// (nats://), closed after the relay stopped.
 	eventsSink io.Closer
@@ -196,7 +198,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if auth != nil {
 		authenticator = auth
 	}
-	room, roomMetrics, err := m.startRoom(db, path.products, m.redisClients)
+	room, roomMetrics, err := m.startRoom(db, path.products)
 	if err != nil {
 		return err
 	}
@@ -294,6 +296,9 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	if m.room != nil {
 		m.room.Stop()
+	}
+	if m.queueClient != nil {
+		errs = append(errs, m.queueClient.Close())
 	}
 	if m.eventsSink != nil {
 		errs = append(errs, m.eventsSink.Close())

@@ -23,15 +23,23 @@ func (c Config) queueStore() string {
 	return "memory"
 }
 
-// startRoom starts the waiting room on its store (in clients, or in memory),
+// startRoom starts the waiting room on its store (Redis, on a client of its
+// own, or memory),
 // reading products through catalog for the crowd and fresh from db for the
 // admission bound. It returns the room and its metrics, for the caller to
 // register on the server's registry.
-func (m *Main) startRoom(db *gormdb.DB, catalog queue.Catalog, clients redisClients) (*queue.Room, *metrics.QueueMetrics, error) {
+func (m *Main) startRoom(db *gormdb.DB, catalog queue.Catalog) (*queue.Room, *metrics.QueueMetrics, error) {
 	cfg := &m.Config
 	opts := queue.Options{IdleTimeout: cfg.QueueIdle, AdmissionTTL: cfg.AdmissionTTL}
 	var store queue.Store
-	if c := clients.forStore(cfg.queueStore()); c != nil {
+	if raw := cfg.queueStore(); scheme(raw) == "redis" {
+		// A client of its own: its pipelines carry a crowd's scripts and
+		// wait longer than the order path's calls (redis.DefaultQueueTimeout).
+		c, err := redis.OpenClientTimeout(redisKey(raw), redis.DefaultQueueTimeout)
+		if err != nil {
+			return nil, nil, err
+		}
+		m.queueClient = c
 		store = redis.NewQueueStore(c, opts)
 	} else {
 		store = inmem.NewQueueStore(opts)
