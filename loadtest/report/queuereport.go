@@ -30,8 +30,10 @@ func writeQueue(w io.Writer, res *loadtest.Result) {
 				pq.Stat, pq.DF, pq.P, thousands(pq.N), pq.Rows)
 		}
 		if q.SellOut > 0 {
-			fmt.Fprintf(w, "sold out   at %s: %s waiting buyers told sold_out by a poll, max %.0f ms, p99 %.0f ms after the last unit's 201; %s more joined after it\n",
-				fromT0(q.SellOut-res.Drop.Lead), thousands(int64(q.ToldSoldOut)), q.NotifyMaxMs, q.NotifyP99Ms, thousands(int64(q.SoldOutAtJoin)))
+			fmt.Fprintf(w, "sold out   at %s: %s waiting buyers told sold_out by a poll, max %.0f ms, p99 %.0f ms after the last unit's 201 "+
+				"(less orderbench's own lateness in sending those polls: max %.0f ms, p99 %.0f ms); %s more joined after it\n",
+				fromT0(q.SellOut-res.Drop.Lead), thousands(int64(q.ToldSoldOut)), q.NotifyMaxMs, q.NotifyP99Ms, q.NetMaxMs, q.NetP99Ms,
+				thousands(int64(q.SoldOutAtJoin)))
 		}
 		writeQueueSeries(w, res)
 	}
