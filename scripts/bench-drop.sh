@@ -33,13 +33,7 @@ orderbench=${BENCH_ORDERBENCH:-$out/orderbench}
 
 machine_lines "PostgreSQL fsync=on synchronous_commit=on"
 
-port=$(freeport)
-"$orderbench" noop --listen "127.0.0.1:$port" >/dev/null &
-pids+=($!)
-waitup "http://127.0.0.1:$port/" || { echo "no-op server did not start" >&2; exit 1; }
-IFS='|' read -r ceil ceilp99 _ _ < <(wrkrun "http://127.0.0.1:$port" hot)
-IFS='|' read -r gceil gceilp99 _ _ < <(wrkrun "http://127.0.0.1:$port" page SKU_PREFIX=drop-page)
-kill "${pids[-1]}"
+noop_ceilings "$orderbench"
 
 token=bench-admin
 port=$(freeport)
@@ -49,9 +43,6 @@ port=$(freeport)
 pids+=($!)
 url="http://127.0.0.1:$port"
 waitup "$url/healthz" || { echo "orderd did not start" >&2; exit 1; }
-put() { # SKU JSON
-	curl -sf -X PUT "$url/api/v1/products/$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$2" >/dev/null
-}
 later=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
 put drop-page0 '{"name":"Page","price_cents":100,"stock":1000000,"per_user_limit":1}'
 put drop-early0 "{\"name\":\"Early\",\"price_cents\":100,\"stock\":1000,\"per_user_limit\":1,\"starts_at\":\"$later\"}"
@@ -65,13 +56,6 @@ wrkrun "$url" hot SKU_PREFIX=drop-gone >/dev/null
 wrkrun "$url" hot SKU_PREFIX=drop-gonelim USERS="$users" RUN=pool >/dev/null
 duration=$BENCH_DURATION_SAVED
 
-row() { # label ceiling ceilp99 wrk-args...
-	local label=$1 c=$2 cp=$3
-	shift 3
-	local rate p99 errs answers
-	IFS='|' read -r rate p99 errs answers < <(wrkrun "$url" "$@")
-	printf '| %s | %s | %.2f | %s (no-op %s) | %s | %s |\n' "$label" "$rate" "$(echo "$rate / $c" | bc -l)" "$p99" "$cp" "$errs" "$answers"
-}
 echo "| request | answers/s | vs no-op | p99 ms | socket errors | answers |"
 echo "|---|---|---|---|---|---|"
 echo "| no-op POST (ceiling) | $ceil | 1.00 | $ceilp99 | | |"

@@ -46,3 +46,31 @@ machine_lines() {
 	echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/machine.txt" >&2
 	echo "durability: $1" | tee -a "$out/machine.txt" >&2
 }
+
+# noop_ceilings ORDERBENCH: the no-op ceiling (`orderbench noop`), measured now: sets
+# ceil and ceilp99 (POST, the hot order) and gceil and gceilp99 (GET, the product page).
+noop_ceilings() {
+	local port
+	port=$(freeport)
+	"$1" noop --listen "127.0.0.1:$port" >/dev/null &
+	pids+=($!)
+	waitup "http://127.0.0.1:$port/" || { echo "no-op server did not start" >&2; exit 1; }
+	IFS='|' read -r ceil ceilp99 _ _ < <(wrkrun "http://127.0.0.1:$port" hot)
+	IFS='|' read -r gceil gceilp99 _ _ < <(wrkrun "http://127.0.0.1:$port" page SKU_PREFIX=noop-page)
+	kill "${pids[-1]}"
+}
+
+# put SKU JSON: PUTs a product through orderd at $url with the admin $token.
+put() {
+	curl -sf -X PUT "$url/api/v1/products/$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$2" >/dev/null
+}
+
+# row LABEL CEILING CEILING-P99 SCENARIO [VAR=value...]: one wrk run against $url,
+# printed as a table row with its ratio to the ceiling.
+row() {
+	local label=$1 c=$2 cp=$3
+	shift 3
+	local rate p99 errs answers
+	IFS='|' read -r rate p99 errs answers < <(wrkrun "$url" "$@")
+	printf '| %s | %s | %.2f | %s (no-op %s) | %s | %s |\n' "$label" "$rate" "$(echo "$rate / $c" | bc -l)" "$p99" "$cp" "$errs" "$answers"
+}
