@@ -24,7 +24,9 @@ import (
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
+	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/jwtauth"
+	"github.com/flashorder/flashorder/queue"
 )
 
 const (
@@ -42,8 +44,13 @@ func newTestServer(t *testing.T, auth flashorder.Authenticator) (*orderhttp.Serv
 		t.Fatalf("open database: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
+	signer, err := queue.NewSigner([]byte("openapi-admission-secret-32-bytes!"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := queue.NewRoom(inmem.NewQueueStore(queue.Options{}), signer, db, db, queue.RoomOptions{})
 	srv := newServer(orderhttp.Config{Store: db, AdminToken: adminToken, Lifecycle: checkout.NewLifecycle(db),
-		PaymentWebhookSecret: webhookSecret, Authenticator: auth}, checkout.NewBatch(db, checkout.BatchOptions{}), nil)
+		PaymentWebhookSecret: webhookSecret, Authenticator: auth, Room: room}, checkout.NewBatch(db, checkout.BatchOptions{}), nil)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return srv, ts
@@ -286,7 +293,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 
 	auditBody := a.call(get, "/api/v1/admin/audit", admin, "", 200, true)
 	var audit flashorder.Audit
-	if err := json.Unmarshal(auditBody, &audit); err != nil || !audit.OK || len(audit.Products) != 2 {
+	if err := json.Unmarshal(auditBody, &audit); err != nil || !audit.OK || len(audit.Products) != 2 { // before the waiting room's product
 		t.Errorf("audit after the calls: %s", auditBody)
 	}
 	a.call(get, "/api/v1/admin/audit", nil, "", 401, true)
@@ -295,6 +302,20 @@ func TestOpenAPIAnswers(t *testing.T) {
 	a.call(get, "/api/v1/admin/events", nil, "", 401, true)
 	a.call(post, "/api/v1/admin/events/no-such-event/replay", admin, "", 404, true)
 	a.call(post, "/api/v1/admin/events/no-such-event/replay", nil, "", 401, true)
+
+	// The waiting room.
+	a.call(put, "/api/v1/products/q-1", admin, `{"name":"Drop","price_cents":100,"stock":2,"admission":"queue","sale":"drop-1","admission_factor":1.5}`, 200, true)
+	var tk struct{ Ticket string }
+	if err := json.Unmarshal(a.call(post, "/api/v1/products/q-1/queue", nil, `{"user_id":"u-9"}`, 202, true), &tk); err != nil || tk.Ticket == "" {
+		t.Fatalf("join: %v", err)
+	}
+	a.call(get, "/api/v1/queue/"+tk.Ticket, nil, "", 200, true)
+	a.call(get, "/api/v1/queue/sale:drop-1~nope", nil, "", 404, true)
+	a.call(post, "/api/v1/products/hot-1/queue", nil, `{"user_id":"u-9"}`, 409, true)
+	a.call(post, "/api/v1/products/nope/queue", nil, `{"user_id":"u-9"}`, 404, true)
+	a.call(post, "/api/v1/products/q-1/queue", nil, `{"user_id":"bad user"}`, 400, false)
+	a.call(post, "/api/v1/orders", nil, `{"user_id":"u-9","items":[{"sku":"q-1","quantity":1}]}`, 403, true)
+	a.call(post, "/api/v1/orders", map[string]string{orderhttp.AdmissionTokenHeader: "not.a.token"}, `{"user_id":"u-9","items":[{"sku":"q-1","quantity":1}]}`, 403, true)
 
 	// /metrics last, so that it shows the calls above.
 	metrics := string(a.call(get, "/metrics", nil, "", 200, true))
