@@ -33,6 +33,16 @@ type Idempotent struct {
 	keys   flashorder.IdempotencyStore
 	orders OrderFinder
 	logger *slog.Logger
+
+	// Durable, when set, is called before an order found in the database
+	// is replayed, and must return nil only once everything committed so
+	// far would survive the loss of the database server (gormdb.DB's
+	// WaitDurable: with synchronous standbys, a commit that waits for
+	// them). An order's commit can end without that wait (orderd gave up
+	// on it, PostgreSQL kept it locally): its first answer was a failure,
+	// and its replay must not acknowledge it before it is replicated. An
+	// error answers the replay as unavailable, for a later retry.
+	Durable func(ctx context.Context) error
 }
 
 // NewIdempotent returns next behind the keys store, with orders as the final
@@ -106,6 +116,9 @@ func (p *Idempotent) run(ctx context.Context, req *flashorder.PlaceOrderRequest)
 	case lookupErr == nil && stored.Fingerprint != req.Fingerprint:
 		return flashorder.Outcome{}, false, errKeyReused()
 	case lookupErr == nil:
+		if err := p.durable(ctx); err != nil {
+			return flashorder.Outcome{}, false, err
+		}
 		return flashorder.Outcome{Order: stored}, true, nil
 	case flashorder.ErrorCode(lookupErr) != flashorder.ENOTFOUND:
 		return flashorder.Outcome{}, false, lookupErr
@@ -127,12 +140,27 @@ func (p *Idempotent) claimed(ctx context.Context, req *flashorder.PlaceOrderRequ
 		// stopped answering), or died after the commit. The database has
 		// the final word, as for a key this process never saw.
 		if stored, err := p.orders.OrderByIdempotencyKey(ctx, req.IdempotencyKey); err == nil && stored.Fingerprint == req.Fingerprint {
+			if err := p.durable(ctx); err != nil {
+				return nil, false, err
+			}
 			return stored, true, nil
 		}
 		return nil, false, flashorder.Errorf(flashorder.EINPROGRESS, "a request with this Idempotency-Key is still in flight")
 	default:
 		return rec.Outcome.Order, true, rec.Outcome.Err()
 	}
+}
+
+// durable waits, when Durable is set, until an order read from the database
+// would survive the loss of its server.
+func (p *Idempotent) durable(ctx context.Context) error {
+	if p.Durable == nil {
+		return nil
+	}
+	if err := p.Durable(ctx); err != nil {
+		return &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "retry later", Err: err}
+	}
+	return nil
 }
 
 // complete stores outcome for key and reports whether it did.

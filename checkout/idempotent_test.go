@@ -190,6 +190,37 @@ func TestIdempotentDatabaseDecides(t *testing.T) {
 	}
 }
 
+// TestIdempotentReplayWaitsDurable checks that an order found in the
+// database is replayed only once Durable says it would survive the loss of
+// the database server (an order whose commit orderd gave up on may live on
+// the primary alone), and that a failing wait answers unavailable, not the
+// order. A replay from the idempotency store's own record does not wait.
+func TestIdempotentReplayWaitsDurable(t *testing.T) {
+	ctx := context.Background()
+	p := newScripted(func(req *flashorder.PlaceOrderRequest) (*flashorder.Order, error) {
+		return nil, flashorder.ErrIdempotencyKeyTaken
+	})
+	idem := checkout.NewIdempotent(p, inmem.NewIdempotencyStore(), p, nil)
+	var waits int
+	var waitErr error
+	idem.Durable = func(context.Context) error { waits++; return waitErr }
+
+	req := orderReq("d1", "u1")
+	req.Fingerprint = req.OrderRequest.Fingerprint()
+	p.stored["d1"] = &flashorder.Order{ID: "o-local", Fingerprint: req.Fingerprint}
+	waitErr = errors.New("the standbys did not confirm")
+	if o, _, err := idem.Place(ctx, orderReq("d1", "u1")); flashorder.ErrorCode(err) != flashorder.EUNAVAILABLE || o != nil || waits != 1 {
+		t.Fatalf("replay while the wait fails: %+v %v after %d waits", o, err, waits)
+	}
+	waitErr = nil
+	if o, replayed, err := idem.Place(ctx, orderReq("d1", "u1")); err != nil || !replayed || o.ID != "o-local" || waits != 2 {
+		t.Fatalf("replay once durable: %+v replayed=%v %v after %d waits", o, replayed, err, waits)
+	}
+	if _, replayed, err := idem.Place(ctx, orderReq("d1", "u1")); err != nil || !replayed || waits != 2 {
+		t.Fatalf("replay from the store's record: replayed=%v %v after %d waits", replayed, err, waits)
+	}
+}
+
 // TestIdempotentNotStartedLastsUntilTheStart checks that a not_started
 // refusal is stored for the key's replays only until the sale starts: a
 // retry with the same key after Retry-After runs again.

@@ -14,6 +14,7 @@
 #   scripts/services.sh switchover patroni    move the Patroni primary to the synchronous standby
 #
 # SERVICE: postgres mariadb redis zookeeper etcd zk3 (3-node ZooKeeper ensemble, only on request);
+# redis-cluster (3-master Redis Cluster, only on request);
 # zk3-1, zk3-2, zk3-3 address single ensemble members for stop/kill/restart.
 # patroni (only on request): 3 PostgreSQL nodes under Patroni with synchronous replication, on the
 # etcd of the same state dir (started with it). patroni-1..3 address single members;
@@ -28,6 +29,11 @@
 # $FLASHORDER_BIN_DIR) once, and reused. nats-1..3 address single members; `env` prints
 # FLASHORDER_TEST_NATS (nats://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3) and per-member
 # FLASHORDER_NATS_N_PIDFILE etc.
+# redis-cluster (only on request): 3 redis-server processes in cluster mode, 3 masters without
+# replicas (slots split by `redis-cli --cluster create`), each with its own client and cluster bus
+# port. redis-cluster-1..3 address single members (a restarted member rejoins from its
+# nodes.conf, its slots empty). `env` prints FLASHORDER_TEST_REDIS_CLUSTER
+# (127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3) and per-member FLASHORDER_REDIS_CLUSTER_N_PORT etc.
 #
 # Everything (data, logs, pid files, configs) lives in one throw-away state directory:
 # $FLASHORDER_SERVICES_DIR if set, else a fresh mktemp -d remembered in
@@ -258,7 +264,7 @@ ensure_packages() {
 			command -v mariadb-admin >/dev/null 2>&1 && command -v mariadb >/dev/null 2>&1 ||
 				pkgs+=(mariadb-client)
 			;;
-		redis)
+		redis | rcluster)
 			command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
 			command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
 			;;
@@ -336,7 +342,7 @@ lock_dir() {
 # Each has $DIR/UNIT/{port,pid,log,data/} plus its config file; restart reuses all of it.
 # ---------------------------------------------------------------------------------------------
 
-kind_of() { case $1 in zk3-[123]) echo zk ;; zookeeper) echo zk ;; patroni-[123]) echo patroni ;; nats-[123]) echo nats ;; *) echo "$1" ;; esac; }
+kind_of() { case $1 in zk3-[123]) echo zk ;; zookeeper) echo zk ;; patroni-[123]) echo patroni ;; nats-[123]) echo nats ;; redis-cluster-[123]) echo rcluster ;; *) echo "$1" ;; esac; }
 udir() { echo "$DIR/$1"; }
 uport() { cat "$DIR/$1/port" 2>/dev/null; }
 
@@ -346,9 +352,9 @@ check_services() {
 	local s
 	for s in "$@"; do
 		case $s in
-		postgres | mariadb | redis | zookeeper | etcd | zk3 | zk3-[123] | patroni | patroni-[123] | nats | nats-[123]) ;;
+		postgres | mariadb | redis | zookeeper | etcd | zk3 | zk3-[123] | patroni | patroni-[123] | nats | nats-[123] | redis-cluster | redis-cluster-[123]) ;;
 		patroni-primary | patroni-postmaster) [[ $CMD == kill ]] || die "'$s' is only for kill" ;;
-		*) die "unknown service '$s' (want postgres mariadb redis zookeeper zk3 etcd patroni nats)" ;;
+		*) die "unknown service '$s' (want postgres mariadb redis zookeeper zk3 etcd patroni nats redis-cluster)" ;;
 		esac
 	done
 }
@@ -361,6 +367,7 @@ expand_units() {
 		zk3) printf "%s\n" zk3-1 zk3-2 zk3-3 ;;
 		patroni) printf "%s\n" "${PATRONI_UNITS[@]}" ;;
 		nats) printf "%s\n" nats-1 nats-2 nats-3 ;;
+		redis-cluster) printf "%s\n" "${RCLUSTER_UNITS[@]}" ;;
 		*) echo "$s" ;;
 		esac
 	done
@@ -369,7 +376,8 @@ expand_units() {
 # Units present in the state dir, in a stable order.
 known_units() {
 	local u
-	for u in postgres mariadb redis zookeeper etcd zk3-1 zk3-2 zk3-3 patroni-1 patroni-2 patroni-3 nats-1 nats-2 nats-3; do
+	for u in postgres mariadb redis zookeeper etcd zk3-1 zk3-2 zk3-3 patroni-1 patroni-2 patroni-3 nats-1 nats-2 nats-3 \
+		redis-cluster-1 redis-cluster-2 redis-cluster-3; do
 		[[ -f $DIR/$u/port ]] && echo "$u"
 	done
 	return 0
@@ -385,8 +393,8 @@ unit_pid() {
 	cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
 	if [[ $cmd == *"$DIR/"* ]]; then
 		echo "$pid"
-	elif [[ $u == redis && $cmd == *redis-server*":$(uport redis)"* ]]; then
-		echo "$pid" # redis rewrites its argv to "redis-server 127.0.0.1:PORT"
+	elif [[ ($u == redis || $u == redis-cluster-*) && $cmd == *redis-server*":$(uport "$u")"* ]]; then
+		echo "$pid" # redis rewrites its argv to "redis-server 127.0.0.1:PORT [cluster]"
 	else
 		return 1
 	fi
@@ -867,6 +875,91 @@ launch_redis() { spawn "$(udir redis)/pid" "$(udir redis)/log" redis-server "$(u
 ready_redis() { [[ $(redis-cli -h 127.0.0.1 -p "$(uport redis)" ping 2>/dev/null) == PONG ]]; }
 stop_redis() { redis-cli -h 127.0.0.1 -p "$(uport redis)" shutdown nosave >/dev/null 2>&1 || true; }
 
+# --- Redis Cluster: 3 masters without replicas (units redis-cluster-1..3) -------------------------
+# Each unit is one redis-server in cluster mode with its own client port (`port`) and cluster bus
+# port (`bus_port`; set with cluster-port, since the default, port + 10000, is nobody's claim).
+# The cluster is formed once (`redis-cli --cluster create`, marker file `formed` in
+# redis-cluster-1); a member that starts again rejoins from its nodes.conf.
+
+RCLUSTER_UNITS=(redis-cluster-1 redis-cluster-2 redis-cluster-3)
+
+prepare_rcluster() {
+	local n u d port bus aof=no
+	((DURABLE)) && aof=yes
+	for n in 1 2 3; do
+		u=redis-cluster-$n
+		d=$(udir "$u")
+		mkdir -p "$d/data"
+		port=$(free_port)
+		bus=$(free_port)
+		while [[ $bus == "$port" ]]; do bus=$(free_port); done
+		echo "$port" >"$d/port"
+		echo "$bus" >"$d/bus_port"
+		cat >"$d/redis.conf" <<EOF
+port $port
+bind 127.0.0.1
+daemonize no
+dir $d/data
+logfile ""
+cluster-enabled yes
+cluster-config-file $d/data/nodes.conf
+cluster-port $bus
+cluster-node-timeout 5000
+# Fast mode: no persistence at all. FLASHORDER_DURABLE=1: AOF fsynced every second.
+save ""
+appendonly $aof
+appendfsync everysec
+EOF
+	done
+}
+
+init_rcluster() { :; }
+launch_rcluster() { spawn "$(udir "$1")/pid" "$(udir "$1")/log" redis-server "$(udir "$1")/redis.conf"; }
+ready_rcluster() { [[ $(redis-cli -h 127.0.0.1 -p "$(uport "$1")" ping 2>/dev/null) == PONG ]]; }
+stop_rcluster() { redis-cli -h 127.0.0.1 -p "$(uport "$1")" shutdown nosave >/dev/null 2>&1 || true; }
+
+# rcluster_ok UNIT: the member says cluster_state:ok and knows all three masters.
+rcluster_ok() {
+	local info
+	info=$(redis-cli -h 127.0.0.1 -p "$(uport "$1")" cluster info 2>/dev/null | tr -d '\r') || return 1
+	[[ $info == *cluster_state:ok* && $info == *cluster_known_nodes:3* ]]
+}
+
+# form_rcluster SECONDS: join the three members into one cluster (once), then wait until every
+# running member says cluster_state:ok.
+form_rcluster() {
+	local u t0 deadline out all
+	t0=$(now_us)
+	deadline=$((t0 + $1 * 1000000))
+	if [[ ! -f $DIR/redis-cluster-1/formed ]]; then
+		for u in "${RCLUSTER_UNITS[@]}"; do
+			unit_pid "$u" >/dev/null || { log "redis-cluster: $u is not running; cannot form the cluster"; return 1; }
+		done
+		if ! out=$(redis-cli --cluster create "127.0.0.1:$(uport redis-cluster-1)" \
+			"127.0.0.1:$(uport redis-cluster-2)" "127.0.0.1:$(uport redis-cluster-3)" \
+			--cluster-replicas 0 --cluster-yes 2>&1); then
+			log "redis-cluster: redis-cli --cluster create failed:"
+			printf '%s\n' "$out" | tail -n 20 | sed 's/^/    /' >&2
+			return 1
+		fi
+		touch "$DIR/redis-cluster-1/formed"
+	fi
+	while :; do
+		all=1
+		for u in "${RCLUSTER_UNITS[@]}"; do
+			unit_pid "$u" >/dev/null || continue
+			rcluster_ok "$u" || all=0
+		done
+		((all)) && break
+		if (($(now_us) > deadline)); then
+			log "redis-cluster: not cluster_state:ok on every member after ${1}s"
+			return 1
+		fi
+		sleep 0.1
+	done
+	log "redis-cluster ready (3 masters, cluster_state:ok) in $(fmt_secs $(($(now_us) - t0)))"
+}
+
 # --- ZooKeeper (single node "zookeeper" and ensemble members "zk3-N") ----------------------------
 
 # zk_conf UNIT CLIENTPORT [server lines...]: write zoo.cfg.
@@ -1176,6 +1269,10 @@ write_env() {
 				emit FLASHORDER_TEST_NATS \
 					"nats://127.0.0.1:$(uport nats-1),127.0.0.1:$(uport nats-2),127.0.0.1:$(uport nats-3)"
 				;;
+			redis-cluster-1)
+				emit FLASHORDER_TEST_REDIS_CLUSTER \
+					"127.0.0.1:$(uport redis-cluster-1),127.0.0.1:$(uport redis-cluster-2),127.0.0.1:$(uport redis-cluster-3)"
+				;;
 			zk3-1)
 				emit FLASHORDER_TEST_ZK3_ADDRS \
 					"127.0.0.1:$(uport zk3-1),127.0.0.1:$(uport zk3-2),127.0.0.1:$(uport zk3-3)"
@@ -1233,6 +1330,7 @@ cmd_start() {
 			zk3-*) [[ -f $DIR/zk3-1/port ]] || prepare_zk3 ;;
 			patroni-*) [[ -f $DIR/patroni-1/port ]] || prepare_patroni ;;
 			nats-*) [[ -f $DIR/nats-1/port ]] || prepare_nats ;;
+			redis-cluster-*) [[ -f $DIR/redis-cluster-1/port ]] || prepare_rcluster ;;
 			*) "prepare_$u" ;;
 			esac
 		fi
@@ -1296,6 +1394,9 @@ cmd_start() {
 	fi
 	if [[ " ${todo[*]} " == *" patroni-"* ]] && ((!failed)); then
 		wait_patroni_cluster "$TIMEOUT" || { log "patroni: no leader with a synchronous standby after ${TIMEOUT}s"; failed=1; }
+	fi
+	if [[ " ${todo[*]} " == *" redis-cluster-"* ]] && ((!failed)); then
+		form_rcluster "$TIMEOUT" || failed=1
 	fi
 	write_env
 	((!failed)) || die "some services failed to start; state dir $DIR (run '$SELF stop' to clean up)"

@@ -7,8 +7,9 @@
 #    `-tags failpoints` variant must vet and test clean (cheap, so they fail fast before any
 #    service is started);
 # 2. starts PostgreSQL, MariaDB, Redis, ZooKeeper (single node and the 3-node ensemble), etcd, a
-#    3-node Patroni cluster (PostgreSQL with synchronous replication) and a 3-node NATS JetStream
-#    cluster (nats-server built from its Go module once) with scripts/services.sh in a private
+#    3-node Patroni cluster (PostgreSQL with synchronous replication), a 3-node NATS JetStream
+#    cluster (nats-server built from its Go module once) and a 3-master Redis Cluster
+#    (the waiting room's cluster store) with scripts/services.sh in a private
 #    throw-away state dir (never the developer's own set), exports their addresses
 #    (FLASHORDER_TEST_*) plus FLASHORDER_REQUIRE_SERVICES=1 so no test can silently skip;
 # 3. go test -race -count=1 -p 1 -timeout 40m ./... "$@", and returns its exit status
@@ -93,7 +94,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 log "starting services in $FLASHORDER_SERVICES_DIR"
-./scripts/services.sh start postgres mariadb redis zookeeper etcd zk3 patroni nats
+./scripts/services.sh start postgres mariadb redis zookeeper etcd zk3 patroni nats redis-cluster
 set -a
 # shellcheck source=/dev/null # written by services.sh at run time
 . "$FLASHORDER_SERVICES_DIR/env"

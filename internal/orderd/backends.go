@@ -236,6 +236,7 @@ func (m *Main) openOrders(ctx context.Context, db *gormdb.DB, placer flashorder.
 		}
 	}
 	path.orders = checkout.NewIdempotent(placer, idem, path.store, m.Logger)
+	path.orders.Durable = db.WaitDurable
 	return path, nil
 }
 
