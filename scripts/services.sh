@@ -851,14 +851,16 @@ stop_mariadb() { mariadb_client mariadb-admin shutdown >/dev/null 2>&1 || true; 
 
 # --- Redis --------------------------------------------------------------------------------------
 
-prepare_redis() {
+# redis_conf UNIT PORT [LINE...]: write the unit's redis.conf (extra LINEs at the end).
+redis_conf() {
 	local d aof=no
-	d=$(udir redis)
+	d=$(udir "$1")
 	mkdir -p "$d/data"
-	free_port >"$d/port"
+	echo "$2" >"$d/port"
 	((DURABLE)) && aof=yes
-	cat >"$d/redis.conf" <<EOF
-port $(uport redis)
+	{
+		cat <<EOF
+port $2
 bind 127.0.0.1
 daemonize no
 dir $d/data
@@ -868,12 +870,17 @@ save ""
 appendonly $aof
 appendfsync everysec
 EOF
+		(($# < 3)) || printf '%s\n' "${@:3}"
+	} >"$d/redis.conf"
 }
 
+prepare_redis() { redis_conf redis "$(free_port)"; }
+
+# The functions of one Redis unit; the cluster members (kind rcluster) use them too.
 init_redis() { :; }
-launch_redis() { spawn "$(udir redis)/pid" "$(udir redis)/log" redis-server "$(udir redis)/redis.conf"; }
-ready_redis() { [[ $(redis-cli -h 127.0.0.1 -p "$(uport redis)" ping 2>/dev/null) == PONG ]]; }
-stop_redis() { redis-cli -h 127.0.0.1 -p "$(uport redis)" shutdown nosave >/dev/null 2>&1 || true; }
+launch_redis() { spawn "$(udir "$1")/pid" "$(udir "$1")/log" redis-server "$(udir "$1")/redis.conf"; }
+ready_redis() { [[ $(redis-cli -h 127.0.0.1 -p "$(uport "$1")" ping 2>/dev/null) == PONG ]]; }
+stop_redis() { redis-cli -h 127.0.0.1 -p "$(uport "$1")" shutdown nosave >/dev/null 2>&1 || true; }
 
 # --- Redis Cluster: 3 masters without replicas (units redis-cluster-1..3) -------------------------
 # Each unit is one redis-server in cluster mode with its own client port (`port`) and cluster bus
@@ -884,39 +891,22 @@ stop_redis() { redis-cli -h 127.0.0.1 -p "$(uport redis)" shutdown nosave >/dev/
 RCLUSTER_UNITS=(redis-cluster-1 redis-cluster-2 redis-cluster-3)
 
 prepare_rcluster() {
-	local n u d port bus aof=no
-	((DURABLE)) && aof=yes
-	for n in 1 2 3; do
-		u=redis-cluster-$n
-		d=$(udir "$u")
-		mkdir -p "$d/data"
+	local u port bus
+	for u in "${RCLUSTER_UNITS[@]}"; do
 		port=$(free_port)
 		bus=$(free_port)
 		while [[ $bus == "$port" ]]; do bus=$(free_port); done
-		echo "$port" >"$d/port"
-		echo "$bus" >"$d/bus_port"
-		cat >"$d/redis.conf" <<EOF
-port $port
-bind 127.0.0.1
-daemonize no
-dir $d/data
-logfile ""
-cluster-enabled yes
-cluster-config-file $d/data/nodes.conf
-cluster-port $bus
-cluster-node-timeout 5000
-# Fast mode: no persistence at all. FLASHORDER_DURABLE=1: AOF fsynced every second.
-save ""
-appendonly $aof
-appendfsync everysec
-EOF
+		redis_conf "$u" "$port" "cluster-enabled yes" \
+			"cluster-config-file $(udir "$u")/data/nodes.conf" \
+			"cluster-port $bus" "cluster-node-timeout 5000"
+		echo "$bus" >"$(udir "$u")/bus_port"
 	done
 }
 
 init_rcluster() { :; }
-launch_rcluster() { spawn "$(udir "$1")/pid" "$(udir "$1")/log" redis-server "$(udir "$1")/redis.conf"; }
-ready_rcluster() { [[ $(redis-cli -h 127.0.0.1 -p "$(uport "$1")" ping 2>/dev/null) == PONG ]]; }
-stop_rcluster() { redis-cli -h 127.0.0.1 -p "$(uport "$1")" shutdown nosave >/dev/null 2>&1 || true; }
+launch_rcluster() { launch_redis "$1"; }
+ready_rcluster() { ready_redis "$1"; }
+stop_rcluster() { stop_redis "$1"; }
 
 # rcluster_ok UNIT: the member says cluster_state:ok and knows all three masters.
 rcluster_ok() {
