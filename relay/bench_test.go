@@ -32,19 +32,28 @@ import (
 //	FLASHORDER_RELAY_BENCH=1 go test ./relay -run TestRelayThroughput -v
 //
 // FLASHORDER_RELAY_BENCH_RATE (default 3500 events/s) and
-// FLASHORDER_RELAY_BENCH_SECONDS (default 10) set the steady load; the
-// backlog is 20,000 events. The nats case needs the services' cluster.
+// FLASHORDER_RELAY_BENCH_SECONDS (default 10) set the steady load,
+// FLASHORDER_RELAY_BENCH_BACKLOG (default 20000) the backlog,
+// FLASHORDER_RELAY_BENCH_SINKS (default "webhook nats") the sinks and
+// FLASHORDER_RELAY_BENCH_WEBHOOK_DELAY (default 0) how long the webhook
+// endpoint takes to answer. The nats case needs the services' cluster.
 func TestRelayThroughput(t *testing.T) {
 	if os.Getenv("FLASHORDER_RELAY_BENCH") != "1" {
 		t.Skip("a measurement: set FLASHORDER_RELAY_BENCH=1")
 	}
-	rate, seconds := 3500, 10
+	rate, seconds, backlog, names := 3500, 10, 20000, "webhook nats"
 	fmt.Sscan(os.Getenv("FLASHORDER_RELAY_BENCH_RATE"), &rate)
 	fmt.Sscan(os.Getenv("FLASHORDER_RELAY_BENCH_SECONDS"), &seconds)
+	fmt.Sscan(os.Getenv("FLASHORDER_RELAY_BENCH_BACKLOG"), &backlog)
+	if v := os.Getenv("FLASHORDER_RELAY_BENCH_SINKS"); v != "" {
+		names = v
+	}
+	delay, _ := time.ParseDuration(os.Getenv("FLASHORDER_RELAY_BENCH_WEBHOOK_DELAY"))
 	sinks := map[string]func(t *testing.T) flashorder.EventPublisher{
 		"webhook": func(t *testing.T) flashorder.EventPublisher {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
+				time.Sleep(delay)
 				w.WriteHeader(http.StatusNoContent)
 			}))
 			t.Cleanup(srv.Close)
@@ -55,7 +64,7 @@ func TestRelayThroughput(t *testing.T) {
 			return sink
 		},
 	}
-	for _, name := range []string{"webhook", "nats"} {
+	for _, name := range strings.Fields(names) {
 		t.Run(name, func(t *testing.T) {
 			sink := sinks[name](t)
 			ctx := context.Background()
@@ -65,9 +74,8 @@ func TestRelayThroughput(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			const backlog = 20000
-			for range backlog / 500 {
-				insertEvents(t, db, 500)
+			for n := backlog; n > 0; n -= 500 {
+				insertEvents(t, db, min(n, 500))
 			}
 			opts := relay.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
 			start := time.Now()
@@ -76,7 +84,7 @@ func TestRelayThroughput(t *testing.T) {
 			defer r.Stop()
 			waitDrained(t, db, 10*time.Minute)
 			drain := time.Since(start)
-			t.Logf("%s: backlog of %d events drained in %s: %.0f events/s", name, backlog, drain.Round(time.Millisecond), backlog/drain.Seconds())
+			t.Logf("%s: backlog of %d events drained in %s: %.0f events/s", name, backlog, drain.Round(time.Millisecond), float64(backlog)/drain.Seconds())
 
 			// Steady load: rate events/s, a batch every 10 ms.
 			first := maxID(t, db)

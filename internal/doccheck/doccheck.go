@@ -49,10 +49,16 @@ var metricRow = regexp.MustCompile("(?m)^\\| `(flashorder_[a-z_]+)` \\| ([a-z]+)
 
 // Metrics returns docs/OPERATE.md's metrics table: each documented metric's
 // name to its type (counter, gauge, histogram).
-func Metrics(t testing.TB) map[string]string {
+func Metrics(t testing.TB) map[string]string { return metricTable(t, "docs/OPERATE.md") }
+
+// EventMetrics returns docs/EVENTS.md's metrics table: the metrics an orderd
+// exports only with --events, name to type.
+func EventMetrics(t testing.TB) map[string]string { return metricTable(t, "docs/EVENTS.md") }
+
+func metricTable(t testing.TB, rel string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, m := range metricRow.FindAllStringSubmatch(Read(t, "docs/OPERATE.md"), -1) {
+	for _, m := range metricRow.FindAllStringSubmatch(Read(t, rel), -1) {
 		out[m[1]] = m[2]
 	}
 	return out

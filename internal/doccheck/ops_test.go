@@ -56,10 +56,18 @@ func opsExprs(t *testing.T) map[string]string {
 
 // TestOpsMetricsExist checks the alert rules and the Grafana dashboard
 // against docs/OPERATE.md's metrics table, which internal/orderd's
-// TestMetricsMoveWithOrders keeps equal to /metrics: every metric they name exists (a histogram's
+// TestMetricsMoveWithOrders keeps equal to /metrics, and docs/EVENTS.md's
+// (the metrics of --events): every metric they name exists (a histogram's
 // _bucket, _sum and _count included), and the dashboard shows every metric.
 func TestOpsMetricsExist(t *testing.T) {
 	documented := doccheck.Metrics(t)
+	events := doccheck.EventMetrics(t)
+	if len(events) < 7 {
+		t.Errorf("docs/EVENTS.md's metrics table lists %d metrics", len(events))
+	}
+	for name, typ := range events {
+		documented[name] = typ
+	}
 	onDashboard := map[string]bool{}
 	for where, expr := range opsExprs(t) {
 		for _, name := range metricRE.FindAllString(expr, -1) {
