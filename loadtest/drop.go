@@ -450,6 +450,7 @@ func (d *dropRun) order(ctx context.Context, w *worker, id int32, u *dropUser, i
 	u.key, u.failures = "", 0
 	if a.Status == http.StatusCreated && !ans.replayed && d.q != nil {
 		d.q.orders.Add(1)
+		d.q.users[id].units += rq.items[0].Quantity
 	}
 	if a.Code != CodeCancelled && d.q.afterOrder(w, id, a, ans, now) {
 		return

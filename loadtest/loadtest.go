@@ -444,6 +444,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		runID:  randomID(),
 		client: &http.Client{Transport: transport, Timeout: cfg.Timeout},
 	}
+	if s := &cfg.Scenario; s.Admission == AdmissionQueue && s.SKUPrefix == DefaultSKUPrefix {
+		// A waiting room keeps its tickets, and its start, across PUTs of
+		// its product: each run gets a queue of its own.
+		s.SKUPrefix = "bench-q" + r.runID + "-"
+		r.cfg.Scenario.SKUPrefix = s.SKUPrefix
+	}
 	sc := cfg.Scenario
 	for i := range sc.SKUs {
 		sku := fmt.Sprintf("%s%d", sc.SKUPrefix, i)

@@ -380,7 +380,6 @@ func (q *queueRun) afterOrder(w *worker, id int32, a Answer, ans *answer, now ti
 		// A bot without the queue.
 		switch {
 		case a.Status == http.StatusCreated:
-			u.units++
 			d.finish(id, endBought)
 		case a.Code == CodeNotStarted:
 			d.schedule(id, now+botRetry)
@@ -401,7 +400,6 @@ func (q *queueRun) afterOrder(w *worker, id int32, a Answer, ans *answer, now ti
 	}
 	switch {
 	case a.Status == http.StatusCreated:
-		u.units++
 		if u.bot {
 			u.step = qReuse
 			d.schedule(id, now)

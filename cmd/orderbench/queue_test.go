@@ -72,3 +72,28 @@ func TestQueueDropEndToEnd(t *testing.T) {
 		t.Errorf("HTML report (%v): no waiting-room chart", err)
 	}
 }
+
+// TestBotsWithoutQueue runs the same bots in a drop without the queue: they
+// order directly with their ids, and the report counts every unit, the
+// bots' and the other buyers'.
+func TestBotsWithoutQueue(t *testing.T) {
+	e, err := startEmbedded(context.Background(), t.TempDir(), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	js := filepath.Join(t.TempDir(), "bots.json")
+	out, err := runArgs(t, "run", "--url", e.URL, "--admin-token", e.AdminToken, "--scenario", "drop", "--users", "400",
+		"--stock", "100", "--lead", "2s", "--after", "500ms", "--bots", "0.1", "--bot-ids", "3", "--concurrency", "32", "--quiet", "--json", js)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	res := readResult(t, js)
+	q := res.Queue
+	if q == nil || q.Admission != loadtest.AdmissionOpen || q.Units != 100 || q.BotUnits > q.Units || res.Audit == nil || !res.Audit.OK {
+		t.Fatalf("queue %+v, audit %+v", q, res.Audit)
+	}
+	if !strings.Contains(out, "(without the queue)") {
+		t.Errorf("the output lacks the bots' line:\n%s", out)
+	}
+}
