@@ -1,7 +1,11 @@
 package redis
 
 import (
+	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -49,4 +53,110 @@ func OpenClientTimeout(rawURL string, timeout time.Duration) (*goredis.Client, e
 	}
 	opt.ContextTimeoutEnabled = true
 	return goredis.NewClient(opt), nil
+}
+
+// Cluster URL schemes: OpenUniversalClient takes a Redis Cluster as
+//
+//	redis+cluster://[user:pass@]host:port[,host:port...][/][?options]
+//
+// (rediss+cluster:// with TLS): the hosts are seed nodes (the client learns
+// the others from CLUSTER SLOTS), there is no database number (a cluster
+// has only database 0: the path is empty, / or /0), and the options are
+// those of go-redis ParseClusterURL (read_timeout, pool_size, max_redirects
+// and so on).
+const (
+	ClusterScheme    = "redis+cluster"
+	ClusterTLSScheme = "rediss+cluster"
+)
+
+// IsClusterURL reports whether rawURL names a Redis Cluster
+// (redis+cluster:// or rediss+cluster://).
+func IsClusterURL(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	return err == nil && (u.Scheme == ClusterScheme || u.Scheme == ClusterTLSScheme)
+}
+
+// DefaultMaxRedirects is how many MOVED or ASK redirects (and network
+// errors) a cluster client follows for one command before it gives up:
+// enough for a slot that moves while a call is under way, bounded all the
+// same by the call's context.
+const DefaultMaxRedirects = 3
+
+// OpenUniversalClient returns a client for a redis:// URL (as
+// OpenClientTimeout) or, for a redis+cluster:// URL (see ClusterScheme), a
+// *goredis.ClusterClient with the same defaults: timeouts not set in the URL
+// are timeout (dialing 2 x DefaultTimeout), one dial attempt, and no retry
+// but the cluster's redirects (DefaultMaxRedirects, or max_redirects in the
+// URL). It does not connect.
+func OpenUniversalClient(rawURL string, timeout time.Duration) (goredis.UniversalClient, error) {
+	if !IsClusterURL(rawURL) {
+		return OpenClientTimeout(rawURL, timeout)
+	}
+	opt, err := ParseClusterURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if opt.DialTimeout == 0 {
+		opt.DialTimeout = 2 * DefaultTimeout
+	}
+	if opt.ReadTimeout == 0 {
+		opt.ReadTimeout = timeout
+	}
+	if opt.WriteTimeout == 0 {
+		opt.WriteTimeout = timeout
+	}
+	if opt.PoolTimeout == 0 {
+		opt.PoolTimeout = timeout
+	}
+	if opt.MaxRedirects == 0 {
+		opt.MaxRedirects = DefaultMaxRedirects
+	}
+	if opt.DialerRetries == 0 {
+		opt.DialerRetries = 1
+	}
+	opt.ContextTimeoutEnabled = true
+	return goredis.NewClusterClient(opt), nil
+}
+
+// ParseClusterURL parses a redis+cluster:// URL (see ClusterScheme) into
+// go-redis cluster options, without defaults; its errors leave the URL out,
+// which may hold a password.
+func ParseClusterURL(rawURL string) (*goredis.ClusterOptions, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, errors.New("redis: cluster URL: not a URL")
+	}
+	v := *u
+	switch u.Scheme {
+	case ClusterScheme:
+		v.Scheme = "redis"
+	case ClusterTLSScheme:
+		v.Scheme = "rediss"
+	default:
+		return nil, fmt.Errorf("redis: cluster URL: scheme %q, want %s:// or %s://", u.Scheme, ClusterScheme, ClusterTLSScheme)
+	}
+	switch u.Path {
+	case "", "/", "/0":
+	default:
+		return nil, fmt.Errorf("redis: cluster URL: path %q: a cluster has only database 0", u.Path)
+	}
+	hosts := strings.Split(u.Host, ",")
+	for _, h := range hosts {
+		if host, port, err := net.SplitHostPort(h); err != nil || host == "" || port == "" {
+			return nil, fmt.Errorf("redis: cluster URL: %q is not host:port", h)
+		}
+	}
+	q := u.Query()
+	if q.Has("addr") {
+		return nil, errors.New("redis: cluster URL: list the nodes as host:port,host:port, not addr=")
+	}
+	for _, h := range hosts[1:] {
+		q.Add("addr", h)
+	}
+	v.Host, v.Path, v.RawQuery = hosts[0], "", q.Encode()
+	opt, err := goredis.ParseClusterURL(v.String())
+	if err != nil {
+		return nil, fmt.Errorf("redis: cluster URL: %w", err)
+	}
+	return opt, nil
 }

@@ -152,7 +152,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.IPRateLimitBurst, "ip-rate-limit-burst", 0, "requests a client IP may burst above --ip-rate-limit (0: the rate's N)")
 	fs.StringVar(&cfg.ChallengeVerifyURL, "challenge-verify-url", "", "a siteverify endpoint (Cloudflare Turnstile, hCaptcha) that checks the Challenge-Token header of every waiting-room join; fails closed (empty: no challenge)")
 	fs.StringVar(&cfg.ChallengeSecret, "challenge-secret", "", "--challenge-verify-url: the provider's secret key")
-	fs.StringVar(&cfg.QueueStore, "queue-store", "", "waiting room state (products with admission queue): memory or redis://host:port/db (empty: the --idempotency Redis, else memory)")
+	fs.StringVar(&cfg.QueueStore, "queue-store", "", "waiting room state (products with admission queue): memory, redis://host:port/db or a Redis Cluster, redis+cluster://host:port[,host:port...]/ (the only Redis flag that takes a cluster; empty: the --idempotency Redis, else memory)")
 	fs.StringVar(&cfg.AdmissionSecret, "admission-secret", "", "HS256 key, at least 32 bytes, that signs the waiting room's admission tokens; every instance on one --queue-store needs the same (empty: a random key for this process, good for one instance only)")
 	fs.DurationVar(&cfg.AdmissionTTL, "admission-ttl", queue.DefaultAdmissionTTL, "how long an admission token stays good unused; then its place goes to the next buyer")
 	fs.DurationVar(&cfg.QueueIdle, "queue-idle", queue.DefaultIdleTimeout, "a waiting ticket not polled for this long leaves the queue")
@@ -198,7 +198,7 @@ func (c Config) Validate() error {
 	if _, err := parseLock(c.Lock); err != nil {
 		errs = append(errs, err)
 	}
-	if err := checkStore("--idempotency", c.Idempotency); err != nil {
+	if err := checkStore("--idempotency", c.Idempotency, false); err != nil {
 		errs = append(errs, err)
 	}
 	if c.RateLimitUser != "" {
@@ -207,13 +207,13 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.RateLimitStore != "" {
-		if err := checkStore("--rate-limit-store", c.RateLimitStore); err != nil {
+		if err := checkStore("--rate-limit-store", c.RateLimitStore, false); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	errs = append(errs, c.validateBots()...)
 	if c.QueueStore != "" {
-		if err := checkStore("--queue-store", c.QueueStore); err != nil {
+		if err := checkStore("--queue-store", c.QueueStore, true); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -390,8 +390,9 @@ func dbEngine(raw string) (string, error) {
 	return "", fmt.Errorf("--db %q is not supported (want sqlite://, postgres:// or mysql://)", redactURL(raw))
 }
 
-// checkStore checks a flag that names memory or a Redis URL.
-func checkStore(flagName, raw string) error {
+// checkStore checks a flag that names memory or a Redis URL; with cluster,
+// also a Redis Cluster URL (redis+cluster://host:port,host:port/).
+func checkStore(flagName, raw string, cluster bool) error {
 	if raw == "memory" {
 		return nil
 	}
@@ -399,8 +400,22 @@ func checkStore(flagName, raw string) error {
 	if err != nil {
 		return err
 	}
+	if redis.IsClusterURL(raw) {
+		if !cluster {
+			return fmt.Errorf("%s %s: a Redis Cluster (%s://) is supported by --queue-store only; %s needs one Redis, redis://host:port/db",
+				flagName, redactURL(raw), u.Scheme, flagName)
+		}
+		if _, err := redis.ParseClusterURL(raw); err != nil {
+			return fmt.Errorf("%s %s: %w", flagName, redactURL(raw), err)
+		}
+		return nil
+	}
 	if u.Scheme != "redis" {
-		return fmt.Errorf("%s %q is not supported (want memory or redis://host:port/db)", flagName, redactURL(raw))
+		want := "memory or redis://host:port/db"
+		if cluster {
+			want = "memory, redis://host:port/db or redis+cluster://host:port,host:port/"
+		}
+		return fmt.Errorf("%s %q is not supported (want %s)", flagName, redactURL(raw), want)
 	}
 	if _, err := goredis.ParseURL(raw); err != nil {
 		return fmt.Errorf("%s %s: %w", flagName, redactURL(raw), err)
@@ -457,6 +472,8 @@ func parseLock(raw string) (lockURL, error) {
 	case "zk":
 		ttlParam = "session_timeout"
 	case "etcd", "redis":
+	case redis.ClusterScheme, redis.ClusterTLSScheme:
+		return lockURL{}, fmt.Errorf("--lock %s: a Redis Cluster (%s://) is supported by --queue-store only; --lock needs one Redis, redis://host:port/db", redactURL(raw), u.Scheme)
 	default:
 		return lockURL{}, fmt.Errorf("--lock %q is not supported (want memory, zk://, etcd:// or redis://)", redactURL(raw))
 	}

@@ -10,9 +10,9 @@ import (
 	"github.com/flashorder/flashorder/redis"
 )
 
-// queueStore is where the waiting room's state lives: --queue-store, by
-// default the --idempotency Redis, so that every instance serves one queue,
-// else memory.
+// queueStore is where the waiting room's state lives: --queue-store (memory,
+// one Redis or a Redis Cluster), by default the --idempotency Redis, so that
+// every instance serves one queue, else memory.
 func (c Config) queueStore() string {
 	if c.QueueStore != "" {
 		return c.QueueStore
@@ -23,8 +23,12 @@ func (c Config) queueStore() string {
 	return "memory"
 }
 
-// startRoom starts the waiting room on its store (Redis, on a client of its
-// own, or memory),
+// onRedis reports whether a store flag's value names Redis: one server
+// (redis://) or a cluster (redis+cluster://, --queue-store only).
+func onRedis(raw string) bool { return scheme(raw) == "redis" || redis.IsClusterURL(raw) }
+
+// startRoom starts the waiting room on its store (Redis or a Redis Cluster,
+// on a client of its own, or memory),
 // reading products through catalog for the crowd and fresh from db for the
 // admission bound. It returns the room and its metrics, for the caller to
 // register on the server's registry.
@@ -32,10 +36,12 @@ func (m *Main) startRoom(db *gormdb.DB, catalog queue.Catalog) (*queue.Room, *me
 	cfg := &m.Config
 	opts := queue.Options{IdleTimeout: cfg.QueueIdle, AdmissionTTL: cfg.AdmissionTTL}
 	var store queue.Store
-	if raw := cfg.queueStore(); scheme(raw) == "redis" {
+	if raw := cfg.queueStore(); onRedis(raw) {
 		// A client of its own: its pipelines carry a crowd's scripts and
 		// wait longer than the order path's calls (redis.DefaultQueueTimeout).
-		c, err := redis.OpenClientTimeout(redisKey(raw), redis.DefaultQueueTimeout)
+		// On a cluster each queue's keys share one hash tag, so its scripts
+		// run on one slot, and a pipeline goes to every node it needs.
+		c, err := redis.OpenUniversalClient(redisKey(raw), redis.DefaultQueueTimeout)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -48,7 +54,7 @@ func (m *Main) startRoom(db *gormdb.DB, catalog queue.Catalog) (*queue.Room, *me
 	if len(secret) == 0 {
 		secret = make([]byte, queue.MinSecretLen)
 		_, _ = rand.Read(secret)
-		if scheme(cfg.queueStore()) == "redis" {
+		if onRedis(cfg.queueStore()) {
 			m.Logger.Warn("no --admission-secret with the waiting room on Redis: this instance signs admission tokens with a key of its own, " +
 				"which the other instances refuse (403 admission_required); give every instance the same --admission-secret")
 		}
