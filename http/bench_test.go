@@ -3,6 +3,8 @@ package http_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +20,7 @@ import (
 	orderhttp "github.com/flashorder/flashorder/http"
 	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/jwtauth"
+	"github.com/flashorder/flashorder/queue"
 )
 
 // benchStore is a Store that only answers Ping: the order path under
@@ -261,5 +264,60 @@ func BenchmarkNoop(b *testing.B) {
 	header := http.Header{"Content-Type": {"application/json"}}
 	serve(b, r, http.StatusCreated, func(int) *http.Request {
 		return benchRequest("/api/v1/orders", benchBody, header)
+	})
+}
+
+// queueStore is a Store with one product sold through a waiting room whose
+// sale starts in an hour, bench-queue: joins go to its pre-queue.
+type queueStore struct{ benchStore }
+
+var queueStart = time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+
+func (queueStore) Product(_ context.Context, sku string) (*flashorder.Product, error) {
+	if sku == "bench-queue" {
+		return &flashorder.Product{SKU: sku, Name: "Queue", PriceCents: 100, Stock: 10, Restocked: 10,
+			StartsAt: &queueStart, Admission: flashorder.AdmissionQueue}, nil
+	}
+	return nil, flashorder.Errorf(flashorder.ENOTFOUND, "no product %q", sku)
+}
+
+func (queueStore) SaleProducts(context.Context, string) ([]*flashorder.Product, error) {
+	return nil, nil
+}
+
+// BenchmarkQueue drives the waiting room's join (a new user each) and poll
+// (one of 10,000 waiting tickets) through the real handler chain and a
+// queue.Room on the in-process store: the HTTP layer's and the room's cost,
+// without the network or Redis.
+func BenchmarkQueue(b *testing.B) {
+	signer, err := queue.NewSigner(benchSecret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	room := queue.NewRoom(inmem.NewQueueStore(queue.Options{IdleTimeout: time.Hour}), signer, queueStore{}, queueStore{}, queue.RoomOptions{})
+	s := newServer(orderhttp.Config{Store: queueStore{}, Room: room}, instantPlacer{}, nil)
+	h := s.Handler()
+	header := http.Header{"Content-Type": {"application/json"}}
+	tickets := make([]string, 10000)
+	for i := range tickets {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, benchRequest("/api/v1/products/bench-queue/queue", fmt.Appendf(nil, `{"user_id":"w-%d"}`, i), header))
+		var p struct{ Ticket string }
+		if rec.Code != http.StatusAccepted || json.Unmarshal(rec.Body.Bytes(), &p) != nil {
+			b.Fatalf("join: %d %s", rec.Code, rec.Body)
+		}
+		tickets[i] = p.Ticket
+	}
+	b.Run("join", func(b *testing.B) {
+		serve(b, h, http.StatusAccepted, func(i int) *http.Request {
+			return benchRequest("/api/v1/products/bench-queue/queue", fmt.Appendf(nil, `{"user_id":"j-%d"}`, i), header)
+		})
+	})
+	b.Run("poll", func(b *testing.B) {
+		serve(b, h, http.StatusOK, func(i int) *http.Request {
+			r := benchRequest("/api/v1/queue/"+tickets[i%len(tickets)], nil, http.Header{})
+			r.Method, r.Body, r.ContentLength = http.MethodGet, http.NoBody, 0
+			return r
+		})
 	})
 }

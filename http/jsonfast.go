@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/queue"
 )
 
 // This file holds the order path's JSON fast paths. Each one handles the
@@ -381,4 +382,70 @@ func encodeProduct(p *flashorder.Product, now time.Time) (body []byte, etagEnd i
 	b = append(b, `,"server_time":"`...)
 	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
 	return append(b, `"}`...), etagEnd
+}
+
+// parseJoinBody parses a join's body, {"user_id":"…"} or {}, by hand in the
+// plain shape orderParser takes, and reports whether it did; userID is
+// unchanged when it did not (the caller decodes the body with
+// encoding/json).
+func parseJoinBody(b []byte, userID *string) bool {
+	p := orderParser{b: b}
+	var user bool
+	var s span
+	ok := p.object(func(k []byte) bool {
+		if string(k) != "user_id" || user {
+			return false
+		}
+		user = true
+		var ok bool
+		s, ok = p.str()
+		return ok
+	})
+	if p.ws(); !ok || p.i != len(b) {
+		return false
+	}
+	*userID = string(b[s.start:s.end])
+	return true
+}
+
+// encodePlace returns json.Marshal(newPlaceView(p, now)) and a newline,
+// without reflection.
+func encodePlace(p queue.Place, now time.Time) []byte {
+	b := make([]byte, 0, 192+len(p.ID)+len(p.Token))
+	b = append(b, `{"ticket":`...)
+	b = appendString(b, p.ID)
+	b = append(b, `,"queue":`...)
+	b = appendString(b, p.QueueID)
+	b = append(b, `,"status":`...)
+	b = appendString(b, string(p.Status))
+	if p.Position != 0 {
+		b = append(b, `,"position":`...)
+		b = strconv.AppendInt(b, int64(p.Position), 10)
+	}
+	if p.PreQueue {
+		b = append(b, `,"pre_queue":true`...)
+	}
+	if p.StartsAt != nil {
+		b = append(b, `,"starts_at":"`...)
+		b = p.StartsAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	if p.EstimatedWait >= 0 {
+		b = append(b, `,"estimated_wait_ms":`...)
+		b = strconv.AppendInt(b, p.EstimatedWait.Milliseconds(), 10)
+	}
+	if ms := p.PollAfter.Milliseconds(); ms != 0 {
+		b = append(b, `,"poll_after_ms":`...)
+		b = strconv.AppendInt(b, ms, 10)
+	}
+	if p.Token != "" {
+		b = append(b, `,"admission_token":`...)
+		b = appendString(b, p.Token)
+		b = append(b, `,"admission_expires_at":"`...)
+		b = p.Admission.ExpiresAt.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	b = append(b, `,"server_time":"`...)
+	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, "\"}\n"...)
 }

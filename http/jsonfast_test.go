@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/queue"
 )
 
 // stdDecode is the reference: how encoding/json decodes an order body.
@@ -248,6 +249,106 @@ func TestAppendString(t *testing.T) {
 		want, _ := json.Marshal(s)
 		if got := appendString([]byte("x"), s); !bytes.Equal(got[1:], want) || got[0] != 'x' {
 			t.Fatalf("%q:\n got %s\nwant %s", s, got, want)
+		}
+	}
+}
+
+// checkJoin fails when the join body's fast parser takes a body that
+// encoding/json refuses or decodes to another user id, or refuses a plain
+// one, or changes the user id when it refuses.
+func checkJoin(t *testing.T, body []byte, plain bool) {
+	t.Helper()
+	const untouched = "untouched"
+	fast := untouched
+	ok := parseJoinBody(body, &fast)
+	var want joinBody
+	err := decodeStrict(bytes.NewReader(body), &want)
+	switch {
+	case ok && err != nil:
+		t.Fatalf("fast join parser took %q, encoding/json refuses it: %v", body, err)
+	case ok && fast != want.UserID:
+		t.Fatalf("%q: fast join parser got %q, encoding/json %q", body, fast, want.UserID)
+	case !ok && plain:
+		t.Fatalf("fast join parser refused the plain body %q", body)
+	case !ok && fast != untouched:
+		t.Fatalf("fast join parser refused %q but set the user id %q", body, fast)
+	}
+}
+
+var joinSeeds = []string{
+	`{"user_id":"u-42"}`, ` { "user_id" : "a.b_c:d" } ` + "\n", `{}`, `{"user_id":""}`, `{"user_id":null}`, `null`, ``,
+	`{"user_id":"u","user_id":"v"}`, `{"USER_ID":"u"}`, `{"user_id":"u\"v"}`, `{"user_id":"\u0041"}`, "{\"user_id\":\"u\xc3\xa9\"}",
+	`{"user_id":1}`, `{"user_id":"u"} {}`, `{"user_id":"u",}`, `{"user_id":"u","items":[]}`, `[]`, "\ufeff{}",
+}
+
+// TestParseJoinBody checks the join body's fast parser against
+// encoding/json on the seeds and on random bodies near the plain shape,
+// each also with a byte changed and cut short.
+func TestParseJoinBody(t *testing.T) {
+	for _, s := range joinSeeds {
+		checkJoin(t, []byte(s), false)
+	}
+	checkJoin(t, []byte(joinSeeds[0]), true)
+	checkJoin(t, []byte(joinSeeds[1]), true)
+	rng := rand.New(rand.NewPCG(9, 10))
+	ws := func() string { return []string{"", "", " ", "\n\t", "\r "}[rng.IntN(5)] }
+	for range 20000 {
+		var b strings.Builder
+		b.WriteString(ws() + "{" + ws())
+		for i := range rng.IntN(3) {
+			if i > 0 {
+				b.WriteString("," + ws())
+			}
+			key := []string{`"user_id"`, `"user_id"`, `"User_id"`, `"other"`}[rng.IntN(4)]
+			val := []string{`"u-1"`, `"a.b_c:d"`, `""`, `"x y"`, `"\u0041"`, `1`, `null`, `"<&>"`, `"é"`}[rng.IntN(9)]
+			b.WriteString(key + ws() + ":" + ws() + val + ws())
+		}
+		b.WriteString("}" + ws())
+		body := []byte(b.String())
+		checkJoin(t, body, false)
+		mut := bytes.Clone(body)
+		const alphabet = "{}[],:\" 0123456789.-eE\\nulx\x00\xff"
+		mut[rng.IntN(len(mut))] = alphabet[rng.IntN(len(alphabet))]
+		checkJoin(t, mut, false)
+		checkJoin(t, body[:rng.IntN(len(body))], false)
+	}
+}
+
+// FuzzParseJoinBody: go test -fuzz FuzzParseJoinBody ./http/
+func FuzzParseJoinBody(f *testing.F) {
+	for _, s := range joinSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { checkJoin(t, body, false) })
+}
+
+// TestEncodePlace checks encodePlace against json.Marshal of newPlaceView
+// for random tickets of every status.
+func TestEncodePlace(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	base := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	ids := []string{"sku:a~0123456789abcdef0123456789abcdef", "sale:drop-7~ffffffffffffffffffffffffffffffff", `odd "<&>" é`}
+	statuses := []queue.Status{queue.StatusWaiting, queue.StatusAdmitted, queue.StatusSoldOut, queue.StatusEnded, queue.StatusExpired}
+	for range 5000 {
+		p := queue.Place{Ticket: queue.Ticket{ID: ids[rng.IntN(len(ids))], QueueID: ids[rng.IntN(len(ids))], UserID: "u",
+			Status: statuses[rng.IntN(len(statuses))], Position: rng.IntN(3) * rng.IntN(100000), PreQueue: rng.IntN(2) == 0},
+			EstimatedWait: time.Duration(rng.Int64N(int64(time.Hour))) - time.Duration(rng.IntN(2))*time.Hour,
+			PollAfter:     time.Duration(rng.IntN(3)) * time.Duration(rng.Int64N(int64(5*time.Second)))}
+		if rng.IntN(2) == 0 {
+			at := base.Add(time.Duration(rng.Int64N(int64(time.Hour))))
+			p.StartsAt = &at
+		}
+		if rng.IntN(2) == 0 {
+			p.Token = ids[rng.IntN(len(ids))] + ".sig"
+			p.Admission = &queue.Admission{ExpiresAt: base.Add(time.Duration(rng.Int64N(int64(time.Hour))))}
+		}
+		now := base.Add(time.Duration(rng.Int64N(int64(3 * time.Hour))))
+		want, err := json.Marshal(newPlaceView(p, now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := encodePlace(p, now); !bytes.Equal(got, append(want, '\n')) {
+			t.Fatalf("place %+v at %v:\n got %s\nwant %s", p, now, got, want)
 		}
 	}
 }

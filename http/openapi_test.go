@@ -23,8 +23,8 @@ import (
 	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/gormdb"
 	orderhttp "github.com/flashorder/flashorder/http"
-	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/inmem"
+	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/jwtauth"
 	"github.com/flashorder/flashorder/queue"
 )
