@@ -708,6 +708,12 @@ func (q *queueRun) result() *QueueResult {
 	return res
 }
 
+// sameRound reports whether two readings of the queue's gauges may be of
+// one admission round: every gauge the same.
+func sameRound(a, b *QueueSample) bool {
+	return a.Waiting == b.Waiting && a.Outstanding == b.Outstanding && a.Used == b.Used && a.Committed == b.Committed && a.Bound == b.Bound
+}
+
 // maxAndP99 returns the largest value of v and its 99th percentile (the
 // nearest rank); 0, 0 when v is empty. It sorts v.
 func maxAndP99(v []float64) (float64, float64) {
@@ -776,7 +782,9 @@ func (q *queueRun) audit(byID map[string]record, v *violations) *QueueAudit {
 	// committed is read by an admission round: an order between its commit
 	// and its admission's use counts twice in it (docs/DESIGN.md), so one
 	// reading over the bound may be that. Two readings in a row over it
-	// with no admission used in between cannot be.
+	// with no admission used in between cannot be, when they are two
+	// rounds: the gauges stay as they are while rounds fail, so a reading
+	// the same as the one before may be the same round.
 	var prev *QueueSample
 	for i := range samples {
 		s := &samples[i]
@@ -789,7 +797,7 @@ func (q *queueRun) audit(byID map[string]record, v *violations) *QueueAudit {
 		qa.BoundExceeded = s.Exceeded
 		if s.Committed > s.Bound {
 			qa.OverBound++
-			if prev != nil && prev.Committed > prev.Bound && prev.Used == s.Used {
+			if prev != nil && prev.Committed > prev.Bound && prev.Used == s.Used && !sameRound(prev, s) {
 				qa.OverBoundConfirmed++
 				v.add("admission bound", "at %.2fs and %.2fs orderd's metrics read committed %g and %g > bound %g, no admission used in between",
 					prev.At, s.At, prev.Committed, s.Committed, s.Bound)
