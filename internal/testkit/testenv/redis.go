@@ -18,6 +18,15 @@ func RedisURL(t testing.TB) string {
 	return Service(t, "FLASHORDER_TEST_REDIS_URL")
 }
 
+// RedisClusterURL returns the redis+cluster:// URL (see
+// redis.OpenUniversalClient) of the 3-master Redis Cluster that the services
+// script started (FLASHORDER_TEST_REDIS_CLUSTER, host:port,host:port,host:port,
+// shared by every test package); without it the test skips (see Service).
+func RedisClusterURL(t testing.TB) string {
+	t.Helper()
+	return "redis+cluster://" + Service(t, "FLASHORDER_TEST_REDIS_CLUSTER") + "/"
+}
+
 // RedisServer is a Redis server of one test's own, started with the services
 // script in a private state directory, so that the test can stop, restart or
 // flush it without disturbing the tests that share the common one.
