@@ -3,7 +3,6 @@ package redis_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -21,14 +20,7 @@ import (
 // --queue-store redis+cluster://, with the tests' timeouts.
 func clusterClient(t testing.TB) *goredis.ClusterClient {
 	t.Helper()
-	u, err := url.Parse(testenv.RedisClusterURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("pool_timeout", testTimeout.String())
-	u.RawQuery = q.Encode()
-	c, err := redis.OpenUniversalClient(u.String(), testTimeout)
+	c, err := redis.OpenUniversalClient(withPoolTimeout(t, testenv.RedisClusterURL(t)), testTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,21 +19,27 @@ import (
 // its own random prefix, so tests and runs never see each other's keys.
 func client(t *testing.T) *goredis.Client {
 	t.Helper()
-	// The pool's wait is bounded apart from the calls' context: the
-	// suites' 100 concurrent calls may queue for a connection.
-	u, err := url.Parse(testenv.RedisURL(t))
+	c, err := redis.OpenClient(withPoolTimeout(t, testenv.RedisURL(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// withPoolTimeout returns the Redis URL raw with pool_timeout=testTimeout:
+// the pool's wait is bounded apart from the calls' context, since the
+// suites' 100 concurrent calls may queue for a connection.
+func withPoolTimeout(t testing.TB, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	q := u.Query()
 	q.Set("pool_timeout", testTimeout.String())
 	u.RawQuery = q.Encode()
-	c, err := redis.OpenClient(u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return u.String()
 }
 
 func prefix() string { return testenv.Unique("fotest") + ":" }
