@@ -9,6 +9,11 @@ import (
 	"github.com/flashorder/flashorder"
 )
 
+// overConfirm is how long units sold plus admissions outstanding must stay
+// above the bound, with no admission used meanwhile, to count as exceeded:
+// longer than an admission's use may take after its order's commit.
+const overConfirm = time.Second + time.Second/2
+
 // activeFor is how long a queue stays in the admission loop after its last
 // join or poll on this instance: past it nobody here waits in it.
 const activeFor = 2 * DefaultIdleTimeout
@@ -128,10 +133,19 @@ func (r *Room) admit(ctx context.Context, aq *activeQueue, now time.Time) error 
 		st.Bound = float64(st.Stock+st.Sold) * factor
 	}
 	// An order between its commit and the use of its admission counts
-	// twice (sold, and outstanding): a round over the bound is judged by
-	// the next, which confirms that no admission was used in between.
-	st.Exceeded = aq.over && before.Used == aq.overUsed
-	aq.over = st.Bound > 0 && float64(st.Sold)+float64(st.Outstanding) > st.Bound
+	// twice (sold, and outstanding), for as long as the use takes (at most
+	// its one-second timeout): a bound exceeded counts once it held, with
+	// no admission used meanwhile, for longer than that.
+	over := st.Bound > 0 && float64(st.Sold)+float64(st.Outstanding) > st.Bound
+	switch {
+	case !over || before.Used != aq.overUsed || aq.overSince.IsZero():
+		aq.overSince, aq.overCounted = time.Time{}, false
+		if over {
+			aq.overSince = now
+		}
+	case !aq.overCounted && now.Sub(aq.overSince) > overConfirm:
+		st.Exceeded, aq.overCounted = true, true
+	}
 	aq.overUsed = st.Used
 	aq.observeUsed(st.Used, now)
 	if r.opts.Observe != nil {

@@ -80,10 +80,10 @@ type QueueState struct {
 	// the whole sale, (Stock+Sold) x factor.
 	Stock, Sold int64
 	Bound       float64
-	// Exceeded reports that the previous round found units sold plus
-	// admissions outstanding above Bound, and this one confirmed that no
-	// admission was used in between (an order between its commit and its
-	// admission's use is counted twice).
+	// Exceeded reports that units sold plus admissions outstanding have
+	// stayed above Bound, with no admission used meanwhile, for longer
+	// than an admission's use may lag its order's commit (an order in
+	// between counts twice); reported once per such episode.
 	Exceeded bool
 }
 
@@ -132,10 +132,12 @@ type activeQueue struct {
 	usedRate atomic.Uint64
 	lastUsed int
 	lastAt   time.Time
-	// over reports that the last round saw units sold plus admissions
-	// outstanding above the bound, with overUsed admissions used.
-	over     bool
-	overUsed int
+	// overSince is when the rounds began to see units sold plus
+	// admissions outstanding above the bound, with overUsed admissions
+	// used (zero: not over); overCounted that the episode was counted.
+	overSince   time.Time
+	overUsed    int
+	overCounted bool
 }
 
 // NewRoom returns a room; Start starts its admission loop.

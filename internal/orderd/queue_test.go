@@ -513,3 +513,94 @@ func TestOrderdQueueRedisDown(t *testing.T) {
 		t.Fatalf("audit after the outage: %+v", line)
 	}
 }
+
+// TestOrderdQueueCrowd runs a crowd through the waiting room of three orderd
+// sharing Redis: 150 buyers join at once through any instance, poll, and
+// order once admitted (some twice with the same token, some with another
+// buyer's). Stock sells exactly, no token orders twice, every waiting buyer
+// ends told sold_out, and no instance saw the admission bound exceeded.
+func TestOrderdQueueCrowd(t *testing.T) {
+	dbURL, r := redisSetup(t)
+	args := []string{"--idempotency", r.URL, "--admission-secret", admissionSecret, "--admission-interval", "20ms",
+		"--product-cache-ttl", "1m", "--sold-out-ttl", "1m"}
+	var bases []string
+	for range 3 {
+		_, c := startOrderd(t, dbURL, args...)
+		bases = append(bases, c.BaseURL)
+	}
+	const buyers, stock = 150, 40
+	if a := putDrop(t, bases[0], "crowd-1", stock, 1, time.Time{}, time.Time{}, `,"admission":"queue","admission_factor":1.5`); a.status != 200 {
+		t.Fatalf("put: %d %s", a.status, a.body)
+	}
+	var (
+		mu      sync.Mutex
+		created = map[string]string{} // token -> order id
+		tokens  []string
+		soldOut int
+		wg      sync.WaitGroup
+	)
+	for i := range buyers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := bases[i%3]
+			user := fmt.Sprintf("crowd-%d", i)
+			p, a := join(t, base, "crowd-1", user)
+			if a.status != 202 {
+				t.Errorf("join: %d %s", a.status, a.body)
+				return
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for time.Now().Before(deadline) {
+				p = poll(t, bases[(i+1)%3], p.Ticket)
+				switch p.Status {
+				case "sold_out":
+					mu.Lock()
+					soldOut++
+					mu.Unlock()
+					return
+				case "admitted":
+					if p.AdmissionToken == "" {
+						return // used: nothing more to do
+					}
+					o := buyWith(t, bases[(i+2)%3], user, "crowd-1", p.AdmissionToken, "")
+					mu.Lock()
+					tokens = append(tokens, p.AdmissionToken)
+					if o.status == 201 {
+						if prev, ok := created[p.AdmissionToken]; ok {
+							t.Errorf("token ordered twice: %s and %s", prev, orderID(t, o))
+						}
+						created[p.AdmissionToken] = orderID(t, o)
+					} else if o.code() != "sold_out" {
+						t.Errorf("order with a fresh token: %d %s", o.status, o.body)
+					}
+					mu.Unlock()
+					// The same token again, through another instance: refused.
+					if again := buyWith(t, bases[i%3], user, "crowd-1", p.AdmissionToken, ""); again.status != 409 ||
+						(again.code() != "admission_used" && again.code() != "sold_out") {
+						t.Errorf("the token again: %d %s", again.status, again.body)
+					}
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Errorf("buyer %d still %s after 60s", i, p.Status)
+		}()
+	}
+	wg.Wait()
+	if len(created) != stock {
+		t.Fatalf("%d orders made, want the stock %d (%d tokens used, %d told sold out)", len(created), stock, len(tokens), soldOut)
+	}
+	if len(created)+soldOut > buyers || soldOut == 0 {
+		t.Fatalf("%d orders and %d told sold out of %d buyers", len(created), soldOut, buyers)
+	}
+	for _, base := range bases {
+		if n, _, _ := testenv.MetricSum(base, "flashorder_queue_bound_exceeded_total"); n != 0 {
+			t.Fatalf("%s saw the admission bound exceeded in %v rounds", base, n)
+		}
+		a := call(t, "GET", base+"/api/v1/admin/audit", map[string]string{"Authorization": "Bearer " + adminToken}, "")
+		if a.status != 200 || !strings.Contains(string(a.body), `"ok":true`) {
+			t.Fatalf("audit: %d %s", a.status, a.body)
+		}
+	}
+}
