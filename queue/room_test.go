@@ -28,7 +28,9 @@ func (c *catalog) Product(_ context.Context, sku string) (*flashorder.Product, e
 	return &p, nil
 }
 
-func (c *catalog) SaleProducts(context.Context, string) ([]*flashorder.Product, error) { return nil, nil }
+func (c *catalog) SaleProducts(context.Context, string) ([]*flashorder.Product, error) {
+	return nil, nil
+}
 
 // set sets the stock left and the units sold.
 func (c *catalog) set(stock, sold int64) {
