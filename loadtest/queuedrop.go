@@ -16,9 +16,10 @@ package loadtest
 // lead, polls every Scenario.BotPoll whatever poll_after_ms says, and orders
 // at once with any token it gets; after a 201 it tries the same token again
 // with a new Idempotency-Key (orderd must answer 409 admission_used). Without
-// the queue each of a bot's ids orders directly, from 100 ms before T0, and
-// retries not_started every 20 ms: the bot that sends the most requests wins,
-// the measured reason for the queue.
+// the queue each of a bot's ids orders directly, from 100 ms before the
+// earliest buyer's clock reads T0 (T0 - Scenario.ClockSkew), and retries
+// not_started every 20 ms: the bot that sends the most requests wins, the
+// measured reason for the queue.
 //
 // Every request carries X-Forwarded-For: each buyer's own address, one
 // address per bot for all its ids, so that an orderd trusting the loopback
@@ -56,7 +57,7 @@ const (
 	DefaultBotIDs  = 5
 	DefaultBotPoll = 100 * time.Millisecond
 	// botRetry is how soon a bot without the queue retries not_started;
-	// botEarly how long before T0 it starts ordering.
+	// botEarly how long before the earliest buyer it starts ordering.
 	botRetry = 20 * time.Millisecond
 	botEarly = 100 * time.Millisecond
 	// sampleEvery is how often the run reads orderd's queue metrics.
@@ -202,10 +203,11 @@ func (q *queueRun) step(ctx context.Context, w *worker, t dropTask) {
 	d := q.d
 	u := &q.users[t.user]
 	if !q.queue {
-		// A bot without the queue: order from botEarly before T0.
+		// A bot without the queue: order from botEarly before the
+		// earliest buyer's clock reads T0, and again every botRetry.
 		if d.users[t.user].step == stepArrive {
 			d.users[t.user].step = stepOrder
-			d.schedule(t.user, max(time.Since(d.r.start), d.lead-botEarly))
+			d.schedule(t.user, max(time.Since(d.r.start), d.lead-d.r.cfg.Scenario.ClockSkew-botEarly))
 			return
 		}
 		d.order(ctx, w, t.user, &d.users[t.user], d.r.start.Add(t.due))

@@ -17,7 +17,7 @@ func writeQueue(w io.Writer, res *loadtest.Result) {
 			thousands(q.Joins), q.JoinLatency.P99, thousands(q.JoinErrors), thousands(q.RateLimited), thousands(q.Polls), q.PollLatency.P99,
 			thousands(q.PollErrors), thousands(int64(q.Tickets)), thousands(int64(q.PreQueue)), thousands(int64(q.Admitted)),
 			thousands(q.AdmissionUsed), thousands(q.AdmissionRequired))
-		tau := "n/a (fewer than 2 admitted)"
+		tau := "n/a (fewer than 2 admitted, or all in one admission round)"
 		if q.TauAfterT0 != nil {
 			tau = fmt.Sprintf("%.4f", *q.TauAfterT0)
 		}
