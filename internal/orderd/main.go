@@ -198,7 +198,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if auth != nil {
 		authenticator = auth
 	}
-	room, roomMetrics, err := m.startRoom(db, path.products)
+	room, roomMetrics, err := m.startRoom(db, cfg.roomCatalog(path))
 	if err != nil {
 		return err
 	}

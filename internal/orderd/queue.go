@@ -1,8 +1,11 @@
 package orderd
 
 import (
+	"context"
 	"crypto/rand"
 
+	"github.com/flashorder/flashorder"
+	"github.com/flashorder/flashorder/checkout"
 	"github.com/flashorder/flashorder/gormdb"
 	"github.com/flashorder/flashorder/inmem"
 	"github.com/flashorder/flashorder/internal/metrics"
@@ -26,6 +29,28 @@ func (c Config) queueStore() string {
 // onRedis reports whether a store flag's value names Redis: one server
 // (redis://) or a cluster (redis+cluster://, --queue-store only).
 func onRedis(raw string) bool { return scheme(raw) == "redis" || redis.IsClusterURL(raw) }
+
+// lookupCatalog is the waiting room's view of the product cache: Lookup,
+// which serves a product from memory even when this instance changed its
+// stock (the room reads the admission, the sale and the window; the stock it
+// admits against comes fresh from the database). Product would read the
+// product again after every order this instance takes.
+type lookupCatalog struct{ cache *checkout.ProductCache }
+
+// Product implements queue.Catalog.
+func (l lookupCatalog) Product(ctx context.Context, sku string) (*flashorder.Product, error) {
+	return l.cache.Lookup(ctx, sku)
+}
+
+// roomCatalog returns what the waiting room reads products through: the
+// product cache's Lookup when it is on (--product-cache-ttl), else path's
+// product reader (the database).
+func (c Config) roomCatalog(path orderPath) queue.Catalog {
+	if path.gate != nil && c.ProductCacheTTL > 0 {
+		return lookupCatalog{path.gate.Products()}
+	}
+	return path.products
+}
 
 // startRoom starts the waiting room on its store (Redis or a Redis Cluster,
 // on a client of its own, or memory),
