@@ -22,7 +22,35 @@ func KendallTauB(x, y []float64) float64 {
 	if n != len(y) || n < 2 {
 		return math.NaN()
 	}
-	var conc, disc, tiesX, tiesY float64
+	conc, disc, tiesX, tiesY := pairs(x, y)
+	n0 := float64(n) * float64(n-1) / 2
+	den := math.Sqrt((n0 - tiesX) * (n0 - tiesY))
+	if den == 0 {
+		return math.NaN()
+	}
+	return (conc - disc) / den
+}
+
+// GoodmanKruskalGamma returns (C-D)/(C+D) over the pairs of x and y tied in
+// neither, C concordant and D discordant: how often two values apart in
+// both are in the same order, ties left out (a waiting room admits a round's
+// tickets at one moment: their order within it is not seen). NaN without
+// such pairs.
+func GoodmanKruskalGamma(x, y []float64) float64 {
+	if len(x) != len(y) || len(x) < 2 {
+		return math.NaN()
+	}
+	conc, disc, _, _ := pairs(x, y)
+	if conc+disc == 0 {
+		return math.NaN()
+	}
+	return (conc - disc) / (conc + disc)
+}
+
+// pairs counts the pairs of (x, y) concordant, discordant, tied in x and
+// tied in y (a pair tied in both counts in both).
+func pairs(x, y []float64) (conc, disc, tiesX, tiesY float64) {
+	n := len(x)
 	for i := 0; i < n; i++ {
 		xi, yi := x[i], y[i]
 		for j := i + 1; j < n; j++ {
@@ -42,12 +70,7 @@ func KendallTauB(x, y []float64) float64 {
 			}
 		}
 	}
-	n0 := float64(n) * float64(n-1) / 2
-	den := math.Sqrt((n0 - tiesX) * (n0 - tiesY))
-	if den == 0 {
-		return math.NaN()
-	}
-	return (conc - disc) / den
+	return conc, disc, tiesX, tiesY
 }
 
 // ChiSquare is a chi-square test of independence of a contingency table.

@@ -34,6 +34,14 @@ func TestKendallTauB(t *testing.T) {
 	if tau := loadtest.KendallTauB([]float64{1, 1, 2, 3}, []float64{1, 2, 2, 3}); !closeTo(tau, 0.8, 1e-12) {
 		t.Errorf("tau-b = %v, want 0.8", tau)
 	}
+	// Gamma leaves the ties out: x 1 2 3 4, y 1 1 2 2 has 4 concordant
+	// pairs and no discordant one: 1; 1 2 3 4 against 1 3 2 4: 5 C, 1 D.
+	if g := loadtest.GoodmanKruskalGamma([]float64{1, 2, 3, 4}, []float64{1, 1, 2, 2}); g != 1 {
+		t.Errorf("gamma with ties = %v, want 1", g)
+	}
+	if g := loadtest.GoodmanKruskalGamma([]float64{1, 2, 3, 4}, []float64{1, 3, 2, 4}); !closeTo(g, 4.0/6, 1e-12) {
+		t.Errorf("gamma = %v, want 2/3", g)
+	}
 	if tau := loadtest.KendallTauB([]float64{1}, []float64{1}); !math.IsNaN(tau) {
 		t.Errorf("tau of one value = %v, want NaN", tau)
 	}

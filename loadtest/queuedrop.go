@@ -580,6 +580,9 @@ type QueueResult struct {
 	// them admitted; nil when fewer than two were.
 	TauAfterT0 *float64 `json:"tau_after_t0,omitempty"`
 	TauN       int      `json:"tau_n"`
+	// GammaAfterT0 is Goodman and Kruskal's gamma of the same: the pairs
+	// admitted in one round left out, (C-D)/(C+D).
+	GammaAfterT0 *float64 `json:"gamma_after_t0,omitempty"`
 	// PreQueueTest is the chi-square test of independence between the
 	// pre-queue's join times (PreQueueRows groups) and its admission
 	// order (groups of admission moments, and never admitted): a uniform
@@ -682,6 +685,9 @@ func (q *queueRun) result() *QueueResult {
 	res.TauN = len(lateJoin)
 	if tau := KendallTauB(lateJoin, lateAdmit); !math.IsNaN(tau) {
 		res.TauAfterT0 = &tau
+	}
+	if g := GoodmanKruskalGamma(lateJoin, lateAdmit); !math.IsNaN(g) {
+		res.GammaAfterT0 = &g
 	}
 	if len(preJoin) >= PreQueueRows {
 		cs := ChiSquareTest(OrderTable(preJoin, preAdmit, PreQueueRows, PreQueueCols))

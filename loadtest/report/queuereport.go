@@ -21,6 +21,9 @@ func writeQueue(w io.Writer, res *loadtest.Result) {
 		if q.TauAfterT0 != nil {
 			tau = fmt.Sprintf("%.4f", *q.TauAfterT0)
 		}
+		if q.GammaAfterT0 != nil {
+			tau += fmt.Sprintf("; gamma %.4f (the pairs admitted in one round left out)", *q.GammaAfterT0)
+		}
 		fmt.Fprintf(w, "fairness   Kendall tau-b after T0 (join order vs admission order, %s buyers who joined after T0 and were admitted): %s\n",
 			thousands(int64(q.TauN)), tau)
 		if pq := q.PreQueueTest; pq != nil && pq.DF == 0 {
