@@ -229,6 +229,14 @@ func (r *Relay) drain(ctx context.Context) error {
 			attempts := e.Attempts + 1
 			if err == nil {
 				delete(held, e.Position)
+				if len(held) >= r.opts.Batch-1 {
+					// The sink was taken as down (every slot of held
+					// backing off) and took this retry: it is back, so
+					// retry the others now rather than at their backoff.
+					for pos := range held {
+						held[pos] = time.Time{}
+					}
+				}
 				cursor++
 				done = append(done, flashorder.Settlement{Position: e.Position, State: flashorder.EventSent, Attempts: attempts, Cursor: cursor})
 				if r.opts.OnPublished != nil {
@@ -342,7 +350,9 @@ func (r *Relay) drain(ctx context.Context) error {
 					continue
 				}
 				if !retry && len(held) >= r.opts.Batch {
-					continue // many events back off: the sink is down; retry those first
+					// Batch events back off: the sink is taken as down; only
+					// they are retried, and once one gets through, all.
+					continue
 				}
 				queue = append(queue, e)
 			}
