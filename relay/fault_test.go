@@ -29,7 +29,7 @@ import (
 // the feed is complete, in per-order order.
 func TestWebhookEndpointFaults(t *testing.T) {
 	db, orders := outboxWithOrders(t, testenv.SQLiteURL(t), 45) // 60 events
-	a, b, c := orders[1].ID, orders[2].ID, orders[4].ID        // not cancelled: one event each
+	a, b, c := orders[1].ID, orders[2].ID, orders[4].ID         // not cancelled: one event each
 	pending, err := db.PendingEvents(context.Background(), 100)
 	if err != nil {
 		t.Fatal(err)
