@@ -719,6 +719,12 @@ func (q *queueRun) result() *QueueResult {
 	return res
 }
 
+// sameRound reports whether two readings of the queue's gauges may be of
+// one admission round: every gauge alike.
+func sameRound(a, b *QueueSample) bool {
+	return a.Waiting == b.Waiting && a.Outstanding == b.Outstanding && a.Used == b.Used && a.Committed == b.Committed && a.Bound == b.Bound
+}
+
 // maxAndP99 returns the largest value of v and its 99th percentile (the
 // nearest rank); 0, 0 when v is empty. It sorts v.
 func maxAndP99(v []float64) (float64, float64) {
@@ -789,6 +795,9 @@ func (q *queueRun) audit(byID map[string]record, v *violations) *QueueAudit {
 	// it (docs/DESIGN.md), so readings over the bound are a violation only
 	// when they last longer than boundGrace with no admission used
 	// meanwhile, the design's rule for flashorder_queue_bound_exceeded_total.
+	// The gauges change only when a round ends (a stale or failed round
+	// leaves them), so two readings alike may be one round: the period
+	// counts only between readings of two rounds.
 	var over *QueueSample // the first reading of the current run over the bound
 	for i := range samples {
 		s := &samples[i]
@@ -807,7 +816,7 @@ func (q *queueRun) audit(byID map[string]record, v *violations) *QueueAudit {
 		switch {
 		case over == nil || over.Used != s.Used:
 			over = s
-		case time.Duration((s.At-over.At)*float64(time.Second)) > boundGrace:
+		case time.Duration((s.At-over.At)*float64(time.Second)) > boundGrace && !sameRound(over, s):
 			qa.OverBoundConfirmed++
 			v.add("admission bound", "from %.2fs to %.2fs orderd's metrics read committed %g to %g > bound %g, no admission used meanwhile",
 				over.At, s.At, over.Committed, s.Committed, s.Bound)
