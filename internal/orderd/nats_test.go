@@ -160,6 +160,20 @@ func TestOrderdNATS(t *testing.T) {
 	checkCreated(t, consumeCreated(t, servers, prefix, 25), created)
 }
 
+// orderdOnPrivateNATS starts a private NATS cluster and orderd on a fresh
+// SQLite database publishing to it, with enough attempts that no event
+// becomes a dead letter during an outage, and puts the product sku with
+// ample stock.
+func orderdOnPrivateNATS(t *testing.T, sku string) (cluster *testenv.NATSCluster, prefix, dbURL string, c *orderhttp.Client) {
+	t.Helper()
+	cluster = testenv.PrivateNATS(t)
+	prefix = natsPrefix(t, cluster.URL)
+	dbURL = testenv.SQLiteURL(t)
+	_, c = startOrderd(t, dbURL, "--events", cluster.URL+"/"+prefix, "--events-max-attempts", "1000")
+	putProduct(t, c, sku, 100000, 0)
+	return cluster, prefix, dbURL, c
+}
+
 // TestOrderdNATSDown stops the whole NATS cluster (a private one) while
 // orderd takes orders: they are still accepted at once, the outbox grows (to
 // more events than the relay keeps backing off at once, so that it takes the
@@ -167,12 +181,7 @@ func TestOrderdNATS(t *testing.T) {
 // back the relay drains it, no dead letter, every order's order.created once
 // after deduplication by event id, the publish lag observed for each.
 func TestOrderdNATSDown(t *testing.T) {
-	cluster := testenv.PrivateNATS(t)
-	prefix := natsPrefix(t, cluster.URL)
-	dbURL := testenv.SQLiteURL(t)
-	// Enough attempts that no event becomes a dead letter during the outage.
-	_, c := startOrderd(t, dbURL, "--events", cluster.URL+"/"+prefix, "--events-max-attempts", "1000")
-	putProduct(t, c, "nats-down", 1000, 0)
+	cluster, prefix, dbURL, c := orderdOnPrivateNATS(t, "nats-down")
 	first, _ := placeOrders(t, c, "nats-down", 1)
 	testenv.WaitFor(t, "the first event published", 60*time.Second, func() bool { return metric(t, c, "flashorder_events_published_total") == 1 })
 
@@ -244,11 +253,7 @@ func TestOrderdNATSDown(t *testing.T) {
 // deduplication by event id, none for another order; the answers never wait
 // on NATS.
 func TestOrderdNATSNodeKilled(t *testing.T) {
-	cluster := testenv.PrivateNATS(t)
-	prefix := natsPrefix(t, cluster.URL)
-	dbURL := testenv.SQLiteURL(t)
-	_, c := startOrderd(t, dbURL, "--events", cluster.URL+"/"+prefix, "--events-max-attempts", "1000")
-	putProduct(t, c, "nats-kill", 100000, 0)
+	cluster, prefix, dbURL, c := orderdOnPrivateNATS(t, "nats-kill")
 
 	var mu sync.Mutex
 	var created []string
