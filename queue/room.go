@@ -20,10 +20,12 @@ const (
 	// each queue it serves.
 	DefaultAdmitInterval = 100 * time.Millisecond
 	// PollWaiting and PollFar are the poll intervals a waiting ticket is
-	// told: PollWaiting within the first FarPosition places (so that a
-	// sell-out reaches it within a second), PollFar behind them.
+	// told: PollWaiting within the first FarPosition places, PollFar
+	// behind them; both short enough that a sell-out (seen by the next
+	// admission round, DefaultAdmitInterval) reaches every waiting buyer
+	// within a second.
 	PollWaiting = 500 * time.Millisecond
-	PollFar     = time.Second
+	PollFar     = 750 * time.Millisecond
 	FarPosition = 1000
 	// PollSoldOut is the poll interval of a sold-out ticket: stock may
 	// come back (a cancel, an expiry, a restock).
