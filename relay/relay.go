@@ -2,13 +2,16 @@
 // downstream: the Relay, elected through a flashorder.Locker like the expiry
 // sweeper, so that one instance of all that share a database publishes; and
 // the sinks it publishes to (Webhook, signed per the Standard Webhooks
-// specification).
+// specification; NATS JetStream).
 //
-// Delivery is at least once and in outbox order: the relay takes pending
-// events oldest first and does not go on to the next until the sink
-// acknowledged one, or the event used up its attempts and became a dead
-// letter. An event published just before a crash, and not yet marked sent,
-// is published again by the next relay: consumers drop repeats by event id.
+// Delivery is at least once and in per-order order: the relay takes pending
+// events oldest first and publishes events of different orders concurrently
+// (BatchPublisher, ConcurrentPublisher), but an order's next event only once
+// the sink acknowledged the one before it, or that one used up its attempts
+// and became a dead letter. A failed event backs off alone, holding back the
+// later events of its order only. An event published just before a crash,
+// and not yet marked sent, is published again by the next relay: consumers
+// drop repeats by event id.
 package relay
 
 import (
@@ -86,8 +89,8 @@ type Options struct {
 	// delivered event, each failed attempt and each dead letter.
 	OnPublished, OnFailure, OnDead func()
 	// OnLag, when set, is called after each delivered event with the time
-	// from the event's commit (its time, taken in the transaction that
-	// wrote it) to the sink's acknowledgement.
+	// from the event's Time (about its commit: an order's creation is
+	// timed as the request was taken) to the sink's acknowledgement.
 	OnLag func(lag time.Duration)
 	// OnBacklog, when set, is called by the leader about once a second with
 	// the pending events and the time of the oldest (zero when none).

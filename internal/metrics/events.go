@@ -47,7 +47,7 @@ func NewRelayMetrics() *RelayMetrics {
 		}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "flashorder_events_publish_lag_seconds",
-			Help:    "Time from an order event's commit (its time, taken in the transaction that wrote it) to the sink's acknowledgement, per delivered event.",
+			Help:    "Time from an order event's commit to the sink's acknowledgement, per delivered event, measured from the event's time (an order's creation: when orderd took the request).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
