@@ -243,3 +243,37 @@ func TestRelayConcurrentKeepsOrder(t *testing.T) {
 		t.Errorf("%d publishes for 120 events: none failed?", sink.calls)
 	}
 }
+
+// TestRelaySinkDown fails every publish for a while: the relay backs off at
+// most Batch events at once (it takes the sink as down and offers nothing
+// new), and once the sink is back, every event goes out, in per-order order.
+func TestRelaySinkDown(t *testing.T) {
+	db, _ := outboxWithOrders(t, testenv.SQLiteURL(t), 90) // 120 events
+	var down atomic.Bool
+	down.Store(true)
+	sink := concurrentSink{newStrictSink(t, func(*flashorder.Event, int, int) bool { return down.Load() })}
+	opts := fastOptions()
+	opts.Batch, opts.MaxAttempts = 20, 1000
+	opts.MinBackoff, opts.MaxBackoff = 5*time.Millisecond, 50*time.Millisecond
+	startRelay(t, db, sink, newLocker(t), opts)
+	testenv.WaitFor(t, "300 failed attempts", 30*time.Second, func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		n := 0
+		for _, a := range sink.attempts {
+			n += a
+		}
+		return n >= 300
+	})
+	sink.mu.Lock()
+	tried := len(sink.attempts)
+	sink.mu.Unlock()
+	// Batch backing off, and up to MaxInFlight (8) more offered while the
+	// last of them failed.
+	if tried > 20+8 {
+		t.Errorf("with the sink down the relay tried %d distinct events, want at most %d", tried, 20+8)
+	}
+	down.Store(false)
+	waitSettled(t, db)
+	checkFeed(t, db, 120, nil)
+}

@@ -368,6 +368,10 @@ func (r *Relay) drain(ctx context.Context) error {
 			var bodies [][]byte
 			for len(queue) > 0 && len(evs) < unitSize {
 				e := queue[0]
+				if _, retry := held[e.Position]; !retry && len(held) >= r.opts.Batch {
+					queue = nil // the sink went down since the read: read again
+					break
+				}
 				queue = queue[1:]
 				body, err := e.CloudEvent(r.opts.Source)
 				if err != nil { // cannot be encoded: a dead letter at once
