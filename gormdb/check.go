@@ -122,7 +122,7 @@ func (db *DB) CountOrdersWithKeys(ctx context.Context, keys []string) (int64, er
 		}
 		var n int64
 		if err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("idempotency_key_hash IN ?", hashes).Count(&n).Error; err != nil {
-			return 0, translate(fmt.Errorf("gormdb: orders by key: %w", err))
+			return 0, db.translate(fmt.Errorf("gormdb: orders by key: %w", err))
 		}
 		total += n
 	}

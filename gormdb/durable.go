@@ -1,9 +1,6 @@
 package gormdb
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
 
 // WaitDurable returns once everything committed on the database so far
 // would survive the loss of its server: on PostgreSQL it commits a
@@ -16,23 +13,5 @@ import (
 // returns, and WaitDurable returns nil at once. When ctx ends first, the
 // wait's connection is closed, never reported as a success.
 func (db *DB) WaitDurable(ctx context.Context) error {
-	if db.engine != Postgres {
-		return nil
-	}
-	sqlDB, err := db.gorm.DB()
-	if err != nil {
-		return fmt.Errorf("gormdb: wait for durability: %w", err)
-	}
-	tx, err := sqlDB.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("gormdb: wait for durability: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, "SELECT txid_current()"); err != nil {
-		_ = tx.Rollback()
-		return fmt.Errorf("gormdb: wait for durability: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("gormdb: wait for durability: %w", err)
-	}
-	return nil
+	return db.dialect.waitDurable(ctx, db)
 }

@@ -4,11 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"gorm.io/gorm"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
+	"gorm.io/gorm"
 
 	"github.com/flashorder/flashorder"
 )
@@ -112,36 +111,15 @@ func (t *tx) addTransitionEvent(ctx context.Context, o *flashorder.Order) error 
 	return t.insertEvents(ctx, []eventRow{r})
 }
 
-// insertEvents inserts rows in bulk: arrays unnested on PostgreSQL, multi-row
-// VALUES elsewhere.
+// insertEventColumns starts every engine's insert of events.
+const insertEventColumns = "INSERT INTO events (event_id, order_id, seq, event_type, time_us, data)"
+
+// insertEvents inserts rows in bulk, in the dialect's form.
 func (t *tx) insertEvents(ctx context.Context, rows []eventRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	const cols = "INSERT INTO events (event_id, order_id, seq, event_type, time_us, data)"
-	if t.engine == Postgres {
-		n := len(rows)
-		ids, orders, types, data := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		seqs, times := make([]int64, n), make([]int64, n)
-		for i, r := range rows {
-			ids[i], orders[i], types[i], data[i], seqs[i], times[i] = r.EventID, r.OrderID, r.Type, r.Data, r.Seq, r.TimeUS
-		}
-		if _, err := t.conn().ExecContext(ctx, cols+` SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])`,
-			ids, orders, seqs, types, times, data); err != nil {
-			return fmt.Errorf("gormdb: insert %d order events: %w", n, err)
-		}
-		return nil
-	}
-	for chunk := range slices.Chunk(rows, bulkRows) {
-		args := make([]any, 0, 6*len(chunk))
-		for _, r := range chunk {
-			args = append(args, r.EventID, r.OrderID, r.Seq, r.Type, r.TimeUS, r.Data)
-		}
-		if _, err := t.conn().ExecContext(ctx, cols+" VALUES "+placeholders(len(chunk), 6), args...); err != nil {
-			return fmt.Errorf("gormdb: insert %d order events: %w", len(rows), err)
-		}
-	}
-	return nil
+	return t.dialect.insertEvents(ctx, t.conn(), rows)
 }
 
 // deleteEvents deletes the events of the orders that DeleteOrders deletes
@@ -181,7 +159,7 @@ func (db *DB) scanEvents(ctx context.Context, q string, args ...any) ([]*flashor
 func (db *DB) PendingEvents(ctx context.Context, limit int) ([]*flashorder.Event, error) {
 	evs, err := db.scanEvents(ctx, "SELECT "+eventColumns+" FROM events WHERE state = ? ORDER BY id LIMIT ?", string(flashorder.EventPending), limit)
 	if err != nil {
-		return nil, translate(fmt.Errorf("gormdb: read pending events: %w", err))
+		return nil, db.translate(fmt.Errorf("gormdb: read pending events: %w", err))
 	}
 	return evs, nil
 }
@@ -190,7 +168,7 @@ func (db *DB) PendingEvents(ctx context.Context, limit int) ([]*flashorder.Event
 func (db *DB) LastCursor(ctx context.Context) (int64, error) {
 	var last int64
 	if err := db.gorm.WithContext(ctx).Raw("SELECT COALESCE(MAX(pos), 0) FROM events").Scan(&last).Error; err != nil {
-		return 0, translate(fmt.Errorf("gormdb: read the last event cursor: %w", err))
+		return 0, db.translate(fmt.Errorf("gormdb: read the last event cursor: %w", err))
 	}
 	return last, nil
 }
@@ -209,7 +187,7 @@ func (db *DB) SettleEvents(ctx context.Context, settled []flashorder.Settlement)
 			res := g.Exec("UPDATE events SET state = ?, attempts = ?, pos = ?, sent_us = ? WHERE id = ? AND state = ?",
 				string(st.State), st.Attempts, st.Cursor, sentAt, st.Position, string(flashorder.EventPending))
 			if res.Error != nil {
-				return translate(fmt.Errorf("gormdb: settle event %d as %s: %w", st.Position, st.State, res.Error))
+				return db.translate(fmt.Errorf("gormdb: settle event %d as %s: %w", st.Position, st.State, res.Error))
 			}
 			if res.RowsAffected != 1 {
 				return flashorder.Errorf(flashorder.EINVALIDSTATE, "event %d is no longer pending", st.Position)
@@ -223,7 +201,7 @@ func (db *DB) SettleEvents(ctx context.Context, settled []flashorder.Settlement)
 func (db *DB) RecordAttempts(ctx context.Context, position int64, attempts int) error {
 	if err := db.gorm.WithContext(ctx).Exec("UPDATE events SET attempts = ? WHERE id = ? AND state = ?",
 		attempts, position, string(flashorder.EventPending)).Error; err != nil {
-		return translate(fmt.Errorf("gormdb: record the attempts of event %d: %w", position, err))
+		return db.translate(fmt.Errorf("gormdb: record the attempts of event %d: %w", position, err))
 	}
 	return nil
 }
@@ -237,7 +215,7 @@ func (db *DB) Backlog(ctx context.Context) (int64, time.Time, error) {
 	err := db.gorm.WithContext(ctx).Raw("SELECT COUNT(*) AS n, COALESCE(MIN(time_us), 0) AS oldest FROM events WHERE state = ?",
 		string(flashorder.EventPending)).Scan(&b).Error
 	if err != nil {
-		return 0, time.Time{}, translate(fmt.Errorf("gormdb: read the event backlog: %w", err))
+		return 0, time.Time{}, db.translate(fmt.Errorf("gormdb: read the event backlog: %w", err))
 	}
 	if b.N == 0 {
 		return 0, time.Time{}, nil
@@ -246,17 +224,12 @@ func (db *DB) Backlog(ctx context.Context) (int64, time.Time, error) {
 }
 
 // PurgeEvents implements flashorder.Outbox with one DELETE of the oldest
-// rows: by a subquery with LIMIT on PostgreSQL and SQLite, by DELETE ...
-// ORDER BY ... LIMIT on MySQL, which has no LIMIT in such a subquery.
+// rows (the dialect's deleteFirst).
 func (db *DB) PurgeEvents(ctx context.Context, before time.Time, below int64, limit int) (int, error) {
-	const where = "state = ? AND sent_us < ? AND pos < ?"
-	q := "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE " + where + " ORDER BY id LIMIT ?)"
-	if db.engine == MySQL {
-		q = "DELETE FROM events WHERE " + where + " ORDER BY id LIMIT ?"
-	}
+	q := db.dialect.deleteFirst("events", "state = ? AND sent_us < ? AND pos < ?")
 	res := db.gorm.WithContext(ctx).Exec(q, string(flashorder.EventSent), before.UnixMicro(), below, limit)
 	if res.Error != nil {
-		return 0, translate(fmt.Errorf("gormdb: delete events sent before %s: %w", before.UTC().Format(time.RFC3339), res.Error))
+		return 0, db.translate(fmt.Errorf("gormdb: delete events sent before %s: %w", before.UTC().Format(time.RFC3339), res.Error))
 	}
 	return int(res.RowsAffected), nil
 }
@@ -265,7 +238,7 @@ func (db *DB) PurgeEvents(ctx context.Context, before time.Time, below int64, li
 func (db *DB) Events(ctx context.Context, after int64, limit int) (*flashorder.EventPage, error) {
 	evs, err := db.scanEvents(ctx, "SELECT "+eventColumns+" FROM events WHERE pos > ? ORDER BY pos LIMIT ?", after, limit+1)
 	if err != nil {
-		return nil, translate(fmt.Errorf("gormdb: read events after %d: %w", after, err))
+		return nil, db.translate(fmt.Errorf("gormdb: read events after %d: %w", after, err))
 	}
 	page := &flashorder.EventPage{Next: after, Events: evs}
 	if len(evs) > limit {
@@ -286,14 +259,14 @@ func (db *DB) ReplayEvent(ctx context.Context, id string) error {
 	res := g.Exec("UPDATE events SET state = ?, attempts = 0, pos = NULL, sent_us = 0 WHERE event_id = ? AND state = ?",
 		string(flashorder.EventPending), id, string(flashorder.EventDead))
 	if res.Error != nil {
-		return translate(fmt.Errorf("gormdb: replay event %q: %w", id, res.Error))
+		return db.translate(fmt.Errorf("gormdb: replay event %q: %w", id, res.Error))
 	}
 	if res.RowsAffected == 1 {
 		return nil
 	}
 	var states []string
 	if err := g.Raw("SELECT state FROM events WHERE event_id = ?", id).Scan(&states).Error; err != nil {
-		return translate(fmt.Errorf("gormdb: read event %q: %w", id, err))
+		return db.translate(fmt.Errorf("gormdb: read event %q: %w", id, err))
 	}
 	if len(states) == 0 {
 		return flashorder.Errorf(flashorder.ENOTFOUND, "event not found")

@@ -4,9 +4,6 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
-	"fmt"
-	"net"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -74,25 +71,5 @@ func ReadOnly(err error) bool {
 // recovery). With a multi-host URL this names the current primary; orderd's
 // /readyz shows it. On SQLite it returns the engine name and true.
 func (db *DB) WritesTo(ctx context.Context) (string, bool, error) {
-	switch db.engine {
-	case SQLite:
-		return SQLite, true, nil
-	case MySQL:
-		var host string
-		var port int
-		var ro int
-		if err := db.gorm.WithContext(ctx).Raw("SELECT @@hostname, @@port, @@read_only").Row().Scan(&host, &port, &ro); err != nil {
-			return "", false, fmt.Errorf("gormdb: which server: %w", err)
-		}
-		return net.JoinHostPort(host, strconv.Itoa(port)), ro == 0, nil
-	}
-	var host string
-	var port int
-	var standby bool
-	err := db.gorm.WithContext(ctx).Raw("SELECT COALESCE(host(inet_server_addr()), 'local'), COALESCE(inet_server_port(), 0), pg_is_in_recovery()").
-		Row().Scan(&host, &port, &standby)
-	if err != nil {
-		return "", false, translate(fmt.Errorf("gormdb: which server: %w", err))
-	}
-	return net.JoinHostPort(host, strconv.Itoa(port)), !standby, nil
+	return db.dialect.writesTo(ctx, db)
 }

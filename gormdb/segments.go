@@ -32,7 +32,7 @@ func (t *tx) TakeFromSegment(ctx context.Context, sku string, qty int64, n int) 
 	// Segments ordered from a random start, so that concurrent orders
 	// spread over them.
 	order := clause.Expr{SQL: "CASE WHEN segment >= ? THEN segment - ? ELSE segment + ? END", Vars: []any{start, start, n}}
-	if t.engine != SQLite {
+	if t.dialect.rowLocks() {
 		var free []int
 		err := g.Model(&segmentRow{}).Where("sku = ? AND stock >= ?", sku, qty).
 			Clauses(clause.OrderBy{Expression: order}, clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"}).
@@ -151,7 +151,7 @@ func spreadSegments(sku string, total int64, n int) []segmentRow {
 // lockSegments locks and returns the segments of sku in segment order.
 func (t *tx) lockSegments(g *gorm.DB, sku string) ([]segmentRow, error) {
 	q := g.Where("sku = ?", sku).Order("segment")
-	if t.engine != SQLite {
+	if t.dialect.rowLocks() {
 		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
 	}
 	var segs []segmentRow

@@ -73,12 +73,12 @@ func (db *DB) Product(ctx context.Context, sku string) (*flashorder.Product, err
 		return nil, flashorder.Errorf(flashorder.ENOTFOUND, "product %q not found", sku)
 	}
 	if err != nil {
-		return nil, translate(fmt.Errorf("gormdb: read product %q: %w", sku, err))
+		return nil, db.translate(fmt.Errorf("gormdb: read product %q: %w", sku, err))
 	}
 	var segmented int64
 	err = db.gorm.WithContext(ctx).Model(&segmentRow{}).Where("sku = ?", sku).Select("COALESCE(SUM(stock), 0)").Scan(&segmented).Error
 	if err != nil {
-		return nil, translate(fmt.Errorf("gormdb: read segments of %q: %w", sku, err))
+		return nil, db.translate(fmt.Errorf("gormdb: read segments of %q: %w", sku, err))
 	}
 	row.Stock += segmented
 	return row.product(), nil
@@ -90,7 +90,7 @@ func (db *DB) Product(ctx context.Context, sku string) (*flashorder.Product, err
 func (db *DB) SaleProducts(ctx context.Context, sale string) ([]*flashorder.Product, error) {
 	var rows []productRow
 	if err := db.gorm.WithContext(ctx).Where("sale = ?", sale).Order("sku").Find(&rows).Error; err != nil {
-		return nil, translate(fmt.Errorf("gormdb: read the products of sale %q: %w", sale, err))
+		return nil, db.translate(fmt.Errorf("gormdb: read the products of sale %q: %w", sale, err))
 	}
 	var segmented []struct {
 		SKU   string
@@ -100,7 +100,7 @@ func (db *DB) SaleProducts(ctx context.Context, sale string) ([]*flashorder.Prod
 		Where("sku IN (?)", db.gorm.Model(&productRow{}).Select("sku").Where("sale = ?", sale)).
 		Group("sku").Scan(&segmented).Error
 	if err != nil {
-		return nil, translate(fmt.Errorf("gormdb: read the segments of sale %q: %w", sale, err))
+		return nil, db.translate(fmt.Errorf("gormdb: read the segments of sale %q: %w", sale, err))
 	}
 	extra := make(map[string]int64, len(segmented))
 	for _, s := range segmented {
@@ -127,7 +127,7 @@ func (db *DB) OrderByIdempotencyKey(ctx context.Context, key string) (*flashorde
 func (db *DB) oneOrder(ctx context.Context, where string, arg string) (*flashorder.Order, error) {
 	var rows []orderRow
 	if err := db.gorm.WithContext(ctx).Where(where, arg).Limit(1).Find(&rows).Error; err != nil {
-		return nil, translate(fmt.Errorf("gormdb: read order: %w", err))
+		return nil, db.translate(fmt.Errorf("gormdb: read order: %w", err))
 	}
 	if len(rows) == 0 {
 		return nil, flashorder.Errorf(flashorder.ENOTFOUND, "order not found")
@@ -147,7 +147,7 @@ func (db *DB) Orders(ctx context.Context, f flashorder.OrderFilter) (*flashorder
 	}
 	var rows []orderRow
 	if err := q.Order("id DESC").Limit(f.Limit + 1).Find(&rows).Error; err != nil {
-		return nil, translate(fmt.Errorf("gormdb: list orders of %q: %w", f.UserID, err))
+		return nil, db.translate(fmt.Errorf("gormdb: list orders of %q: %w", f.UserID, err))
 	}
 	page := &flashorder.OrderPage{}
 	if len(rows) > f.Limit {
@@ -177,7 +177,7 @@ func (db *DB) withItems(ctx context.Context, rows []orderRow) ([]*flashorder.Ord
 	}
 	var items []orderItemRow
 	if err := db.gorm.WithContext(ctx).Where("order_id IN ?", ids).Order("order_id, position").Find(&items).Error; err != nil {
-		return nil, translate(fmt.Errorf("gormdb: read order items: %w", err))
+		return nil, db.translate(fmt.Errorf("gormdb: read order items: %w", err))
 	}
 	for _, it := range items {
 		o := byID[it.OrderID]

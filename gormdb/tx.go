@@ -14,8 +14,8 @@ var _ flashorder.Tx = (*tx)(nil)
 
 // tx implements flashorder.Tx inside one GORM transaction.
 type tx struct {
-	g      *gorm.DB
-	engine string
+	g       *gorm.DB
+	dialect dialect
 	// events makes order changes write their events (Options.Events).
 	events bool
 }
