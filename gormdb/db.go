@@ -5,6 +5,10 @@
 // connection settings, pool size, the migration lock, table options, which
 // errors are retried, and the bulk statements of the group-commit path
 // (arrays on PostgreSQL, multi-row VALUES elsewhere, each engine's upsert).
+//
+// The transaction primitives (flashorder.Tx) are filed by the group they
+// implement: product.go, stock.go, segment.go, quota.go, order.go,
+// lifecycle.go and fence.go; the outbox is events.go.
 package gormdb
 
 import (

@@ -11,8 +11,8 @@ import (
 	"github.com/flashorder/flashorder"
 )
 
-// This file holds the transaction primitives of the order lifecycle: status
-// transitions, the expiry scans, and giving stock and quota back.
+// This file holds flashorder.LifecycleTx: status transitions, the expiry
+// scans, and giving stock back (quotas are given back in quota.go).
 
 // TransitionOrder implements flashorder.Tx. The status condition is checked by
 // the UPDATE itself, on the latest row version, so of two transactions that
@@ -94,19 +94,6 @@ type dueOrder struct {
 func (t *tx) ReturnStock(ctx context.Context, sku string, qty int64) error {
 	if err := t.g.WithContext(ctx).Exec("UPDATE products SET stock = stock + ? WHERE sku = ?", qty, sku).Error; err != nil {
 		return fmt.Errorf("gormdb: return %d of %q: %w", qty, sku, err)
-	}
-	return nil
-}
-
-// ReleaseQuota implements flashorder.Tx. The counter is clamped at zero rather
-// than refused: an order whose counter is missing or short (placed by a
-// strategy that keeps the limit elsewhere) must still be able to end, or the
-// expiry sweeper would retry it forever.
-func (t *tx) ReleaseQuota(ctx context.Context, userID, sku string, qty int64) error {
-	err := t.g.WithContext(ctx).Exec("UPDATE user_purchases SET quantity = CASE WHEN quantity > ? THEN quantity - ? ELSE 0 END WHERE user_id = ? AND sku = ?",
-		qty, qty, userID, sku).Error
-	if err != nil {
-		return fmt.Errorf("gormdb: release quota of %q for %q: %w", sku, userID, err)
 	}
 	return nil
 }

@@ -236,22 +236,3 @@ func (db *DB) Audit(ctx context.Context) (*flashorder.Audit, error) {
 	}
 	return audit, nil
 }
-
-// rebuildQuotas recounts, from the active orders, what every user holds of
-// sku. The caller holds sku's product row: every writer of the counters of a
-// limited SKU does, so none changes them meanwhile, and orders placed while
-// the SKU had no limit are counted.
-func (t *tx) rebuildQuotas(ctx context.Context, sku string) error {
-	g := t.g.WithContext(ctx)
-	if err := g.Exec("DELETE FROM user_purchases WHERE sku = ?", sku).Error; err != nil {
-		return fmt.Errorf("gormdb: rebuild the quotas of %q: %w", sku, err)
-	}
-	err := g.Exec(`INSERT INTO user_purchases (user_id, sku, quantity)
-		SELECT o.user_id, i.sku, SUM(i.quantity) FROM orders o JOIN order_items i ON i.order_id = o.id
-		WHERE i.sku = ? AND o.status IN (?, ?) GROUP BY o.user_id, i.sku`,
-		sku, flashorder.StatusCreated, flashorder.StatusPaid).Error
-	if err != nil {
-		return fmt.Errorf("gormdb: rebuild the quotas of %q: %w", sku, err)
-	}
-	return nil
-}
