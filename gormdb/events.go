@@ -42,6 +42,7 @@ type eventRow struct {
 	SentUS   int64  `gorm:"column:sent_us;not null;default:0"`
 }
 
+// TableName names eventRow's table for GORM.
 func (eventRow) TableName() string { return "events" }
 
 func (r *eventRow) event() *flashorder.Event {

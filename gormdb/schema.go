@@ -35,6 +35,7 @@ type productRow struct {
 	AdmissionFactor float64 `gorm:"column:admission_factor;not null;default:0"`
 }
 
+// TableName names productRow's table for GORM.
 func (productRow) TableName() string { return "products" }
 
 func (r *productRow) product() *flashorder.Product {
@@ -92,6 +93,7 @@ type orderRow struct {
 	Fingerprint string  `gorm:"column:fingerprint;size:64;not null"`
 }
 
+// TableName names orderRow's table for GORM.
 func (orderRow) TableName() string { return "orders" }
 
 // orderItemRow is one line of an order; position keeps the request's order.
@@ -103,6 +105,7 @@ type orderItemRow struct {
 	PriceCents int64  `gorm:"column:price_cents;not null"`
 }
 
+// TableName names orderItemRow's table for GORM.
 func (orderItemRow) TableName() string { return "order_items" }
 
 // userPurchaseRow counts the units of a SKU that a user holds in active
@@ -115,6 +118,7 @@ type userPurchaseRow struct {
 	Quantity int64  `gorm:"column:quantity;not null"`
 }
 
+// TableName names userPurchaseRow's table for GORM.
 func (userPurchaseRow) TableName() string { return "user_purchases" }
 
 func keyHash(key string) *string {

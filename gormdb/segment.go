@@ -18,6 +18,7 @@ type segmentRow struct {
 	Stock   int64  `gorm:"column:stock;not null"`
 }
 
+// TableName names segmentRow's table for GORM.
 func (segmentRow) TableName() string { return "stock_segments" }
 
 // TakeFromSegment takes qty units of sku from one segment that has them,
