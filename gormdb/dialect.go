@@ -117,11 +117,12 @@ type sqlConn interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// serverPool is the pool setting and the snapshot reads of the server
-// engines, PostgreSQL and MySQL.
-type serverPool struct{}
+// serverEngine is what the client-server engines, PostgreSQL and MySQL,
+// share: a pool of many connections, row locks, and snapshot reads at
+// REPEATABLE READ.
+type serverEngine struct{}
 
-func (serverPool) configurePool(sqlDB *sql.DB, opts Options) {
+func (serverEngine) configurePool(sqlDB *sql.DB, opts Options) {
 	n := opts.MaxConns
 	if n <= 0 {
 		n = DefaultMaxConns
@@ -131,11 +132,11 @@ func (serverPool) configurePool(sqlDB *sql.DB, opts Options) {
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 }
 
-func (serverPool) readTxOptions() *sql.TxOptions {
+func (serverEngine) readTxOptions() *sql.TxOptions {
 	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
 }
 
-func (serverPool) rowLocks() bool { return true }
+func (serverEngine) rowLocks() bool { return true }
 
 // migrateLockKey names the database lock that serialises schema migrations.
 const migrateLockKey = 0x666c6173686f72 // "flashor"

@@ -18,7 +18,7 @@ import (
 
 // mysqlDialect is MySQL and MariaDB through go-sql-driver.
 type mysqlDialect struct {
-	serverPool
+	serverEngine
 	valuesStatements
 	// u is the database URL with the settings of Options that go in it.
 	u *url.URL

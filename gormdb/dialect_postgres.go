@@ -22,7 +22,7 @@ import (
 // unnested into rows: fixed statement text whatever the batch holds, so pgx
 // prepares each once per connection.
 type postgresDialect struct {
-	serverPool
+	serverEngine
 	dsn string
 }
 
