@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -77,9 +78,11 @@ type scenario struct {
 	// the victim instance and the database.
 	proxyVictim bool
 	// env is extra environment of single instances (see cluster.Options.Env).
-	env     map[int][]string
-	clients int
-	load    time.Duration
+	env map[int][]string
+	// instances is the number of orderd; the default is 3.
+	instances int
+	clients   int
+	load      time.Duration
 	// timeout is the clients' per-request timeout; the default is 10s.
 	timeout time.Duration
 	// think is each client's pause between requests (none by default).
@@ -147,6 +150,7 @@ func TestFaults(t *testing.T) {
 	t.Run("batchfail", s.batchFail)
 	t.Run("frozen", s.frozenHolders)
 	t.Run("partition", s.partitions)
+	t.Run("events", s.events)
 }
 
 // newSuite starts the services for t alone (skipping t when the services
@@ -227,7 +231,7 @@ func (s *suite) run(t *testing.T, sc scenario) *cluster.Report {
 		u.Host = proxy.Addr()
 		instanceArgs = map[int][]string{victim: {"--db", u.String()}}
 	}
-	cl := cluster.Start(t, cluster.Options{Binary: s.bin, N: 3, Args: args, InstanceArgs: instanceArgs, Env: sc.env})
+	cl := cluster.Start(t, cluster.Options{Binary: s.bin, N: cmp.Or(sc.instances, 3), Args: args, InstanceArgs: instanceArgs, Env: sc.env})
 	rec := cluster.NewRecorder()
 	f := &fault{cl: cl, svc: s.svc, rec: rec, scale: s.scale, dbURL: dbURL, proxy: proxy}
 

@@ -38,6 +38,7 @@ func TestPatroniFaults(t *testing.T) {
 	t.Run("standbys-lost", func(t *testing.T) { p.standbysLost(t, false) })
 	t.Run("standbys-lost-strict", func(t *testing.T) { p.standbysLost(t, true) })
 	t.Run("sweeper", p.sweeper)
+	t.Run("events", p.events)
 }
 
 // Targets of the issue: a node crash is survived within 15s (the leader
@@ -316,22 +317,30 @@ func (p *patroniSuite) postmaster(t *testing.T, strategy string) {
 	p.singleFault(t, strategy, fmt.Sprintf("P2. Primary's postmaster killed (%s)", strategy),
 		fmt.Sprintf("SIGKILL the primary's postmaster at %s (Patroni lives on)", p.scale.faultAt),
 		func(ctx context.Context, f *fault) error {
-			m, err := f.svc.PatroniMembers(ctx)
-			if err != nil {
-				return err
-			}
-			old := cluster.PatroniRole(m, "leader")
-			f.faultAt = time.Now()
-			if err := f.svc.Kill(ctx, "patroni-postmaster"); err != nil {
-				return err
-			}
-			leader, err := newLeader(ctx, f, old)
+			old, leader, err := killPrimary(ctx, f, "patroni-postmaster")
 			if err != nil {
 				return err
 			}
 			f.note("%s's postmaster killed; %s was primary %s later", old, leader, time.Since(f.faultAt).Round(time.Millisecond))
 			return nil
 		})
+}
+
+// killPrimary kills part of the primary of the moment (services.sh kill
+// patroni-primary: the node; patroni-postmaster: its postmaster), sets
+// f.faultAt, waits until another member leads, and returns both.
+func killPrimary(ctx context.Context, f *fault, part string) (old, leader string, err error) {
+	m, err := f.svc.PatroniMembers(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	old = cluster.PatroniRole(m, "leader")
+	f.faultAt = time.Now()
+	if err := f.svc.Kill(ctx, part); err != nil {
+		return old, "", err
+	}
+	leader, err = newLeader(ctx, f, old)
+	return old, leader, err
 }
 
 // switchover: the primary is moved to the synchronous standby on purpose
