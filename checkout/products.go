@@ -47,6 +47,10 @@ type ProductCache struct {
 
 	entries sync.Map // SKU -> *cachedProduct
 	loads   singleflight.Group
+	// touches counts the Touches of each SKU (SKU -> *atomic.Uint64): a
+	// read that a Touch overtook may hold the stock from before the
+	// change, so what it keeps stays stale.
+	touches sync.Map
 	// epoch grows with every Forget: a read that started before one is
 	// not kept.
 	epoch atomic.Uint64
@@ -91,9 +95,19 @@ func (c *ProductCache) Lookup(ctx context.Context, sku string) (*flashorder.Prod
 // Touch tells the cache that this instance changed sku's stock: the next
 // Product reads it again (one read for all who ask at once).
 func (c *ProductCache) Touch(sku string) {
+	c.touchCount(sku).Add(1)
 	if v, ok := c.entries.Load(sku); ok {
 		v.(*cachedProduct).stale.Store(true)
 	}
+}
+
+// touchCount returns sku's Touch counter.
+func (c *ProductCache) touchCount(sku string) *atomic.Uint64 {
+	if v, ok := c.touches.Load(sku); ok {
+		return v.(*atomic.Uint64)
+	}
+	v, _ := c.touches.LoadOrStore(sku, new(atomic.Uint64))
+	return v.(*atomic.Uint64)
 }
 
 // WindowRefusal returns sku's answer to an order at now as far as its sale
@@ -152,23 +166,42 @@ func (c *ProductCache) fresh(sku string, staleOK bool) *cachedProduct {
 const refreshTimeout = 5 * time.Second
 
 // load reads sku from the store, once for all concurrent callers, and keeps
-// what it read unless a Forget ran meanwhile.
+// what it read unless a Forget ran meanwhile (stale when a Touch overtook
+// the read). A caller that touched sku after the read it joined began reads
+// again: that read may predate the caller's own change.
 func (c *ProductCache) load(ctx context.Context, sku string) (*flashorder.Product, error) {
-	v, err, _ := c.loads.Do(sku, func() (any, error) {
-		epoch := c.epoch.Load()
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
-		defer cancel()
-		p, err := c.store.Product(ctx, sku)
-		if err != nil && flashorder.ErrorCode(err) != flashorder.ENOTFOUND {
-			return nil, err // a failure: not kept
+	touched := c.touchCount(sku)
+	seen := touched.Load()
+	for {
+		v, err, _ := c.loads.Do(sku, func() (any, error) {
+			epoch, began := c.epoch.Load(), touched.Load()
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+			defer cancel()
+			p, err := c.store.Product(ctx, sku)
+			if err != nil && flashorder.ErrorCode(err) != flashorder.ENOTFOUND {
+				return nil, err // a failure: not kept
+			}
+			if e := c.keep(sku, p, err, epoch); e != nil && touched.Load() != began {
+				e.stale.Store(true) // a Touch overtook the read
+			}
+			return &loaded{p: p, err: err, began: began}, nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		c.keep(sku, p, err, epoch)
-		return p, err
-	})
-	if err != nil {
-		return nil, err
+		l := v.(*loaded)
+		if l.began >= seen {
+			return l.p, l.err
+		}
 	}
-	return v.(*flashorder.Product), nil
+}
+
+// loaded is one read of load: the product (or ENOTFOUND), and the Touch
+// count when the read began.
+type loaded struct {
+	p     *flashorder.Product
+	err   error
+	began uint64
 }
 
 // Put keeps p, read from the database after epoch was taken (Epoch), as
@@ -180,7 +213,7 @@ func (c *ProductCache) Put(p *flashorder.Product, epoch uint64) {
 // Epoch returns the cache's change count, for Put.
 func (c *ProductCache) Epoch() uint64 { return c.epoch.Load() }
 
-func (c *ProductCache) keep(sku string, p *flashorder.Product, err error, epoch uint64) {
+func (c *ProductCache) keep(sku string, p *flashorder.Product, err error, epoch uint64) *cachedProduct {
 	now := c.Now().UnixNano()
 	e := &cachedProduct{p: p, err: err, expires: now + int64(c.TTL), refreshAt: now + int64(c.TTL)/2}
 	if p != nil && p.StartsAt != nil {
@@ -194,7 +227,9 @@ func (c *ProductCache) keep(sku string, p *flashorder.Product, err error, epoch 
 	// entry or moved the epoch on, and then it goes here.
 	if c.epoch.Load() != epoch {
 		c.entries.CompareAndDelete(sku, e)
+		return nil
 	}
+	return e
 }
 
 // Forget drops sku here (not in other instances: see Store).

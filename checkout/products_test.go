@@ -116,3 +116,41 @@ func TestProductCache(t *testing.T) {
 		t.Fatalf("after a Forget that overtook a read: stock %d, want 1", p.Stock)
 	}
 }
+
+// TestProductCacheTouchOvertakesRead forces a Touch (this instance's order)
+// between a read's start and its end: the read holds the stock from before
+// the order. What it keeps is stale for Product, and a caller that touched
+// and then joined that read reads again: neither sees the old stock.
+func TestProductCacheTouchOvertakesRead(t *testing.T) {
+	db := placertest.Open(t, testenv.SQLiteURL(t))
+	put(t, db, "t", 5, 0)
+	store := &gatedStore{countingStore: countingStore{Store: db}}
+	cache := checkout.NewProductCache(store)
+	cache.TTL = time.Hour
+	ctx := context.Background()
+
+	store.started, store.release = make(chan struct{}, 2), make(chan struct{})
+	first := make(chan *flashorder.Product, 1)
+	go func() { p, _ := cache.Product(ctx, "t"); first <- p }()
+	<-store.started // the read has the stock before the order: 5
+	// The order: the stock changes in the database, then the instance
+	// touches the product and asks for it, joining the read in flight.
+	if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "t", Name: "t", PriceCents: 100, Stock: 4}); err != nil {
+		t.Fatal(err)
+	}
+	cache.Touch("t")
+	second := make(chan *flashorder.Product, 1)
+	go func() { p, _ := cache.Product(ctx, "t"); second <- p }()
+	time.Sleep(50 * time.Millisecond) // it joins the read in flight
+	close(store.release)
+	if p := <-first; p.Stock != 5 {
+		t.Fatalf("the read that began before the order: stock %d, want 5", p.Stock)
+	}
+	if p := <-second; p.Stock != 4 {
+		t.Fatalf("a caller that touched, then joined the older read: stock %d, want 4", p.Stock)
+	}
+	store.started = nil
+	if p, _ := cache.Product(ctx, "t"); p.Stock != 4 {
+		t.Fatalf("after the overtaken read: stock %d, want 4", p.Stock)
+	}
+}
