@@ -40,6 +40,11 @@ func TestWebhookEndpointFaults(t *testing.T) {
 	}
 	const others = 60 - 3
 	const maxAttempts, minBackoff, timeout = 4, 200 * time.Millisecond, 3 * time.Second
+	// transitSlack bounds how long a request takes from the client to the
+	// endpoint's handler on loopback, even on a loaded machine (one run
+	// measured the timed-out attempt's gap 0.3 ms short of timeout plus
+	// backoff): far below the backoff checked.
+	const transitSlack = 50 * time.Millisecond
 
 	var mu sync.Mutex
 	attemptsAt := map[string][]time.Time{} // A's and B's attempts
@@ -158,7 +163,10 @@ func TestWebhookEndpointFaults(t *testing.T) {
 		for i := 1; i < len(at); i++ {
 			want := minBackoff << (i - 1) / 2
 			if o == b && i == 1 {
-				want += timeout // the first attempt timed out
+				// The first attempt timed out: its timeout ran from
+				// when the client sent it, a moment before it reached
+				// the endpoint (where at[0] was taken).
+				want += timeout - transitSlack
 			}
 			if gap := at[i].Sub(at[i-1]); gap < want {
 				t.Errorf("order %s: attempt %d %s after the one before, want at least %s of backoff", o, i+1, gap, want)
