@@ -33,26 +33,30 @@ func OpenClientTimeout(rawURL string, timeout time.Duration) (*goredis.Client, e
 	if err != nil {
 		return nil, fmt.Errorf("redis: parse URL: %w", err)
 	}
-	if opt.DialTimeout == 0 {
-		opt.DialTimeout = 2 * DefaultTimeout
-	}
-	if opt.ReadTimeout == 0 {
-		opt.ReadTimeout = timeout
-	}
-	if opt.WriteTimeout == 0 {
-		opt.WriteTimeout = timeout
-	}
-	if opt.PoolTimeout == 0 {
-		opt.PoolTimeout = timeout
-	}
+	defaults(timeout, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, &opt.DialerRetries)
 	if opt.MaxRetries == 0 {
 		opt.MaxRetries = -1
 	}
-	if opt.DialerRetries == 0 {
-		opt.DialerRetries = 1
-	}
 	opt.ContextTimeoutEnabled = true
 	return goredis.NewClient(opt), nil
+}
+
+// defaults fills the timeouts a URL left unset, of a single-node client's
+// options or a cluster's (go-redis has no type for what they share):
+// dialing 2 x DefaultTimeout, reads, writes and the pool's wait timeout,
+// one dial attempt.
+func defaults(timeout time.Duration, dial, read, write, pool *time.Duration, dialerRetries *int) {
+	if *dial == 0 {
+		*dial = 2 * DefaultTimeout
+	}
+	for _, d := range []*time.Duration{read, write, pool} {
+		if *d == 0 {
+			*d = timeout
+		}
+	}
+	if *dialerRetries == 0 {
+		*dialerRetries = 1
+	}
 }
 
 // Cluster URL schemes: OpenUniversalClient takes a Redis Cluster as
@@ -96,23 +100,9 @@ func OpenUniversalClient(rawURL string, timeout time.Duration) (goredis.Universa
 	if err != nil {
 		return nil, err
 	}
-	if opt.DialTimeout == 0 {
-		opt.DialTimeout = 2 * DefaultTimeout
-	}
-	if opt.ReadTimeout == 0 {
-		opt.ReadTimeout = timeout
-	}
-	if opt.WriteTimeout == 0 {
-		opt.WriteTimeout = timeout
-	}
-	if opt.PoolTimeout == 0 {
-		opt.PoolTimeout = timeout
-	}
+	defaults(timeout, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, &opt.DialerRetries)
 	if opt.MaxRedirects == 0 {
 		opt.MaxRedirects = DefaultMaxRedirects
-	}
-	if opt.DialerRetries == 0 {
-		opt.DialerRetries = 1
 	}
 	opt.ContextTimeoutEnabled = true
 	return goredis.NewClusterClient(opt), nil
