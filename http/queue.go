@@ -26,10 +26,10 @@ type WaitingRoom interface {
 	Poll(ctx context.Context, ticketID string) (queue.Place, error)
 	// CheckOrder checks the admission of an order request (nil, nil: the
 	// order needs none) and makes it idempotent by its admission.
-	CheckOrder(ctx context.Context, req *flashorder.PlaceOrderRequest, token, clientKey string) (*queue.Admitted, error)
+	CheckOrder(ctx context.Context, req *flashorder.PlaceOrderRequest, token, clientKey string) (*queue.Admission, error)
 	// Done ends the admission once the order is answered and returns the
 	// error to answer with.
-	Done(ctx context.Context, a *queue.Admitted, replayed bool, err error) error
+	Done(ctx context.Context, a *queue.Admission, replayed bool, err error) error
 }
 
 // placeView is a ticket as the queue endpoints answer it.
@@ -166,7 +166,7 @@ func (s *Server) pollQueue(c *gin.Context) {
 
 // checkAdmission checks the admission of an order request when the server
 // has a waiting room: nil, nil when the order needs none.
-func (s *Server) checkAdmission(ctx context.Context, c *gin.Context, req *flashorder.PlaceOrderRequest, clientKey string) (*queue.Admitted, error) {
+func (s *Server) checkAdmission(ctx context.Context, c *gin.Context, req *flashorder.PlaceOrderRequest, clientKey string) (*queue.Admission, error) {
 	if s.cfg.Room == nil {
 		return nil, nil
 	}

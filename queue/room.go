@@ -294,12 +294,6 @@ func storeError(err error) error {
 	return &flashorder.Error{Code: flashorder.EUNAVAILABLE, Message: "the waiting room is unavailable; retry shortly", Err: err}
 }
 
-// Admitted is an order's checked admission: what Done needs once the order
-// is answered.
-type Admitted struct {
-	Admission
-}
-
 // CheckOrder checks the admission of req, an order request carrying token
 // (the Admission-Token header, "" when absent) and clientKey (its
 // Idempotency-Key, "" when absent). An order without a product sold through
@@ -310,7 +304,7 @@ type Admitted struct {
 // without one), so that a retry with the same Idempotency-Key replays the
 // order and any other use of the token is refused as admission_used (see
 // Done). It makes no round trip when the catalog has the products.
-func (r *Room) CheckOrder(ctx context.Context, req *flashorder.PlaceOrderRequest, token, clientKey string) (*Admitted, error) {
+func (r *Room) CheckOrder(ctx context.Context, req *flashorder.PlaceOrderRequest, token, clientKey string) (*Admission, error) {
 	var qid, sku string
 	for _, it := range req.Items {
 		p, err := r.catalog.Product(ctx, it.SKU)
@@ -349,7 +343,7 @@ func (r *Room) CheckOrder(ctx context.Context, req *flashorder.PlaceOrderRequest
 	}
 	req.IdempotencyKey = AdmissionKeyPrefix + a.TicketID
 	req.Fingerprint = admissionFingerprint(req.OrderRequest.Fingerprint(), clientKey)
-	return &Admitted{Admission: a}, nil
+	return &a, nil
 }
 
 // admissionFingerprint folds the client's Idempotency-Key into an
@@ -376,7 +370,7 @@ func admissionFingerprint(fingerprint, clientKey string) string {
 // and its place goes to the next buyer. An idempotency conflict on the
 // admission's key is a second use: admission_used. A failure (the database
 // unavailable) leaves the admission to a retry.
-func (r *Room) Done(ctx context.Context, a *Admitted, replayed bool, err error) error {
+func (r *Room) Done(ctx context.Context, a *Admission, replayed bool, err error) error {
 	if a == nil {
 		return err
 	}
