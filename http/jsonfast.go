@@ -444,6 +444,10 @@ func encodePlace(p queue.Place, now time.Time) []byte {
 		b = append(b, `,"admission_expires_at":"`...)
 		b = p.Admission.ExpiresAt.UTC().AppendFormat(b, time.RFC3339Nano)
 		b = append(b, '"')
+		if n := p.Admission.Number; n != 0 {
+			b = append(b, `,"admission_number":`...)
+			b = strconv.AppendInt(b, n, 10)
+		}
 	}
 	b = append(b, `,"server_time":"`...)
 	b = now.UTC().AppendFormat(b, time.RFC3339Nano)

@@ -340,7 +340,7 @@ func TestEncodePlace(t *testing.T) {
 		}
 		if rng.IntN(2) == 0 {
 			p.Token = ids[rng.IntN(len(ids))] + ".sig"
-			p.Admission = &queue.Admission{ExpiresAt: base.Add(time.Duration(rng.Int64N(int64(time.Hour))))}
+			p.Admission = &queue.Admission{ExpiresAt: base.Add(time.Duration(rng.Int64N(int64(time.Hour)))), Number: rng.Int64N(3) * rng.Int64N(1<<40)}
 		}
 		now := base.Add(time.Duration(rng.Int64N(int64(3 * time.Hour))))
 		want, err := json.Marshal(newPlaceView(p, now))

@@ -48,7 +48,11 @@ type placeView struct {
 	// AdmissionExpiresAt is when it lapses unused.
 	AdmissionToken     string     `json:"admission_token,omitempty"`
 	AdmissionExpiresAt *time.Time `json:"admission_expires_at,omitempty"`
-	ServerTime         time.Time  `json:"server_time"`
+	// AdmissionNumber is the admission's place in the queue's admission
+	// order (1 for the first): one round's admissions share their moment,
+	// not their number.
+	AdmissionNumber int64     `json:"admission_number,omitempty"`
+	ServerTime      time.Time `json:"server_time"`
 }
 
 // newPlaceView returns p as the API shows it at now: the reference that
@@ -64,6 +68,7 @@ func newPlaceView(p queue.Place, now time.Time) placeView {
 		v.AdmissionToken = p.Token
 		at := p.Admission.ExpiresAt.UTC()
 		v.AdmissionExpiresAt = &at
+		v.AdmissionNumber = p.Admission.Number
 	}
 	return v
 }

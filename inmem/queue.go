@@ -44,6 +44,7 @@ type memTicket struct {
 	slot     int     // index in line; -1 in the pre-queue
 	seenAt   time.Time
 	expires  time.Time // of the admission
+	number   int64     // of the admission
 	seenEl   *list.Element
 	admEl    *list.Element
 }
@@ -58,6 +59,7 @@ type memQueue struct {
 	soldOut bool
 	ended   bool
 	used    int
+	admits  int64 // admissions made, the last one's number
 	waiting int
 	users   map[string]*memTicket
 	tickets map[string]*memTicket
@@ -197,7 +199,8 @@ func (s *QueueStore) Admit(_ context.Context, queueID string, stockLeft int, fac
 			continue
 		}
 		q.leaveLine(t)
-		t.state, t.expires = stAdmitted, now.Add(q.opts.AdmissionTTL)
+		q.admits++
+		t.state, t.expires, t.number = stAdmitted, now.Add(q.opts.AdmissionTTL), q.admits
 		t.admEl = q.adm.PushBack(t)
 		out = append(out, *q.view(t).Admission)
 		n--
@@ -348,7 +351,7 @@ func (q *memQueue) view(t *memTicket) queue.Ticket {
 		}
 	case stAdmitted, stUsed:
 		v.Status = queue.StatusAdmitted
-		v.Admission = &queue.Admission{TicketID: t.id, QueueID: q.id, UserID: t.user, ExpiresAt: t.expires, Used: t.state == stUsed}
+		v.Admission = &queue.Admission{TicketID: t.id, QueueID: q.id, UserID: t.user, ExpiresAt: t.expires, Used: t.state == stUsed, Number: t.number}
 	default:
 		v.Status = queue.StatusExpired
 	}

@@ -105,6 +105,7 @@ type queueUser struct {
 	ticket  string
 	token   string
 	expires time.Time // admission_expires_at: the admission's moment + the TTL
+	number  int64     // admission_number: its place in the admission order
 	// joinServer is the join's server_time (orderd's clock), joinAt the
 	// client's time of the join's answer, since the start of the run.
 	joinServer time.Time
@@ -235,6 +236,7 @@ type placeAnswer struct {
 	PollAfterMS        int64     `json:"poll_after_ms"`
 	AdmissionToken     string    `json:"admission_token"`
 	AdmissionExpiresAt time.Time `json:"admission_expires_at"`
+	AdmissionNumber    int64     `json:"admission_number"`
 	ServerTime         time.Time `json:"server_time"`
 }
 
@@ -344,7 +346,7 @@ func (q *queueRun) placed(ctx context.Context, w *worker, id int32, u *queueUser
 			d.finish(id, endRefused)
 			return
 		}
-		u.admitted, u.token, u.expires = true, p.AdmissionToken, p.AdmissionExpiresAt
+		u.admitted, u.token, u.expires, u.number = true, p.AdmissionToken, p.AdmissionExpiresAt, p.AdmissionNumber
 		u.step = qOrder
 		q.d.order(ctx, w, id, &d.users[id], time.Now())
 	case ticketWaiting:
@@ -578,14 +580,21 @@ type QueueResult struct {
 
 	// TauAfterT0 is Kendall's tau-b between the order in which the buyers
 	// who joined after T0 joined (the join's server_time) and the order in
-	// which they were admitted (admission_expires_at: the admission round's
-	// moment plus the TTL; one round's admissions tie), over the TauN of
-	// them admitted; nil when fewer than two were.
+	// which they were admitted (admission_number, the queue's own count of
+	// its admissions; admission_expires_at when orderd gives no number,
+	// where one round's admissions tie), over the TauN of them admitted;
+	// nil when fewer than two were. AdmitOrder says which it used:
+	// "number" or "round".
 	TauAfterT0 *float64 `json:"tau_after_t0,omitempty"`
 	TauN       int      `json:"tau_n"`
-	// GammaAfterT0 is Goodman and Kruskal's gamma of the same: the pairs
-	// admitted in one round left out, (C-D)/(C+D).
+	AdmitOrder string   `json:"admit_order,omitempty"`
+	// GammaAfterT0 is Goodman and Kruskal's gamma of the same: tied pairs
+	// left out, (C-D)/(C+D).
 	GammaAfterT0 *float64 `json:"gamma_after_t0,omitempty"`
+	// TauByRoundAfterT0 is tau-b against the admission rounds' moments
+	// (admission_expires_at) even when numbers are known: what a client
+	// that sees only when it was admitted can measure.
+	TauByRoundAfterT0 *float64 `json:"tau_by_round_after_t0,omitempty"`
 	// PreQueueTest is the chi-square test of independence between the
 	// pre-queue's join times (PreQueueRows groups) and its admission
 	// order (groups of admission moments, and never admitted): a uniform
@@ -645,7 +654,13 @@ func (q *queueRun) result() *QueueResult {
 	res.JoinLatency, res.PollLatency = PercentilesOf(q.joinHist), PercentilesOf(q.pollHist)
 	q.hmu.Unlock()
 	t0 := q.d.startsAt
-	var lateJoin, lateAdmit, preJoin, preAdmit []float64
+	numbered := true
+	for i := range q.users {
+		if u := &q.users[i]; u.admitted && u.number <= 0 {
+			numbered = false
+		}
+	}
+	var lateJoin, lateAdmit, lateRound, preJoin, preAdmit []float64
 	for i := range q.users {
 		u := &q.users[i]
 		res.Units += u.units
@@ -662,9 +677,12 @@ func (q *queueRun) result() *QueueResult {
 		if u.admitted {
 			res.Admitted++
 		}
-		admit := math.Inf(1)
+		admit, round := math.Inf(1), math.Inf(1)
 		if u.admitted {
-			admit = float64(u.expires.UnixNano())
+			admit, round = float64(u.expires.UnixNano()), float64(u.expires.UnixNano())
+			if numbered {
+				admit = float64(u.number)
+			}
 		}
 		switch {
 		case u.preQueue:
@@ -674,6 +692,7 @@ func (q *queueRun) result() *QueueResult {
 		case !u.joinServer.Before(t0) && u.admitted:
 			lateJoin = append(lateJoin, float64(u.joinServer.UnixNano()))
 			lateAdmit = append(lateAdmit, admit)
+			lateRound = append(lateRound, round)
 		}
 	}
 	if res.Buyers > 0 {
@@ -686,8 +705,15 @@ func (q *queueRun) result() *QueueResult {
 		res.BotRatio = res.BotUnitShare / res.BotBuyerShare
 	}
 	res.TauN = len(lateJoin)
+	res.AdmitOrder = "round"
+	if numbered {
+		res.AdmitOrder = "number"
+	}
 	if tau := KendallTauB(lateJoin, lateAdmit); !math.IsNaN(tau) {
 		res.TauAfterT0 = &tau
+	}
+	if tau := KendallTauB(lateJoin, lateRound); !math.IsNaN(tau) {
+		res.TauByRoundAfterT0 = &tau
 	}
 	if g := GoodmanKruskalGamma(lateJoin, lateAdmit); !math.IsNaN(g) {
 		res.GammaAfterT0 = &g

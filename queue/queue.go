@@ -131,6 +131,11 @@ type Admission struct {
 	ExpiresAt time.Time
 	// Used reports that the admission was consumed.
 	Used bool
+	// Number is the admission's place in its queue's admission order: 1
+	// for the first admission the queue made, counting every instance's.
+	// The admissions of one round share their moment but not their number,
+	// so it shows the order in which the line was admitted.
+	Number int64
 }
 
 // Stats are a queue's counters.

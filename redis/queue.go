@@ -63,9 +63,11 @@ func (s *QueueStore) QueueKeys(queueID string) []string {
 
 // queuePrelude is the start of every script: its keys and arguments, and
 // tidy, which brings the queue to now (idle tickets leave, lapsed admissions
-// free their place). A ticket's record is "state|admission expiry|user";
-// states are w(aiting), a(dmitted), u(sed), x (left idle), e (admission
-// expired).
+// free their place). A ticket's record is "state|admission expiry|user",
+// followed by "|admission number" once admitted (a record without it reads
+// as never admitted, so records written before numbers existed still
+// parse); states are w(aiting), a(dmitted), u(sed), x (left idle), e
+// (admission expired).
 const queuePrelude = `
 local meta, line, seen, adm, users, tickets = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, idle, retention = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -81,13 +83,18 @@ end
 local function record(t)
   local rec = redis.call('HGET', tickets, t)
   if not rec then return nil end
-  local st, exp, user = string.match(rec, '^(%a)|(%-?%d+)|(.*)$')
-  return st, tonumber(exp), user
+  local st, exp, user, num = string.match(rec, '^(%a)|(%-?%d+)|([^|]*)|?(%d*)$')
+  return st, tonumber(exp), user, tonumber(num) or 0
 end
 
-local function setstate(t, st, exp)
-  local _, _, user = record(t)
-  redis.call('HSET', tickets, t, st .. '|' .. exp .. '|' .. user)
+-- setstate sets t's state and admission expiry; num, when given, is its
+-- admission's number (else the one it has is kept).
+local function setstate(t, st, exp, num)
+  local _, _, user, old = record(t)
+  num = num or old
+  local rec = st .. '|' .. exp .. '|' .. user
+  if num > 0 then rec = rec .. '|' .. num end
+  redis.call('HSET', tickets, t, rec)
 end
 
 local function leave(t)
@@ -137,9 +144,10 @@ local function touch(t)
   if last and now > last then redis.call('ZADD', seen, now, t) end
 end
 
--- view returns {id, status, position, prequeue, expiry, user, used}.
+-- view returns {id, status, position, prequeue, expiry, user, used,
+-- admission number}.
 local function view(t)
-  local st, exp, user = record(t)
+  local st, exp, user, num = record(t)
   if st == 'w' then
     local status = 'waiting'
     if redis.call('HGET', meta, 'ended') == '1' then
@@ -148,15 +156,15 @@ local function view(t)
       status = 'sold_out'
     end
     if redis.call('HGET', meta, 'started') == '1' then
-      return {t, status, redis.call('ZRANK', line, t) + 1, 0, 0, user, 0}
+      return {t, status, redis.call('ZRANK', line, t) + 1, 0, 0, user, 0, 0}
     end
-    return {t, status, 0, 1, 0, user, 0}
+    return {t, status, 0, 1, 0, user, 0, 0}
   elseif st == 'a' or st == 'u' then
     local used = 0
     if st == 'u' then used = 1 end
-    return {t, 'admitted', 0, 0, exp, user, used}
+    return {t, 'admitted', 0, 0, exp, user, used, num}
   end
-  return {t, 'expired', 0, 0, 0, user, 0}
+  return {t, 'expired', 0, 0, 0, user, 0, 0}
 end
 
 tidy()
@@ -196,8 +204,8 @@ return view(t)
 `)
 
 // ARGV: now, idle, retention, admission TTL, limit, stock left > 0 (1 or
-// 0), used seen (-1: not checked). Returns ticket id, user, ... of the
-// tickets admitted, or {'stale'}.
+// 0), used seen (-1: not checked). Returns ticket id, user, admission
+// number, ... of the tickets admitted, or {'stale'}.
 var queueAdmit = goredis.NewScript(queuePrelude + `
 local usedseen = tonumber(ARGV[7])
 if usedseen >= 0 and tonumber(redis.call('HGET', meta, 'used') or '0') ~= usedseen then return {'stale'} end
@@ -216,10 +224,12 @@ while n > 0 do
   else
     leave(t)
     redis.call('ZADD', adm, exp, t)
-    setstate(t, 'a', exp)
+    local num = redis.call('HINCRBY', meta, 'admits', 1)
+    setstate(t, 'a', exp, num)
     local _, _, user = record(t)
     table.insert(out, t)
     table.insert(out, user)
+    table.insert(out, num)
     n = n - 1
   end
 end
@@ -232,13 +242,13 @@ var queueUse = goredis.NewScript(queuePrelude + `
 local t = ARGV[4]
 if not record(t) then return {'unknown'} end
 check(t)
-local st, exp, user = record(t)
+local st, exp, user, num = record(t)
 if st == 'a' then
   redis.call('ZREM', adm, t)
   setstate(t, 'u', exp)
   redis.call('HINCRBY', meta, 'used', 1)
   keep()
-  return {'ok', exp, user}
+  return {'ok', exp, user, num}
 elseif st == 'u' then
   return {'used'}
 elseif st == 'e' then
@@ -281,7 +291,7 @@ func (s *QueueStore) base(now time.Time) []any {
 
 // ticket turns a view (see the scripts) into a queue.Ticket.
 func ticket(queueID string, v []any) (queue.Ticket, error) {
-	if len(v) != 7 {
+	if len(v) != 8 {
 		return queue.Ticket{}, fmt.Errorf("redis: queue %q: unexpected answer %v", queueID, v)
 	}
 	str := func(i int) string { s, _ := v[i].(string); return s }
@@ -289,7 +299,7 @@ func ticket(queueID string, v []any) (queue.Ticket, error) {
 	t := queue.Ticket{ID: str(0), QueueID: queueID, UserID: str(5), Status: queue.Status(str(1)), Position: int(num(2)), PreQueue: num(3) == 1}
 	if t.Status == queue.StatusAdmitted {
 		t.Admission = &queue.Admission{TicketID: t.ID, QueueID: queueID, UserID: t.UserID,
-			ExpiresAt: time.UnixMilli(num(4)).UTC(), Used: num(6) == 1}
+			ExpiresAt: time.UnixMilli(num(4)).UTC(), Used: num(6) == 1, Number: num(7)}
 	}
 	return t, nil
 }
@@ -340,11 +350,12 @@ func (s *QueueStore) Admit(ctx context.Context, queueID string, stockLeft int, f
 		return nil, queue.ErrStale
 	}
 	exp := time.UnixMilli(now.UnixMilli() + s.opts.AdmissionTTL.Milliseconds()).UTC()
-	out := make([]queue.Admission, 0, len(v)/2)
-	for i := 0; i+1 < len(v); i += 2 {
+	out := make([]queue.Admission, 0, len(v)/3)
+	for i := 0; i+2 < len(v); i += 3 {
 		id, _ := v[i].(string)
 		user, _ := v[i+1].(string)
-		out = append(out, queue.Admission{TicketID: id, QueueID: queueID, UserID: user, ExpiresAt: exp})
+		n, _ := v[i+2].(int64)
+		out = append(out, queue.Admission{TicketID: id, QueueID: queueID, UserID: user, ExpiresAt: exp, Number: n})
 	}
 	return out, nil
 }
@@ -360,7 +371,8 @@ func (s *QueueStore) Use(ctx context.Context, ticketID string, now time.Time) (q
 	case "ok":
 		exp, _ := v[1].(int64)
 		user, _ := v[2].(string)
-		return queue.Admission{TicketID: ticketID, QueueID: queueID, UserID: user, ExpiresAt: time.UnixMilli(exp).UTC(), Used: true}, nil
+		n, _ := v[3].(int64)
+		return queue.Admission{TicketID: ticketID, QueueID: queueID, UserID: user, ExpiresAt: time.UnixMilli(exp).UTC(), Used: true, Number: n}, nil
 	case "used":
 		return queue.Admission{}, queue.ErrAdmissionUsed
 	case "expired":

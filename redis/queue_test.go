@@ -2,9 +2,12 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashorder/flashorder/internal/testkit/testenv"
 	"github.com/flashorder/flashorder/queue"
@@ -65,6 +68,36 @@ func TestQueueStoreRetention(t *testing.T) {
 		if exists := c.Exists(context.Background(), k).Val() == 1; exists && (ttl <= 0 || ttl > time.Hour) {
 			t.Errorf("key %s: TTL %v, want within (0, 1h]", k, ttl)
 		}
+	}
+}
+
+// TestQueueStoreUnnumberedRecord checks that a ticket record written before
+// admissions were numbered ("state|expiry|user") still reads and uses: an
+// admission of number 0, as a rolling upgrade in the middle of a sale meets.
+func TestQueueStoreUnnumberedRecord(t *testing.T) {
+	c := client(t)
+	s := redis.NewQueueStore(c, queue.Options{})
+	s.Prefix, s.Timeout = prefix(), 5*time.Second
+	ctx, now, q := context.Background(), time.Now(), queue.ProductQueue("old-1")
+	tk, err := s.Join(ctx, q, "u-old", now, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := now.Add(time.Minute).UnixMilli()
+	keys := s.QueueKeys(q)
+	c.ZRem(ctx, keys[1], tk.ID)
+	c.ZRem(ctx, keys[2], tk.ID)
+	c.ZAdd(ctx, keys[3], goredis.Z{Score: float64(exp), Member: tk.ID})
+	c.HSet(ctx, keys[5], tk.ID, fmt.Sprintf("a|%d|u-old", exp))
+	got, err := s.Poll(ctx, tk.ID, now)
+	if err != nil || got.Status != queue.StatusAdmitted || got.Admission == nil || got.Admission.UserID != "u-old" || got.Admission.Number != 0 {
+		t.Fatalf("poll of an unnumbered admission: %+v, %v", got, err)
+	}
+	if a, err := s.Use(ctx, tk.ID, now); err != nil || a.UserID != "u-old" || a.Number != 0 {
+		t.Fatalf("use of an unnumbered admission: %+v, %v", a, err)
+	}
+	if rec := c.HGet(ctx, keys[5], tk.ID).Val(); rec != fmt.Sprintf("u|%d|u-old", exp) {
+		t.Fatalf("used record %q", rec)
 	}
 }
 

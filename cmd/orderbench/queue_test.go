@@ -47,8 +47,8 @@ func TestQueueDropEndToEnd(t *testing.T) {
 	if q.Admission != loadtest.AdmissionQueue || q.Bots != 40 || q.Buyers != 400 || q.Tickets < 440 || q.PreQueue == 0 {
 		t.Errorf("queue result %+v", q)
 	}
-	if q.TauAfterT0 == nil || *q.TauAfterT0 < -1 || *q.TauAfterT0 > 1 || q.TauN < 2 {
-		t.Errorf("tau after T0: %v over %d", q.TauAfterT0, q.TauN)
+	if q.TauAfterT0 == nil || *q.TauAfterT0 < -1 || *q.TauAfterT0 > 1 || q.TauN < 2 || q.AdmitOrder != "number" || q.TauByRoundAfterT0 == nil {
+		t.Errorf("tau after T0: %v over %d by %q (by round %v)", q.TauAfterT0, q.TauN, q.AdmitOrder, q.TauByRoundAfterT0)
 	}
 	if pq := q.PreQueueTest; pq == nil || pq.P < 0 || pq.P > 1 || math.IsNaN(pq.Stat) || pq.DF < 0 {
 		t.Errorf("pre-queue test %+v", pq)

@@ -22,10 +22,16 @@ func writeQueue(w io.Writer, res *loadtest.Result) {
 			tau = fmt.Sprintf("%.4f", *q.TauAfterT0)
 		}
 		if q.GammaAfterT0 != nil {
-			tau += fmt.Sprintf("; gamma %.4f (the pairs admitted in one round left out)", *q.GammaAfterT0)
+			tau += fmt.Sprintf("; gamma %.4f (tied pairs left out)", *q.GammaAfterT0)
 		}
-		fmt.Fprintf(w, "fairness   Kendall tau-b after T0 (join order vs admission order, %s buyers who joined after T0 and were admitted): %s\n",
-			thousands(int64(q.TauN)), tau)
+		order := "the admission numbers"
+		if q.AdmitOrder != "number" {
+			order = "the admission rounds' moments"
+		} else if q.TauByRoundAfterT0 != nil {
+			tau += fmt.Sprintf("; by admission round only %.4f (one round's admissions tie)", *q.TauByRoundAfterT0)
+		}
+		fmt.Fprintf(w, "fairness   Kendall tau-b after T0 (join order vs admission order by %s, %s buyers who joined after T0 and were admitted): %s\n",
+			order, thousands(int64(q.TauN)), tau)
 		if pq := q.PreQueueTest; pq != nil && pq.DF == 0 {
 			fmt.Fprintf(w, "           pre-queue against a uniform shuffle: n/a: its %s tickets were admitted (or not) all alike, no order to test\n", thousands(pq.N))
 		} else if pq != nil {

@@ -44,6 +44,7 @@ func Run(t *testing.T, b Backend) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	t.Run("PreQueueShuffle", func(t *testing.T) { testShuffle(t, b) })
 	t.Run("FIFOAfterStart", func(t *testing.T) { testFIFO(t, b) })
+	t.Run("AdmissionNumbers", func(t *testing.T) { testNumbers(t, b) })
 	t.Run("OnePlacePerUser", func(t *testing.T) { testOnePlace(t, b) })
 	t.Run("AdmissionBound", func(t *testing.T) { testBound(t, b) })
 	t.Run("SingleUse", func(t *testing.T) { testSingleUse(t, b) })
@@ -223,6 +224,54 @@ func testFIFO(t *testing.T, b Backend) {
 	tk := join(t, s, q, us[12], t0, now)
 	wantStatus(t, tk, queue.StatusWaiting, 3)
 	wantStats(t, s, q, now, 10, 10, 0)
+}
+
+// testNumbers checks that admissions are numbered 1, 2, ... in the order
+// the line was admitted, across rounds and stores (when they share state),
+// that polls and Use show a ticket's number, and that the place a lapsed
+// admission gives back is admitted under a new number.
+func testNumbers(t *testing.T, b Backend) {
+	stores := storesOf(t, b)
+	q := queueID("numbers")
+	us := users("n", 8)
+	tickets := make([]queue.Ticket, len(us))
+	for i, u := range us {
+		tickets[i] = join(t, stores[i%len(stores)], q, u, t0, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	now := t0.Add(time.Second)
+	var got []int64
+	for i, stock := range []int{3, 5} { // two rounds, on two stores when shared
+		for _, a := range admit(t, stores[i%len(stores)], q, stock, 1, now) {
+			got = append(got, a.Number)
+		}
+	}
+	if !slices.Equal(got, []int64{1, 2, 3, 4, 5}) {
+		t.Fatalf("admission numbers %v, want 1..5", got)
+	}
+	for i, tk := range tickets[:5] {
+		if p := poll(t, stores[len(stores)-1], tk.ID, now); p.Admission == nil || p.Admission.Number != int64(i+1) {
+			t.Fatalf("ticket %d polls %+v, want admission number %d", i, p.Admission, i+1)
+		}
+	}
+	if p := poll(t, stores[0], tickets[5].ID, now); p.Status != queue.StatusWaiting || p.Admission != nil {
+		t.Fatalf("waiting ticket polls %+v", p)
+	}
+	a, err := stores[0].Use(ctx, tickets[1].ID, now)
+	if err != nil || a.Number != 2 {
+		t.Fatalf("use: %+v, %v; want number 2", a, err)
+	}
+	// The four unused admissions lapse while the rest keep polling; their
+	// places go to the next in line, under the numbers that follow.
+	later := now.Add(TTL)
+	for at := now; !at.After(later); at = at.Add(Idle / 2) {
+		for _, tk := range tickets[5:] {
+			poll(t, stores[0], tk.ID, at)
+		}
+	}
+	as := admit(t, stores[0], q, 4, 1, later)
+	if got := admittedUsers(as); !slices.Equal(got, us[5:]) || as[0].Number != 6 || as[2].Number != 8 {
+		t.Fatalf("after the lapse admitted %+v, want %v numbered 6..8", as, us[5:])
+	}
 }
 
 // testOnePlace joins one user 50 times at once (on two stores when they
