@@ -37,6 +37,9 @@ type AuditReport struct {
 	Window *WindowCheck `json:"window,omitempty"`
 	// Queue is a drop's waiting-room check; nil without the queue.
 	Queue *QueueAudit `json:"queue,omitempty"`
+	// Events is the check of the run's order events; nil without
+	// Config.Events.
+	Events *EventsAudit `json:"events,omitempty"`
 }
 
 // WindowCheck is a drop's audit of the sale window: every order answered 201
@@ -131,6 +134,9 @@ func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[
 		if q := r.drop.q; q != nil && q.queue {
 			rep.Queue = q.audit(byID, &v)
 		}
+	}
+	if r.events != nil {
+		rep.Events = r.auditEvents(ctx, admin, byID, &v)
 	}
 	r.readBack(ctx, admin, byID, rep, &v)
 	rep.Violations = v.list

@@ -187,6 +187,14 @@ type Config struct {
 	// since it runs on the hot path. Fault tests use it to time outages and
 	// to tell the targets' answers apart.
 	OnAnswer func(AnswerEvent) `json:"-"`
+	// Events, when set, is where orderd publishes its order events (its
+	// --events): nats://host:port[,host:port]/subject-prefix. The run
+	// consumes them from its start, and the audit checks them against the
+	// 201s (see EventsAudit) once the relay delivered them.
+	Events string `json:"events,omitempty"`
+	// EventsWait bounds the wait after the load for the relay to deliver
+	// the run's events; the default is DefaultEventsWait.
+	EventsWait time.Duration `json:"events_wait,omitempty"`
 }
 
 // The values Config.defaults gives zero fields; orderbench's flags show the
@@ -253,6 +261,12 @@ func (c *Config) defaults() error {
 	}
 	if c.AuditSample == 0 {
 		c.AuditSample = DefaultAuditSample
+	}
+	if c.EventsWait <= 0 {
+		c.EventsWait = DefaultEventsWait
+	}
+	if c.Events != "" && c.NoServer {
+		return errors.New("loadtest: events are audited against orderd: they cannot be combined with no server")
 	}
 	s := &c.Scenario
 	if s.SKUs <= 0 {
@@ -401,6 +415,8 @@ type runner struct {
 	soldOutAt []atomic.Int64
 	// drop is a drop's plan and state; nil in other runs.
 	drop *dropRun
+	// events consumes the run's order events (Config.Events); nil without.
+	events *eventsRun
 }
 
 // took accounts q units of SKU i taken by a 201 answered at done, and notes
@@ -496,6 +512,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 
+	if cfg.Events != "" && !cfg.NoServer {
+		ev, err := startEvents(ctx, cfg.Events, "u"+r.runID+"-", time.Now().Add(-eventsSlack))
+		if err != nil {
+			return nil, err
+		}
+		r.events = ev
+	}
 	res := r.load(ctx, admin)
 	res.RunID = r.runID
 	res.Config = cfg

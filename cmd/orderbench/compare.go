@@ -342,6 +342,7 @@ func runCeiling(ctx context.Context, cfg loadtest.Config) (*loadtest.Result, err
 	defer stop()
 	cfg.URLs = []string{url}
 	cfg.NoServer = true
+	cfg.Events = "" // the no-op publishes nothing
 	cfg.Label = "no-op ceiling"
 	return loadtest.Run(ctx, cfg)
 }
@@ -407,7 +408,7 @@ func compareStrategy(ctx context.Context, cfg loadtest.Config, bin, strategy, db
 	row := compareRow{Name: strategy}
 	token := randomToken()
 	args := append([]string{"--listen", "127.0.0.1:0", "--db", db, "--strategy", strategy, "--lock", lock,
-		"--admin-token", token}, extra...)
+		"--admin-token", token}, eventsArgs(cfg, extra)...)
 	p, err := startProcess(ctx, bin, args)
 	if err != nil {
 		row.Failed = err.Error()

@@ -122,7 +122,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if out.JSON == "" {
 		out.JSON = filepath.Join(dir, "results.json")
 	}
-	e, err := startEmbedded(ctx, dir, stderr)
+	e, err := startEmbedded(ctx, dir, stderr, eventsArgs(cfg, nil)...)
 	if err != nil {
 		return err
 	}

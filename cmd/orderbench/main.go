@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -170,9 +171,26 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	fs.StringVar(&out.HTML, "html", "", "write a self-contained HTML report to this file")
 	fs.StringVar(&out.Hgrm, "hgrm", "", "write the latency histogram in HdrHistogram's percentile format (.hgrm, ms) to this file")
 	fs.StringVar(&out.CSV, "csv", "", "write the time series as CSV (one row per bucket) to this file")
+	fs.StringVar(&cfg.Events, "events", "", "consume and audit orderd's order events: the URL orderd's --events was given, "+
+		"nats://host:port[,host:port]/subject-prefix (compare and demo give it to the orderd they start)")
+	fs.DurationVar(&cfg.EventsWait, "events-wait", loadtest.DefaultEventsWait, "with --events: the longest wait after the load "+
+		"for the relay to deliver the run's events (not delivered by then: the audit fails)")
 	fs.BoolVar(&cfg.StdHTTP, "std-http", false, "send orders with net/http instead of the built-in HTTP/1.1 keep-alive client")
 	fs.BoolVar(&out.Quiet, "quiet", false, "no live progress")
 	fs.StringVar(&out.CPUProfile, "cpuprofile", "", "write orderbench's own CPU profile to this file (to find the tool's limits)")
+}
+
+// eventsArgs returns the orderd arguments extra, and --events with the URL of
+// cfg.Events for an orderd that orderbench starts, unless extra gives one.
+func eventsArgs(cfg loadtest.Config, extra []string) []string {
+	args := slices.Clone(extra)
+	if cfg.Events == "" || slices.ContainsFunc(extra, func(a string) bool {
+		a = strings.TrimLeft(a, "-")
+		return a == "events" || strings.HasPrefix(a, "events=")
+	}) {
+		return args
+	}
+	return append(args, "--events", cfg.Events)
 }
 
 // scenarioFlags binds the flags that describe what is ordered to s. Given

@@ -25,22 +25,7 @@ import (
 // deleted from the cluster at servers when the test ends.
 func natsPrefix(t *testing.T, servers string) string {
 	t.Helper()
-	prefix := "fotest." + strings.ReplaceAll(testenv.Unique("orderd"), "-", "_")
-	t.Cleanup(func() {
-		nc, err := nats.Connect(strings.TrimPrefix(servers, "nats://"))
-		if err != nil {
-			t.Logf("delete stream: %v", err)
-			return
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := js.DeleteStream(ctx, relay.StreamName(prefix)); err != nil {
-			t.Logf("delete stream: %v", err)
-		}
-	})
-	return prefix
+	return testenv.NATSPrefix(t, servers, "orderd", relay.StreamName)
 }
 
 // consumeCreated reads the order.created events of prefix's stream as a

@@ -97,6 +97,9 @@ func WriteAudit(w io.Writer, a *loadtest.AuditReport) {
 		if qa := a.Queue; qa != nil {
 			writeQueueAudit(w, qa)
 		}
+		if ea := a.Events; ea != nil {
+			writeEventsAudit(w, ea)
+		}
 		skus := a.SKUs
 		if len(skus) > maxSKULines {
 			var taken int64
@@ -123,6 +126,9 @@ func WriteAudit(w io.Writer, a *loadtest.AuditReport) {
 	}
 	if qa := a.Queue; qa != nil {
 		writeQueueAudit(w, qa)
+	}
+	if ea := a.Events; ea != nil {
+		writeEventsAudit(w, ea)
 	}
 	fmt.Fprintln(w, bar)
 }

@@ -1,12 +1,17 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // NATSURL returns the client URLs of the 3-node NATS JetStream cluster that
@@ -15,6 +20,30 @@ import (
 func NATSURL(t testing.TB) string {
 	t.Helper()
 	return Service(t, "FLASHORDER_TEST_NATS")
+}
+
+// NATSPrefix returns a subject prefix of the test's own, "fotest." and name
+// made unique, whose stream (stream gives its name, relay.StreamName) is
+// deleted from the cluster at servers (nats://host:port,...) when the test
+// ends.
+func NATSPrefix(t testing.TB, servers, name string, stream func(prefix string) string) string {
+	t.Helper()
+	prefix := "fotest." + strings.ReplaceAll(Unique(name), "-", "_")
+	t.Cleanup(func() {
+		nc, err := nats.Connect(strings.TrimPrefix(servers, "nats://"))
+		if err != nil {
+			t.Logf("delete stream: %v", err)
+			return
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := js.DeleteStream(ctx, stream(prefix)); err != nil {
+			t.Logf("delete stream: %v", err)
+		}
+	})
+	return prefix
 }
 
 // NATSCluster is a 3-node NATS JetStream cluster of one test's own, started

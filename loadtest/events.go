@@ -1,0 +1,509 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flashorder/flashorder"
+	orderhttp "github.com/flashorder/flashorder/http"
+	"github.com/flashorder/flashorder/relay"
+)
+
+// DefaultEventsWait bounds the wait, after the load, for the relay to
+// deliver the run's events (Config.EventsWait): a relay that has not
+// delivered them by then fails the audit.
+const DefaultEventsWait = time.Minute
+
+// eventsQuiet is how long no new event of the run must arrive, once every
+// 201 has its order.created and orderd's backlog reads 0, before the audit
+// takes the stream as drained: events of orders whose 201 the client never
+// got, and repeats, come in that time.
+const eventsQuiet = time.Second
+
+// eventsSlack is how long before the run's start the consumer starts
+// reading the stream: JetStream stamps a message by its server's clock.
+const eventsSlack = 5 * time.Second
+
+// EventsAudit is the audit of the order events a run consumed (Config.Events):
+// every 201 has exactly one order.created after deduplication by event id,
+// each order's events are numbered 1..n without a gap (orderseq), and no
+// event is of an order that does not exist. Only the events of the run's
+// orders count (their users are the run's); the others are counted apart.
+type EventsAudit struct {
+	// URL is where the events were consumed from.
+	URL string `json:"url"`
+	// Drained reports that the relay delivered the run's events within
+	// Config.EventsWait after the load; WaitSeconds is how long that took
+	// (or the wait, when it did not).
+	Drained     bool    `json:"drained"`
+	WaitSeconds float64 `json:"wait_seconds"`
+	// Deliveries counts the messages of the run's orders received, repeats
+	// included; Consumed the distinct events (by event id) among them, and
+	// Duplicates the repeats dropped (at least once delivery: not a fault).
+	Deliveries int64 `json:"deliveries"`
+	Consumed   int   `json:"consumed"`
+	Duplicates int64 `json:"duplicates"`
+	// Foreign counts the deliveries of events of other orders (other runs,
+	// other clients), left out of the audit.
+	Foreign int64 `json:"foreign"`
+	// Created counts the distinct order.created events of the run's orders.
+	Created int `json:"created"`
+	// Missing counts the 201s without an order.created; Repeated those with
+	// more than one (distinct ids).
+	Missing  int `json:"missing"`
+	Repeated int `json:"repeated"`
+	// Gaps counts the orders whose events' orderseq are not 1..n, one
+	// order.created first.
+	Gaps int `json:"gaps"`
+	// Orphans counts the orders with events that do not exist in the
+	// database (GET /orders/{id} says 404).
+	Orphans int `json:"orphans"`
+	// Unanswered counts the orders with events that exist but whose 201 the
+	// client never got: requests that timed out or got a 5xx.
+	Unanswered int `json:"unanswered"`
+	// Mismatched counts the order.created events whose order (user, items)
+	// differs from the 201's; Undecodable the messages that are no
+	// CloudEvent of an order.
+	Mismatched  int `json:"mismatched"`
+	Undecodable int `json:"undecodable"`
+	// Lag is the publish lag of the distinct events: from the event's time
+	// (for order.created the order's created_at) to its arrival at
+	// orderbench; LagDist its distribution.
+	Lag     Percentiles `json:"publish_lag"`
+	LagDist []DistPoint `json:"publish_lag_distribution,omitempty"`
+}
+
+// receivedEvent is one distinct event of the run's orders, as received.
+type receivedEvent struct {
+	ID    string
+	Type  flashorder.EventType
+	Order string
+	Seq   int64
+	// User and Items are the order's, from the event's data.
+	User  string
+	Items []flashorder.OrderItem
+}
+
+// cloudEventIn is the part of an order event's CloudEvent the audit reads.
+type cloudEventIn struct {
+	ID       string               `json:"id"`
+	Type     flashorder.EventType `json:"type"`
+	Subject  string               `json:"subject"`
+	Time     time.Time            `json:"time"`
+	OrderSeq int64                `json:"orderseq"`
+	Data     *flashorder.Order    `json:"data"`
+}
+
+// eventLog gathers the events a run receives, from any sink: the run's
+// distinct events by id, the repeats, the others, and the publish lag.
+type eventLog struct {
+	// runUsers is the prefix of the run's user ids: an event of an order of
+	// such a user is the run's.
+	runUsers string
+
+	mu          sync.Mutex
+	events      map[string]*receivedEvent
+	created     map[string]int // distinct order.created per order
+	deliveries  int64
+	duplicates  int64
+	foreign     int64
+	undecodable []string
+	last        time.Time // arrival of the last event of the run
+	lag         *hdrhistogram.Histogram
+}
+
+func newEventLog(runUsers string) *eventLog {
+	return &eventLog{runUsers: runUsers, events: map[string]*receivedEvent{}, created: map[string]int{}, lag: NewHistogram()}
+}
+
+// receive takes one delivered message, the CloudEvent body, that arrived at
+// at.
+func (l *eventLog) receive(body []byte, at time.Time) {
+	var ce cloudEventIn
+	err := json.Unmarshal(body, &ce)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil || ce.ID == "" || ce.Data == nil {
+		if len(l.undecodable) < maxPerKind {
+			l.undecodable = append(l.undecodable, fmt.Sprintf("%.120q", body))
+		}
+		if err == nil {
+			l.foreign++ // valid JSON without an order: not an order event
+		}
+		return
+	}
+	if !strings.HasPrefix(ce.Data.UserID, l.runUsers) {
+		l.foreign++
+		return
+	}
+	l.deliveries++
+	l.last = at
+	if _, ok := l.events[ce.ID]; ok {
+		l.duplicates++
+		return
+	}
+	l.events[ce.ID] = &receivedEvent{ID: ce.ID, Type: ce.Type, Order: ce.Subject, Seq: ce.OrderSeq, User: ce.Data.UserID, Items: ce.Data.Items}
+	if ce.Type == flashorder.EventOrderCreated {
+		l.created[ce.Subject]++
+	}
+	RecordLatency(l.lag, at.Sub(ce.Time))
+}
+
+// state returns how many of the orders want have no order.created yet, and
+// when the run's last event arrived.
+func (l *eventLog) state(want map[string]record) (missing int, last time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id := range want {
+		if l.created[id] == 0 {
+			missing++
+		}
+	}
+	return missing, l.last
+}
+
+// eventsSource consumes the events of a sink into an eventLog until closed.
+type eventsSource interface {
+	// problem says why no event may have come, "" when nothing is known
+	// to be wrong.
+	problem() string
+	close()
+}
+
+// natsSource reads a NATS JetStream stream with an ordered consumer: an
+// ephemeral consumer that the client recreates, from where it was, when it
+// fails, so every message is delivered in the stream's order.
+type natsSource struct {
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu   sync.Mutex
+	err  error
+	cons jetstream.ConsumeContext
+}
+
+// startNATS connects to the servers of rawURL (orderd's --events
+// nats://host:port[,host:port]/subject-prefix) and reads the prefix's
+// stream from since on into log, in the background: the stream may not
+// exist yet (the relay creates it at its first publish).
+func startNATS(ctx context.Context, rawURL string, since time.Time, log *eventLog) (*natsSource, error) {
+	servers, prefix, err := relay.ParseNATSURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: events: %w", err)
+	}
+	nc, err := nats.Connect(strings.Join(servers, ","), nats.Name("orderbench events audit"),
+		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: events: NATS connect: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("loadtest: events: JetStream: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &natsSource{nc: nc, cancel: cancel, done: make(chan struct{})}
+	stream := relay.StreamName(prefix)
+	go func() {
+		defer close(s.done)
+		for {
+			cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+				FilterSubjects: []string{prefix + ".>"},
+				DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+				OptStartTime:   &since,
+			})
+			var cc jetstream.ConsumeContext
+			if err == nil {
+				cc, err = cons.Consume(func(m jetstream.Msg) { log.receive(m.Data(), time.Now()) })
+			}
+			s.mu.Lock()
+			s.err, s.cons = err, cc
+			s.mu.Unlock()
+			if err == nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	return s, nil
+}
+
+func (s *natsSource) problem() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.err != nil:
+		return fmt.Sprintf("consuming the stream: %v", s.err)
+	case s.cons == nil:
+		return "the consumer was not created yet"
+	case !s.nc.IsConnected():
+		return "not connected to NATS"
+	}
+	return ""
+}
+
+func (s *natsSource) close() {
+	s.cancel()
+	<-s.done
+	s.mu.Lock()
+	if s.cons != nil {
+		s.cons.Stop()
+	}
+	s.mu.Unlock()
+	s.nc.Close()
+}
+
+// eventsRun is a run's consumption of its order events.
+type eventsRun struct {
+	url string
+	log *eventLog
+	src eventsSource
+}
+
+// startEvents starts consuming the events of the sink url for the run whose
+// users' ids start with runUsers, from since on.
+func startEvents(ctx context.Context, url, runUsers string, since time.Time) (*eventsRun, error) {
+	log := newEventLog(runUsers)
+	if !strings.HasPrefix(url, "nats://") {
+		return nil, fmt.Errorf("loadtest: events %q: want nats://host:port[,host:port]/subject-prefix", url)
+	}
+	src, err := startNATS(ctx, url, since, log)
+	if err != nil {
+		return nil, err
+	}
+	return &eventsRun{url: url, log: log, src: src}, nil
+}
+
+// drain waits until the relay delivered the run's events: every order of
+// want has its order.created, orderd's backlog (flashorder_events_backlog,
+// read from each of urls that has it) is 0, and no event of the run came for
+// eventsQuiet; at most wait. It returns whether they were, and how long it
+// waited.
+func (e *eventsRun) drain(ctx context.Context, client *http.Client, urls []string, want map[string]record, wait time.Duration) (bool, time.Duration) {
+	start := time.Now()
+	deadline := start.Add(wait)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var nextScrape time.Time
+	backlogZero := false
+	for {
+		now := time.Now()
+		missing, last := e.log.state(want)
+		if missing == 0 && !now.Before(nextScrape) {
+			backlogZero = eventsBacklog(ctx, client, urls) == 0
+			nextScrape = now.Add(500 * time.Millisecond)
+		}
+		if missing == 0 && backlogZero && now.Sub(last) >= eventsQuiet {
+			return true, now.Sub(start)
+		}
+		if now.After(deadline) {
+			return false, now.Sub(start)
+		}
+		select {
+		case <-ctx.Done():
+			return false, time.Since(start)
+		case <-tick.C:
+		}
+	}
+}
+
+// eventsBacklog returns the sum of flashorder_events_backlog over the
+// orderd instances at urls that report it, -1 when one could not be read.
+// An instance without it (no --events, or not the relaying one yet) adds 0.
+func eventsBacklog(ctx context.Context, client *http.Client, urls []string) float64 {
+	var sum float64
+	for _, u := range urls {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/metrics", nil)
+		if err != nil {
+			return -1
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return -1
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "flashorder_events_backlog "); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					f = -1
+				}
+				sum += f
+			}
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return -1
+		}
+	}
+	return sum
+}
+
+// auditEvents waits for the relay to drain (Config.EventsWait), then checks
+// the run's events against its 201s (byID): see checkEvents. Orders with
+// events that the client got no 201 for are looked up with GET
+// /orders/{id}; those of 201s need not be, the read-back checks they exist.
+func (r *runner) auditEvents(ctx context.Context, admin *orderhttp.Client, byID map[string]record, v *violations) *EventsAudit {
+	e := r.events
+	drained, waited := e.drain(ctx, admin.HTTPClient, r.cfg.URLs, byID, r.cfg.EventsWait)
+	why := ""
+	if p := e.src.problem(); p != "" && !drained {
+		why = " (" + p + ")"
+	}
+	e.src.close()
+	ea := checkEvents(e.log, byID, func(ids []string) map[string]error { return lookupOrders(ctx, admin, ids) }, v)
+	ea.URL = e.url
+	ea.Drained, ea.WaitSeconds = drained, waited.Seconds()
+	if !drained {
+		v.add("events", "the relay did not deliver the run's events within %s after the load%s: %d of %d 201s without order.created then",
+			r.cfg.EventsWait, why, ea.Missing, len(byID))
+	}
+	return ea
+}
+
+// lookupOrders reads the orders ids with GET /orders/{id}, 16 at a time,
+// and returns the error of each (nil: it exists).
+func lookupOrders(ctx context.Context, admin *orderhttp.Client, ids []string) map[string]error {
+	out := make(map[string]error, len(ids))
+	var mu sync.Mutex
+	var g errgroup.Group
+	g.SetLimit(16)
+	for _, id := range ids {
+		g.Go(func() error {
+			_, err := admin.Order(ctx, id)
+			mu.Lock()
+			out[id] = err
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return out
+}
+
+// checkEvents checks the events in log against the run's 201s (byID): each
+// 201 has exactly one order.created (distinct event ids) with the 201's
+// user and items; each order's events are numbered 1..n without a gap or a
+// repeat, order.created first and only first; every order with events that
+// got no 201 exists (lookup, called once with those ids, returns nil for
+// an order that exists and an orderhttp.ClientError with status 404 for
+// one that does not). Repeats by event id are counted, not violations.
+func checkEvents(log *eventLog, byID map[string]record, lookup func(ids []string) map[string]error, v *violations) *EventsAudit {
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	ea := &EventsAudit{Deliveries: log.deliveries, Consumed: len(log.events), Duplicates: log.duplicates, Foreign: log.foreign,
+		Undecodable: len(log.undecodable), Lag: PercentilesOf(log.lag), LagDist: Distribution(log.lag)}
+	for _, b := range log.undecodable {
+		v.add("events", "a message that is not an order's CloudEvent: %s", b)
+	}
+	perOrder := map[string][]*receivedEvent{}
+	for _, ev := range log.events {
+		perOrder[ev.Order] = append(perOrder[ev.Order], ev)
+	}
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
+		rec := byID[id]
+		var created []*receivedEvent
+		for _, ev := range perOrder[id] {
+			if ev.Type == flashorder.EventOrderCreated {
+				created = append(created, ev)
+			}
+		}
+		ea.Created += len(created)
+		switch {
+		case len(created) == 0:
+			ea.Missing++
+			v.add("events missing", "order %s (user %s) was answered 201 and no order.created came", id, rec.User)
+		case len(created) > 1:
+			ea.Repeated++
+			v.add("events repeated", "order %s has %d order.created events with distinct ids", id, len(created))
+		}
+		for _, ev := range created {
+			if ev.User != rec.User || !sameOrderItems(ev.Items, rec.Items) {
+				ea.Mismatched++
+				v.add("events mismatch", "order.created %s of order %s is user %s items %v, the 201 was for user %s items %v",
+					ev.ID, id, ev.User, ev.Items, rec.User, rec.Items)
+			}
+		}
+	}
+	var unanswered []string
+	for _, id := range slices.Sorted(maps.Keys(perOrder)) {
+		evs := perOrder[id]
+		if _, ok := byID[id]; !ok {
+			unanswered = append(unanswered, id)
+			ea.Created += countCreated(evs)
+		}
+		if gap := sequenceProblem(evs); gap != "" {
+			ea.Gaps++
+			v.add("events gap", "order %s: %s", id, gap)
+		}
+	}
+	if len(unanswered) > 0 {
+		found := lookup(unanswered)
+		for _, id := range unanswered {
+			var ce *orderhttp.ClientError
+			switch err := found[id]; {
+			case err == nil:
+				ea.Unanswered++
+			case errors.As(err, &ce) && ce.Status == http.StatusNotFound:
+				ea.Orphans++
+				v.add("events orphan", "order %s has %d event(s) and does not exist (GET says 404)", id, len(perOrder[id]))
+			default:
+				v.add("events orphan", "read order %s, which has events and no 201: %v", id, err)
+			}
+		}
+	}
+	return ea
+}
+
+func countCreated(evs []*receivedEvent) int {
+	n := 0
+	for _, ev := range evs {
+		if ev.Type == flashorder.EventOrderCreated {
+			n++
+		}
+	}
+	return n
+}
+
+// sequenceProblem describes what is wrong with one order's distinct events:
+// their orderseq must be 1..n, each once, the first order.created and no
+// other; "" when nothing is.
+func sequenceProblem(evs []*receivedEvent) string {
+	evs = slices.Clone(evs)
+	slices.SortFunc(evs, func(a, b *receivedEvent) int { return int(a.Seq - b.Seq) })
+	for i, ev := range evs {
+		want := int64(i + 1)
+		switch {
+		case ev.Seq < 1:
+			return fmt.Sprintf("orderseq %d (%s %s)", ev.Seq, ev.Type, ev.ID)
+		case ev.Seq < want:
+			return fmt.Sprintf("two events with orderseq %d (%s %s and %s %s)", ev.Seq, evs[i-1].Type, evs[i-1].ID, ev.Type, ev.ID)
+		case ev.Seq > want:
+			return fmt.Sprintf("orderseq %d (%s) follows %d: %d missing", ev.Seq, ev.Type, want-1, ev.Seq-want)
+		case (ev.Seq == 1) != (ev.Type == flashorder.EventOrderCreated):
+			return fmt.Sprintf("orderseq %d is %s", ev.Seq, ev.Type)
+		}
+	}
+	return ""
+}
