@@ -74,3 +74,49 @@ row() {
 	IFS='|' read -r rate p99 errs answers < <(wrkrun "$url" "$@")
 	printf '| %s | %s | %.2f | %s (no-op %s) | %s | %s |\n' "$label" "$rate" "$(echo "$rate / $c" | bc -l)" "$p99" "$cp" "$errs" "$answers"
 }
+
+# events_drain URL: waits (up to 300 s) until orderd at URL reads no event backlog
+# (flashorder_events_backlog 0, read by the relay once a second) and prints how long
+# that took in seconds, or "not drained in 300 s".
+events_drain() {
+	local start=$EPOCHREALTIME n
+	for _ in $(seq 3000); do
+		n=$(curl -s "$1/metrics" | sed -n 's/^flashorder_events_backlog \(.*\)/\1/p')
+		[[ $n == 0 ]] && { awk "BEGIN{printf \"%.1f\", $EPOCHREALTIME - $start}"; return; }
+		sleep 0.1
+	done
+	echo "not drained in 300 s"
+}
+
+# lag_buckets URL: orderd's publish lag histogram at URL: "events-within-1s total".
+lag_buckets() {
+	curl -s "$1/metrics" | awk '/^flashorder_events_publish_lag_seconds_bucket\{le="1"\}/ {w=$2} /^flashorder_events_publish_lag_seconds_count/ {c=$2} END {print w+0, c+0}'
+}
+
+# lag_within BEFORE AFTER: the share of the events published between two
+# lag_buckets readings whose lag was at most 1 s, as "99.9% of N".
+lag_within() {
+	local w0 c0 w1 c1
+	read -r w0 c0 <<<"$1"
+	read -r w1 c1 <<<"$2"
+	awk "BEGIN{n=$c1-$c0; printf \"%.1f%% of %d\", (n > 0 ? 100*($w1-$w0)/n : 0), n}"
+}
+
+# events_summary JSON: orderbench's results with --events in one cell.
+events_summary() {
+	python3 - "$1" <<'PY'
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("no results (%s)" % e)
+    sys.exit()
+a = r.get("audit") or {}
+e = a.get("events") or {}
+l = e.get("publish_lag") or {}
+print("%.0f/s, audit %s, %d events (%d missing, %d gaps, %d orphans), %d duplicates, lag %.0f / %.0f / %.0f" % (
+    r.get("orders_per_s", 0), "ok" if a.get("ok") else "FAILED (%d violations)" % len(a.get("violations") or []),
+    e.get("consumed", 0), e.get("missing", 0), e.get("gaps", 0), e.get("orphans", 0), e.get("duplicates", 0),
+    l.get("p50_ms", 0), l.get("p99_ms", 0), l.get("max_ms", 0)))
+PY
+}

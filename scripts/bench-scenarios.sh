@@ -20,6 +20,15 @@
 # BENCH_STRATEGIES (batch), BENCH_SCENARIOS (hot catalogue-uniform catalogue carts keys
 # sale), BENCH_ORDERD (an orderd binary to measure instead of this tree's, e.g. an
 # older build for a before/after table; it must accept the same flags).
+#
+# BENCH_EVENTS=nats measures each database and strategy twice, with order events off
+# and on: it starts the 3-node NATS cluster too (R3, sync_interval always) and the
+# second orderd runs with --events nats://.../bench_<random> (rows "events nats").
+# After each wrk run with events it waits for the relay to drain the outbox
+# (flashorder_events_backlog 0) and reads orderd's publish lag histogram; then
+# `orderbench run --events` (same scenario, connections and duration) consumes the
+# stream, audits the events against its 201s and measures the publish lag, commit to
+# arrival, with an HdrHistogram. A second table compares on with off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +49,8 @@ conns=${BENCH_CONNS:-800}
 dbs=${BENCH_DBS:-postgres mariadb sqlite}
 strategies=${BENCH_STRATEGIES:-batch}
 scenarios=${BENCH_SCENARIOS:-hot catalogue-uniform catalogue carts keys sale}
+events=${BENCH_EVENTS:-}
+[[ -z $events || $events == nats ]] || { echo "bench-scenarios.sh: BENCH_EVENTS is nats or empty" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "bench-scenarios.sh: wrk is needed (apt-get install wrk)" >&2; exit 1; }
 
 # shellcheck source=scripts/bench-lib.sh
@@ -48,6 +59,7 @@ svc=()
 for db in $dbs; do
 	case $db in postgres) svc+=(postgres) ;; mariadb) svc+=(mariadb) ;; patroni) svc+=(patroni) ;; esac
 done
+[[ -n $events ]] && svc+=(nats)
 bench_services "${svc[@]}"
 
 orderd=${BENCH_ORDERD:-$out/orderd}
@@ -83,10 +95,13 @@ through() {
 
 echo "| database | db delay each way | strategy | scenario | orders/s | vs hot | vs no-op ceiling ($ceil/s, p99 $ceilp99 ms) | p99 ms | socket errors | answers |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
+declare -A offrate
+evrows=()
 for db in $dbs; do
 	for lat in $latencies; do
 	[[ $lat != none && ( $db == sqlite || $db == patroni ) ]] && { echo "bench-scenarios.sh: --db-latency is for postgres and mariadb; $db skipped at $lat" >&2; continue; }
 	for strategy in $strategies; do
+	for ev in off $events; do
 		case $db in
 		postgres) name=bench_${strategy}_$RANDOM url="${FLASHORDER_TEST_POSTGRES_URL%/*}/$name?sslmode=disable"
 			psql "$FLASHORDER_TEST_POSTGRES_URL" -qc "CREATE DATABASE $name" ;;
@@ -100,7 +115,12 @@ for db in $dbs; do
 		esac
 		through "$url" "$lat"
 		port=$(freeport)
-		"$orderd" --listen "127.0.0.1:$port" --db "$url" --strategy "$strategy" --admin-token bench --log-level error >>"$out/orderd.log" 2>&1 &
+		evargs=() evurl= label=$db
+		if [[ $ev == nats ]]; then
+			evurl="$FLASHORDER_TEST_NATS/bench_$RANDOM$RANDOM" label="$db, events nats"
+			evargs=(--events "$evurl")
+		fi
+		"$orderd" --listen "127.0.0.1:$port" --db "$url" --strategy "$strategy" --admin-token bench --log-level error "${evargs[@]}" >>"$out/orderd.log" 2>&1 &
 		pids+=($!)
 		waitup "http://127.0.0.1:$port/healthz" || { echo "orderd did not start ($db $strategy)" >&2; exit 1; }
 		hot=
@@ -115,11 +135,25 @@ for db in $dbs; do
 				curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$port/api/v1/products/bench-$i" -H 'Authorization: Bearer bench' \
 					-H 'Content-Type: application/json' -d "{\"name\":\"bench-$i\",\"price_cents\":1999,\"stock\":10000000,\"per_user_limit\":$limit}"
 			done
+			[[ $ev == nats ]] && lag0=$(lag_buckets "http://127.0.0.1:$port")
 			IFS='|' read -r rate p99 errs answers < <(wrkrun "http://127.0.0.1:$port" "$name" "${vars[@]}")
 			[[ $sc == hot ]] && hot=$rate
 			vshot=$([[ -n $hot && $hot != 0 ]] && awk "BEGIN{printf \"%.2f\", $rate/$hot}" || echo -)
 			vsceil=$(awk "BEGIN{printf \"%.2f\", $rate/$ceil}")
-			echo "| $db | ${lat/none/direct} | $strategy | $sc | $rate | $vshot | $vsceil | $p99 | $errs | $answers |"
+			echo "| $label | ${lat/none/direct} | $strategy | $sc | $rate | $vshot | $vsceil | $p99 | $errs | $answers |"
+			key="$db|$lat|$strategy|$sc"
+			if [[ $ev == off ]]; then
+				offrate[$key]=$rate
+			else
+				drain=$(events_drain "http://127.0.0.1:$port")
+				within=$(lag_within "$lag0" "$(lag_buckets "http://127.0.0.1:$port")")
+				ob="$out/events-$db-$strategy-$sc-$RANDOM.json" obargs=()
+				[[ $sc == catalogue-uniform ]] && obargs=(--zipf 0)
+				"$out/orderbench" run --url "http://127.0.0.1:$port" --admin-token bench --scenario "$name" --concurrency "$conns" \
+					--duration "$duration" --events "$evurl" "${obargs[@]}" --quiet --json "$ob" >>"$out/orderbench-events.log" 2>&1 || true
+				off=${offrate[$key]:-0}
+				evrows+=("| $db | ${lat/none/direct} | $strategy | $sc | $off | $rate | $(awk "BEGIN{printf \"%.2f\", ($off > 0 ? $rate/$off : 0)}") | $vsceil | $drain | $within | $(events_summary "$ob") |")
+			fi
 		done
 		audit=$(curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$port/api/v1/admin/audit")
 		echo "audit $db $lat $strategy: ${audit:0:12}" >&2
@@ -131,4 +165,11 @@ for db in $dbs; do
 		fi
 	done
 	done
+	done
 done
+if ((${#evrows[@]})); then
+	echo
+	echo "| database | db delay each way | strategy | scenario | orders/s events off | orders/s events nats | on/off | on vs no-op ceiling ($ceil/s) | relay drained after wrk (s) | relay lag <= 1 s (orderd's histogram) | orderbench --events: orders/s, audit, events, duplicates, publish lag p50 / p99 / max ms |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	printf '%s\n' "${evrows[@]}"
+fi
