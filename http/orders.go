@@ -58,6 +58,9 @@ func (s *Server) createOrder(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	if admitted == nil && info(c).ipDeferred && !s.allowIP(c) {
+		return
+	}
 	order, replayed, err := s.cfg.Orders.Place(ctx, req)
 	if admitted != nil {
 		err = s.cfg.Room.Done(ctx, admitted, replayed, err)

@@ -36,6 +36,10 @@ type requestInfo struct {
 	// admin token. Both are unset with auth none: see Server.authenticate.
 	user  string
 	admin bool
+	// ipDeferred marks an order that carried an Admission-Token: its
+	// per-IP limit is applied only if the token admits to nothing (see
+	// limitOrderIP).
+	ipDeferred bool
 	// body is an order request's body as readOrderBody read it, and
 	// bodyErr the error that ended the read, if any.
 	body    *bytes.Buffer

@@ -80,7 +80,8 @@ type Config struct {
 	// cache: checkout.ProductCache).
 	Products ProductReader
 	// IPLimit, when set, limits the joins and orders of each client IP
-	// (429 rate_limited).
+	// (429 rate_limited); an order with an admission token counts only if
+	// the token admits it to nothing.
 	IPLimit *IPLimiter
 	// TrustedProxies are the proxies whose X-Forwarded-For names the
 	// client (for the challenge's remoteip; IPLimit has its own).
@@ -256,7 +257,7 @@ func (s *Server) routes() *gin.Engine {
 	v1 := r.Group("/api/v1")
 	get(v1, "/products/:sku", s.getProduct)
 	v1.PUT("/products/:sku", s.requireAdmin, s.putProduct)
-	v1.POST("/orders", s.authenticate, s.limitIP, s.readOrderBody, s.shed, s.createOrder)
+	v1.POST("/orders", s.authenticate, s.limitOrderIP, s.readOrderBody, s.shed, s.createOrder)
 	get(v1, "/orders", s.authenticate, s.listOrders)
 	get(v1, "/orders/:id", s.authenticate, s.getOrder)
 	get(v1, "/admin/audit", s.requireAdmin, s.audit)

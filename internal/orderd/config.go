@@ -148,7 +148,7 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.SweepBatch, "sweep-batch", checkout.DefaultExpireBatch, "how many orders one expiry transaction ends at most")
 	fs.StringVar(&cfg.PaymentWebhookSecret, "payment-webhook-secret", "", "HMAC-SHA256 key of POST /api/v1/payments/webhook (disabled when empty)")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs or IPs of the proxies whose X-Forwarded-For names the client (the right-most entry that is not one of them); empty: the TCP peer is the client")
-	fs.StringVar(&cfg.IPRateLimit, "ip-rate-limit", "", "waiting-room joins and orders per client IP (an IPv6 /64), N/s, N/m or N/h; in --rate-limit-store (empty: off)")
+	fs.StringVar(&cfg.IPRateLimit, "ip-rate-limit", "", "waiting-room joins and orders per client IP (an IPv6 /64; an order with an admission token does not count), N/s, N/m or N/h; in --rate-limit-store (empty: off)")
 	fs.IntVar(&cfg.IPRateLimitBurst, "ip-rate-limit-burst", 0, "requests a client IP may burst above --ip-rate-limit (0: the rate's N)")
 	fs.StringVar(&cfg.ChallengeVerifyURL, "challenge-verify-url", "", "a siteverify endpoint (Cloudflare Turnstile, hCaptcha) that checks the Challenge-Token header of every waiting-room join; fails closed (empty: no challenge)")
 	fs.StringVar(&cfg.ChallengeSecret, "challenge-secret", "", "--challenge-verify-url: the provider's secret key")

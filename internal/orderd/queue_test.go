@@ -440,13 +440,19 @@ func TestOrderdBots(t *testing.T) {
 	// rotating it buys nothing. 10,000 joins from one address, 5 pass.
 	var wg sync.WaitGroup
 	var codes [600]atomic.Int64
+	var joined sync.Map // user -> ticket
 	for w := range 50 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := w; i < 10000; i += 50 {
-				a := joinFrom(direct.BaseURL, fmt.Sprintf("192.0.2.%d", i%250), fmt.Sprintf("flood-%d", i), "")
+				user := fmt.Sprintf("flood-%d", i)
+				a := joinFrom(direct.BaseURL, fmt.Sprintf("192.0.2.%d", i%250), user, "")
 				codes[a.status].Add(1)
+				var p placeAnswer
+				if a.status == 202 && json.Unmarshal(a.body, &p) == nil {
+					joined.Store(user, p.Ticket)
+				}
 			}
 		}()
 	}
@@ -463,6 +469,35 @@ func TestOrderdBots(t *testing.T) {
 	if n, _, _ := testenv.MetricSum(direct.BaseURL, "flashorder_queue_waiting"); n != 0 {
 		t.Fatalf("%v tickets still waiting", n)
 	}
+	// The address's budget is spent, but an admission is a limit of its
+	// own: each admitted ticket orders once. A token that admits to
+	// nothing (not genuine: 403 first; or on an order of an open product,
+	// which needs none) leaves the order to the address's budget: 429.
+	if a := putDrop(t, direct.BaseURL, "open-1", 10, 0, time.Time{}, time.Time{}, ""); a.status != 200 {
+		t.Fatalf("put: %d %s", a.status, a.body)
+	}
+	var tokens []string
+	joined.Range(func(user, ticket any) bool {
+		p := waitStatus(t, direct.BaseURL, ticket.(string), "admitted")
+		if a := buyWith(t, direct.BaseURL, user.(string), "bot-1", p.AdmissionToken, ""); a.status != 201 {
+			t.Fatalf("admitted order from a spent address: %d %s", a.status, a.body)
+		}
+		tokens = append(tokens, p.AdmissionToken)
+		return true
+	})
+	if a := buyWith(t, direct.BaseURL, "flood-x", "bot-1", forgeToken(t, "flood-x", "sku:bot-1", "sku:bot-1~"+strings.Repeat("ab", 16)), ""); a.status != 403 || a.code() != "admission_required" {
+		t.Fatalf("forged token from a spent address: %d %s", a.status, a.body)
+	}
+	if a := buyWith(t, direct.BaseURL, "flood-y", "open-1", tokens[0], ""); a.status != 429 || a.code() != "rate_limited" {
+		t.Fatalf("an open product's order with a token from a spent address: %d %s", a.status, a.body)
+	}
+	if len(tokens) != 5 {
+		t.Fatalf("%d admitted orders, want 5", len(tokens))
+	}
+	testenv.WaitFor(t, "the 5 admissions used", 10*time.Second, func() bool {
+		n, _, _ := testenv.MetricSum(direct.BaseURL, "flashorder_queue_admissions_used")
+		return n == 5
+	})
 }
 
 // TestOrderdQueueRedisDown stops the queue's Redis mid-sale: joins and
