@@ -609,6 +609,15 @@ type QueueResult struct {
 	BotUnitShare  float64 `json:"bot_unit_share"`
 	BotBuyerShare float64 `json:"bot_buyer_share"`
 	BotRatio      float64 `json:"bot_ratio"`
+	// EarlyUnits is the units of the buyers who joined before T0 (every
+	// bot does: they join early), EarlyBuyers how many such buyers there
+	// were; BotEarlyRatio is the bots' share of those units over their
+	// share of those buyers: what the bots got against the buyers who
+	// arrived when they did (the later ones come behind the whole
+	// pre-queue, bots or not, by design).
+	EarlyUnits    int64   `json:"early_units"`
+	EarlyBuyers   int     `json:"early_buyers"`
+	BotEarlyRatio float64 `json:"bot_early_ratio"`
 
 	// SellOut is when the client saw the last unit go (the 201 that took
 	// it), in seconds since the start of the run; 0 when it did not.
@@ -661,9 +670,19 @@ func (q *queueRun) result() *QueueResult {
 		}
 	}
 	var lateJoin, lateAdmit, lateRound, preJoin, preAdmit []float64
+	earlyHumans := map[int32]bool{}
+	var earlyBotUnits int64
 	for i := range q.users {
 		u := &q.users[i]
 		res.Units += u.units
+		if u.preQueue {
+			res.EarlyUnits += u.units
+			if u.bot {
+				earlyBotUnits += u.units
+			} else {
+				earlyHumans[u.person] = true
+			}
+		}
 		if u.bot {
 			res.BotUnits += u.units
 			if u.blocked {
@@ -703,6 +722,10 @@ func (q *queueRun) result() *QueueResult {
 	}
 	if res.BotBuyerShare > 0 {
 		res.BotRatio = res.BotUnitShare / res.BotBuyerShare
+	}
+	res.EarlyBuyers = len(earlyHumans) + q.bots
+	if res.EarlyUnits > 0 && q.bots > 0 {
+		res.BotEarlyRatio = (float64(earlyBotUnits) / float64(res.EarlyUnits)) / (float64(q.bots) / float64(res.EarlyBuyers))
 	}
 	res.TauN = len(lateJoin)
 	res.AdmitOrder = "round"

@@ -53,6 +53,9 @@ func TestQueueDropEndToEnd(t *testing.T) {
 	if pq := q.PreQueueTest; pq == nil || pq.P < 0 || pq.P > 1 || math.IsNaN(pq.Stat) || pq.DF < 0 {
 		t.Errorf("pre-queue test %+v", pq)
 	}
+	if q.EarlyUnits <= 0 || q.EarlyUnits > q.Units || q.EarlyBuyers < q.Bots || q.EarlyBuyers > q.Buyers || q.BotEarlyRatio <= 0 {
+		t.Errorf("early buyers %d, their units %d, bots' ratio among them %v", q.EarlyBuyers, q.EarlyUnits, q.BotEarlyRatio)
+	}
 	if q.Units != 350 || q.BotRatio <= 0 || math.Abs(q.BotBuyerShare-0.1) > 1e-9 {
 		t.Errorf("units %d, bots' share %v of units, %v of buyers, ratio %v", q.Units, q.BotUnitShare, q.BotBuyerShare, q.BotRatio)
 	}

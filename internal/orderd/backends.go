@@ -281,16 +281,32 @@ func (m *Main) rateLimiter(clients redisClients) flashorder.RateLimiter {
 }
 
 // ipLimiter returns the per-client-IP limiter of --ip-rate-limit behind
-// proxies, or nil when it is off, on its store's client in clients (its
-// keys apart from the per-user limit's).
-func (m *Main) ipLimiter(clients redisClients, proxies orderhttp.TrustedProxies) *orderhttp.IPLimiter {
+// proxies, or nil when it is off, on its store (its keys apart from the
+// per-user limit's). On Redis it has a client of its own with the waiting
+// room's timeouts (redis.DefaultQueueTimeout): it meets a drop's crowd of
+// joins at once, and a limiter that times out lets the crowd through (it
+// fails open), so the order path's short timeouts would drop the defence
+// when it is needed most.
+func (m *Main) ipLimiter(proxies orderhttp.TrustedProxies) (*orderhttp.IPLimiter, error) {
 	cfg := &m.Config
 	if cfg.IPRateLimit == "" {
-		return nil
+		return nil, nil
 	}
-	l := orderhttp.NewIPLimiter(newRateLimiter(clients.forStore(cfg.rateLimitStore()), cfg.IPRateLimit, cfg.IPRateLimitBurst, "flashorder:iprate:"), proxies)
+	var c *goredis.Client
+	if store := cfg.rateLimitStore(); store != "memory" {
+		var err error
+		if c, err = redis.OpenClientTimeout(redisKey(store), redis.DefaultQueueTimeout); err != nil {
+			return nil, err
+		}
+		m.ipClient = c
+	}
+	rl := newRateLimiter(c, cfg.IPRateLimit, cfg.IPRateLimitBurst, "flashorder:iprate:")
+	if r, ok := rl.(*redis.RateLimiter); ok {
+		r.Timeout = redis.DefaultQueueTimeout
+	}
+	l := orderhttp.NewIPLimiter(rl, proxies)
 	l.Logger = m.Logger
-	return l
+	return l, nil
 }
 
 // newRateLimiter returns a limiter of rate (N/s, N/m or N/h, checked by

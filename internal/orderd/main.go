@@ -84,6 +84,8 @@ type Main struct {
 	room         *queue.Room
 	// queueClient is the waiting room's Redis client, when it has one.
 	queueClient io.Closer
+	// ipClient is the per-IP limit's Redis client, when it has one.
+	ipClient io.Closer
 	// eventsSink is the relay's sink when it holds a connection
 	// (nats://), closed after the relay stopped.
 	eventsSink io.Closer
@@ -203,11 +205,15 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.room = room
+	ipLimit, err := m.ipLimiter(proxies)
+	if err != nil {
+		return err
+	}
 	m.server = orderhttp.NewServer(orderhttp.Config{
 		Store: path.store, Orders: path.orders, Products: path.products, AdminToken: cfg.AdminToken,
 		Logger: m.Logger, Lifecycle: orderLifecycle, PaymentWebhookSecret: cfg.PaymentWebhookSecret,
 		MaxInflight: cfg.MaxInflight, OrderTimeout: cfg.OrderTimeout, Authenticator: authenticator, RateLimiter: limiter,
-		Room: m.room, IPLimit: m.ipLimiter(m.redisClients, proxies), TrustedProxies: proxies, Challenge: challenge,
+		Room: m.room, IPLimit: ipLimit, TrustedProxies: proxies, Challenge: challenge,
 	})
 	addReadyChecks(m.server, db, m.redisClients, m.lock)
 	if err := instrument(m.server.Registry(), measure, path.gate, strategy.registerMetrics); err != nil {
@@ -299,6 +305,9 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	if m.queueClient != nil {
 		errs = append(errs, m.queueClient.Close())
+	}
+	if m.ipClient != nil {
+		errs = append(errs, m.ipClient.Close())
 	}
 	if m.eventsSink != nil {
 		errs = append(errs, m.eventsSink.Close())

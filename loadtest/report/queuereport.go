@@ -53,6 +53,10 @@ func writeQueue(w io.Writer, res *loadtest.Result) {
 		if q.BlockedBotIDs > 0 {
 			fmt.Fprintf(w, "; %s bot ids refused a place (429)", thousands(int64(q.BlockedBotIDs)))
 		}
+		if q.Admission == loadtest.AdmissionQueue && q.EarlyUnits > 0 {
+			fmt.Fprintf(w, "; against the %s buyers who joined before T0 as the bots did (%s units): %.2f x their share",
+				thousands(int64(q.EarlyBuyers)), thousands(q.EarlyUnits), q.BotEarlyRatio)
+		}
 		if q.Admission != loadtest.AdmissionQueue {
 			fmt.Fprint(w, " (without the queue)")
 		}
