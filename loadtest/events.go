@@ -78,7 +78,8 @@ type EventsAudit struct {
 	Unanswered int `json:"unanswered"`
 	// Mismatched counts the order.created events whose order (user, items)
 	// differs from the 201's; Undecodable the messages that are no
-	// CloudEvent of an order.
+	// CloudEvent of an order, and the webhooks whose signature did not
+	// verify.
 	Mismatched  int `json:"mismatched"`
 	Undecodable int `json:"undecodable"`
 	// Lag is the publish lag of the distinct events: from the event's time
@@ -122,7 +123,8 @@ type eventLog struct {
 	deliveries  int64
 	duplicates  int64
 	foreign     int64
-	undecodable []string
+	undecodable int
+	bad         []string  // the first undecodable ones, for the audit
 	last        time.Time // arrival of the last event of the run
 	lag         *hdrhistogram.Histogram
 }
@@ -139,12 +141,7 @@ func (l *eventLog) receive(body []byte, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil || ce.ID == "" || ce.Data == nil {
-		if len(l.undecodable) < maxPerKind {
-			l.undecodable = append(l.undecodable, fmt.Sprintf("%.120q", body))
-		}
-		if err == nil {
-			l.foreign++ // valid JSON without an order: not an order event
-		}
+		l.rejectLocked(fmt.Sprintf("a message that is not an order's CloudEvent: %.120q", body))
 		return
 	}
 	if !strings.HasPrefix(ce.Data.UserID, l.runUsers) {
@@ -164,17 +161,31 @@ func (l *eventLog) receive(body []byte, at time.Time) {
 	RecordLatency(l.lag, at.Sub(ce.Time))
 }
 
-// state returns how many of the orders want have no order.created yet, and
-// when the run's last event arrived.
-func (l *eventLog) state(want map[string]record) (missing int, last time.Time) {
+// reject notes a message that is no valid event: msg says why.
+func (l *eventLog) reject(msg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for id := range want {
+	l.rejectLocked(msg)
+}
+
+func (l *eventLog) rejectLocked(msg string) {
+	l.undecodable++
+	if len(l.bad) < maxPerKind {
+		l.bad = append(l.bad, msg)
+	}
+}
+
+// missing returns the orders of ids that have no order.created yet, and
+// when the run's last event arrived.
+func (l *eventLog) missing(ids []string) (still []string, last time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
 		if l.created[id] == 0 {
-			missing++
+			still = append(still, id)
 		}
 	}
-	return missing, l.last
+	return still, l.last
 }
 
 // eventsSource consumes the events of a sink into an eventLog until closed.
@@ -280,18 +291,25 @@ type eventsRun struct {
 	src eventsSource
 }
 
-// startEvents starts consuming the events of the sink url for the run whose
-// users' ids start with runUsers, from since on.
-func startEvents(ctx context.Context, url, runUsers string, since time.Time) (*eventsRun, error) {
+// startEvents starts consuming the run's events, of the orders of users
+// whose ids start with runUsers: from cfg.EventsReceiver, or from the stream
+// cfg.Events from since on.
+func startEvents(ctx context.Context, cfg Config, runUsers string, since time.Time) (*eventsRun, error) {
 	log := newEventLog(runUsers)
-	if !strings.HasPrefix(url, "nats://") {
-		return nil, fmt.Errorf("loadtest: events %q: want nats://host:port[,host:port]/subject-prefix", url)
+	if w := cfg.EventsReceiver; w != nil {
+		if err := w.attach(log); err != nil {
+			return nil, err
+		}
+		return &eventsRun{url: w.URL(), log: log, src: webhookSource{w}}, nil
 	}
-	src, err := startNATS(ctx, url, since, log)
+	if !strings.HasPrefix(cfg.Events, "nats://") {
+		return nil, fmt.Errorf("loadtest: events %q: want nats://host:port[,host:port]/subject-prefix (or a webhook receiver)", cfg.Events)
+	}
+	src, err := startNATS(ctx, cfg.Events, since, log)
 	if err != nil {
 		return nil, err
 	}
-	return &eventsRun{url: url, log: log, src: src}, nil
+	return &eventsRun{url: cfg.Events, log: log, src: src}, nil
 }
 
 // drain waits until the relay delivered the run's events: every order of
@@ -306,14 +324,16 @@ func (e *eventsRun) drain(ctx context.Context, client *http.Client, urls []strin
 	defer tick.Stop()
 	var nextScrape time.Time
 	backlogZero := false
+	pending := slices.Collect(maps.Keys(want))
 	for {
 		now := time.Now()
-		missing, last := e.log.state(want)
-		if missing == 0 && !now.Before(nextScrape) {
+		var last time.Time
+		pending, last = e.log.missing(pending)
+		if len(pending) == 0 && !now.Before(nextScrape) {
 			backlogZero = eventsBacklog(ctx, client, urls) == 0
 			nextScrape = now.Add(500 * time.Millisecond)
 		}
-		if missing == 0 && backlogZero && now.Sub(last) >= eventsQuiet {
+		if len(pending) == 0 && backlogZero && now.Sub(last) >= eventsQuiet {
 			return true, now.Sub(start)
 		}
 		if now.After(deadline) {
@@ -413,9 +433,9 @@ func checkEvents(log *eventLog, byID map[string]record, lookup func(ids []string
 	log.mu.Lock()
 	defer log.mu.Unlock()
 	ea := &EventsAudit{Deliveries: log.deliveries, Consumed: len(log.events), Duplicates: log.duplicates, Foreign: log.foreign,
-		Undecodable: len(log.undecodable), Lag: PercentilesOf(log.lag), LagDist: Distribution(log.lag)}
-	for _, b := range log.undecodable {
-		v.add("events", "a message that is not an order's CloudEvent: %s", b)
+		Undecodable: log.undecodable, Lag: PercentilesOf(log.lag), LagDist: Distribution(log.lag)}
+	for _, b := range log.bad {
+		v.add("events", "%s", b)
 	}
 	perOrder := map[string][]*receivedEvent{}
 	for _, ev := range log.events {

@@ -1,14 +1,18 @@
 package loadtest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flashorder/flashorder"
 	orderhttp "github.com/flashorder/flashorder/http"
+	"github.com/flashorder/flashorder/relay"
 )
 
 // eventBody is the CloudEvent relay sends for event id of order (of user),
@@ -130,6 +134,53 @@ func TestEventLogUndecodable(t *testing.T) {
 	var v violations
 	a := checkEvents(log, nil, func([]string) map[string]error { return nil }, &v)
 	if a.Undecodable != 1 || v.counts["events"] != 1 {
+		t.Errorf("audit %+v, violations %q", a, v.list)
+	}
+}
+
+// TestWebhookReceiverVerifies posts orderd's webhooks to the receiver: one
+// signed with its secret is received (204), one signed with another secret
+// is refused (401) and fails the audit.
+func TestWebhookReceiverVerifies(t *testing.T) {
+	w, err := NewWebhookReceiver("127.0.0.1:0", NewWebhookSecret())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	log := newEventLog("uRUN-")
+	if err := w.attach(log); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	body := eventBody(t, "e1", "o1", "uRUN-1", 1, flashorder.EventOrderCreated, at)
+	post := func(secret string) int {
+		t.Helper()
+		key, err := relay.ParseSecret(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, w.URL(), bytes.NewReader(body))
+		req.Header.Set(relay.HeaderID, "e1")
+		req.Header.Set(relay.HeaderTimestamp, strconv.FormatInt(at.Unix(), 10))
+		req.Header.Set(relay.HeaderSignature, relay.Sign(key, "e1", at.Unix(), body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(w.Secret()); got != http.StatusNoContent {
+		t.Errorf("signed with the secret: %d", got)
+	}
+	if got := post(NewWebhookSecret()); got != http.StatusUnauthorized {
+		t.Errorf("signed with another secret: %d", got)
+	}
+	webhookSource{w}.close()
+	var v violations
+	a := checkEvents(log, map[string]record{"o1": {ID: "o1", User: "uRUN-1", Items: []flashorder.ItemRequest{{SKU: "bench-0", Quantity: 1}}}},
+		func([]string) map[string]error { return nil }, &v)
+	if a.Consumed != 1 || a.Created != 1 || a.Undecodable != 1 || v.counts["events"] != 1 || len(v.list) != 1 {
 		t.Errorf("audit %+v, violations %q", a, v.list)
 	}
 }

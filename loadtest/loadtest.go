@@ -192,6 +192,10 @@ type Config struct {
 	// consumes them from its start, and the audit checks them against the
 	// 201s (see EventsAudit) once the relay delivered them.
 	Events string `json:"events,omitempty"`
+	// EventsReceiver, when set, receives orderd's events as its webhook
+	// sink instead (orderd's --events is its URL), and the audit checks
+	// those; Events then only names it in reports.
+	EventsReceiver *WebhookReceiver `json:"-"`
 	// EventsWait bounds the wait after the load for the relay to deliver
 	// the run's events; the default is DefaultEventsWait.
 	EventsWait time.Duration `json:"events_wait,omitempty"`
@@ -265,7 +269,7 @@ func (c *Config) defaults() error {
 	if c.EventsWait <= 0 {
 		c.EventsWait = DefaultEventsWait
 	}
-	if c.Events != "" && c.NoServer {
+	if (c.Events != "" || c.EventsReceiver != nil) && c.NoServer {
 		return errors.New("loadtest: events are audited against orderd: they cannot be combined with no server")
 	}
 	s := &c.Scenario
@@ -512,8 +516,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 
-	if cfg.Events != "" && !cfg.NoServer {
-		ev, err := startEvents(ctx, cfg.Events, "u"+r.runID+"-", time.Now().Add(-eventsSlack))
+	if cfg.Events != "" || cfg.EventsReceiver != nil {
+		ev, err := startEvents(ctx, cfg, "u"+r.runID+"-", time.Now().Add(-eventsSlack))
 		if err != nil {
 			return nil, err
 		}

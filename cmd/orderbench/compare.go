@@ -63,6 +63,11 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 	}
+	stopEvents, err := eventsReceiver(&cfg, out, true, stdout)
+	if err != nil {
+		return err
+	}
+	defer stopEvents()
 	progressTo(&cfg, stderr, out.Quiet)
 	stopProfile, err := startProfile(out.CPUProfile)
 	if err != nil {
@@ -342,7 +347,7 @@ func runCeiling(ctx context.Context, cfg loadtest.Config) (*loadtest.Result, err
 	defer stop()
 	cfg.URLs = []string{url}
 	cfg.NoServer = true
-	cfg.Events = "" // the no-op publishes nothing
+	cfg.Events, cfg.EventsReceiver = "", nil // the no-op publishes nothing
 	cfg.Label = "no-op ceiling"
 	return loadtest.Run(ctx, cfg)
 }

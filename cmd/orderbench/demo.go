@@ -122,6 +122,11 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if out.JSON == "" {
 		out.JSON = filepath.Join(dir, "results.json")
 	}
+	stopEvents, err := eventsReceiver(&cfg, out, true, stdout)
+	if err != nil {
+		return err
+	}
+	defer stopEvents()
 	e, err := startEmbedded(ctx, dir, stderr, eventsArgs(cfg, nil)...)
 	if err != nil {
 		return err

@@ -84,3 +84,37 @@ func TestRunEventsNotDelivered(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoEventsWebhook runs the demo's closed-loop sale with --events
+// webhook: orderbench starts its receiver, gives the embedded orderd its URL
+// and a new secret, verifies every delivery's signature, and audits the
+// events: exactly one order.created per 201.
+func TestDemoEventsWebhook(t *testing.T) {
+	js := filepath.Join(t.TempDir(), "r.json")
+	out, err := runArgs(t, "demo", "--closed-loop", "--duration", "2s", "--concurrency", "8", "--stock", "200", "--quiet",
+		"--events", "webhook", "--json", js)
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	a := readResult(t, js).Audit
+	if a == nil || !a.OK || a.Events == nil || a.Orders == 0 {
+		t.Fatalf("audit %+v", a)
+	}
+	if ev := a.Events; !ev.Drained || ev.Created != a.Orders || ev.Consumed != a.Orders || ev.Undecodable != 0 ||
+		!strings.HasPrefix(ev.URL, "http://127.0.0.1:") {
+		t.Errorf("%d orders answered 201; events audit %+v", a.Orders, ev)
+	}
+	if !strings.Contains(out, "0 missing, 0 repeated, 0 gaps, 0 orphans") {
+		t.Errorf("the output lacks the events audit")
+	}
+}
+
+// TestRunEventsWebhookNeedsSecret: run cannot verify orderd's webhooks
+// without orderd's secret, and says so.
+func TestRunEventsWebhookNeedsSecret(t *testing.T) {
+	t.Setenv("ORDERD_EVENTS_SECRET", "")
+	_, err := runArgs(t, "run", "--admin-token", "x", "--events", "webhook")
+	if err == nil || !strings.Contains(err.Error(), "--events-secret") {
+		t.Errorf("run --events webhook without a secret: %v", err)
+	}
+}

@@ -121,6 +121,10 @@ type outputs struct {
 	Quiet      bool
 	CPUProfile string
 	Thresholds []loadtest.Threshold
+	// EventsSecret and EventsListen are --events webhook's receiver: the
+	// signing secret and the address it listens on.
+	EventsSecret string
+	EventsListen string
 }
 
 // thresholdList is --threshold, repeatable.
@@ -172,7 +176,11 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	fs.StringVar(&out.Hgrm, "hgrm", "", "write the latency histogram in HdrHistogram's percentile format (.hgrm, ms) to this file")
 	fs.StringVar(&out.CSV, "csv", "", "write the time series as CSV (one row per bucket) to this file")
 	fs.StringVar(&cfg.Events, "events", "", "consume and audit orderd's order events: the URL orderd's --events was given, "+
-		"nats://host:port[,host:port]/subject-prefix (compare and demo give it to the orderd they start)")
+		"nats://host:port[,host:port]/subject-prefix, or webhook: receive them signed at --events-listen "+
+		"(compare and demo give it to the orderd they start)")
+	fs.StringVar(&out.EventsSecret, "events-secret", "", "--events webhook: orderd's --events-secret, to verify the signatures "+
+		"(default $ORDERD_EVENTS_SECRET; compare and demo make one for the orderd they start)")
+	fs.StringVar(&out.EventsListen, "events-listen", "127.0.0.1:0", "--events webhook: the receiver's address (port 0: a free one)")
 	fs.DurationVar(&cfg.EventsWait, "events-wait", loadtest.DefaultEventsWait, "with --events: the longest wait after the load "+
 		"for the relay to deliver the run's events (not delivered by then: the audit fails)")
 	fs.BoolVar(&cfg.StdHTTP, "std-http", false, "send orders with net/http instead of the built-in HTTP/1.1 keep-alive client")
@@ -181,7 +189,8 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 }
 
 // eventsArgs returns the orderd arguments extra, and --events with the URL of
-// cfg.Events for an orderd that orderbench starts, unless extra gives one.
+// cfg.Events (and the webhook receiver's secret) for an orderd that
+// orderbench starts, unless extra gives one.
 func eventsArgs(cfg loadtest.Config, extra []string) []string {
 	args := slices.Clone(extra)
 	if cfg.Events == "" || slices.ContainsFunc(extra, func(a string) bool {
@@ -190,7 +199,42 @@ func eventsArgs(cfg loadtest.Config, extra []string) []string {
 	}) {
 		return args
 	}
-	return append(args, "--events", cfg.Events)
+	args = append(args, "--events", cfg.Events)
+	if w := cfg.EventsReceiver; w != nil {
+		args = append(args, "--events-secret", w.Secret())
+	}
+	return args
+}
+
+// eventsReceiver starts orderbench's webhook receiver when --events is
+// webhook, into cfg, and returns the function that stops it. startsOrderd
+// tells that orderbench starts the orderd (compare, demo), which is given
+// the receiver's URL and secret (a new one unless given); otherwise the
+// user gives them to orderd, so the address is printed and the secret
+// must be orderd's.
+func eventsReceiver(cfg *loadtest.Config, out outputs, startsOrderd bool, stdout io.Writer) (func(), error) {
+	if cfg.Events != "webhook" {
+		return func() {}, nil
+	}
+	secret := out.EventsSecret
+	if secret == "" {
+		secret = os.Getenv("ORDERD_EVENTS_SECRET") // not the flag's default: -h never prints it
+	}
+	if secret == "" {
+		if !startsOrderd {
+			return nil, errors.New("--events webhook needs orderd's --events-secret (or ORDERD_EVENTS_SECRET) to verify the signatures")
+		}
+		secret = loadtest.NewWebhookSecret()
+	}
+	w, err := loadtest.NewWebhookReceiver(out.EventsListen, secret)
+	if err != nil {
+		return nil, err
+	}
+	cfg.EventsReceiver, cfg.Events = w, w.URL()
+	if !startsOrderd {
+		fmt.Fprintf(stdout, "events: webhook receiver at %s: orderd must publish there (--events %s) with the same --events-secret\n", w.URL(), w.URL())
+	}
+	return func() { _ = w.Close() }, nil
 }
 
 // scenarioFlags binds the flags that describe what is ordered to s. Given
@@ -331,6 +375,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errors.New("--admin-token (or ORDERD_ADMIN_TOKEN) is required for setup and audit")
 	}
 	cfg.URLs = urls
+	stopEvents, err := eventsReceiver(&cfg, out, false, stdout)
+	if err != nil {
+		return err
+	}
+	defer stopEvents()
 	progressTo(&cfg, stderr, out.Quiet)
 	return runAndReport(ctx, cfg, out, stdout)
 }
