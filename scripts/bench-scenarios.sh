@@ -29,6 +29,10 @@
 # `orderbench run --events` (same scenario, connections and duration) consumes the
 # stream, audits the events against its 201s and measures the publish lag, commit to
 # arrival, with an HdrHistogram. A second table compares on with off.
+# The two orderds are up together and take turns per scenario (BENCH_REPEAT turns each,
+# default 1), so that the machine's drift hits both alike. BENCH_EVENTS_RATES (e.g.
+# "1000 2000") adds open-loop runs of `orderbench run --events --scenario hot --rate R`:
+# the publish lag at a set rate rather than under the saturating closed loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,12 +99,17 @@ through() {
 
 echo "| database | db delay each way | strategy | scenario | orders/s | vs hot | vs no-op ceiling ($ceil/s, p99 $ceilp99 ms) | p99 ms | socket errors | answers |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
-declare -A offrate
-evrows=()
+declare -A offrate oport opid oproxy hotrate
+evrows=() obrows=()
+reps=${BENCH_REPEAT:-1}
 for db in $dbs; do
 	for lat in $latencies; do
 	[[ $lat != none && ( $db == sqlite || $db == patroni ) ]] && { echo "bench-scenarios.sh: --db-latency is for postgres and mariadb; $db skipped at $lat" >&2; continue; }
 	for strategy in $strategies; do
+	# One orderd per events mode (off, and nats with BENCH_EVENTS), each on a database of
+	# its own, all up at once: the modes take turns per scenario and repetition, so that
+	# the machine's drift hits them alike; the relay drains before the next turn.
+	evurl=
 	for ev in off $events; do
 		case $db in
 		postgres) name=bench_${strategy}_$RANDOM url="${FLASHORDER_TEST_POSTGRES_URL%/*}/$name?sslmode=disable"
@@ -115,53 +124,76 @@ for db in $dbs; do
 		esac
 		through "$url" "$lat"
 		port=$(freeport)
-		evargs=() evurl= label=$db
+		evargs=()
 		if [[ $ev == nats ]]; then
-			evurl="$FLASHORDER_TEST_NATS/bench_$RANDOM$RANDOM" label="$db, events nats"
+			evurl="$FLASHORDER_TEST_NATS/bench_$RANDOM$RANDOM"
 			evargs=(--events "$evurl")
 		fi
 		"$orderd" --listen "127.0.0.1:$port" --db "$url" --strategy "$strategy" --admin-token bench --log-level error "${evargs[@]}" >>"$out/orderd.log" 2>&1 &
 		pids+=($!)
+		opid[$ev]=$! oproxy[$ev]=$proxy oport[$ev]=$port
 		waitup "http://127.0.0.1:$port/healthz" || { echo "orderd did not start ($db $strategy)" >&2; exit 1; }
-		hot=
-		for sc in $scenarios; do
-			limit=0 vars=()
-			case $sc in
-			catalogue-uniform) vars=(ZIPF=0) name=catalogue ;;
-			sale) limit=3 name=sale ;;
-			*) name=$sc ;;
-			esac
+	done
+	hotrate=()
+	for sc in $scenarios; do
+		limit=0 vars=()
+		case $sc in
+		catalogue-uniform) vars=(ZIPF=0) name=catalogue ;;
+		sale) limit=3 name=sale ;;
+		*) name=$sc ;;
+		esac
+		for ev in off $events; do
 			for i in $(seq 0 99); do
-				curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$port/api/v1/products/bench-$i" -H 'Authorization: Bearer bench' \
+				curl -fsS -o /dev/null -X PUT "http://127.0.0.1:${oport[$ev]}/api/v1/products/bench-$i" -H 'Authorization: Bearer bench' \
 					-H 'Content-Type: application/json' -d "{\"name\":\"bench-$i\",\"price_cents\":1999,\"stock\":10000000,\"per_user_limit\":$limit}"
 			done
-			[[ $ev == nats ]] && lag0=$(lag_buckets "http://127.0.0.1:$port")
+		done
+		for rep in $(seq "$reps"); do
+		for ev in off $events; do
+			port=${oport[$ev]} label=$db
+			[[ $ev == nats ]] && label="$db, events nats" lag0=$(lag_buckets "http://127.0.0.1:$port")
 			IFS='|' read -r rate p99 errs answers < <(wrkrun "http://127.0.0.1:$port" "$name" "${vars[@]}")
-			[[ $sc == hot ]] && hot=$rate
+			[[ $sc == hot && -z ${hotrate[$ev]:-} ]] && hotrate[$ev]=$rate
+			hot=${hotrate[$ev]:-}
 			vshot=$([[ -n $hot && $hot != 0 ]] && awk "BEGIN{printf \"%.2f\", $rate/$hot}" || echo -)
 			vsceil=$(awk "BEGIN{printf \"%.2f\", $rate/$ceil}")
 			echo "| $label | ${lat/none/direct} | $strategy | $sc | $rate | $vshot | $vsceil | $p99 | $errs | $answers |"
-			key="$db|$lat|$strategy|$sc"
 			if [[ $ev == off ]]; then
-				offrate[$key]=$rate
+				offrate[$sc]=$rate
 			else
 				drain=$(events_drain "http://127.0.0.1:$port")
 				within=$(lag_within "$lag0" "$(lag_buckets "http://127.0.0.1:$port")")
-				ob="$out/events-$db-$strategy-$sc-$RANDOM.json" obargs=()
-				[[ $sc == catalogue-uniform ]] && obargs=(--zipf 0)
-				"$out/orderbench" run --url "http://127.0.0.1:$port" --admin-token bench --scenario "$name" --concurrency "$conns" \
-					--duration "$duration" --events "$evurl" "${obargs[@]}" --quiet --json "$ob" >>"$out/orderbench-events.log" 2>&1 || true
-				off=${offrate[$key]:-0}
-				evrows+=("| $db | ${lat/none/direct} | $strategy | $sc | $off | $rate | $(awk "BEGIN{printf \"%.2f\", ($off > 0 ? $rate/$off : 0)}") | $vsceil | $drain | $within | $(events_summary "$ob") |")
+				off=${offrate[$sc]:-0}
+				evrows+=("| $db | ${lat/none/direct} | $strategy | $sc | $rep | $off | $rate | $(awk "BEGIN{printf \"%.2f\", ($off > 0 ? $rate/$off : 0)}") | $vsceil | $drain | $within |")
 			fi
 		done
-		audit=$(curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$port/api/v1/admin/audit")
-		echo "audit $db $lat $strategy: ${audit:0:12}" >&2
-		kill "${pids[-1]}"
-		wait "${pids[-1]}" 2>/dev/null || true
-		if [[ -n $proxy ]]; then # the proxy started for this orderd
-			kill "$proxy"
-			wait "$proxy" 2>/dev/null || true
+		done
+		if [[ -n $evurl ]]; then
+			ob="$out/events-$db-$strategy-$sc-$RANDOM.json" obargs=()
+			[[ $sc == catalogue-uniform ]] && obargs=(--zipf 0)
+			"$out/orderbench" run --url "http://127.0.0.1:${oport[nats]}" --admin-token bench --scenario "$name" --concurrency "$conns" \
+				--duration "$duration" --events "$evurl" "${obargs[@]}" --quiet --json "$ob" >>"$out/orderbench-events.log" 2>&1 || true
+			obrows+=("| $db | ${lat/none/direct} | $strategy | $sc | $conns (closed loop) | $(events_summary "$ob") |")
+			events_drain "http://127.0.0.1:${oport[nats]}" >/dev/null
+		fi
+	done
+	if [[ -n $evurl ]]; then
+		for r in ${BENCH_EVENTS_RATES:-}; do
+			ob="$out/events-$db-$strategy-rate$r-$RANDOM.json"
+			"$out/orderbench" run --url "http://127.0.0.1:${oport[nats]}" --admin-token bench --scenario hot --rate "$r" --concurrency "$conns" \
+				--duration "$duration" --events "$evurl" --quiet --json "$ob" >>"$out/orderbench-events.log" 2>&1 || true
+			obrows+=("| $db | ${lat/none/direct} | $strategy | hot | $r/s (open loop) | $(events_summary "$ob") |")
+			events_drain "http://127.0.0.1:${oport[nats]}" >/dev/null
+		done
+	fi
+	for ev in off $events; do
+		audit=$(curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:${oport[$ev]}/api/v1/admin/audit")
+		echo "audit $db $lat $strategy events $ev: ${audit:0:12}" >&2
+		kill "${opid[$ev]}"
+		wait "${opid[$ev]}" 2>/dev/null || true
+		if [[ -n ${oproxy[$ev]} ]]; then # the proxy started for this orderd
+			kill "${oproxy[$ev]}"
+			wait "${oproxy[$ev]}" 2>/dev/null || true
 		fi
 	done
 	done
@@ -169,7 +201,13 @@ for db in $dbs; do
 done
 if ((${#evrows[@]})); then
 	echo
-	echo "| database | db delay each way | strategy | scenario | orders/s events off | orders/s events nats | on/off | on vs no-op ceiling ($ceil/s) | relay drained after wrk (s) | relay lag <= 1 s (orderd's histogram) | orderbench --events: orders/s, audit, events, duplicates, publish lag p50 / p99 / max ms |"
+	echo "| database | db delay each way | strategy | scenario | turn | orders/s events off | orders/s events nats | on/off | on vs no-op ceiling ($ceil/s) | relay drained after wrk (s) | relay lag <= 1 s (orderd's histogram) |"
 	echo "|---|---|---|---|---|---|---|---|---|---|---|"
 	printf '%s\n' "${evrows[@]}"
+fi
+if ((${#obrows[@]})); then
+	echo
+	echo "| database | db delay each way | strategy | scenario | load | orderbench --events: orders/s, audit, events, duplicates, publish lag p50 / p99 / max ms |"
+	echo "|---|---|---|---|---|---|"
+	printf '%s\n' "${obrows[@]}"
 fi
