@@ -4,7 +4,9 @@
 // send time), records latency in HdrHistograms and answers by status and error
 // code, and after every run audits the server: every 201 the client saw must
 // exist with the same user and items, stock taken must equal what the 201s
-// took, per-user limits must hold and no order may answer two keys. Its
+// took, per-user limits must hold and no order may answer two keys; with
+// Config.Events, every 201 must have its order.created among the order events
+// orderd published, each order's events without a gap (events.go). Its
 // Result is told by loadtest/report (headline, summary, HTML, CSV, .hgrm).
 package loadtest
 

@@ -90,9 +90,10 @@ func TestRunEventsNotDelivered(t *testing.T) {
 // and a new secret, verifies every delivery's signature, and audits the
 // events: exactly one order.created per 201.
 func TestDemoEventsWebhook(t *testing.T) {
-	js := filepath.Join(t.TempDir(), "r.json")
+	dir := t.TempDir()
+	js, html := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
 	out, err := runArgs(t, "demo", "--closed-loop", "--duration", "2s", "--concurrency", "8", "--stock", "200", "--quiet",
-		"--events", "webhook", "--json", js)
+		"--events", "webhook", "--json", js, "--html", html)
 	if err != nil {
 		t.Fatalf("demo: %v", err)
 	}
@@ -104,8 +105,14 @@ func TestDemoEventsWebhook(t *testing.T) {
 		!strings.HasPrefix(ev.URL, "http://127.0.0.1:") {
 		t.Errorf("%d orders answered 201; events audit %+v", a.Orders, ev)
 	}
-	if !strings.Contains(out, "0 missing, 0 repeated, 0 gaps, 0 orphans") {
-		t.Errorf("the output lacks the events audit")
+	page, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{out, string(page)} {
+		if !strings.Contains(text, "0 missing, 0 repeated, 0 gaps, 0 orphans") || !strings.Contains(text, "publish lag") {
+			t.Errorf("the output or the HTML report lacks the events audit")
+		}
 	}
 }
 
