@@ -171,6 +171,44 @@ func (s *QueueStore) Poll(_ context.Context, ticketID string, now time.Time) (qu
 	return q.view(t), nil
 }
 
+// Touch implements queue.Store.
+func (s *QueueStore) Touch(_ context.Context, queueID string, touches []queue.Touch, now time.Time) ([]string, error) {
+	if err := queue.ValidateQueueID(queueID); err != nil {
+		return nil, err
+	}
+	var gone []string
+	q := s.queue(queueID, false)
+	if q == nil {
+		for _, tc := range touches {
+			gone = append(gone, tc.TicketID)
+		}
+		return gone, nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	// The touches first: a poll answered from memory before now keeps its
+	// ticket from the idle timeout that tidy applies at now.
+	for _, tc := range touches {
+		if t := q.tickets[tc.TicketID]; t != nil && t.state == stWaiting && !tc.At.After(now) {
+			q.check(t, tc.At)
+			if t.state == stWaiting {
+				q.touch(t, tc.At)
+			}
+		}
+	}
+	q.tidy(now)
+	for _, tc := range touches {
+		t := q.tickets[tc.TicketID]
+		if t != nil {
+			q.check(t, now)
+		}
+		if t == nil || t.state != stWaiting {
+			gone = append(gone, tc.TicketID)
+		}
+	}
+	return gone, nil
+}
+
 // Admit implements queue.Store.
 func (s *QueueStore) Admit(_ context.Context, queueID string, stockLeft int, factor float64, usedSeen int, now time.Time) ([]queue.Admission, error) {
 	if err := queue.ValidateQueueID(queueID); err != nil {

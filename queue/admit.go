@@ -63,6 +63,9 @@ func (r *Room) Kick() {
 // calls it, and tests that drive time themselves.
 func (r *Room) AdmitAll(ctx context.Context) {
 	now := r.opts.Now()
+	tctx, cancel := context.WithTimeout(ctx, max(r.opts.Interval, time.Second))
+	r.pre.touch(tctx, r, now)
+	cancel()
 	r.active.Range(func(k, v any) bool {
 		aq := v.(*activeQueue)
 		if now.Sub(time.Unix(0, aq.seen.Load())) > activeFor {
@@ -91,11 +94,16 @@ func (r *Room) admit(ctx context.Context, aq *activeQueue, now time.Time) error 
 	if err != nil {
 		return err
 	}
-	st := QueueState{QueueID: aq.id}
+	st := QueueState{QueueID: aq.id, MemoryPolls: aq.memoryPolls.Swap(0)}
 	factor, open, ended := math.Inf(1), false, len(products) > 0
+	var start *time.Time // the earliest start; nil when a product has none
+	first := true
 	for _, p := range products {
 		if !p.Queued() || QueueOf(p) != aq.id {
 			continue
+		}
+		if first || (start != nil && (p.StartsAt == nil || p.StartsAt.Before(*start))) {
+			start, first = p.StartsAt, false
 		}
 		w := p.WindowAt(now)
 		ended = ended && w == flashorder.WindowAfter
@@ -129,6 +137,7 @@ func (r *Room) admit(ctx context.Context, aq *activeQueue, now time.Time) error 
 	if st.Stats, err = r.store.Stats(ctx, aq.id, now); err != nil {
 		return err
 	}
+	r.pre.vouch(aq, st.Stats, start, r.opts.Interval, now)
 	if !math.IsInf(factor, 1) {
 		st.Bound = float64(st.Stock+st.Sold) * factor
 	}

@@ -138,6 +138,12 @@ type Admission struct {
 	Number int64
 }
 
+// Touch is a poll a room answered from memory: its ticket, and when.
+type Touch struct {
+	TicketID string
+	At       time.Time
+}
+
 // Stats are a queue's counters.
 type Stats struct {
 	// Waiting counts the tickets in the line and the pre-queue.
@@ -164,6 +170,12 @@ type Store interface {
 	// Poll returns the ticket's state and keeps a waiting ticket's place
 	// alive. It fails with ErrMalformedTicket and ErrUnknownTicket.
 	Poll(ctx context.Context, ticketID string, now time.Time) (Ticket, error)
+	// Touch keeps the waiting tickets among touches, all of queueID, in
+	// their places as a Poll of each at its At would have, and returns
+	// the ids of those that are not waiting (any more) at now: admitted,
+	// left, unknown. A room calls it for the polls it answered from
+	// memory.
+	Touch(ctx context.Context, queueID string, touches []Touch, now time.Time) ([]string, error)
 	// Admit admits the next waiting tickets, in order, while the admissions
 	// outstanding stay within AdmitLimit(stockLeft, factor), and returns the
 	// admissions made. It admits nobody before the start or after the end.

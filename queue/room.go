@@ -67,6 +67,9 @@ type RoomOptions struct {
 	// Observe, when set, is told each queue's state after each admission
 	// round (the metrics).
 	Observe func(QueueState)
+	// IdleTimeout is the store's (Options.IdleTimeout), for the polls
+	// answered from memory; DefaultIdleTimeout when 0.
+	IdleTimeout time.Duration
 }
 
 // QueueState is one queue's state after an admission round, as the room
@@ -77,6 +80,9 @@ type QueueState struct {
 	QueueID string
 	// Admitted is the number of admissions this round made.
 	Admitted int
+	// MemoryPolls is the number of polls of the queue this instance
+	// answered from memory since the last round (see prequeue.go).
+	MemoryPolls int64
 	// Stock is the stock left (the fresh read the round admitted against);
 	// Sold the units in active orders; Bound the admissions' bound over
 	// the whole sale, (Stock+Sold) x factor.
@@ -118,6 +124,7 @@ type Room struct {
 	opts    RoomOptions
 
 	active sync.Map // queue id -> *activeQueue
+	pre    *preQueues
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -129,6 +136,10 @@ type Room struct {
 type activeQueue struct {
 	id, sku, sale string
 	seen          atomic.Int64 // unix nanoseconds of the last join or poll here
+	// pre is the pre-queue remembered here (see prequeue.go), and
+	// memoryPolls the polls answered from it since the last round.
+	pre         atomic.Pointer[preQueue]
+	memoryPolls atomic.Int64
 	// usedRate is the admissions used per second, smoothed, for the wait
 	// estimates (math.Float64bits).
 	usedRate atomic.Uint64
@@ -153,7 +164,10 @@ func NewRoom(store Store, signer *Signer, catalog Catalog, stock StockSource, op
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Room{store: store, signer: signer, catalog: catalog, stock: stock, opts: opts}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	return &Room{store: store, signer: signer, catalog: catalog, stock: stock, opts: opts, pre: newPreQueues(opts.IdleTimeout)}
 }
 
 // QueueOf returns the queue id of a product sold through a waiting room:
@@ -192,14 +206,31 @@ func (r *Room) Join(ctx context.Context, sku, userID string) (Place, error) {
 		return Place{}, storeError(err)
 	}
 	aq := r.activate(qid, p)
+	r.pre.remember(aq, t, now)
 	return r.place(aq, t, p.StartsAt, now)
 }
 
 // Poll returns where ticketID stands, with an admission token once it is
 // admitted. It fails with ENOTFOUND (not a ticket of this room) and
-// EUNAVAILABLE.
+// EUNAVAILABLE. A pre-queue ticket seen here is answered from memory until
+// shortly before the start (see prequeue.go).
 func (r *Room) Poll(ctx context.Context, ticketID string) (Place, error) {
 	now := r.opts.Now()
+	if qid, err := ParseTicketID(ticketID); err == nil {
+		if v, ok := r.active.Load(qid); ok {
+			aq := v.(*activeQueue)
+			if t, start, ok := r.pre.poll(aq, ticketID, now); ok {
+				aq.seen.Store(now.UnixNano())
+				aq.memoryPolls.Add(1)
+				return r.place(aq, t, &start, now)
+			}
+			if tc, ok := r.pre.unsent(aq, ticketID); ok {
+				if _, err := r.store.Touch(ctx, qid, []Touch{tc}, now); err != nil {
+					return Place{}, storeError(err)
+				}
+			}
+		}
+	}
 	t, err := r.store.Poll(ctx, ticketID, now)
 	if err != nil {
 		return Place{}, storeError(err)
@@ -213,6 +244,7 @@ func (r *Room) Poll(ctx context.Context, ticketID string) (Place, error) {
 	if aq != nil {
 		q = aq.(*activeQueue)
 		q.seen.Store(now.UnixNano())
+		r.pre.remember(q, t, now)
 	}
 	return r.place(q, t, starts, now)
 }
@@ -273,6 +305,7 @@ func (r *Room) activate(qid string, p *flashorder.Product) *activeQueue {
 	}
 	aq := &activeQueue{id: qid, sku: p.SKU, sale: p.Sale}
 	aq.seen.Store(now)
+	aq.pre.Store(new(preQueue))
 	v, _ := r.active.LoadOrStore(qid, aq)
 	return v.(*activeQueue)
 }

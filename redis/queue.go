@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -170,6 +171,19 @@ end
 tidy()
 `
 
+// queueTouchPrelude is queuePrelude with the touches of a Touch (ARGV from
+// 4 on: ticket id, poll time) applied before its tidy.
+var queueTouchPrelude = strings.Replace(queuePrelude, "\ntidy()\n", `
+for i = 4, #ARGV, 2 do
+  local t, at = ARGV[i], tonumber(ARGV[i + 1])
+  if at <= now and record(t) == 'w' then
+    local last = tonumber(redis.call('ZSCORE', seen, t))
+    if last and at - last <= idle and at > last then redis.call('ZADD', seen, at, t) end
+  end
+end
+tidy()
+`, 1)
+
 // ARGV: now, idle, retention, start, user, new ticket id, pre-queue key.
 var queueJoin = goredis.NewScript(queuePrelude + `
 if redis.call('HGET', meta, 'ended') == '1' then return {'', 'ended'} end
@@ -201,6 +215,20 @@ if not record(t) then return {'', 'unknown'} end
 check(t)
 if record(t) == 'w' then touch(t) end
 return view(t)
+`)
+
+// ARGV: now, idle, retention, then ticket id and poll time pairs. Returns
+// the ids of those that are not waiting. The prelude's tidy runs after the
+// touches (queueTouchPrelude), so that a poll answered from memory before
+// now keeps its ticket from the idle timeout at now.
+var queueTouch = goredis.NewScript(queueTouchPrelude + `
+local gone = {}
+for i = 4, #ARGV, 2 do
+  local t = ARGV[i]
+  if record(t) then check(t) end
+  if record(t) ~= 'w' then table.insert(gone, t) end
+end
+return gone
 `)
 
 // ARGV: now, idle, retention, admission TTL, limit, stock left > 0 (1 or
@@ -331,6 +359,36 @@ func (s *QueueStore) Poll(ctx context.Context, ticketID string, now time.Time) (
 	}
 	return ticket(queueID, v)
 }
+
+// Touch implements queue.Store: one script per touchBatch tickets.
+func (s *QueueStore) Touch(ctx context.Context, queueID string, touches []queue.Touch, now time.Time) ([]string, error) {
+	if err := queue.ValidateQueueID(queueID); err != nil {
+		return nil, err
+	}
+	var gone []string
+	for len(touches) > 0 {
+		n := min(len(touches), touchBatch)
+		args := s.base(now)
+		for _, tc := range touches[:n] {
+			args = append(args, tc.TicketID, tc.At.UnixMilli())
+		}
+		v, err := s.run(ctx, queueTouch, queueID, args...)
+		if err != nil {
+			return gone, err
+		}
+		for _, x := range v {
+			if id, ok := x.(string); ok {
+				gone = append(gone, id)
+			}
+		}
+		touches = touches[n:]
+	}
+	return gone, nil
+}
+
+// touchBatch bounds the tickets of one Touch script, so that a room's
+// backlog of polls never holds Redis for long.
+const touchBatch = 500
 
 // Admit implements queue.Store.
 func (s *QueueStore) Admit(ctx context.Context, queueID string, stockLeft int, factor float64, usedSeen int, now time.Time) ([]queue.Admission, error) {

@@ -14,11 +14,13 @@ import (
 // instance's rounds made), flashorder_queue_committed (units sold plus
 // admissions outstanding) and flashorder_queue_bound (stock times the
 // admission factor, which committed must never exceed once the sale opened),
-// and flashorder_queue_bound_exceeded_total (rounds that found it exceeded,
-// confirmed by the next: queue.QueueState.Exceeded).
+// flashorder_queue_bound_exceeded_total (rounds that found it exceeded,
+// confirmed by the next: queue.QueueState.Exceeded), and
+// flashorder_queue_polls_from_memory_total (pre-queue polls this instance
+// answered without the store).
 type QueueMetrics struct {
 	waiting, outstanding, used, committed, bound *prometheus.GaugeVec
-	admitted, exceeded                           *prometheus.CounterVec
+	admitted, exceeded, memoryPolls              *prometheus.CounterVec
 }
 
 // NewQueueMetrics returns the waiting room's metrics, not yet registered.
@@ -37,12 +39,13 @@ func NewQueueMetrics() *QueueMetrics {
 		bound:       gauge("flashorder_queue_bound", "Stock (sold and left) times the admission factor: the bound of flashorder_queue_committed."),
 		admitted:    counter("flashorder_queue_admitted_total", "Admissions made by this instance's admission rounds."),
 		exceeded:    counter("flashorder_queue_bound_exceeded_total", "Admission rounds of this instance that found units sold plus admissions outstanding above the bound."),
+		memoryPolls: counter("flashorder_queue_polls_from_memory_total", "Polls of pre-queue tickets this instance answered from memory, without the queue store."),
 	}
 }
 
 // Register registers the metrics on reg.
 func (m *QueueMetrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.waiting, m.outstanding, m.used, m.committed, m.bound, m.admitted, m.exceeded} {
+	for _, c := range []prometheus.Collector{m.waiting, m.outstanding, m.used, m.committed, m.bound, m.admitted, m.exceeded, m.memoryPolls} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -60,6 +63,7 @@ func (m *QueueMetrics) Observe(s queue.QueueState) {
 	m.used.WithLabelValues(q).Set(float64(s.Used))
 	m.committed.WithLabelValues(q).Set(committed)
 	m.admitted.WithLabelValues(q).Add(float64(s.Admitted))
+	m.memoryPolls.WithLabelValues(q).Add(float64(s.MemoryPolls))
 	if s.Bound > 0 {
 		m.bound.WithLabelValues(q).Set(s.Bound)
 	}

@@ -89,7 +89,8 @@ func (m *Main) startRoom(db *gormdb.DB, catalog queue.Catalog) (*queue.Room, *me
 		return nil, nil, err
 	}
 	qm := metrics.NewQueueMetrics()
-	room := queue.NewRoom(store, signer, catalog, db, queue.RoomOptions{Interval: cfg.AdmissionInterval, Logger: m.Logger, Observe: qm.Observe})
+	room := queue.NewRoom(store, signer, catalog, db, queue.RoomOptions{Interval: cfg.AdmissionInterval, Logger: m.Logger, Observe: qm.Observe,
+		IdleTimeout: cfg.QueueIdle})
 	room.Start()
 	return room, qm, nil
 }

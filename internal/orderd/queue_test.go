@@ -639,3 +639,52 @@ func TestOrderdQueueCrowd(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderdQueuePreQueueFromMemory polls pre-queue tickets through two
+// orderd on one Redis, an hour before the start, with --queue-idle 2s: the
+// polls are answered from memory (flashorder_queue_polls_from_memory_total
+// grows on both), the answers are the pre-queue's, and a ticket polled only
+// from memory for three idle timeouts keeps its place (the store, asked
+// directly through the other instance after a pause, still has it waiting),
+// while one left unpolled lapses.
+func TestOrderdQueuePreQueueFromMemory(t *testing.T) {
+	dbURL, r := redisSetup(t)
+	args := []string{"--idempotency", r.URL, "--admission-secret", admissionSecret, "--admission-interval", "20ms", "--queue-idle", "2s"}
+	_, a := startOrderd(t, dbURL, args...)
+	_, b := startOrderd(t, dbURL, args...)
+	start := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
+	if p := putDrop(t, a.BaseURL, "mem-1", 10, 0, start, time.Time{}, `,"admission":"queue"`); p.status != 200 {
+		t.Fatalf("put: %d %s", p.status, p.body)
+	}
+	kept, ja := join(t, a.BaseURL, "mem-1", "mem-kept")
+	lapsed, jb := join(t, b.BaseURL, "mem-1", "mem-lapsed")
+	if ja.status != 202 || jb.status != 202 {
+		t.Fatalf("joins: %d %s, %d %s", ja.status, ja.body, jb.status, jb.body)
+	}
+	poll(t, a.BaseURL, kept.Ticket) // b remembers kept at its first poll there
+	poll(t, b.BaseURL, kept.Ticket)
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		for _, base := range []string{a.BaseURL, b.BaseURL} {
+			if p := poll(t, base, kept.Ticket); p.Status != "waiting" || !p.PreQueue || p.Position != 0 || p.Ticket != kept.Ticket {
+				t.Fatalf("pre-queue poll through %s: %+v", base, p)
+			}
+		}
+	}
+	for _, base := range []string{a.BaseURL, b.BaseURL} {
+		if n, _, _ := testenv.MetricSum(base, "flashorder_queue_polls_from_memory_total"); n < 10 {
+			t.Fatalf("%s answered %v polls from memory, want most of its 30", base, n)
+		}
+	}
+	// A poll that has to go to the store: lapsed was never polled, so
+	// neither instance answers it from memory, and the store let it go.
+	if p := poll(t, a.BaseURL, lapsed.Ticket); p.Status != "expired" {
+		t.Fatalf("a ticket unpolled for 6 s (idle 2 s): %+v", p)
+	}
+	// kept's place is alive in the store: after 1.5 s without a poll
+	// (more than half the idle timeout, so the instances ask the store),
+	// it still reads waiting.
+	time.Sleep(1500 * time.Millisecond)
+	if p := poll(t, b.BaseURL, kept.Ticket); p.Status != "waiting" || !p.PreQueue {
+		t.Fatalf("a ticket polled only from memory for 6 s: %+v", p)
+	}
+}

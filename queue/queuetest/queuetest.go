@@ -51,6 +51,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("StaleAdmit", func(t *testing.T) { testStaleAdmit(t, b) })
 	t.Run("ExpiredAdmissionGivesPlaceBack", func(t *testing.T) { testAdmissionExpiry(t, b) })
 	t.Run("IdleTicketsLeave", func(t *testing.T) { testIdle(t, b) })
+	t.Run("Touch", func(t *testing.T) { testTouch(t, b) })
 	t.Run("SkewedClocks", func(t *testing.T) { testSkew(t, b) })
 	t.Run("SoldOutBroadcast", func(t *testing.T) { testSoldOut(t, b) })
 	t.Run("End", func(t *testing.T) { testEnd(t, b) })
@@ -548,6 +549,57 @@ func testIdle(t *testing.T, b Backend) {
 	wantStatus(t, poll(t, s, c.ID, now), queue.StatusWaiting, 3)
 	if got := admittedUsers(admit(t, s, q, 3, 1, now)); !slices.Equal(got, []string{"x", "b", "c"}) {
 		t.Fatalf("admitted %v, want x b c", got)
+	}
+}
+
+// testTouch keeps pre-queue tickets alive by Touch alone, as a room does for
+// the polls it answered from memory (each touch dated a moment before it
+// reaches the store), and checks what Touch reports gone: a ticket that left
+// idle, an admitted one, one that is not a ticket.
+func testTouch(t *testing.T, b Backend) {
+	stores := storesOf(t, b)
+	s := stores[0]
+	q := queueID("touch")
+	start := t0.Add(time.Minute)
+	kept := join(t, s, q, "kept", start, t0)
+	idle := join(t, s, q, "idle", start, t0)
+	unknown := queue.NewTicketID(q)
+	now := t0
+	for i := 0; now.Before(start); i++ {
+		now = now.Add(Idle / 2)
+		touches := []queue.Touch{{TicketID: kept.ID, At: now.Add(-time.Second)}}
+		if i == 4 { // by now idle left: past the timeout untouched
+			touches = append(touches, queue.Touch{TicketID: idle.ID, At: now}, queue.Touch{TicketID: unknown, At: now})
+		}
+		// Dated 1 s back, the touch still counts at now + Idle - 1 s:
+		// the store applies it before its idle timeout.
+		gone, err := stores[i%len(stores)].Touch(ctx, q, touches, now.Add(Idle-time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		if i == 4 {
+			want = []string{idle.ID, unknown}
+		}
+		slices.Sort(gone)
+		slices.Sort(want)
+		if !slices.Equal(gone, want) {
+			t.Fatalf("touch %d gone %v, want %v", i, gone, want)
+		}
+	}
+	wantStatus(t, poll(t, s, idle.ID, now), queue.StatusExpired, 0)
+	wantStatus(t, poll(t, s, kept.ID, now), queue.StatusWaiting, 1)
+	if got := admittedUsers(admit(t, s, q, 1, 1, now)); !slices.Equal(got, []string{"kept"}) {
+		t.Fatalf("admitted %v, want kept", got)
+	}
+	if gone, err := s.Touch(ctx, q, []queue.Touch{{TicketID: kept.ID, At: now}}, now); err != nil || !slices.Equal(gone, []string{kept.ID}) {
+		t.Fatalf("touch of an admitted ticket: gone %v, %v", gone, err)
+	}
+	if tk := poll(t, s, kept.ID, now); tk.Status != queue.StatusAdmitted {
+		t.Fatalf("touch changed an admitted ticket: %+v", tk)
+	}
+	if _, err := s.Touch(ctx, "nonsense", []queue.Touch{{TicketID: kept.ID, At: now}}, now); !errors.Is(err, queue.ErrInvalid) {
+		t.Fatalf("touch of a bad queue id: %v", err)
 	}
 }
 
