@@ -112,7 +112,9 @@ func TestIPLimitRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := redis.OpenClient(u.String())
+	// As orderd opens it: the waiting room's timeouts, so that a busy
+	// machine's slow moment does not make the limiter fail open.
+	c, err := redis.OpenClientTimeout(u.String(), redis.DefaultQueueTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +122,7 @@ func TestIPLimitRedis(t *testing.T) {
 	const burst = 20
 	proxies := mustProxies(t, "10.0.0.0/8")
 	rl := redis.NewRateLimiter(c, burst, time.Hour, burst)
+	rl.Timeout = redis.DefaultQueueTimeout
 	rl.Prefix = testenv.Unique("fotest") + ":iprate:"
 	// Two instances behind one proxy, one budget.
 	a, b := orderhttp.NewIPLimiter(rl, proxies), orderhttp.NewIPLimiter(rl, proxies)
