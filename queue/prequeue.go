@@ -48,7 +48,7 @@ type preQueue struct {
 	count   atomic.Int64
 	// until is the unix nanoseconds until which the last admission
 	// round vouched for answering from memory (0: not at all): the start
-	// less preQueueMargin, and at most two rounds ahead, so that a loop
+	// less preQueueMargin, and at most vouchFor ahead, so that a loop
 	// that stalls stops the memory answers.
 	until atomic.Int64
 	// start is the queue's start, in unix nanoseconds, as the round read
@@ -144,11 +144,18 @@ func (pq *preQueues) unsent(aq *activeQueue, ticketID string) (Touch, bool) {
 	return Touch{TicketID: pt.id, At: time.Unix(0, pt.last.Load())}, true
 }
 
+// vouchFor is how long an admission round's verdict holds: two rounds, and
+// at least a second, so that rounds slowed by a loaded machine do not send
+// the crowd's polls to the store just when it is busiest. A queue ended (by
+// an admin or another instance's round) reads ended from memory answers at
+// most this late.
+func vouchFor(interval time.Duration) time.Duration { return max(2*interval, time.Second) }
+
 // vouch is the admission round's verdict on aq at now: polls may be
-// answered from memory until the start (less the margin) or two rounds
-// from now, whichever is first, when the queue is neither sold out nor
-// ended and starts at start (nil: no start, never); otherwise the queue's
-// remembered tickets are dropped.
+// answered from memory until the start (less the margin) or vouchFor from
+// now, whichever is first, when the queue is neither sold out nor ended and
+// starts at start (nil: no start, never); otherwise the queue's remembered
+// tickets are dropped.
 func (pq *preQueues) vouch(aq *activeQueue, st Stats, start *time.Time, interval time.Duration, now time.Time) {
 	q := aq.pre.Load()
 	if st.SoldOut || st.Ended || start == nil || !now.Before(start.Add(-preQueueMargin)) {
@@ -159,7 +166,7 @@ func (pq *preQueues) vouch(aq *activeQueue, st Stats, start *time.Time, interval
 		return
 	}
 	until := start.Add(-preQueueMargin)
-	if soon := now.Add(2 * interval); soon.Before(until) {
+	if soon := now.Add(vouchFor(interval)); soon.Before(until) {
 		until = soon
 	}
 	q.start.Store(start.UnixNano())
