@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,6 +237,12 @@ func (r *Room) Poll(ctx context.Context, ticketID string) (Place, error) {
 		return Place{}, storeError(err)
 	}
 	aq, _ := r.active.Load(t.QueueID)
+	if aq == nil && t.Status == StatusWaiting && t.PreQueue {
+		// A pre-queue polled here, joined elsewhere (or before a restart):
+		// this instance serves it too, so that its rounds vouch for the
+		// memory answers of its polls.
+		aq = r.activate(t.QueueID, queueProduct(t.QueueID))
+	}
 	var starts *time.Time
 	if t.PreQueue {
 		starts = r.startOf(ctx, aq)
@@ -249,12 +256,32 @@ func (r *Room) Poll(ctx context.Context, ticketID string) (Place, error) {
 	return r.place(q, t, starts, now)
 }
 
-// startOf returns the start of an active queue's product, from the catalog.
+// queueProduct returns what activate needs of the products of queue qid,
+// known only by its id: the SKU of a product's own queue, the sale id of a
+// sale's.
+func queueProduct(qid string) *flashorder.Product {
+	if sku, ok := strings.CutPrefix(qid, productQueuePrefix); ok {
+		return &flashorder.Product{SKU: sku}
+	}
+	return &flashorder.Product{Sale: strings.TrimPrefix(qid, saleQueuePrefix)}
+}
+
+// startOf returns the start of an active queue's product, from the catalog,
+// or, for a sale's queue activated by a poll (no SKU known), as the last
+// admission round read it.
 func (r *Room) startOf(ctx context.Context, aq any) *time.Time {
 	if aq == nil {
 		return nil
 	}
-	if p, err := r.catalog.Product(ctx, aq.(*activeQueue).sku); err == nil {
+	q := aq.(*activeQueue)
+	if q.sku == "" {
+		if ns := q.pre.Load().start.Load(); ns != 0 {
+			s := time.Unix(0, ns).UTC()
+			return &s
+		}
+		return nil
+	}
+	if p, err := r.catalog.Product(ctx, q.sku); err == nil {
 		return p.StartsAt
 	}
 	return nil

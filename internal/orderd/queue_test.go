@@ -640,10 +640,10 @@ func TestOrderdQueueCrowd(t *testing.T) {
 	}
 }
 
-// TestOrderdQueuePreQueueFromMemory polls pre-queue tickets through two
-// orderd on one Redis, an hour before the start, with --queue-idle 2s: the
-// polls are answered from memory (flashorder_queue_polls_from_memory_total
-// grows on both), the answers are the pre-queue's, and a ticket polled only
+// TestOrderdQueuePreQueueFromMemory polls pre-queue tickets through three
+// orderd on one Redis (one of which saw no join), an hour before the start,
+// with --queue-idle 2s: the polls are answered from memory
+// (flashorder_queue_polls_from_memory_total grows on each), the answers are the pre-queue's, and a ticket polled only
 // from memory for three idle timeouts keeps its place (the store, asked
 // directly through the other instance after a pause, still has it waiting),
 // while one left unpolled lapses.
@@ -652,6 +652,7 @@ func TestOrderdQueuePreQueueFromMemory(t *testing.T) {
 	args := []string{"--idempotency", r.URL, "--admission-secret", admissionSecret, "--admission-interval", "20ms", "--queue-idle", "2s"}
 	_, a := startOrderd(t, dbURL, args...)
 	_, b := startOrderd(t, dbURL, args...)
+	_, c := startOrderd(t, dbURL, args...) // sees no join: polls alone make it serve the queue
 	start := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
 	if p := putDrop(t, a.BaseURL, "mem-1", 10, 0, start, time.Time{}, `,"admission":"queue"`); p.status != 200 {
 		t.Fatalf("put: %d %s", p.status, p.body)
@@ -664,13 +665,13 @@ func TestOrderdQueuePreQueueFromMemory(t *testing.T) {
 	poll(t, a.BaseURL, kept.Ticket) // b remembers kept at its first poll there
 	poll(t, b.BaseURL, kept.Ticket)
 	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		for _, base := range []string{a.BaseURL, b.BaseURL} {
+		for _, base := range []string{a.BaseURL, b.BaseURL, c.BaseURL} {
 			if p := poll(t, base, kept.Ticket); p.Status != "waiting" || !p.PreQueue || p.Position != 0 || p.Ticket != kept.Ticket {
 				t.Fatalf("pre-queue poll through %s: %+v", base, p)
 			}
 		}
 	}
-	for _, base := range []string{a.BaseURL, b.BaseURL} {
+	for _, base := range []string{a.BaseURL, b.BaseURL, c.BaseURL} {
 		if n, _, _ := testenv.MetricSum(base, "flashorder_queue_polls_from_memory_total"); n < 10 {
 			t.Fatalf("%s answered %v polls from memory, want most of its 30", base, n)
 		}
