@@ -4,7 +4,9 @@
 # scripts/wrk-scenario.lua for each scenario (hot, a uniform and a Zipf catalogue,
 # carts, keys, sale), next to the no-op ceiling (`orderbench noop`) measured in the
 # same run with the same script. Services are started durable (FLASHORDER_DURABLE=1)
-# in a private state dir and stopped at the end. Prints one Markdown table.
+# in a private state dir and stopped at the end. Prints one Markdown table; for `batch`,
+# each scenario's batches (size, transaction, rows held: flashorder_batch_*) go to
+# stderr and OUTDIR/batch-metrics.txt.
 #
 #   scripts/bench-scenarios.sh [--db-latency DELAYS] [OUTDIR]      (default: bench-results/)
 #
@@ -115,7 +117,9 @@ for db in $dbs; do
 				curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$port/api/v1/products/bench-$i" -H 'Authorization: Bearer bench' \
 					-H 'Content-Type: application/json' -d "{\"name\":\"bench-$i\",\"price_cents\":1999,\"stock\":10000000,\"per_user_limit\":$limit}"
 			done
+			batch_metrics "http://127.0.0.1:$port"
 			IFS='|' read -r rate p99 errs answers < <(wrkrun "http://127.0.0.1:$port" "$name" "${vars[@]}")
+			[[ $strategy == batch ]] && batch_metrics "http://127.0.0.1:$port" "$db ${lat/none/direct} $strategy $sc"
 			[[ $sc == hot ]] && hot=$rate
 			vshot=$([[ -n $hot && $hot != 0 ]] && awk "BEGIN{printf \"%.2f\", $rate/$hot}" || echo -)
 			vsceil=$(awk "BEGIN{printf \"%.2f\", $rate/$ceil}")
