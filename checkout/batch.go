@@ -77,6 +77,10 @@ type BatchOptions struct {
 //   - takes every touched SKU's stock with one statement and adds the quotas
 //     of limited SKUs with one upsert.
 //
+// A store whose Tx is a flashorder.BatchTx (PostgreSQL) sends each read with
+// its quotas in one round trip, and the stock and quotas with the commit:
+// the rows are then held for that one round trip after the lock's.
+//
 // The allotment's two steps, predict and settle, and the invariants each
 // ends by checking, are the type allotment's; the transaction around them is
 // commitInTx.
