@@ -49,11 +49,12 @@ wrkrun() {
 batch_metrics() {
 	local url=$1 label=${2:-} state
 	state=$out/.batch-metrics-$(echo "$url" | tr -c 'a-z0-9' _)
-	curl -s "$url/metrics" | python3 - "$state" "$label" <<'PY' | tee -a "$out/batch-metrics.txt" >&2
+	curl -s -o "$state.scrape" "$url/metrics" || return 0
+	python3 - "$state" "$label" <<'PY' | tee -a "$out/batch-metrics.txt" >&2
 import json, os, re, sys
 state, label = sys.argv[1], sys.argv[2]
 now = {}
-for line in sys.stdin:
+for line in open(state + ".scrape"):
     m = re.match(r'(flashorder_batch_(?:size|transaction_seconds|rows_held_seconds)_(?:sum|count|bucket))(?:\{le="([^"]+)"\})? (\S+)', line)
     if m:
         now[m.group(1) + (":" + m.group(2) if m.group(2) else "")] = float(m.group(3))

@@ -93,8 +93,8 @@ echo "| arrival rate | no-op p50 / p99 / p99.9 ms | orderd ($strategy) p50 / p99
 echo "|---|---|---|---|"
 for r in $rates; do
 	IFS='|' read -r n50 n99 n999 _ <<<"${noop[$r]}"
-	batch_metrics "$url"
+	batch_metrics "$url" || true
 	IFS='|' read -r o50 o99 o999 oans < <(attack "$url" "$r")
-	[[ $strategy == batch ]] && batch_metrics "$url" "$strategy $r/s"
+	if [[ $strategy == batch ]]; then batch_metrics "$url" "$strategy $r/s" || true; fi
 	echo "| $r/s | $n50 / $n99 / $n999 | $o50 / $o99 / $o999 | $oans |"
 done

@@ -117,9 +117,9 @@ for db in $dbs; do
 				curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$port/api/v1/products/bench-$i" -H 'Authorization: Bearer bench' \
 					-H 'Content-Type: application/json' -d "{\"name\":\"bench-$i\",\"price_cents\":1999,\"stock\":10000000,\"per_user_limit\":$limit}"
 			done
-			batch_metrics "http://127.0.0.1:$port"
+			batch_metrics "http://127.0.0.1:$port" || true
 			IFS='|' read -r rate p99 errs answers < <(wrkrun "http://127.0.0.1:$port" "$name" "${vars[@]}")
-			[[ $strategy == batch ]] && batch_metrics "http://127.0.0.1:$port" "$db ${lat/none/direct} $strategy $sc"
+			if [[ $strategy == batch ]]; then batch_metrics "http://127.0.0.1:$port" "$db ${lat/none/direct} $strategy $sc" || true; fi
 			[[ $sc == hot ]] && hot=$rate
 			vshot=$([[ -n $hot && $hot != 0 ]] && awk "BEGIN{printf \"%.2f\", $rate/$hot}" || echo -)
 			vsceil=$(awk "BEGIN{printf \"%.2f\", $rate/$ceil}")
