@@ -42,7 +42,7 @@ wrkrun() {
 }
 
 # batch_metrics URL [LABEL]: the batch strategy's histograms of orderd at URL since the
-# last call for URL (or its start): batches, orders per batch, the transaction's and the
+# last call for URL (or its start): batches (and failed ones), orders per batch, the transaction's and the
 # rows held's mean, and the rows held by bucket (counts of batches at or under each
 # bound, in ms). With LABEL, appended to $out/batch-metrics.txt and printed to stderr;
 # without, only the starting point of the next call.
@@ -55,7 +55,7 @@ import json, os, re, sys
 state, label = sys.argv[1], sys.argv[2]
 now = {}
 for line in open(state + ".scrape"):
-    m = re.match(r'(flashorder_batch_(?:size|transaction_seconds|rows_held_seconds)_(?:sum|count|bucket))(?:\{le="([^"]+)"\})? (\S+)', line)
+    m = re.match(r'(flashorder_batch_errors_total|flashorder_batch_(?:size|transaction_seconds|rows_held_seconds)_(?:sum|count|bucket))(?:\{le="([^"]+)"\})? (\S+)', line)
     if m:
         now[m.group(1) + (":" + m.group(2) if m.group(2) else "")] = float(m.group(3))
 before = json.load(open(state)) if os.path.exists(state) else {}
@@ -69,8 +69,8 @@ mean = lambda s, c: s / c if c else 0
 buckets = sorted((float(k.split(":")[1]), v) for k, v in d.items()
                  if k.startswith("flashorder_batch_rows_held_seconds_bucket") and k.split(":")[1] != "+Inf")
 cum = ", ".join("<=%g: %d" % (b * 1000, v) for b, v in buckets)
-print("%s: batches %d, orders/batch %.1f, transaction mean %.2f ms, rows held mean %.3f ms (%d batches; by bucket ms %s)" % (
-    label, n, mean(d.get("flashorder_batch_size_sum", 0), n),
+print("%s: batches %d (%d failed), orders/batch %.1f, transaction mean %.2f ms, rows held mean %.3f ms (%d batches; by bucket ms %s)" % (
+    label, n, d.get("flashorder_batch_errors_total", 0), mean(d.get("flashorder_batch_size_sum", 0), n),
     1000 * mean(d.get("flashorder_batch_transaction_seconds_sum", 0), d.get("flashorder_batch_transaction_seconds_count", 0)),
     1000 * mean(d.get("flashorder_batch_rows_held_seconds_sum", 0), held), held, cum))
 PY
