@@ -8,7 +8,9 @@
 //
 // The transaction primitives (flashorder.Tx) are filed by the group they
 // implement: product.go, stock.go, segment.go, quota.go, order.go,
-// lifecycle.go and fence.go; the outbox is events.go.
+// lifecycle.go and fence.go; the outbox is events.go. On PostgreSQL InTx
+// runs its own BEGIN and COMMIT, and the batch strategy's steps go out as
+// pgx pipelines (pipeline_postgres.go, flashorder.BatchTx).
 package gormdb
 
 import (
