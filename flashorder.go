@@ -68,6 +68,28 @@ type Tx interface {
 	FenceTx
 }
 
+// BatchTx is what a Tx may add for the batch strategy: its steps with fewer
+// round trips to the database, each sending together statements that do not
+// wait for each other's answers (PostgreSQL's pipeline). A Tx without it
+// runs the same steps one statement at a time (Products or LockProducts,
+// Quotas, TakeStocks, AddQuotas), and the strategy composes them itself.
+type BatchTx interface {
+	// ProductsAndQuotas returns what Products returns for skus, or
+	// LockProducts when lock is set, and what Quotas returns for those of
+	// keys whose product, as returned, has a per-user limit. With lock the
+	// quotas are read after the rows are locked, so that they are current:
+	// every writer of a counter holds its product's row.
+	ProductsAndQuotas(ctx context.Context, skus []string, keys []QuotaKey, lock bool) (map[string]*Product, map[QuotaKey]int64, error)
+	// TakeStocksAndCommit does what TakeStocks(take) and AddQuotas(add)
+	// do and commits the transaction: all in one round trip, the commit
+	// sent only to run if both statements succeed. It is the
+	// transaction's last statement: the function InTx runs returns its
+	// error right after. When it fails, nothing of the transaction
+	// commits, unless the connection was lost at the commit (then, as
+	// with any commit, the outcome is unknown).
+	TakeStocksAndCommit(ctx context.Context, take map[string]int64, add map[QuotaKey]int64) error
+}
+
 // ProductTx reads and locks product rows inside a transaction.
 type ProductTx interface {
 	// Products returns the products among skus that exist, keyed by SKU,

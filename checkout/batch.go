@@ -77,6 +77,10 @@ type BatchOptions struct {
 //   - takes every touched SKU's stock with one statement and adds the quotas
 //     of limited SKUs with one upsert.
 //
+// A store whose Tx is a flashorder.BatchTx (PostgreSQL) sends each read with
+// its quotas in one round trip, and the stock and quotas with the commit:
+// the rows are then held for that one round trip after the lock's.
+//
 // The allotment's two steps, predict and settle, and the invariants each
 // ends by checking, are the type allotment's; the transaction around them is
 // commitInTx.
@@ -325,18 +329,21 @@ func commitInTx(ctx context.Context, tx flashorder.Tx, batch []*pendingOrder, an
 	}
 	a := newAllotment(batch, answers)
 	skus := batchSKUs(batch)
-	read, err := tx.Products(ctx, skus)
-	if err != nil {
-		return err
+	bt, _ := tx.(flashorder.BatchTx)
+	var keys []flashorder.QuotaKey
+	if bt != nil {
+		// Which products have a limit is known only from the answer: ask
+		// for every pair, and the store keeps those of limited products.
+		keys = batchKeys(batch)
 	}
-	held, err := tx.Quotas(ctx, limitedKeys(batch, read))
+	read, held, err := productsAndQuotas(ctx, tx, bt, batch, skus, keys, false)
 	if err != nil {
 		return err
 	}
 	if err := a.predict(ctx, tx, read, held); err != nil {
 		return err
 	}
-	products, err := tx.LockProducts(ctx, skus)
+	products, held, err := productsAndQuotas(ctx, tx, bt, batch, skus, keys, true)
 	locked()
 	if err != nil {
 		return err
@@ -349,9 +356,6 @@ func commitInTx(ctx context.Context, tx flashorder.Tx, batch []*pendingOrder, an
 			return errPriceChanged
 		}
 	}
-	if held, err = tx.Quotas(ctx, limitedKeys(batch, products)); err != nil {
-		return err
-	}
 	accepted, err := a.settle(products, held)
 	if err != nil {
 		return err
@@ -362,10 +366,36 @@ func commitInTx(ctx context.Context, tx flashorder.Tx, batch []*pendingOrder, an
 		}
 	}
 	take, add := totals(accepted, products)
+	if bt != nil {
+		return bt.TakeStocksAndCommit(ctx, take, add)
+	}
 	if err := tx.TakeStocks(ctx, take); err != nil {
 		return err
 	}
 	return tx.AddQuotas(ctx, add)
+}
+
+// productsAndQuotas reads the batch's products, locking their rows when
+// lock is set, and the quotas that their per-user limits need: in one round
+// trip through bt (keys holding every pair of the batch) when tx has it,
+// else one statement after the other.
+func productsAndQuotas(ctx context.Context, tx flashorder.Tx, bt flashorder.BatchTx, batch []*pendingOrder, skus []string, keys []flashorder.QuotaKey, lock bool) (map[string]*flashorder.Product, map[flashorder.QuotaKey]int64, error) {
+	if bt != nil {
+		return bt.ProductsAndQuotas(ctx, skus, keys, lock)
+	}
+	read := tx.Products
+	if lock {
+		read = tx.LockProducts
+	}
+	products, err := read(ctx, skus)
+	if err != nil {
+		return nil, nil, err
+	}
+	held, err := tx.Quotas(ctx, limitedKeys(batch, products))
+	if err != nil {
+		return nil, nil, err
+	}
+	return products, held, nil
 }
 
 // batchSKUs returns the batch's SKUs, sorted and distinct.
@@ -383,12 +413,23 @@ func batchSKUs(batch []*pendingOrder) []string {
 // limitedKeys returns the (user, SKU) pairs of the batch whose product has a
 // per-user limit.
 func limitedKeys(batch []*pendingOrder, products map[string]*flashorder.Product) []flashorder.QuotaKey {
+	return pairs(batch, func(sku string) bool { return limited(products, sku) })
+}
+
+// batchKeys returns every (user, SKU) pair of the batch.
+func batchKeys(batch []*pendingOrder) []flashorder.QuotaKey {
+	return pairs(batch, func(string) bool { return true })
+}
+
+// pairs returns the distinct (user, SKU) pairs of the batch whose SKU keep
+// accepts, in the batch's order.
+func pairs(batch []*pendingOrder, keep func(sku string) bool) []flashorder.QuotaKey {
 	var keys []flashorder.QuotaKey
 	seen := map[flashorder.QuotaKey]bool{}
 	for _, p := range batch {
 		for _, it := range p.order.Items {
 			k := flashorder.QuotaKey{UserID: p.order.UserID, SKU: it.SKU}
-			if limited(products, it.SKU) && !seen[k] {
+			if keep(it.SKU) && !seen[k] {
 				seen[k] = true
 				keys = append(keys, k)
 			}

@@ -8,7 +8,9 @@
 //
 // The transaction primitives (flashorder.Tx) are filed by the group they
 // implement: product.go, stock.go, segment.go, quota.go, order.go,
-// lifecycle.go and fence.go; the outbox is events.go.
+// lifecycle.go and fence.go; the outbox is events.go. On PostgreSQL InTx
+// runs its own BEGIN and COMMIT, and the batch strategy's steps go out as
+// pgx pipelines (pipeline_postgres.go, flashorder.BatchTx).
 package gormdb
 
 import (
@@ -107,6 +109,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openDialect(ctx, d, opts)
+}
+
+// openDialect is Open with the dialect chosen.
+func openDialect(ctx context.Context, d dialect, opts Options) (*DB, error) {
 	g, err := d.open(&gorm.Config{
 		SkipDefaultTransaction: true,
 		TranslateError:         true,
@@ -187,13 +194,28 @@ func (db *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// InTx implements flashorder.Store.
+// InTx implements flashorder.Store. On PostgreSQL its Tx is also a
+// flashorder.BatchTx (see pipeline_postgres.go).
 func (db *DB) InTx(ctx context.Context, fn func(tx flashorder.Tx) error) error {
+	return db.inTx(ctx, func(t *tx) error {
+		if t.own != nil {
+			return fn(&pipelineTx{tx: t})
+		}
+		return fn(t)
+	})
+}
+
+// inTx is InTx for the package's own transactions, fn taking the tx itself.
+func (db *DB) inTx(ctx context.Context, fn func(t *tx) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error {
-			return fn(&tx{g: g, dialect: db.dialect, events: db.events})
-		})
+		if db.dialect.pipelines() {
+			err = db.ownTx(ctx, fn)
+		} else {
+			err = db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error {
+				return fn(&tx{g: g, dialect: db.dialect, events: db.events})
+			})
+		}
 		if err == nil || !db.dialect.retryable(err) || ctx.Err() != nil {
 			break
 		}

@@ -41,6 +41,10 @@ type dialect interface {
 	tableOptions() string
 	// readTxOptions are the options of readTx's snapshot transaction.
 	readTxOptions() *sql.TxOptions
+	// pipelines reports whether InTx runs the engine's transactions itself
+	// on one connection (pipeline_postgres.go), so that BEGIN and COMMIT
+	// go out in pipelines with other statements: PostgreSQL through pgx.
+	pipelines() bool
 	// rowLocks reports whether the engine locks rows (FOR UPDATE, SKIP
 	// LOCKED). SQLite has none and needs none: its one connection
 	// serialises transactions.

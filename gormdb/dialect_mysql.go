@@ -180,6 +180,8 @@ func (mysqlDialect) refusedInput(err error) bool {
 
 func (mysqlDialect) readOnly(error) bool { return false }
 
+func (mysqlDialect) pipelines() bool { return false }
+
 func (mysqlDialect) writesTo(ctx context.Context, db *DB) (string, bool, error) {
 	var host string
 	var port int

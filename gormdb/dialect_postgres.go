@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -24,6 +25,9 @@ import (
 type postgresDialect struct {
 	serverEngine
 	dsn string
+	// tracer, when set, traces the statements of every connection (tests
+	// count round trips with it).
+	tracer pgx.QueryTracer
 }
 
 var _ dialect = postgresDialect{}
@@ -65,7 +69,7 @@ func postgresSessionParams(opts Options) map[string]string {
 func (postgresDialect) name() string { return Postgres }
 
 func (d postgresDialect) open(cfg *gorm.Config) (*gorm.DB, error) {
-	return gorm.Open(postgres.New(postgres.Config{DSN: d.dsn, OptionOpenDB: haOptions()}), cfg)
+	return gorm.Open(postgres.New(postgres.Config{DSN: d.dsn, OptionOpenDB: haOptions(d.tracer)}), cfg)
 }
 
 // lockMigration holds pg_advisory_lock. Another instance may migrate for
@@ -90,6 +94,8 @@ func (postgresDialect) lockMigration(ctx context.Context, sqlDB *sql.DB) (*sql.C
 }
 
 func (postgresDialect) tableOptions() string { return "" }
+
+func (postgresDialect) pipelines() bool { return true }
 
 func (postgresDialect) param(n int) string { return "$" + strconv.Itoa(n) }
 
@@ -163,9 +169,12 @@ func (postgresDialect) selectProducts(skus []string, lock bool) (string, []any) 
 	return q, []any{skus}
 }
 
+// pgTakeStocks is TakeStocks' UPDATE: $2[i] units off the product $1[i].
+const pgTakeStocks = `UPDATE products AS p SET stock = p.stock - x.q FROM unnest($1::text[], $2::bigint[]) AS x(sku, q)
+			WHERE p.sku = x.sku AND p.stock >= x.q`
+
 func (postgresDialect) takeStocks(skus []string, qty []int64) (string, []any) {
-	return `UPDATE products AS p SET stock = p.stock - x.q FROM unnest($1::text[], $2::bigint[]) AS x(sku, q)
-			WHERE p.sku = x.sku AND p.stock >= x.q`, []any{skus, qty}
+	return pgTakeStocks, []any{skus, qty}
 }
 
 // quotas probes the primary key for each pair of the unnested arrays.
@@ -182,14 +191,21 @@ func (postgresDialect) quotas(ctx context.Context, c sqlConn, m map[flashorder.Q
 				WHERE q.user_id = x.user_id AND q.sku = x.sku) AS p`, users, skus)
 }
 
+// pgAddQuotas returns AddQuotas' upsert, its parameters from $n: qty[i]
+// units more for the user users[i] of the SKU skus[i]. AddQuotas sends it
+// alone, TakeStocksAndCommit after pgTakeStocks' two.
+func pgAddQuotas(n int) string {
+	return fmt.Sprintf(`INSERT INTO user_purchases (user_id, sku, quantity)
+			SELECT * FROM unnest($%d::text[], $%d::text[], $%d::bigint[])
+			ON CONFLICT (user_id, sku) DO UPDATE SET quantity = user_purchases.quantity + excluded.quantity`, n, n+1, n+2)
+}
+
+// addQuotasAlone is AddQuotas' upsert.
+var addQuotasAlone = pgAddQuotas(1)
+
 func (postgresDialect) addQuotas(ctx context.Context, c sqlConn, keys []flashorder.QuotaKey, add map[flashorder.QuotaKey]int64) error {
-	users, skus, qty := make([]string, len(keys)), make([]string, len(keys)), make([]int64, len(keys))
-	for i, k := range keys {
-		users[i], skus[i], qty[i] = k.UserID, k.SKU, add[k]
-	}
-	_, err := c.ExecContext(ctx, `INSERT INTO user_purchases (user_id, sku, quantity)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-			ON CONFLICT (user_id, sku) DO UPDATE SET quantity = user_purchases.quantity + excluded.quantity`, users, skus, qty)
+	users, skus, qty := quotaArrays(keys, add)
+	_, err := c.ExecContext(ctx, addQuotasAlone, users, skus, qty)
 	if err != nil {
 		return fmt.Errorf("gormdb: add %d quotas: %w", len(keys), err)
 	}
@@ -251,4 +267,15 @@ func (postgresDialect) insertEvents(ctx context.Context, c sqlConn, rows []event
 
 func (postgresDialect) deleteFirst(table, where string) string {
 	return deleteFirstBySubquery(table, where)
+}
+
+// quotaArrays returns the counters of keys to add (add[k] for every k) as
+// arrays of users, SKUs and units, in keys' order; never nil, since pgx
+// sends a nil slice as NULL.
+func quotaArrays(keys []flashorder.QuotaKey, add map[flashorder.QuotaKey]int64) (users, skus []string, qty []int64) {
+	users, skus, qty = make([]string, len(keys)), make([]string, len(keys)), make([]int64, len(keys))
+	for i, k := range keys {
+		users[i], skus[i], qty[i] = k.UserID, k.SKU, add[k]
+	}
+	return users, skus, qty
 }

@@ -82,6 +82,8 @@ func (sqliteDialect) readTxOptions() *sql.TxOptions { return nil }
 
 func (sqliteDialect) rowLocks() bool { return false }
 
+func (sqliteDialect) pipelines() bool { return false }
+
 func (sqliteDialect) retryable(err error) bool {
 	return strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked")
 }

@@ -35,10 +35,14 @@ import (
 // a primary that was demoted without dropping its sessions.
 const sqlStateReadOnly = "25006"
 
-// haOptions are the pgx connector options of every PostgreSQL pool.
-func haOptions() []stdlib.OptionOpenDB {
+// haOptions are the pgx connector options of every PostgreSQL pool; tracer,
+// when not nil, traces every connection's statements.
+func haOptions(tracer pgx.QueryTracer) []stdlib.OptionOpenDB {
 	return []stdlib.OptionOpenDB{
 		stdlib.OptionBeforeConnect(func(_ context.Context, cc *pgx.ConnConfig) error {
+			if tracer != nil {
+				cc.Tracer = tracer
+			}
 			prev := cc.OnPgError
 			cc.OnPgError = func(c *pgconn.PgConn, e *pgconn.PgError) bool {
 				if e.Code == sqlStateReadOnly {

@@ -14,17 +14,22 @@ import (
 // (it waits inside the transaction, as a frozen orderd's would): the database
 // (PostgreSQL, MariaDB) ends its session after IdleTxTimeout, another store
 // then locks the row, and the frozen transaction's write fails and commits
-// nothing.
+// nothing. On PostgreSQL it runs twice: with the Tx's one-statement
+// primitives, and with flashorder.BatchTx's pipelines, whose write goes out
+// with the COMMIT.
 func TestIdleTxTimeoutFreesRows(t *testing.T) {
 	for _, d := range testenv.Databases(t) {
 		if d.Engine == gormdb.SQLite {
 			continue // one connection, one process: no other store to stop
 		}
-		t.Run(d.Engine, func(t *testing.T) { testIdleTxTimeout(t, d.URL) })
+		t.Run(d.Engine, func(t *testing.T) { testIdleTxTimeout(t, d.URL, false) })
+		if d.Engine == gormdb.Postgres {
+			t.Run(d.Engine+"-pipelined", func(t *testing.T) { testIdleTxTimeout(t, d.URL, true) })
+		}
 	}
 }
 
-func testIdleTxTimeout(t *testing.T, url string) {
+func testIdleTxTimeout(t *testing.T, url string, pipelined bool) {
 	ctx := context.Background()
 	const idle = 500 * time.Millisecond // MariaDB rounds it up to 1s
 	frozen, err := gormdb.Open(ctx, url, gormdb.Options{IdleTxTimeout: idle})
@@ -45,6 +50,15 @@ func testIdleTxTimeout(t *testing.T, url string) {
 	frozenErr := make(chan error, 1)
 	go func() {
 		frozenErr <- frozen.InTx(ctx, func(tx flashorder.Tx) error {
+			if pipelined {
+				bt := tx.(flashorder.BatchTx)
+				if _, _, err := bt.ProductsAndQuotas(ctx, []string{"idle-1"}, nil, true); err != nil {
+					return err
+				}
+				close(locked)
+				<-release
+				return bt.TakeStocksAndCommit(ctx, map[string]int64{"idle-1": 3}, nil)
+			}
 			if _, err := tx.LockProducts(ctx, []string{"idle-1"}); err != nil {
 				return err
 			}
@@ -58,12 +72,7 @@ func testIdleTxTimeout(t *testing.T, url string) {
 	// after it: the test would time out.
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := other.InTx(tctx, func(tx flashorder.Tx) error {
-		if _, err := tx.LockProducts(tctx, []string{"idle-1"}); err != nil {
-			return err
-		}
-		return tx.TakeStocks(tctx, map[string]int64{"idle-1": 1})
-	}); err != nil {
+	if err := lockAndTake(tctx, other, "idle-1", 1); err != nil {
 		t.Fatalf("another store's transaction while one is frozen on the row: %v", err)
 	}
 	close(release)
@@ -77,6 +86,24 @@ func testIdleTxTimeout(t *testing.T, url string) {
 	if p.Stock != 9 {
 		t.Fatalf("stock %d, want 9: only the other store's unit taken", p.Stock)
 	}
+	// The frozen store's dead connection is not reused: its next
+	// transaction commits.
+	if err := lockAndTake(ctx, frozen, "idle-1", 2); err != nil {
+		t.Fatalf("the frozen store's next transaction: %v", err)
+	}
+	if p, err := other.Product(ctx, "idle-1"); err != nil || p.Stock != 7 {
+		t.Fatalf("after the frozen store's next transaction: %+v %v, want stock 7", p, err)
+	}
+}
+
+// lockAndTake takes n units of sku in a transaction of db of its own.
+func lockAndTake(ctx context.Context, db *gormdb.DB, sku string, n int64) error {
+	return db.InTx(ctx, func(tx flashorder.Tx) error {
+		if _, err := tx.LockProducts(ctx, []string{sku}); err != nil {
+			return err
+		}
+		return tx.TakeStocks(ctx, map[string]int64{sku: n})
+	})
 }
 
 // TestLockTimeoutRetries holds a product row in one store's transaction while

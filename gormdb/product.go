@@ -40,17 +40,29 @@ func (t *tx) readProducts(ctx context.Context, skus []string, lock bool) (map[st
 	}
 	defer rows.Close()
 	m := make(map[string]*flashorder.Product, len(skus))
-	for rows.Next() {
-		var r productRow
-		if err := rows.Scan(&r.SKU, &r.Name, &r.PriceCents, &r.Stock, &r.Restocked, &r.PerUserLimit, &r.StartsUS, &r.EndsUS, &r.PaymentWindowS); err != nil {
-			return nil, fmt.Errorf("gormdb: read %d products: %w", len(skus), err)
-		}
-		m[r.SKU] = r.product()
-	}
-	if err := rows.Err(); err != nil {
+	if err := scanProducts(rows, m); err != nil {
 		return nil, fmt.Errorf("gormdb: read %d products: %w", len(skus), err)
 	}
 	return m, nil
+}
+
+// rowScanner is what database/sql's and pgx's rows have in common.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanProducts adds to m the products that rows, of productColumns, hold.
+func scanProducts(rows rowScanner, m map[string]*flashorder.Product) error {
+	for rows.Next() {
+		var r productRow
+		if err := rows.Scan(&r.SKU, &r.Name, &r.PriceCents, &r.Stock, &r.Restocked, &r.PerUserLimit, &r.StartsUS, &r.EndsUS, &r.PaymentWindowS); err != nil {
+			return err
+		}
+		m[r.SKU] = r.product()
+	}
+	return rows.Err()
 }
 
 // lockStock locks sku's product row (LockProducts) and returns its stock.

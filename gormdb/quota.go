@@ -36,18 +36,24 @@ func scanQuotas(ctx context.Context, c sqlConn, m map[flashorder.QuotaKey]int64,
 		return fmt.Errorf("gormdb: read quotas: %w", err)
 	}
 	defer rows.Close()
+	if err := scanQuotaRows(rows, m); err != nil {
+		return fmt.Errorf("gormdb: read quotas: %w", err)
+	}
+	return nil
+}
+
+// scanQuotaRows adds to m the counters that rows, of user_id, sku and
+// quantity, hold.
+func scanQuotaRows(rows rowScanner, m map[flashorder.QuotaKey]int64) error {
 	for rows.Next() {
 		var k flashorder.QuotaKey
 		var n int64
 		if err := rows.Scan(&k.UserID, &k.SKU, &n); err != nil {
-			return fmt.Errorf("gormdb: read quotas: %w", err)
+			return err
 		}
 		m[k] = n
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("gormdb: read quotas: %w", err)
-	}
-	return nil
+	return rows.Err()
 }
 
 // ReserveQuota implements flashorder.Tx. A first purchase inserts the counter
@@ -80,6 +86,12 @@ func (t *tx) AddQuotas(ctx context.Context, add map[flashorder.QuotaKey]int64) e
 	if len(add) == 0 {
 		return nil
 	}
+	return t.dialect.addQuotas(ctx, t.conn(), sortedQuotaKeys(add), add)
+}
+
+// sortedQuotaKeys returns add's keys sorted by SKU, then user: the order in
+// which every upsert of the counters locks them.
+func sortedQuotaKeys(add map[flashorder.QuotaKey]int64) []flashorder.QuotaKey {
 	keys := make([]flashorder.QuotaKey, 0, len(add))
 	for k := range add {
 		keys = append(keys, k)
@@ -90,7 +102,7 @@ func (t *tx) AddQuotas(ctx context.Context, add map[flashorder.QuotaKey]int64) e
 		}
 		return strings.Compare(a.UserID, b.UserID)
 	})
-	return t.dialect.addQuotas(ctx, t.conn(), keys, add)
+	return keys
 }
 
 // ReleaseQuota implements flashorder.Tx. The counter is clamped at zero rather

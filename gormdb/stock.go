@@ -14,15 +14,7 @@ func (t *tx) TakeStocks(ctx context.Context, take map[string]int64) error {
 	if len(take) == 0 {
 		return nil
 	}
-	skus := make([]string, 0, len(take))
-	for sku := range take {
-		skus = append(skus, sku)
-	}
-	slices.Sort(skus)
-	qty := make([]int64, len(skus))
-	for i, sku := range skus {
-		qty[i] = take[sku]
-	}
+	skus, qty := takeArrays(take)
 	q, args := t.dialect.takeStocks(skus, qty)
 	res, err := t.conn().ExecContext(ctx, q, args...)
 	if err != nil {
@@ -32,6 +24,21 @@ func (t *tx) TakeStocks(ctx context.Context, take map[string]int64) error {
 		return fmt.Errorf("gormdb: take stock of %d products: %d rows had the units (%v)", len(skus), n, err)
 	}
 	return nil
+}
+
+// takeArrays returns take as TakeStocks' arrays, sorted by SKU; never nil,
+// since pgx sends a nil slice as NULL.
+func takeArrays(take map[string]int64) ([]string, []int64) {
+	skus := make([]string, 0, len(take))
+	for sku := range take {
+		skus = append(skus, sku)
+	}
+	slices.Sort(skus)
+	qty := make([]int64, len(skus))
+	for i, sku := range skus {
+		qty[i] = take[sku]
+	}
+	return skus, qty
 }
 
 // TakeStock implements flashorder.Tx with one conditional decrement: the row

@@ -19,8 +19,7 @@ import (
 // that a PUT racing with orders keeps restocked == available + sold.
 func (db *DB) PutProduct(ctx context.Context, p flashorder.Product) (*flashorder.Product, error) {
 	var out *flashorder.Product
-	err := db.InTx(ctx, func(ftx flashorder.Tx) error {
-		t := ftx.(*tx)
+	err := db.inTx(ctx, func(t *tx) error {
 		g := t.g.WithContext(ctx)
 		row := newProductRow(p)
 		res := g.Clauses(clause.OnConflict{DoNothing: true}).Create(&row)

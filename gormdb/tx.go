@@ -21,6 +21,9 @@ type tx struct {
 	dialect dialect
 	// events makes order changes write their events (Options.Events).
 	events bool
+	// own is the connection of a transaction that InTx runs itself
+	// (PostgreSQL, pipeline_postgres.go); nil on the other engines.
+	own *txConn
 }
 
 // conn returns the transaction's database/sql handle.

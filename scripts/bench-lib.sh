@@ -41,6 +41,41 @@ wrkrun() {
 	echo "${rate:-0}|${p99:-?}|${errs:-?}|${answers}"
 }
 
+# batch_metrics URL [LABEL]: the batch strategy's histograms of orderd at URL since the
+# last call for URL (or its start): batches (and failed ones), orders per batch, the transaction's and the
+# rows held's mean, and the rows held by bucket (counts of batches at or under each
+# bound, in ms). With LABEL, appended to $out/batch-metrics.txt and printed to stderr;
+# without, only the starting point of the next call.
+batch_metrics() {
+	local url=$1 label=${2:-} state
+	state=$out/.batch-metrics-$(echo "$url" | tr -c 'a-z0-9' _)
+	curl -s -o "$state.scrape" "$url/metrics" || return 0
+	python3 - "$state" "$label" <<'PY' | tee -a "$out/batch-metrics.txt" >&2
+import json, os, re, sys
+state, label = sys.argv[1], sys.argv[2]
+now = {}
+for line in open(state + ".scrape"):
+    m = re.match(r'(flashorder_batch_errors_total|flashorder_batch_(?:size|transaction_seconds|rows_held_seconds)_(?:sum|count|bucket))(?:\{le="([^"]+)"\})? (\S+)', line)
+    if m:
+        now[m.group(1) + (":" + m.group(2) if m.group(2) else "")] = float(m.group(3))
+before = json.load(open(state)) if os.path.exists(state) else {}
+json.dump(now, open(state, "w"))
+if not label:
+    sys.exit()
+d = {k: v - before.get(k, 0) for k, v in now.items()}
+n = d.get("flashorder_batch_size_count", 0)
+held = d.get("flashorder_batch_rows_held_seconds_count", 0)
+mean = lambda s, c: s / c if c else 0
+buckets = sorted((float(k.split(":")[1]), v) for k, v in d.items()
+                 if k.startswith("flashorder_batch_rows_held_seconds_bucket") and k.split(":")[1] != "+Inf")
+cum = ", ".join("<=%g: %d" % (b * 1000, v) for b, v in buckets)
+print("%s: batches %d (%d failed), orders/batch %.1f, transaction mean %.2f ms, rows held mean %.3f ms (%d batches; by bucket ms %s)" % (
+    label, n, d.get("flashorder_batch_errors_total", 0), mean(d.get("flashorder_batch_size_sum", 0), n),
+    1000 * mean(d.get("flashorder_batch_transaction_seconds_sum", 0), d.get("flashorder_batch_transaction_seconds_count", 0)),
+    1000 * mean(d.get("flashorder_batch_rows_held_seconds_sum", 0), held), held, cum))
+PY
+}
+
 # machine_lines: the machine and durability lines every table is printed with.
 machine_lines() {
 	echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/machine.txt" >&2

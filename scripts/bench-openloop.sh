@@ -3,7 +3,9 @@
 # feels at a fixed arrival rate, with vegeta (a load generator nobody here wrote), for
 # one hot SKU, against one orderd on durable PostgreSQL (FLASHORDER_DURABLE=1, a
 # private state dir stopped at the end) and the no-op ceiling (`orderbench noop`) at
-# the same rates. Prints one Markdown table: p50, p99, p99.9 and the answers by status.
+# the same rates. Prints one Markdown table: p50, p99, p99.9 and the answers by status;
+# for `batch`, each rate's batches (size, transaction, rows held: flashorder_batch_*) go
+# to stderr and OUTDIR/batch-metrics.txt.
 #
 #   scripts/bench-openloop.sh [OUTDIR]      (default: bench-results/)
 #
@@ -91,6 +93,8 @@ echo "| arrival rate | no-op p50 / p99 / p99.9 ms | orderd ($strategy) p50 / p99
 echo "|---|---|---|---|"
 for r in $rates; do
 	IFS='|' read -r n50 n99 n999 _ <<<"${noop[$r]}"
+	batch_metrics "$url" || true
 	IFS='|' read -r o50 o99 o999 oans < <(attack "$url" "$r")
+	if [[ $strategy == batch ]]; then batch_metrics "$url" "$strategy $r/s" || true; fi
 	echo "| $r/s | $n50 / $n99 / $n999 | $o50 / $o99 / $o999 | $oans |"
 done

@@ -4,7 +4,9 @@
 # scripts/wrk-scenario.lua for each scenario (hot, a uniform and a Zipf catalogue,
 # carts, keys, sale), next to the no-op ceiling (`orderbench noop`) measured in the
 # same run with the same script. Services are started durable (FLASHORDER_DURABLE=1)
-# in a private state dir and stopped at the end. Prints one Markdown table.
+# in a private state dir and stopped at the end. Prints one Markdown table; for `batch`,
+# each scenario's batches (size, transaction, rows held: flashorder_batch_*) go to
+# stderr and OUTDIR/batch-metrics.txt.
 #
 #   scripts/bench-scenarios.sh [--db-latency DELAYS] [OUTDIR]      (default: bench-results/)
 #
@@ -152,7 +154,9 @@ for db in $dbs; do
 		for ev in off $events; do
 			port=${oport[$ev]} label=$db
 			[[ $ev == nats ]] && label="$db, events nats" lag0=$(lag_buckets "http://127.0.0.1:$port")
+			batch_metrics "http://127.0.0.1:$port" || true
 			IFS='|' read -r rate p99 errs answers < <(wrkrun "http://127.0.0.1:$port" "$name" "${vars[@]}")
+			if [[ $strategy == batch ]]; then batch_metrics "http://127.0.0.1:$port" "$label ${lat/none/direct} $strategy $sc" || true; fi
 			[[ $sc == hot && -z ${hotrate[$ev]:-} ]] && hotrate[$ev]=$rate
 			hot=${hotrate[$ev]:-}
 			vshot=$([[ -n $hot && $hot != 0 ]] && awk "BEGIN{printf \"%.2f\", $rate/$hot}" || echo -)
