@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -158,7 +159,25 @@ func (db *DB) scanEvents(ctx context.Context, q string, args ...any) ([]*flashor
 
 // PendingEvents implements flashorder.Outbox.
 func (db *DB) PendingEvents(ctx context.Context, limit int) ([]*flashorder.Event, error) {
-	evs, err := db.scanEvents(ctx, "SELECT "+eventColumns+" FROM events WHERE state = ? ORDER BY id LIMIT ?", string(flashorder.EventPending), limit)
+	return db.PendingEventsExcept(ctx, limit, nil)
+}
+
+// PendingEventsExcept is PendingEvents without the events at the positions
+// in except: the relay's events in flight, which it would otherwise read
+// again, bodies and all, at every read while their acknowledgements are
+// awaited. limit counts the events returned, not those left out. On
+// PostgreSQL except is one array parameter, so the statement's text, and
+// its prepared plan, stay the same whatever the number in flight.
+func (db *DB) PendingEventsExcept(ctx context.Context, limit int, except []int64) ([]*flashorder.Event, error) {
+	q, args := "SELECT "+eventColumns+" FROM events WHERE state = ? ORDER BY id LIMIT ?", []any{string(flashorder.EventPending), limit}
+	switch {
+	case len(except) == 0:
+	case db.Engine() == Postgres:
+		q, args = "SELECT "+eventColumns+" FROM events WHERE state = ? AND id NOT IN (SELECT unnest(CAST(? AS text)::bigint[])) ORDER BY id LIMIT ?", []any{string(flashorder.EventPending), pgArray(except), limit}
+	default:
+		q, args = "SELECT "+eventColumns+" FROM events WHERE state = ? AND id NOT IN ? ORDER BY id LIMIT ?", []any{string(flashorder.EventPending), except, limit}
+	}
+	evs, err := db.scanEvents(ctx, q, args...)
 	if err != nil {
 		return nil, db.translate(fmt.Errorf("gormdb: read pending events: %w", err))
 	}
@@ -174,16 +193,36 @@ func (db *DB) LastCursor(ctx context.Context) (int64, error) {
 	return last, nil
 }
 
-// SettleEvents implements flashorder.Outbox: one statement per event in
-// one transaction, so that a batch of deliveries costs one commit. The
-// unique index on pos refuses a cursor that another relay (one elected by
-// mistake) gave already.
+// SettleEvents implements flashorder.Outbox in one transaction, so that a
+// batch of deliveries costs one commit: on PostgreSQL one UPDATE marks the
+// whole batch, its values passed as arrays (three round trips however many
+// events), elsewhere one statement per event. The unique index on pos
+// refuses a cursor that another relay (one elected by mistake) gave already;
+// an event no longer pending refuses the whole call.
 func (db *DB) SettleEvents(ctx context.Context, settled []flashorder.Settlement) error {
 	if len(settled) == 0 {
 		return nil
 	}
 	sentAt := time.Now().UnixMicro()
 	return db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error {
+		if db.Engine() == Postgres {
+			n := len(settled)
+			ids, states, attempts, cursors := make([]int64, n), make([]string, n), make([]int64, n), make([]int64, n)
+			for i, st := range settled {
+				ids[i], states[i], attempts[i], cursors[i] = st.Position, string(st.State), int64(st.Attempts), st.Cursor
+			}
+			res := g.Exec(`UPDATE events AS e SET state = v.state, attempts = v.attempts, pos = v.pos, sent_us = ?
+				FROM unnest(CAST(? AS text)::bigint[], CAST(? AS text)::text[], CAST(? AS text)::int[], CAST(? AS text)::bigint[]) AS v(id, state, attempts, pos)
+				WHERE e.id = v.id AND e.state = ?`,
+				sentAt, pgArray(ids), pgArray(states), pgArray(attempts), pgArray(cursors), string(flashorder.EventPending))
+			if res.Error != nil {
+				return db.translate(fmt.Errorf("gormdb: settle %d events: %w", n, res.Error))
+			}
+			if res.RowsAffected != int64(n) {
+				return flashorder.Errorf(flashorder.EINVALIDSTATE, "%d of %d events are no longer pending", int64(n)-res.RowsAffected, n)
+			}
+			return nil
+		}
 		for _, st := range settled {
 			res := g.Exec("UPDATE events SET state = ?, attempts = ?, pos = ?, sent_us = ? WHERE id = ? AND state = ?",
 				string(st.State), st.Attempts, st.Cursor, sentAt, st.Position, string(flashorder.EventPending))
@@ -196,6 +235,33 @@ func (db *DB) SettleEvents(ctx context.Context, settled []flashorder.Settlement)
 		}
 		return nil
 	})
+}
+
+// pgArray returns vs as a PostgreSQL array literal ({1,2} or {"a","b"}),
+// passed as text and cast in the statement: GORM would expand a slice into
+// one placeholder per element, and a changing number of placeholders is a
+// new statement to prepare each time.
+func pgArray[T int64 | string](vs []T) string {
+	b := []byte{'{'}
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		switch v := any(v).(type) {
+		case int64:
+			b = strconv.AppendInt(b, v, 10)
+		case string:
+			b = append(b, '"')
+			for _, c := range []byte(v) {
+				if c == '"' || c == '\\' {
+					b = append(b, '\\')
+				}
+				b = append(b, c)
+			}
+			b = append(b, '"')
+		}
+	}
+	return string(append(b, '}'))
 }
 
 // RecordAttempts implements flashorder.Outbox.

@@ -2,6 +2,8 @@ package gormdb_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -78,22 +80,7 @@ func TestPurgeEvents(t *testing.T) {
 		t.Run(d.Engine, func(t *testing.T) {
 			ctx := context.Background()
 			db := openWithEvents(t, d.URL)
-			err := db.InTx(ctx, func(tx flashorder.Tx) error {
-				var orders []*flashorder.Order
-				for _, id := range []string{"o1", "o2", "o3", "o4", "o5"} {
-					orders = append(orders, &flashorder.Order{ID: id, UserID: "u", Status: flashorder.StatusCreated, CreatedAt: time.Now().UTC(),
-						Fingerprint: "f", Items: []flashorder.OrderItem{{SKU: "s", Quantity: 1}}})
-				}
-				_, err := tx.InsertOrders(ctx, orders)
-				return err
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			evs, err := db.PendingEvents(ctx, 10)
-			if err != nil || len(evs) != 5 {
-				t.Fatalf("%d events (%v)", len(evs), err)
-			}
+			evs := fiveOrders(t, db)
 			// o1, o2 sent, o3 dead, o4 sent (the newest), o5 pending.
 			var settled []flashorder.Settlement
 			for i, state := range []flashorder.EventState{flashorder.EventSent, flashorder.EventSent, flashorder.EventDead, flashorder.EventSent} {
@@ -104,7 +91,7 @@ func TestPurgeEvents(t *testing.T) {
 			}
 			// All or nothing: o5 settled beside o1, which is no longer
 			// pending, is refused whole, and o5 stays pending.
-			err = db.SettleEvents(ctx, []flashorder.Settlement{
+			err := db.SettleEvents(ctx, []flashorder.Settlement{
 				{Position: evs[4].Position, State: flashorder.EventSent, Attempts: 1, Cursor: 5},
 				{Position: evs[0].Position, State: flashorder.EventSent, Attempts: 1, Cursor: 6},
 			})
@@ -143,6 +130,88 @@ func TestPurgeEvents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPendingEventsExcept checks on every engine the relay's read that
+// leaves out its events in flight, and the settlement of a batch: each
+// event's state, attempts and cursor as given, and a cursor given already
+// refused with the whole batch.
+func TestPendingEventsExcept(t *testing.T) {
+	for _, d := range testenv.Databases(t) {
+		t.Run(d.Engine, func(t *testing.T) {
+			db := openWithEvents(t, d.URL)
+			all, ctx := fiveOrders(t, db), context.Background()
+			except := []int64{all[1].Position, all[3].Position}
+			if evs, err := db.PendingEventsExcept(ctx, 2, except); err != nil || !slices.Equal(orderIDs(evs), []string{"o1", "o3"}) {
+				t.Errorf("2 pending except o2, o4: %v (%v), want o1 o3", orderIDs(evs), err)
+			}
+			if evs, err := db.PendingEventsExcept(ctx, 10, except); err != nil || !slices.Equal(orderIDs(evs), []string{"o1", "o3", "o5"}) {
+				t.Errorf("10 pending except o2, o4: %v (%v), want o1 o3 o5", orderIDs(evs), err)
+			}
+			err := db.SettleEvents(ctx, []flashorder.Settlement{
+				{Position: all[2].Position, State: flashorder.EventSent, Attempts: 1, Cursor: 1},
+				{Position: all[0].Position, State: flashorder.EventDead, Attempts: 7, Cursor: 2},
+				{Position: all[4].Position, State: flashorder.EventSent, Attempts: 3, Cursor: 3},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, err := db.Events(ctx, 0, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range page.Events {
+				got = append(got, fmt.Sprintf("%s %s %d %d", e.OrderID, e.State, e.Attempts, e.Cursor))
+			}
+			if want := []string{"o3 sent 1 1", "o1 dead 7 2", "o5 sent 3 3"}; !slices.Equal(got, want) {
+				t.Errorf("settled %q, want %q", got, want)
+			}
+			// Cursor 3 is given: the batch is refused whole, o2 stays pending.
+			err = db.SettleEvents(ctx, []flashorder.Settlement{
+				{Position: all[1].Position, State: flashorder.EventSent, Attempts: 1, Cursor: 4},
+				{Position: all[3].Position, State: flashorder.EventSent, Attempts: 1, Cursor: 3},
+			})
+			if err == nil {
+				t.Fatal("a cursor given twice was accepted")
+			}
+			if evs, err := db.PendingEvents(ctx, 10); err != nil || !slices.Equal(orderIDs(evs), []string{"o2", "o4"}) {
+				t.Errorf("pending after the refused batch: %v (%v), want o2 o4", orderIDs(evs), err)
+			}
+		})
+	}
+}
+
+// fiveOrders places the orders o1 to o5 in one transaction and returns their
+// events, pending, in outbox order.
+func fiveOrders(t *testing.T, db *gormdb.DB) []*flashorder.Event {
+	t.Helper()
+	ctx := context.Background()
+	err := db.InTx(ctx, func(tx flashorder.Tx) error {
+		var orders []*flashorder.Order
+		for _, id := range []string{"o1", "o2", "o3", "o4", "o5"} {
+			orders = append(orders, &flashorder.Order{ID: id, UserID: "u", Status: flashorder.StatusCreated, CreatedAt: time.Now().UTC(),
+				Fingerprint: "f", Items: []flashorder.OrderItem{{SKU: "s", Quantity: 1}}})
+		}
+		_, err := tx.InsertOrders(ctx, orders)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := db.PendingEvents(ctx, 10)
+	if err != nil || len(evs) != 5 {
+		t.Fatalf("%d events (%v)", len(evs), err)
+	}
+	return evs
+}
+
+// orderIDs returns the order ids of evs, in their order.
+func orderIDs(evs []*flashorder.Event) (ids []string) {
+	for _, e := range evs {
+		ids = append(ids, e.OrderID)
+	}
+	return ids
 }
 
 // openWithEvents opens the database at url with events on, closed when the

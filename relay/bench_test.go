@@ -16,6 +16,7 @@ import (
 
 	_ "github.com/glebarez/go-sqlite"
 	"github.com/google/uuid"
+	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/flashorder/flashorder"
 	"github.com/flashorder/flashorder/gormdb"
@@ -36,7 +37,10 @@ import (
 // FLASHORDER_RELAY_BENCH_BACKLOG (default 20000) the backlog,
 // FLASHORDER_RELAY_BENCH_SINKS (default "webhook nats") the sinks and
 // FLASHORDER_RELAY_BENCH_WEBHOOK_DELAY (default 0) how long the webhook
-// endpoint takes to answer. The nats case needs the services' cluster.
+// endpoint takes to answer, and FLASHORDER_RELAY_BENCH_DB (default sqlite;
+// postgres for the services' PostgreSQL) the outbox, and
+// FLASHORDER_RELAY_BENCH_MAXBATCH Options.MaxBatch. The nats case needs the
+// services' cluster.
 func TestRelayThroughput(t *testing.T) {
 	if os.Getenv("FLASHORDER_RELAY_BENCH") != "1" {
 		t.Skip("a measurement: set FLASHORDER_RELAY_BENCH=1")
@@ -69,6 +73,9 @@ func TestRelayThroughput(t *testing.T) {
 			sink := sinks[name](t)
 			ctx := context.Background()
 			dbURL := testenv.SQLiteURL(t)
+			if os.Getenv("FLASHORDER_RELAY_BENCH_DB") == "postgres" {
+				dbURL = testenv.PostgresURL(t)
+			}
 			db, err := gormdb.Open(ctx, dbURL, gormdb.Options{Events: true})
 			if err != nil {
 				t.Fatal(err)
@@ -78,6 +85,7 @@ func TestRelayThroughput(t *testing.T) {
 				insertEvents(t, db, min(n, 500))
 			}
 			opts := relay.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+			fmt.Sscan(os.Getenv("FLASHORDER_RELAY_BENCH_MAXBATCH"), &opts.MaxBatch)
 			start := time.Now()
 			r := relay.New(db, sink, newLocker(t), opts)
 			r.Start()
@@ -152,16 +160,21 @@ func maxID(t *testing.T, db *gormdb.DB) int64 {
 }
 
 // steadyLags returns the lags (marked sent minus the event's time) of the
-// events with an id above after, sorted, read from the SQLite file.
+// events with an id above after, sorted, read from the SQLite file or the
+// PostgreSQL database.
 func steadyLags(t *testing.T, dbURL string, after int64) []time.Duration {
 	t.Helper()
-	path, _, _ := strings.Cut(strings.TrimPrefix(dbURL, "sqlite://"), "?")
-	conn, err := sql.Open("sqlite", path)
+	driver, dsn, q := "pgx", dbURL, "SELECT sent_us - time_us FROM events WHERE id > $1 AND state = 'sent'"
+	if path, ok := strings.CutPrefix(dbURL, "sqlite://"); ok {
+		driver, q = "sqlite", "SELECT sent_us - time_us FROM events WHERE id > ? AND state = 'sent'"
+		dsn, _, _ = strings.Cut(path, "?")
+	}
+	conn, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	rows, err := conn.Query("SELECT sent_us - time_us FROM events WHERE id > ? AND state = 'sent'", after)
+	rows, err := conn.Query(q, after)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -158,9 +158,17 @@ func checkFeed(t *testing.T, db interface {
 // first event of order 0 (whose cancel is in the same read) three times: the
 // failed event and its order's later event are not settled, the later event
 // is offered only after the failed one was acknowledged; the events of
-// other orders settle meanwhile; nothing is skipped.
+// other orders settle meanwhile; nothing is skipped. The backlog of the
+// first read grows the batches past Batch, never past MaxBatch. On every
+// engine: PostgreSQL reads and settles in its own statements.
 func TestRelayBatchKeepsOrderOnFailure(t *testing.T) {
-	db, orders := outboxWithOrders(t, testenv.SQLiteURL(t), 60) // 80 events
+	for _, d := range testenv.Databases(t) {
+		t.Run(d.Engine, func(t *testing.T) { testRelayBatchKeepsOrderOnFailure(t, d.URL) })
+	}
+}
+
+func testRelayBatchKeepsOrderOnFailure(t *testing.T, url string) {
+	db, orders := outboxWithOrders(t, url, 60) // 80 events
 	first := orders[0].ID
 	sink := batchSink{newStrictSink(t, func(e *flashorder.Event, attempt, index int) bool {
 		if e.OrderID == first && e.Sequence == 1 {
@@ -170,7 +178,7 @@ func TestRelayBatchKeepsOrderOnFailure(t *testing.T) {
 	})}
 	var failures atomic.Int64
 	opts := fastOptions()
-	opts.Batch = 20
+	opts.Batch, opts.MaxBatch = 20, 40
 	opts.MinBackoff, opts.MaxBackoff = 20*time.Millisecond, 40*time.Millisecond
 	opts.OnFailure = func() { failures.Add(1) }
 	startRelay(t, db, sink, newLocker(t), opts)
@@ -181,8 +189,8 @@ func TestRelayBatchKeepsOrderOnFailure(t *testing.T) {
 	if sink.sameOrder != 0 {
 		t.Errorf("%d batches held two events of one order", sink.sameOrder)
 	}
-	if sink.maxBatch < 10 {
-		t.Errorf("largest batch %d events: the relay does not batch", sink.maxBatch)
+	if sink.maxBatch <= opts.Batch || sink.maxBatch > opts.MaxBatch {
+		t.Errorf("largest batch %d events, want more than Batch %d (a backlog) and at most MaxBatch %d", sink.maxBatch, opts.Batch, opts.MaxBatch)
 	}
 	for i, o := range orders {
 		want := int64(1)

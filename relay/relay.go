@@ -36,6 +36,9 @@ const (
 	DefaultMaxBackoff  = 5 * time.Minute
 	DefaultPoll        = 200 * time.Millisecond
 	DefaultBatch       = 100
+	// DefaultMaxBatch bounds a BatchPublisher's batches while a backlog
+	// lasts (Options.MaxBatch).
+	DefaultMaxBatch = 500
 	// DefaultRetention is orderd's --events-retention default.
 	DefaultRetention = 7 * 24 * time.Hour
 	// DefaultSource is the CloudEvents source attribute of the events.
@@ -68,9 +71,17 @@ type Options struct {
 	// Poll is how long the leader waits when no event is pending; the
 	// default is DefaultPoll.
 	Poll time.Duration
-	// Batch is how many pending events one read takes; the default is
-	// DefaultBatch.
+	// Batch is how many pending events one read takes, and how many a
+	// BatchPublisher gets in one call; the default is DefaultBatch.
 	Batch int
+	// MaxBatch bounds the batches of a BatchPublisher while a backlog
+	// lasts: each read that finds more pending events than it took doubles
+	// the batch, up to MaxBatch, and one that empties the outbox brings it
+	// back to Batch; so a backlog drains with fewer calls and fewer
+	// commits, and a trickle keeps small batches and a short lag. The
+	// default is DefaultMaxBatch (at least Batch); the most events in
+	// flight is 4 batches.
+	MaxBatch int
 	// Source is the events' CloudEvents source; the default is
 	// DefaultSource.
 	Source string
@@ -129,6 +140,10 @@ func New(outbox flashorder.Outbox, sink flashorder.EventPublisher, locker flasho
 	if opts.Batch <= 0 {
 		opts.Batch = DefaultBatch
 	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	opts.MaxBatch = max(opts.MaxBatch, opts.Batch)
 	if opts.Source == "" {
 		opts.Source = DefaultSource
 	}
@@ -180,6 +195,16 @@ type ConcurrentPublisher interface {
 	MaxInFlight() int
 }
 
+// PendingExceptReader is an outbox that reads pending events leaving out
+// some positions (gormdb.DB): the relay leaves out its events in flight,
+// which a plain PendingEvents returns again, bodies and all, at every read
+// while their acknowledgements are awaited.
+type PendingExceptReader interface {
+	// PendingEventsExcept is PendingEvents without the events at the
+	// positions in except; limit counts the events returned.
+	PendingEventsExcept(ctx context.Context, limit int, except []int64) ([]*flashorder.Event, error)
+}
+
 // batchesInFlight is how many PublishBatch calls a relay keeps in flight: while
 // one waits for its acknowledgements, the relay settles the previous one and
 // reads the next.
@@ -213,11 +238,13 @@ func (r *Relay) drain(ctx context.Context) error {
 	} else if c, ok := r.sink.(ConcurrentPublisher); ok {
 		maxUnits = max(1, c.MaxInFlight())
 	}
+	exceptReader, readsExcept := r.outbox.(PendingExceptReader)
+	var except []int64 // busy's positions, for exceptReader
 	pubCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	results := make(chan unitResult, maxUnits)
 	units := 0
-	busy := map[int64]bool{}           // positions in flight
+	busy := map[int64]string{}         // positions in flight, and their orders
 	held := map[int64]time.Time{}      // positions backing off after a failed attempt, until when
 	var queue []*flashorder.Event      // read, ready, not yet offered
 	var done []flashorder.Settlement   // settled at the next settle
@@ -309,7 +336,7 @@ func (r *Relay) drain(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return stop(ctx.Err())
 		}
-		if n := len(done) + len(failed); n > 0 && (n >= r.opts.Batch || units == 0 || time.Since(settledAt) >= settleEvery) {
+		if n := len(done) + len(failed); n > 0 && (n >= max(r.opts.Batch, unitSize) || units == 0 || time.Since(settledAt) >= settleEvery) {
 			if err := settle(ctx); err != nil {
 				return stop(err)
 			}
@@ -332,19 +359,41 @@ func (r *Relay) drain(ctx context.Context) error {
 		if units < maxUnits && len(queue) == 0 {
 			// Read enough to fill every free slot; what does not fit
 			// waits in queue for the next free slot, without a read.
-			evs, err := r.outbox.PendingEvents(ctx, max(r.opts.Batch, (maxUnits-units)*unitSize)+len(busy)+len(held))
+			want := max(r.opts.Batch, (maxUnits-units)*unitSize) + len(held)
+			blocked := make(map[string]bool, len(busy)) // orders with an earlier event in flight or in this read
+			var evs []*flashorder.Event
+			var err error
+			if readsExcept {
+				except = except[:0]
+				for pos, order := range busy {
+					except = append(except, pos)
+					blocked[order] = true
+				}
+				evs, err = exceptReader.PendingEventsExcept(ctx, want, except)
+			} else {
+				want += len(busy)
+				evs, err = r.outbox.PendingEvents(ctx, want)
+			}
 			if err != nil {
 				return stop(err)
 			}
+			if isBatcher {
+				// A full read: a backlog; larger batches, up to MaxBatch.
+				// Less: caught up; back to Batch.
+				if len(evs) >= want {
+					unitSize = min(unitSize*2, r.opts.MaxBatch)
+				} else {
+					unitSize = r.opts.Batch
+				}
+			}
 			now := time.Now()
-			nextDue := r.opts.Poll       // until the first event backing off is due
-			blocked := map[string]bool{} // orders with an earlier event in this read
+			nextDue := r.opts.Poll // until the first event backing off is due
 			for _, e := range evs {
 				if blocked[e.OrderID] {
 					continue
 				}
 				blocked[e.OrderID] = true // one event of an order at a time
-				if busy[e.Position] {
+				if _, ok := busy[e.Position]; ok {
 					continue
 				}
 				due, retry := held[e.Position]
@@ -375,12 +424,12 @@ func (r *Relay) drain(ctx context.Context) error {
 				queue = queue[1:]
 				body, err := e.CloudEvent(r.opts.Source)
 				if err != nil { // cannot be encoded: a dead letter at once
-					busy[e.Position] = true
+					busy[e.Position] = e.OrderID
 					cursor++
 					done = append(done, r.dead(e, e.Attempts, cursor, err))
 					continue
 				}
-				busy[e.Position] = true
+				busy[e.Position] = e.OrderID
 				evs = append(evs, e)
 				bodies = append(bodies, body)
 			}
