@@ -67,7 +67,10 @@ func (m *QueueMetrics) Observe(s queue.QueueState) {
 	if s.Bound > 0 {
 		m.bound.WithLabelValues(q).Set(s.Bound)
 	}
+	// Present at 0 from the first round, so that increase() sees the
+	// first excess.
+	exceeded := m.exceeded.WithLabelValues(q)
 	if s.Exceeded {
-		m.exceeded.WithLabelValues(q).Inc()
+		exceeded.Inc()
 	}
 }

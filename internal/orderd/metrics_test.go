@@ -164,8 +164,40 @@ func TestMetricsMoveWithOrders(t *testing.T) {
 		after.families[name] = typ
 	}
 
+	// The waiting room's families show once a queue is served: one buyer
+	// joins, is admitted and orders with the token (stock 10, factor 1.5).
+	if a := putDrop(t, m.URL(), "metrics-q", 10, 0, time.Time{}, time.Time{}, `,"admission":"queue"`); a.status != 200 {
+		t.Fatalf("put the queued product: %d %s", a.status, a.body)
+	}
+	p, a := join(t, m.URL(), "metrics-q", "mq-1")
+	if a.status != 202 {
+		t.Fatalf("join: %d %s", a.status, a.body)
+	}
+	tok := waitStatus(t, m.URL(), p.Ticket, "admitted").AdmissionToken
+	if a := buyWith(t, m.URL(), "mq-1", "metrics-q", tok, ""); a.status != 201 {
+		t.Fatalf("order with the admission: %d %s", a.status, a.body)
+	}
+	const q = `{queue="sku:metrics-q"}`
+	var queueScrape scrape
+	testenv.WaitFor(t, "the queue's metrics after the use", 10*time.Second, func() bool {
+		queueScrape = scrapeMetrics(t, m.URL())
+		return queueScrape.series["flashorder_queue_admissions_used"+q] == 1
+	})
+	for series, want := range map[string]float64{
+		"flashorder_queue_waiting" + q: 0, "flashorder_queue_admissions_outstanding" + q: 0, "flashorder_queue_admitted_total" + q: 1,
+		"flashorder_queue_committed" + q: 1, "flashorder_queue_bound" + q: 15, "flashorder_queue_bound_exceeded_total" + q: 0,
+		"flashorder_queue_polls_from_memory_total" + q: 0,
+	} {
+		if got, ok := queueScrape.series[series]; !ok || got != want {
+			t.Errorf("%s = %v (present: %v), want %v", series, got, ok, want)
+		}
+	}
+	for name, typ := range queueScrape.families {
+		after.families[name] = typ
+	}
+
 	// docs/OPERATE.md's metrics table lists exactly the flashorder_* families
-	// (of the batch and the lock strategy together).
+	// (of the batch and the lock strategy and the waiting room together).
 	documented := doccheck.Metrics(t)
 	for _, name := range sortedFamilies(after.families) {
 		if !strings.HasPrefix(name, "flashorder_") {
