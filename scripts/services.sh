@@ -1358,7 +1358,10 @@ cmd_start() {
 				failed=1
 			elif listens_ours "$u" && "ready_$k" "$u"; then
 				log "$u ready on 127.0.0.1:$(uport "$u") in $(fmt_secs $(($(now_us) - ${t0[$u]})))"
-			elif ! unit_pid "$u" >/dev/null && [[ -s $DIR/$u/pid ]]; then
+			elif [[ -s $DIR/$u/pid ]] && ! pid_alive "$(<"$DIR/$u/pid")"; then
+				# Gone. (Alive but not yet unit_pid's: a launcher that wrote
+				# the pid between its fork and its exec, a window a loaded
+				# machine widens; it is polled again.)
 				log "$u exited during startup:"
 				tail_log "$DIR/$u/log" >&2
 				failed=1
