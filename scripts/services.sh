@@ -1359,9 +1359,9 @@ cmd_start() {
 			elif listens_ours "$u" && "ready_$k" "$u"; then
 				log "$u ready on 127.0.0.1:$(uport "$u") in $(fmt_secs $(($(now_us) - ${t0[$u]})))"
 			elif [[ -s $DIR/$u/pid ]] && ! pid_alive "$(<"$DIR/$u/pid")"; then
-				# Gone. (Alive but not yet unit_pid's: a launcher that wrote
-				# the pid between its fork and its exec, a window a loaded
-				# machine widens; it is polled again.)
+				# Gone. (Alive but not unit_pid's yet, e.g. its
+				# /proc/PID/cmdline read empty in the middle of its exec, a
+				# window a loaded machine widens: it is polled again.)
 				log "$u exited during startup:"
 				tail_log "$DIR/$u/log" >&2
 				failed=1
