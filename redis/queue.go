@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -62,14 +61,14 @@ func (s *QueueStore) QueueKeys(queueID string) []string {
 	return []string{p + "meta", p + "line", p + "seen", p + "adm", p + "users", p + "tickets"}
 }
 
-// queuePrelude is the start of every script: its keys and arguments, and
-// tidy, which brings the queue to now (idle tickets leave, lapsed admissions
-// free their place). A ticket's record is "state|admission expiry|user",
+// queueHelpers is what every script starts with: its keys and arguments,
+// and the helpers, tidy among them, which brings the queue to now (idle
+// tickets leave, lapsed admissions free their place). A ticket's record is "state|admission expiry|user",
 // followed by "|admission number" once admitted (a record without it reads
 // as never admitted, so records written before numbers existed still
 // parse); states are w(aiting), a(dmitted), u(sed), x (left idle), e
 // (admission expired).
-const queuePrelude = `
+const queueHelpers = `
 local meta, line, seen, adm, users, tickets = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, idle, retention = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 
@@ -167,13 +166,16 @@ local function view(t)
   end
   return {t, 'expired', 0, 0, 0, user, 0, 0}
 end
-
-tidy()
 `
 
-// queueTouchPrelude is queuePrelude with the touches of a Touch (ARGV from
-// 4 on: ticket id, poll time) applied before its tidy.
-var queueTouchPrelude = strings.Replace(queuePrelude, "\ntidy()\n", `
+// queuePrelude is queueHelpers and tidy: the start of every script but
+// Touch's.
+const queuePrelude = queueHelpers + "tidy()\n"
+
+// queueTouchPrelude is queueHelpers, the touches of a Touch (ARGV from 4
+// on: ticket id, poll time), then tidy: a poll answered from memory before
+// now keeps its ticket from the idle timeout that tidy applies at now.
+const queueTouchPrelude = queueHelpers + `
 for i = 4, #ARGV, 2 do
   local t, at = ARGV[i], tonumber(ARGV[i + 1])
   if at <= now and record(t) == 'w' then
@@ -182,7 +184,7 @@ for i = 4, #ARGV, 2 do
   end
 end
 tidy()
-`, 1)
+`
 
 // ARGV: now, idle, retention, start, user, new ticket id, pre-queue key.
 var queueJoin = goredis.NewScript(queuePrelude + `
