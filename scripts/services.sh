@@ -149,11 +149,15 @@ free_port() {
 	chmod 1777 "$PORT_CLAIMS" 2>/dev/null || true
 	for ((i = 0; i < 500; i++)); do
 		port=$((lo + ((RANDOM << 15) | RANDOM) % span))
-		if ! ln -s "$DIR" "$PORT_CLAIMS/$port" 2>/dev/null; then
+		# -T: an existing claim is a symlink to a directory, and a plain `ln -s` would
+		# follow it and succeed by creating a link inside that directory, so that one run
+		# could hand the same port to two of its services (seen: etcd "address already in
+		# use" on a port a NATS or Redis Cluster member had been given).
+		if ! ln -sT "$DIR" "$PORT_CLAIMS/$port" 2>/dev/null; then
 			target=$(readlink "$PORT_CLAIMS/$port" 2>/dev/null) || continue
 			[[ -d $target ]] && continue # claimed by a live run
 			rm -f "$PORT_CLAIMS/$port"
-			ln -s "$DIR" "$PORT_CLAIMS/$port" 2>/dev/null || continue
+			ln -sT "$DIR" "$PORT_CLAIMS/$port" 2>/dev/null || continue
 		fi
 		if port_busy "$port"; then
 			# Someone else (not one of our runs) uses it: leave the claim to die with our dir.
