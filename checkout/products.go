@@ -113,10 +113,14 @@ func (c *ProductCache) touchCount(sku string) *atomic.Uint64 {
 // WindowRefusal returns sku's answer to an order at now as far as its sale
 // window goes (nil while it is open; the refusal is made once per product
 // read, not per order), with ok false when sku is unknown or unreadable. It
-// reads like Lookup.
+// reads like Lookup, but never waits for a read of a SKU it has cached:
+// past the TTL it answers ok false while a background read refreshes it.
 func (c *ProductCache) WindowRefusal(ctx context.Context, sku string, now time.Time) (refusal error, ok bool) {
 	e := c.fresh(sku, true)
 	if e == nil {
+		if c.refreshExpired(sku) {
+			return nil, false // the strategy decides until the refresh lands
+		}
 		if _, err := c.load(ctx, sku); err != nil {
 			return nil, false
 		}
@@ -157,9 +161,34 @@ func (c *ProductCache) fresh(sku string, staleOK bool) *cachedProduct {
 		return nil
 	}
 	if now >= e.refreshAt && e.refreshing.CompareAndSwap(false, true) {
-		go c.load(context.Background(), sku)
+		go c.refresh(sku, e)
 	}
 	return e
+}
+
+// refresh reads sku again in the background for its entry e; after a
+// failure the next reader past e's refreshAt tries again.
+func (c *ProductCache) refresh(sku string, e *cachedProduct) {
+	if _, err := c.load(context.Background(), sku); err != nil {
+		e.refreshing.Store(false)
+	}
+}
+
+// refreshExpired reports whether sku has an entry past its TTL, and makes
+// sure a background read of it is under way: an order's window check does
+// not wait behind that read (a database busy with the strategy's
+// transactions may take seconds to answer it), the strategy checks the
+// window itself meanwhile.
+func (c *ProductCache) refreshExpired(sku string) bool {
+	v, ok := c.entries.Load(sku)
+	if !ok {
+		return false
+	}
+	e := v.(*cachedProduct)
+	if e.refreshing.CompareAndSwap(false, true) {
+		go c.refresh(sku, e)
+	}
+	return true
 }
 
 // refreshTimeout bounds a background refresh.

@@ -2,6 +2,7 @@ package checkout_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -152,5 +153,96 @@ func TestProductCacheTouchOvertakesRead(t *testing.T) {
 	store.started = nil
 	if p, _ := cache.Product(ctx, "t"); p.Stock != 4 {
 		t.Fatalf("after the overtaken read: stock %d, want 4", p.Stock)
+	}
+}
+
+// failingOnceStore fails its next product read while fail is set.
+type failingOnceStore struct {
+	gatedStore
+	fail atomic.Bool
+}
+
+func (s *failingOnceStore) Product(ctx context.Context, sku string) (*flashorder.Product, error) {
+	if s.fail.CompareAndSwap(true, false) {
+		s.products.Add(1)
+		return nil, flashorder.Errorf(flashorder.EUNAVAILABLE, "database busy")
+	}
+	return s.gatedStore.Product(ctx, sku)
+}
+
+// TestProductCacheWindowRefusalPastTTL checks that an order's window check
+// never waits for the database once the SKU is cached: past the TTL it
+// answers "the strategy decides" at once while one background read (not one
+// per order) refreshes the entry, and a refresh that failed is tried again.
+func TestProductCacheWindowRefusalPastTTL(t *testing.T) {
+	db := placertest.Open(t, testenv.SQLiteURL(t))
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	starts := now.Add(time.Hour)
+	if _, err := db.PutProduct(context.Background(), flashorder.Product{SKU: "p", Name: "p", PriceCents: 100, Stock: 5, StartsAt: &starts}); err != nil {
+		t.Fatal(err)
+	}
+	store := &failingOnceStore{gatedStore: gatedStore{countingStore: countingStore{Store: db}}}
+	cache := checkout.NewProductCache(store)
+	var nowNs atomic.Int64
+	nowNs.Store(now.UnixNano())
+	cache.Now = func() time.Time { return time.Unix(0, nowNs.Load()) }
+	cache.TTL = 10 * time.Second
+	ctx := context.Background()
+
+	refused := func() bool {
+		refusal, ok := cache.WindowRefusal(ctx, "p", now)
+		return ok && flashorder.ErrorCode(refusal) == flashorder.ENOTSTARTED
+	}
+	if !refused() {
+		t.Fatal("a cached product before its start: not refused")
+	}
+
+	// Past the TTL, with the database holding the read: no wait, no refusal
+	// from the expired entry, one read for the crowd.
+	store.started, store.release = make(chan struct{}, 10), make(chan struct{})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(store.release)
+		}
+	}
+	defer release() // a check that waits for the read must not hang the test
+	nowNs.Add(int64(11 * time.Second))
+	checked := make(chan error, 1)
+	go func() {
+		for range 50 {
+			if refusal, ok := cache.WindowRefusal(ctx, "p", now); ok || refusal != nil {
+				checked <- fmt.Errorf("past the TTL during the read: %v, %v; want the strategy to decide", refusal, ok)
+				return
+			}
+		}
+		checked <- nil
+	}()
+	select {
+	case err := <-checked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the window check waited for the database's read")
+	}
+	<-store.started
+	if n := store.products.Load(); n != 2 {
+		t.Fatalf("%d reads after 50 checks past the TTL, want 2 (the first and one refresh)", n)
+	}
+	release()
+	store.started = nil
+	testenv.WaitFor(t, "the refreshed entry", 5*time.Second, refused)
+
+	// A refresh that fails is tried again by the next check.
+	store.fail.Store(true)
+	nowNs.Add(int64(11 * time.Second))
+	if refusal, ok := cache.WindowRefusal(ctx, "p", now); ok || refusal != nil {
+		t.Fatalf("past the TTL: %v, %v; want the strategy to decide", refusal, ok)
+	}
+	testenv.WaitFor(t, "the failed refresh tried again", 5*time.Second, refused)
+	if n := store.products.Load(); n < 4 {
+		t.Fatalf("%d reads: the failed refresh was not tried again", n)
 	}
 }
