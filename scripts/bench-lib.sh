@@ -25,14 +25,54 @@ bench_services() {
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 waitup() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
 
+# cpu_ticks: one line "NAME TICKS ..." with the CPU time (user + system, in clock ticks)
+# used so far by the running processes of each name that does a benchmark's server-side
+# work, and "busy" for the whole machine; cpu_split compares two such lines.
+cpu_names=(orderd orderbench postgres mariadbd redis-server nats-server)
+cpu_ticks() {
+	local name pid t line=""
+	for name in "${cpu_names[@]}"; do
+		t=0
+		for pid in $(pgrep -x "$name"); do
+			# utime and stime are fields 14 and 15; the name in field 2 has no spaces here.
+			read -r -a f <"/proc/$pid/stat" 2>/dev/null || continue
+			t=$((t + f[13] + f[14]))
+		done
+		line+="$name $t "
+	done
+	echo "$line busy $(awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat)"
+}
+
+# cpu_split LABEL BEFORE AFTER REQUESTS: appends to $out/cpu.txt (and stderr) the CPU
+# time each kind of process spent per request between the two cpu_ticks lines, in
+# microseconds; "rest" is the machine's busy time that no named process took: wrk
+# (which has exited when the second line is taken), the kernel's interrupts, anything
+# else running. Where a request's cost goes.
+cpu_split() {
+	local label=$1 before=$2 after=$3 n=$4
+	((n > 0)) || return 0
+	python3 - "$label" "$before" "$after" "$n" "$(getconf CLK_TCK)" <<'PY' | tee -a "$out/cpu.txt" >&2
+import sys
+label, before, after, n, hz = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4]), int(sys.argv[5])
+b = dict(zip(before[::2], map(int, before[1::2]))); a = dict(zip(after[::2], map(int, after[1::2])))
+us = lambda k: (a[k] - b[k]) * 1e6 / hz / n
+named = [k for k in a if k != "busy" and us(k) >= 0.5]
+parts = ["%s %.1f" % (k, us(k)) for k in named] + ["rest (wrk, kernel) %.1f" % (us("busy") - sum(us(k) for k in named))]
+print("cpu per request, us: %s: %s; machine %.1f" % (label, ", ".join(parts), us("busy")))
+PY
+}
+
 # wrkrun URL SCENARIO [VAR=value...]: one wrk run of scripts/wrk-scenario.lua (output
-# appended to $out/wrk.log); prints "rate|p99|socket errors|answers".
+# appended to $out/wrk.log); prints "rate|p99|socket errors|answers". The CPU each kind
+# of process spent per request goes to $out/cpu.txt and stderr (cpu_split).
 wrkrun() {
 	local url=$1 sc=$2
 	shift 2
-	local o
+	local o before
+	before=$(cpu_ticks)
 	o=$(env SCENARIO="$sc" "$@" wrk -t2 -c"$conns" -d"$duration" --timeout 10s -s scripts/wrk-scenario.lua "$url" 2>&1)
 	echo "$o" >>"$out/wrk.log"
+	cpu_split "$sc $url" "$before" "$(cpu_ticks)" "$(echo "$o" | sed -n 's/^requests \([0-9]*\),.*/\1/p')"
 	local rate p99 errs answers
 	rate=$(echo "$o" | sed -n 's/^requests [0-9]*, \([0-9]*\)\/s.*/\1/p')
 	p99=$(echo "$o" | sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p')
