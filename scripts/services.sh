@@ -179,14 +179,18 @@ release_ports() {
 }
 
 # spawn PIDFILE LOG CMD...: start CMD detached in its own session, stdio to LOG, and write its pid.
-# The inner bash writes $$ and then execs CMD, so the pid file holds the service's own pid whether
-# or not setsid had to fork. fd 9 (our lock) is closed so the daemon never holds it.
+# The inner bash writes $$, closes every descriptor above stderr, and then execs CMD, so the pid
+# file holds the service's own pid whether or not setsid had to fork, and the daemon holds no
+# descriptor of ours: not fd 9 (our lock), nor one a caller's lock holds (`flock FILE
+# services.sh start ...`, whose lock a daemon would otherwise keep until it is stopped).
 spawn() {
 	local pidfile=$1 logfile=$2
 	shift 2
 	rm -f "$pidfile"
-	# shellcheck disable=SC2016 # $$ and $0 are for the inner shell
-	setsid bash -c 'echo $$ >"$0" && exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
+	# shellcheck disable=SC2016 # $$, $0 and fd are for the inner shell
+	setsid bash -c 'echo $$ >"$0" || exit 1
+		for fd in /proc/$$/fd/*; do fd=${fd##*/}; ((fd > 2)) && eval "exec $fd>&-"; done
+		exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
 }
 
 # AS_PG CMD...: run as the postgres user (PostgreSQL refuses to run as root). setpriv execs in
