@@ -69,8 +69,8 @@ func (db *DB) CheckInvariants(ctx context.Context, answered []string) (*Invarian
 			}
 		}
 		var n int64
-		err := g.Raw(`SELECT count(*) FROM (SELECT idempotency_key FROM orders
-			WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key HAVING count(*) > 1) d`).Scan(&n).Error
+		err := g.Raw(`SELECT count(*) FROM (SELECT idempotency_key_hash FROM orders
+			WHERE idempotency_key_hash IS NOT NULL GROUP BY idempotency_key_hash HAVING count(*) > 1) d`).Scan(&n).Error
 		if err != nil {
 			return fmt.Errorf("gormdb: duplicate keys: %w", err)
 		}
@@ -111,17 +111,17 @@ func (db *DB) CountOrdersWithKeys(ctx context.Context, keys []string) (int64, er
 	for rest := keys; len(rest) > 0; {
 		chunk := rest[:min(len(rest), checkChunk)]
 		rest = rest[len(chunk):]
-		hashes := make([]any, 0, len(chunk))
+		hashes := make([]string, 0, len(chunk))
 		for _, k := range chunk {
 			if h := keyHash(k); h != nil {
-				hashes = append(hashes, h)
+				hashes = append(hashes, *h)
 			}
 		}
 		if len(hashes) == 0 {
 			continue
 		}
 		var n int64
-		if err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("idempotency_key IN ?", hashes).Count(&n).Error; err != nil {
+		if err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("idempotency_key_hash IN ?", hashes).Count(&n).Error; err != nil {
 			return 0, db.translate(fmt.Errorf("gormdb: orders by key: %w", err))
 		}
 		total += n

@@ -191,9 +191,6 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err := g.AutoMigrate(&productRow{}, &orderRow{}, &orderItemRow{}, &userPurchaseRow{}, &segmentRow{}, &eventRow{}); err != nil {
 		return fmt.Errorf("gormdb: migrate %s schema: %w", engine, err)
 	}
-	if err := migrateHexKeys(g, db.dialect); err != nil {
-		return fmt.Errorf("gormdb: migrate %s schema: %w", engine, err)
-	}
 	return nil
 }
 

@@ -52,9 +52,6 @@ type dialect interface {
 	// param is the n-th bind parameter (from 1) of a statement run on
 	// database/sql directly, past GORM's rewriting.
 	param(n int) string
-	// unhex returns the SQL expression that decodes the hex string expr
-	// into bytes.
-	unhex(expr string) string
 
 	// retryable reports whether the database aborted a transaction that
 	// would succeed when run again.

@@ -154,8 +154,6 @@ func (mysqlDialect) tableOptions() string {
 	return "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 }
 
-func (mysqlDialect) unhex(expr string) string { return "UNHEX(" + expr + ")" }
-
 // mysqlNumber returns err's MySQL error number, or 0 when err is not MySQL's.
 func mysqlNumber(err error) uint16 {
 	var myErr *mysql.MySQLError

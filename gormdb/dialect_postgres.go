@@ -99,8 +99,6 @@ func (postgresDialect) pipelines() bool { return true }
 
 func (postgresDialect) param(n int) string { return "$" + strconv.Itoa(n) }
 
-func (postgresDialect) unhex(expr string) string { return "decode(" + expr + ", 'hex')" }
-
 // pgCode returns err's SQLSTATE, or "" when err is not PostgreSQL's.
 func pgCode(err error) string {
 	var pgErr *pgconn.PgError
@@ -222,8 +220,8 @@ func (postgresDialect) addQuotas(ctx context.Context, c sqlConn, keys []flashord
 // RETURNING, not each other's rows).
 func pgInsertOrders(onConflict string) string {
 	return `WITH o AS (` + insertOrderColumns + `
-			SELECT id, u, s, t, c, k, f, e
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[], $7::text[], $8::bigint[]) AS x(id, u, s, t, c, k, f, e)
+			SELECT id, u, s, t, c, NULLIF(k, ''), f, e
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[]) AS x(id, u, s, t, c, k, f, e)
 			` + onConflict + ` RETURNING id
 		), i AS (
 			INSERT INTO order_items (order_id, sku, position, quantity, price_cents)
@@ -252,10 +250,10 @@ var (
 // pgInsertNewOrders).
 func (postgresDialect) insertOrders(ctx context.Context, c sqlConn, rows []orderRow, items []orderItemRow) (map[string]bool, error) {
 	n := len(rows)
-	ids, users, statuses, hashes, prints := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n), make([]string, n)
+	ids, users, statuses, hashes, prints := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	totals, created, expires := make([]int64, n), make([]int64, n), make([]int64, n)
 	for i, r := range rows {
-		ids[i], users[i], statuses[i], hashes[i], prints[i] = r.ID, r.UserID, r.Status, r.KeyHash, r.Fingerprint
+		ids[i], users[i], statuses[i], hashes[i], prints[i] = r.ID, r.UserID, r.Status, hashOrEmpty(r.KeyHash), r.Fingerprint
 		totals[i], created[i], expires[i] = r.TotalCents, r.CreatedUS, r.ExpiresUS
 	}
 	m := len(items)

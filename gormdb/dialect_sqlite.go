@@ -77,9 +77,6 @@ func (sqliteDialect) lockMigration(context.Context, *sql.DB) (*sql.Conn, func(),
 
 func (sqliteDialect) tableOptions() string { return "" }
 
-// unhex is SQLite's own since 3.41.
-func (sqliteDialect) unhex(expr string) string { return "unhex(" + expr + ")" }
-
 // readTxOptions are none: a SQLite read transaction is a snapshot already.
 func (sqliteDialect) readTxOptions() *sql.TxOptions { return nil }
 

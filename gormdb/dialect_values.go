@@ -104,7 +104,7 @@ func (v valuesStatements) insertOrderRows(ctx context.Context, c sqlConn, rows [
 	for chunk := range slices.Chunk(rows, bulkRows) {
 		args := make([]any, 0, 8*len(chunk))
 		for _, r := range chunk {
-			args = append(args, r.ID, r.UserID, r.Status, r.TotalCents, r.CreatedUS, keyArg(r.KeyHash), r.Fingerprint, r.ExpiresUS)
+			args = append(args, r.ID, r.UserID, r.Status, r.TotalCents, r.CreatedUS, r.KeyHash, r.Fingerprint, r.ExpiresUS)
 		}
 		res, err := c.ExecContext(ctx, insertOrderColumns+" VALUES "+placeholders(len(chunk), 8)+v.skipTakenKey, args...)
 		if err != nil {

@@ -1,10 +1,10 @@
 package gormdb
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/flashorder/flashorder"
 )
@@ -12,7 +12,7 @@ import (
 // This file holds flashorder.OrderTx: writing orders in bulk.
 
 // insertOrderColumns starts every engine's insert of orders.
-const insertOrderColumns = "INSERT INTO orders (id, user_id, status, total_cents, created_us, idempotency_key, fingerprint, expires_us)"
+const insertOrderColumns = "INSERT INTO orders (id, user_id, status, total_cents, created_us, idempotency_key_hash, fingerprint, expires_us)"
 
 // InsertOrders implements flashorder.Tx. The orders go in sorted by key hash,
 // so that two transactions inserting the same keys wait for each other in
@@ -25,7 +25,7 @@ func (t *tx) InsertOrders(ctx context.Context, orders []*flashorder.Order) (map[
 		return nil, nil
 	}
 	rows, items := orderRows(orders)
-	slices.SortFunc(rows, func(a, b orderRow) int { return bytes.Compare(a.KeyHash, b.KeyHash) })
+	slices.SortFunc(rows, func(a, b orderRow) int { return strings.Compare(hashOrEmpty(a.KeyHash), hashOrEmpty(b.KeyHash)) })
 	inserted, err := t.dialect.insertOrders(ctx, t.conn(), rows, items)
 	if err != nil {
 		return nil, err
@@ -43,6 +43,13 @@ func (t *tx) InsertOrders(ctx context.Context, orders []*flashorder.Order) (map[
 		return nil, err
 	}
 	return taken, nil
+}
+
+func hashOrEmpty(h *string) string {
+	if h == nil {
+		return ""
+	}
+	return *h
 }
 
 // scanIDs runs q, which returns one column of order ids, and adds them to got.

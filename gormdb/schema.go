@@ -2,10 +2,8 @@ package gormdb
 
 import (
 	"crypto/sha256"
-	"fmt"
+	"encoding/hex"
 	"time"
-
-	"gorm.io/gorm"
 
 	"github.com/flashorder/flashorder"
 )
@@ -89,13 +87,10 @@ type orderRow struct {
 	// in due order on every engine (PostgreSQL does not order a scan by a
 	// column that follows one tested IS NULL, so it would sort them all).
 	ExpiresUS int64 `gorm:"column:expires_us;not null;default:0;index:idx_orders_status_expires,priority:2"`
-	// KeyHash is the first 16 bytes of the SHA-256 of the
-	// Idempotency-Key, binary: fixed length, immune to collations that
-	// ignore case or trailing spaces, and a quarter of the 64 hex
-	// characters that rows stored before issue 24 kept (see
-	// migrateHexKeys). NULL for an order without a key.
-	KeyHash     []byte `gorm:"column:idempotency_key;size:16;uniqueIndex:idx_orders_idempotency_key"`
-	Fingerprint string `gorm:"column:fingerprint;size:64;not null"`
+	// KeyHash is the hex SHA-256 of the Idempotency-Key: fixed length, and
+	// immune to collations that ignore case or trailing spaces.
+	KeyHash     *string `gorm:"column:idempotency_key_hash;size:64;uniqueIndex"`
+	Fingerprint string  `gorm:"column:fingerprint;size:64;not null"`
 }
 
 // TableName names orderRow's table for GORM.
@@ -126,68 +121,13 @@ type userPurchaseRow struct {
 // TableName names userPurchaseRow's table for GORM.
 func (userPurchaseRow) TableName() string { return "user_purchases" }
 
-// keyHashSize is how many bytes of a key's SHA-256 orders store: 128 bits,
-// so that two of a few billion keys collide with a chance below 10^-19.
-const keyHashSize = 16
-
-// keyHash returns the KeyHash of an order under key, nil for no key.
-func keyHash(key string) []byte {
+func keyHash(key string) *string {
 	if key == "" {
 		return nil
 	}
 	sum := sha256.Sum256([]byte(key))
-	return sum[:keyHashSize]
-}
-
-// keyArg returns a KeyHash as a statement argument: an untyped nil, which
-// every driver sends as NULL, for no key (SQLite's may bind a nil []byte
-// as an empty blob, which is not NULL and so not exempt from the unique
-// index).
-func keyArg(h []byte) any {
-	if h == nil {
-		return nil
-	}
-	return h
-}
-
-// hexKeyColumn is where orders kept their key before issue 24: the hex
-// SHA-256 of the key, 64 characters, under the unique index hexKeyIndex
-// (named, as GORM names an index, after the field KeyHash; KeyHash's index
-// has a name of its own, so that the old one is not taken for it).
-const (
-	hexKeyColumn = "idempotency_key_hash"
-	hexKeyIndex  = "idx_orders_key_hash"
-)
-
-// migrateHexKeys moves the keys of an orders table made before issue 24
-// into KeyHash: each row's first 16 bytes of its hex key, decoded by the
-// database in one UPDATE, so that a retry of an order stored then still
-// finds it; then it drops the old column and its index. It does nothing
-// on a table without the column. A crash halfway leaves what the next
-// start finishes: the UPDATE skips rows already moved. Orders that an
-// instance of the old version inserts while it runs would escape it: stop
-// those before the new version starts (docs/DESIGN.md).
-func migrateHexKeys(g *gorm.DB, d dialect) error {
-	m := g.Migrator()
-	if !m.HasColumn(&orderRow{}, hexKeyColumn) {
-		return nil
-	}
-	moved := "UPDATE orders SET idempotency_key = " + d.unhex("substr("+hexKeyColumn+", 1, 32)") +
-		" WHERE " + hexKeyColumn + " IS NOT NULL AND idempotency_key IS NULL"
-	if err := g.Exec(moved).Error; err != nil {
-		return fmt.Errorf("move the keys of %s: %w", hexKeyColumn, err)
-	}
-	if m.HasIndex(&orderRow{}, hexKeyIndex) {
-		if err := m.DropIndex(&orderRow{}, hexKeyIndex); err != nil {
-			return fmt.Errorf("drop %s: %w", hexKeyIndex, err)
-		}
-	}
-	// Not m.DropColumn: on SQLite GORM rebuilds the table for it, without
-	// its indexes. SQLite drops a column that no index names (3.35 on).
-	if err := g.Exec("ALTER TABLE orders DROP COLUMN " + hexKeyColumn).Error; err != nil {
-		return fmt.Errorf("drop %s: %w", hexKeyColumn, err)
-	}
-	return nil
+	h := hex.EncodeToString(sum[:])
+	return &h
 }
 
 func orderRows(orders []*flashorder.Order) ([]orderRow, []orderItemRow) {

@@ -120,10 +120,10 @@ func (db *DB) Order(ctx context.Context, id string) (*flashorder.Order, error) {
 
 // OrderByIdempotencyKey implements flashorder.Store.
 func (db *DB) OrderByIdempotencyKey(ctx context.Context, key string) (*flashorder.Order, error) {
-	return db.oneOrder(ctx, "idempotency_key = ?", keyHash(key))
+	return db.oneOrder(ctx, "idempotency_key_hash = ?", *keyHash(key))
 }
 
-func (db *DB) oneOrder(ctx context.Context, where string, arg any) (*flashorder.Order, error) {
+func (db *DB) oneOrder(ctx context.Context, where string, arg string) (*flashorder.Order, error) {
 	var rows []orderRow
 	if err := db.gorm.WithContext(ctx).Where(where, arg).Limit(1).Find(&rows).Error; err != nil {
 		return nil, db.translate(fmt.Errorf("gormdb: read order: %w", err))
