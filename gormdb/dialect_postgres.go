@@ -212,42 +212,8 @@ func (postgresDialect) addQuotas(ctx context.Context, c sqlConn, keys []flashord
 	return nil
 }
 
-// pgInsertOrders returns the statement that inserts the orders ($1..$8)
-// and the items ($9..$13) of those that went in, onConflict following the
-// orders' insert: one round trip of the batch transaction instead of two.
-// The items' insert takes only the orders that went in: it reads what the
-// orders' insert returned (sub-statements of one WITH see each other's
-// RETURNING, not each other's rows).
-func pgInsertOrders(onConflict string) string {
-	return `WITH o AS (` + insertOrderColumns + `
-			SELECT id, u, s, t, c, NULLIF(k, ''), f, e
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[]) AS x(id, u, s, t, c, k, f, e)
-			` + onConflict + ` RETURNING id
-		), i AS (
-			INSERT INTO order_items (order_id, sku, position, quantity, price_cents)
-			SELECT y.oid, y.sku, y.pos, y.qty, y.price
-			FROM unnest($9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[]) AS y(oid, sku, pos, qty, price)
-			WHERE y.oid IN (SELECT id FROM o)
-		)
-		SELECT id FROM o`
-}
-
-// Two forms of insertOrders' statement. ON CONFLICT DO NOTHING probes every
-// unique index of orders (the primary key and the key hash) for every row
-// before inserting it, and the insert then descends each index again: with
-// an Idempotency-Key on every order that probe was a sixth of PostgreSQL's
-// CPU time (issue 24). A plain INSERT checks uniqueness in its own descent;
-// the orders go in with it first, under a savepoint, and only when a stored
-// order holds one of the keys (unique_violation, rare: the claim store
-// answers retries it knows) does the savepoint roll back for the form that
-// skips taken keys.
-var (
-	pgInsertNewOrders = pgInsertOrders("")
-	pgInsertSkipTaken = pgInsertOrders("ON CONFLICT DO NOTHING")
-)
-
-// insertOrders inserts the orders and the items of those that went in (see
-// pgInsertNewOrders).
+// insertOrders inserts the orders and the items of those that went in with
+// one statement: one round trip of the batch transaction instead of two.
 func (postgresDialect) insertOrders(ctx context.Context, c sqlConn, rows []orderRow, items []orderItemRow) (map[string]bool, error) {
 	n := len(rows)
 	ids, users, statuses, hashes, prints := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -262,19 +228,22 @@ func (postgresDialect) insertOrders(ctx context.Context, c sqlConn, rows []order
 	for i, it := range items {
 		itemIDs[i], skus[i], pos[i], qty[i], price[i] = it.OrderID, it.SKU, int64(it.Position), it.Quantity, it.PriceCents
 	}
-	args := []any{ids, users, statuses, totals, created, hashes, prints, expires, itemIDs, skus, pos, qty, price}
 	got := make(map[string]bool, n)
-	if own, ok := c.(*txConn); ok {
-		done, err := own.scanIDsUnlessTaken(ctx, got, pgInsertNewOrders, args)
-		if err != nil {
-			return nil, fmt.Errorf("gormdb: insert %d orders and %d items: %w", n, m, err)
-		}
-		if done {
-			return got, nil
-		}
-		clear(got)
-	}
-	if err := scanIDs(ctx, c, got, pgInsertSkipTaken, args...); err != nil {
+	// The items' insert takes only the orders that went in: it reads
+	// what the orders' insert returned (sub-statements of one WITH
+	// see each other's RETURNING, not each other's rows).
+	err := scanIDs(ctx, c, got, `WITH o AS (`+insertOrderColumns+`
+			SELECT id, u, s, t, c, NULLIF(k, ''), f, e
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[]) AS x(id, u, s, t, c, k, f, e)
+			ON CONFLICT DO NOTHING RETURNING id
+		), i AS (
+			INSERT INTO order_items (order_id, sku, position, quantity, price_cents)
+			SELECT y.oid, y.sku, y.pos, y.qty, y.price
+			FROM unnest($9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[]) AS y(oid, sku, pos, qty, price)
+			WHERE y.oid IN (SELECT id FROM o)
+		)
+		SELECT id FROM o`, ids, users, statuses, totals, created, hashes, prints, expires, itemIDs, skus, pos, qty, price)
+	if err != nil {
 		return nil, fmt.Errorf("gormdb: insert %d orders and %d items: %w", n, m, err)
 	}
 	return got, nil

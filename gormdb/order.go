@@ -59,18 +59,6 @@ func scanIDs(ctx context.Context, c sqlConn, got map[string]bool, q string, args
 		return err
 	}
 	defer rows.Close()
-	return addIDs(rows, got)
-}
-
-// idRows is a result of one column of order ids: database/sql's or pgx's.
-type idRows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-}
-
-// addIDs adds the ids that rows returns to got.
-func addIDs(rows idRows, got map[string]bool) error {
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {

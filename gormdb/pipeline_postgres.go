@@ -215,35 +215,6 @@ func (c *txConn) pipeline(ctx context.Context, b *pgx.Batch, read func(br pgx.Ba
 	})
 }
 
-// scanIDsUnlessTaken runs q, which inserts rows and returns one column of
-// their ids, under a savepoint sent in its pipeline, and adds the ids to
-// got. When q breaks a unique constraint (a stored row holds one of its
-// keys) it rolls back to the savepoint, undoing only q, and reports false:
-// the caller inserts with a statement that skips the taken keys.
-func (c *txConn) scanIDsUnlessTaken(ctx context.Context, got map[string]bool, q string, args []any) (bool, error) {
-	var b pgx.Batch
-	b.Queue("SAVEPOINT unless_taken")
-	b.Queue(q, args...)
-	err := c.pipeline(ctx, &b, func(br pgx.BatchResults) error {
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		return addIDs(rows, got)
-	})
-	if pgCode(err) != "23505" { // unique_violation
-		return err == nil, err
-	}
-	if _, err := c.conn.ExecContext(ctx, "ROLLBACK TO SAVEPOINT unless_taken"); err != nil {
-		return false, err
-	}
-	return false, nil
-}
-
 // pipelineTx is a tx on PostgreSQL: the batch strategy's steps go out as
 // pipelines.
 type pipelineTx struct {

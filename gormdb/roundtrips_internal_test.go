@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/flashorder/flashorder"
@@ -138,13 +137,13 @@ func openTraced(t *testing.T, rec *roundTrips, opts Options) *DB {
 func TestBatchRoundTrips(t *testing.T) {
 	hot := []string{
 		"BEGIN | products | quotas",
-		"SAVEPOINT unless_taken | orders+items",
+		"orders+items",
 		"products FOR UPDATE | quotas",
 		"stock+quotas | COMMIT",
 	}
 	withEvents := []string{hot[0], hot[1], "events", hot[2], hot[3]}
-	oneByOne := []string{"BEGIN", "products", hot[1], "products FOR UPDATE", "take stock", "COMMIT"}
-	oneByOneLimited := []string{"BEGIN", "products", "quotas", hot[1], "products FOR UPDATE", "quotas", "take stock", "add quotas", "COMMIT"}
+	oneByOne := []string{"BEGIN", "products", "orders+items", "products FOR UPDATE", "take stock", "COMMIT"}
+	oneByOneLimited := []string{"BEGIN", "products", "quotas", "orders+items", "products FOR UPDATE", "quotas", "take stock", "add quotas", "COMMIT"}
 	for _, tt := range []struct {
 		name     string
 		events   bool
@@ -194,56 +193,6 @@ func TestBatchRoundTrips(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestInsertOrdersKeyTaken: when a stored order holds the key of one of the
-// orders, the plain insert fails under its savepoint, which rolls back, and
-// the insert that skips taken keys stores the others, in the same
-// transaction.
-func TestInsertOrdersKeyTaken(t *testing.T) {
-	ctx := context.Background()
-	rec := &roundTrips{}
-	db := openTraced(t, rec, Options{})
-	order := func(key string) *flashorder.Order {
-		id, err := uuid.NewV7()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &flashorder.Order{ID: id.String(), UserID: "u", Status: flashorder.StatusCreated, TotalCents: 5,
-			Items: []flashorder.OrderItem{{SKU: "x", Quantity: 1, PriceCents: 5}}, CreatedAt: time.Now(), IdempotencyKey: key, Fingerprint: "f"}
-	}
-	insert := func(orders ...*flashorder.Order) map[string]bool {
-		t.Helper()
-		var taken map[string]bool
-		if err := db.InTx(ctx, func(ftx flashorder.Tx) (err error) {
-			taken, err = ftx.InsertOrders(ctx, orders)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return taken
-	}
-	first := order("k-1")
-	if taken := insert(first); len(taken) != 0 {
-		t.Fatalf("first insert: taken %v", taken)
-	}
-	rec.take()
-	again, fresh := order("k-1"), order("k-2")
-	if taken := insert(again, fresh); len(taken) != 1 || !taken["k-1"] {
-		t.Fatalf("taken %v, want k-1", taken)
-	}
-	want := []string{"BEGIN | SAVEPOINT unless_taken | orders+items", "ROLLBACK TO SAVEPOINT unless_taken", "orders+items", "COMMIT"}
-	if got := rec.take(); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("round trips:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
-	}
-	for _, o := range []*flashorder.Order{first, fresh} {
-		if stored, err := db.OrderByIdempotencyKey(ctx, o.IdempotencyKey); err != nil || stored.ID != o.ID || len(stored.Items) != 1 {
-			t.Fatalf("order under %s: %+v %v, want %s with its item", o.IdempotencyKey, stored, err, o.ID)
-		}
-	}
-	if _, err := db.Order(ctx, again.ID); flashorder.ErrorCode(err) != flashorder.ENOTFOUND {
-		t.Fatalf("the retry's order: %v, want not found", err)
 	}
 }
 
