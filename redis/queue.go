@@ -172,20 +172,6 @@ end
 // Touch's.
 const queuePrelude = queueHelpers + "tidy()\n"
 
-// queueTouchPrelude is queueHelpers, the touches of a Touch (ARGV from 4
-// on: ticket id, poll time), then tidy: a poll answered from memory before
-// now keeps its ticket from the idle timeout that tidy applies at now.
-const queueTouchPrelude = queueHelpers + `
-for i = 4, #ARGV, 2 do
-  local t, at = ARGV[i], tonumber(ARGV[i + 1])
-  if at <= now and record(t) == 'w' then
-    local last = tonumber(redis.call('ZSCORE', seen, t))
-    if last and at - last <= idle and at > last then redis.call('ZADD', seen, at, t) end
-  end
-end
-tidy()
-`
-
 // ARGV: now, idle, retention, start, user, new ticket id, pre-queue key.
 var queueJoin = goredis.NewScript(queuePrelude + `
 if redis.call('HGET', meta, 'ended') == '1' then return {'', 'ended'} end
@@ -220,16 +206,36 @@ return view(t)
 `)
 
 // ARGV: now, idle, retention, then ticket id and poll time pairs. Returns
-// the ids of those that are not waiting. The prelude's tidy runs after the
-// touches (queueTouchPrelude), so that a poll answered from memory before
-// now keeps its ticket from the idle timeout at now.
-var queueTouch = goredis.NewScript(queueTouchPrelude + `
+// the ids of those that are not waiting. Each ticket costs one read of its
+// record and of its idle clock, and a write when the poll moves the clock:
+// a poll answered from memory before now keeps its ticket from the idle
+// timeout at now, and the ticket's own timeouts are applied to it (check's
+// rules, inline) before it is judged gone; tidy runs last, for the others.
+// This script runs once a round for the polls a room answered from memory,
+// so its cost per ticket is what those polls cost Redis.
+var queueTouch = goredis.NewScript(queueHelpers + `
 local gone = {}
 for i = 4, #ARGV, 2 do
-  local t = ARGV[i]
-  if record(t) then check(t) end
-  if record(t) ~= 'w' then table.insert(gone, t) end
+  local t, at = ARGV[i], tonumber(ARGV[i + 1])
+  local st, exp = record(t)
+  if st == 'w' then
+    local last = tonumber(redis.call('ZSCORE', seen, t))
+    if last and at <= now and at > last and at - last <= idle then
+      redis.call('ZADD', seen, at, t)
+      last = at
+    end
+    if last and now - last > idle then
+      goidle(t)
+      st = 'x'
+    end
+  elseif st == 'a' and exp <= now then
+    redis.call('ZREM', adm, t)
+    setstate(t, 'e', 0)
+    st = 'e'
+  end
+  if st ~= 'w' then table.insert(gone, t) end
 end
+tidy()
 return gone
 `)
 

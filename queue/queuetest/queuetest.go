@@ -563,11 +563,18 @@ func testTouch(t *testing.T, b Backend) {
 	start := t0.Add(time.Minute)
 	kept := join(t, s, q, "kept", start, t0)
 	idle := join(t, s, q, "idle", start, t0)
+	// late's touch is dated no later than its join: it cannot keep a
+	// ticket that the Touch's own time finds idle, and the ticket is gone
+	// in that very call.
+	late := join(t, s, q, "late", start, t0)
 	unknown := queue.NewTicketID(q)
 	now := t0
 	for i := 0; now.Before(start); i++ {
 		now = now.Add(Idle / 2)
 		touches := []queue.Touch{{TicketID: kept.ID, At: now.Add(-time.Second)}}
+		if i == 0 {
+			touches = append(touches, queue.Touch{TicketID: late.ID, At: t0})
+		}
 		if i == 4 { // by now idle left: past the timeout untouched
 			touches = append(touches, queue.Touch{TicketID: idle.ID, At: now}, queue.Touch{TicketID: unknown, At: now})
 		}
@@ -578,7 +585,10 @@ func testTouch(t *testing.T, b Backend) {
 			t.Fatal(err)
 		}
 		var want []string
-		if i == 4 {
+		switch i {
+		case 0:
+			want = []string{late.ID}
+		case 4:
 			want = []string{idle.ID, unknown}
 		}
 		slices.Sort(gone)
