@@ -238,3 +238,105 @@ func TestLimitGainedCountsEarlierOrders(t *testing.T) {
 		})
 	}
 }
+
+// raisingStore runs raise, once armed, right before a batch locks its
+// product rows: after the batch read the per-user counters without locks.
+type raisingStore struct {
+	flashorder.Store
+	armed atomic.Bool
+	raise func(ctx context.Context) error
+}
+
+// raisingTx is raisingStore's Tx on a store without flashorder.BatchTx.
+type raisingTx struct {
+	flashorder.Tx
+	s *raisingStore
+}
+
+// raisingBatchTx is raisingStore's Tx on a store with flashorder.BatchTx.
+type raisingBatchTx struct {
+	*raisingTx
+	bt flashorder.BatchTx
+}
+
+func (s *raisingStore) InTx(ctx context.Context, fn func(flashorder.Tx) error) error {
+	return s.Store.InTx(ctx, func(tx flashorder.Tx) error {
+		rt := &raisingTx{Tx: tx, s: s}
+		if bt, ok := tx.(flashorder.BatchTx); ok {
+			return fn(&raisingBatchTx{raisingTx: rt, bt: bt})
+		}
+		return fn(rt)
+	})
+}
+
+func (s *raisingStore) beforeLock(ctx context.Context) error {
+	if !s.armed.CompareAndSwap(true, false) {
+		return nil
+	}
+	return s.raise(ctx)
+}
+
+func (t *raisingTx) LockProducts(ctx context.Context, skus []string) (map[string]*flashorder.Product, error) {
+	if err := t.s.beforeLock(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.LockProducts(ctx, skus)
+}
+
+func (t *raisingBatchTx) ProductsAndQuotas(ctx context.Context, skus []string, keys []flashorder.QuotaKey, lock bool) (map[string]*flashorder.Product, map[flashorder.QuotaKey]int64, error) {
+	if lock {
+		if err := t.s.beforeLock(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	return t.bt.ProductsAndQuotas(ctx, skus, keys, lock)
+}
+
+func (t *raisingBatchTx) TakeStocksAndCommit(ctx context.Context, take map[string]int64, add map[flashorder.QuotaKey]int64) error {
+	return t.bt.TakeStocksAndCommit(ctx, take, add)
+}
+
+// TestBatchCounterRaisedBeforeLock: another writer (here the row strategy,
+// as another instance would) raises a user's counter after a batch read it
+// and before the batch locks the product. The batch still refuses the unit
+// that would pass the limit, which its first read allowed: the counters
+// read under the locks decide. A change that takes counters from the first
+// read (issue 24) must keep this answer.
+func TestBatchCounterRaisedBeforeLock(t *testing.T) {
+	for _, dbi := range testenv.Databases(t) {
+		t.Run(dbi.Engine, func(t *testing.T) {
+			if dbi.Engine == "sqlite" {
+				t.Skip("one connection: no other writer can run inside a batch's transaction")
+			}
+			t.Parallel()
+			ctx := context.Background()
+			db := placertest.Open(t, dbi.URL)
+			row := checkout.NewRow(db)
+			store := &raisingStore{Store: db, raise: func(ctx context.Context) error {
+				_, err := row.PlaceOrder(ctx, request("u-1", "raised-1", 1))
+				return err
+			}}
+			b := checkout.NewBatch(store, checkout.BatchOptions{})
+			putProduct(t, db, "raised-1", 100, 3)
+			for range 2 {
+				if _, err := b.PlaceOrder(ctx, request("u-1", "raised-1", 1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			store.armed.Store(true)
+			if _, err := b.PlaceOrder(ctx, request("u-1", "raised-1", 1)); flashorder.ErrorCode(err) != flashorder.ELIMITEXCEEDED {
+				t.Fatalf("a third unit after another writer took it: %v, want limit_exceeded", err)
+			}
+			if store.armed.Load() {
+				t.Fatal("the other writer did not run")
+			}
+			if held, err := db.QuotaHolders(ctx, "raised-1", 10); err != nil || held["u-1"] != 3 {
+				t.Fatalf("counter: %v %v, want u-1: 3", held, err)
+			}
+			if _, err := b.PlaceOrder(ctx, request("u-2", "raised-1", 3)); err != nil {
+				t.Fatalf("another user: %v", err)
+			}
+			assertAudit(t, db)
+		})
+	}
+}
