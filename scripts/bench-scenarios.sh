@@ -12,10 +12,21 @@
 #
 # --db-latency (or BENCH_DB_LATENCY) puts orderd's database connections through
 # `orderbench netdelay`, a TCP proxy that delays each direction by the given time (a
-# Go duration such as 0.5ms; a round trip pays twice it), for PostgreSQL and MariaDB.
-# A space- or comma-separated list measures each delay in turn; "none" is the direct
-# connection and 0 the proxy without delay (its own cost), e.g.
+# Go duration such as 0.5ms; a round trip pays twice it), for PostgreSQL, MariaDB and
+# Patroni (not SQLite). A space- or comma-separated list measures each delay in turn;
+# "none" is the direct connection and 0 the proxy without delay (its own cost), e.g.
 # --db-latency "none 0.5ms 1ms".
+# With patroni, orderd's multi-host URL gets one proxy per member, and the standbys'
+# replication goes through the same delay: each member's postgresql.connect_address
+# (from which Patroni builds the standbys' primary_conninfo) is switched to a proxy in
+# front of its PostgreSQL port, by rewriting the line in the member's patroni.yml and
+# SIGHUP to its Patroni (PostgreSQL 15 takes the new primary_conninfo on a reload, no
+# restart); "none" switches it back. So a synchronous commit pays the delay to the
+# synchronous standby and back on top of orderd's round trip. Before each delay's runs
+# the script waits until every standby streams from the leader's new address
+# (pg_stat_wal_receiver.sender_port) with a synchronous standby in place, and prints the
+# route and a single-row commit's latency on the leader (pgbench, one connection) to
+# stderr and OUTDIR/patroni-replication.txt.
 #
 # Knobs: BENCH_DURATION (10s), BENCH_CONNS (800), BENCH_DBS (postgres mariadb sqlite; also
 # patroni: the 3-node Patroni cluster with synchronous replication, through its multi-host URL),
@@ -81,22 +92,88 @@ waitup "http://127.0.0.1:$port/" || { echo "no-op server did not start" >&2; exi
 IFS='|' read -r ceil ceilp99 _ _ < <(wrkrun "http://127.0.0.1:$port" hot)
 kill "${pids[-1]}"
 
-# through URL LATENCY: sets url to URL with its host:port replaced by a netdelay proxy's
-# (started, its PID in pids and proxy) that adds LATENCY each way; to URL for "none".
-# Not a command substitution: the proxy's PID must reach this shell's pids.
+# through URL LATENCY: sets url to URL with each host:port (one, or a multi-host list
+# host1:p1,host2:p2) replaced by a netdelay proxy's that adds LATENCY each way (started,
+# their PIDs in pids and proxy); to URL for "none".
+# Not a command substitution: the proxies' PIDs must reach this shell's pids.
 through() {
 	url=$1 proxy=
 	local lat=$2
 	[[ $lat == none ]] && return
 	local rest=${url#*://} userinfo=
 	[[ $rest == *@* ]] && userinfo=${rest%%@*}@ rest=${rest#*@}
-	local hostport=${rest%%/*} port
-	port=$(freeport)
-	"$out/orderbench" netdelay --listen "127.0.0.1:$port" --upstream "$hostport" --delay "$lat" >>"$out/netdelay.log" 2>&1 &
-	proxy=$!
-	pids+=("$proxy")
-	for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-	url="${url%%://*}://${userinfo}127.0.0.1:$port/${rest#*/}"
+	local hostports=${rest%%/*} hp hosts=
+	for hp in ${hostports//,/ }; do
+		delayproxy "$hp" "$lat"
+		proxy+="${proxy:+ }${pids[-1]}"
+		hosts+="${hosts:+,}127.0.0.1:$dport"
+	done
+	url="${url%%://*}://${userinfo}$hosts/${rest#*/}"
+}
+
+# delayproxy HOST:PORT LATENCY: starts a netdelay proxy to HOST:PORT on a free port and
+# waits for it to listen; sets dport to its port and appends its PID to pids.
+delayproxy() {
+	dport=$(freeport)
+	"$out/orderbench" netdelay --listen "127.0.0.1:$dport" --upstream "$1" --delay "$2" >>"$out/netdelay.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$dport") 2>/dev/null && break; sleep 0.1; done
+}
+
+# patroni_replication LATENCY: routes the Patroni standbys' replication through delay
+# proxies that add LATENCY each way ("none": directly), so that a synchronous commit pays
+# the delay to the standby and back. Patroni builds a standby's primary_conninfo from the
+# leader's postgresql.connect_address: each member gets a proxy (upstream its own
+# PostgreSQL port) as connect_address, written into its patroni.yml (services.sh's) and
+# read again on SIGHUP; PostgreSQL 15 takes a new primary_conninfo with a reload, so the
+# standbys reconnect without a restart. Waits until every standby streams from the
+# leader's new address and the leader has a synchronous standby again, stops the previous
+# proxies, and prints the route and the latency of a single-row commit on the leader
+# (pgbench, one direct connection, 2 s) to stderr and $out/patroni-replication.txt.
+reppids=()
+pgport() { local v=FLASHORDER_PATRONI_$1_PG_PORT; echo "${!v}"; }
+patroni_replication() {
+	local lat=$1 n pidfile connect=() old=("${reppids[@]}") t ok leader rec recv sync r route recvs=()
+	reppids=()
+	for n in 1 2 3; do
+		if [[ $lat == none ]]; then
+			connect[n]=$(pgport "$n")
+		else
+			delayproxy "127.0.0.1:$(pgport "$n")" "$lat"
+			connect[n]=$dport
+			reppids+=("${pids[-1]}")
+		fi
+		pidfile=FLASHORDER_PATRONI_${n}_PIDFILE
+		sed -i "/^postgresql:/,/^[^ ]/ s/^  connect_address: .*/  connect_address: 127.0.0.1:${connect[n]}/" "$(dirname "${!pidfile}")/patroni.yml"
+		kill -HUP "$(cat "${!pidfile}")"
+	done
+	for t in $(seq 120); do
+		ok=1 leader= route=
+		for n in 1 2 3; do
+			r=$(psql "postgres://postgres@127.0.0.1:$(pgport "$n")/postgres?sslmode=disable" -AtF' ' -c "SELECT pg_is_in_recovery(),
+				(SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'),
+				coalesce((SELECT status || ':' || sender_port FROM pg_stat_wal_receiver), '-')" 2>/dev/null) || { ok=0; break; }
+			read -r rec sync recv <<<"$r"
+			route+="${route:+;} patroni-$n $([[ $rec == f ]] && echo "primary ($sync sync standby)" || echo "standby ($recv)")"
+			if [[ $rec == f ]]; then
+				[[ -z $leader && $sync == 1 ]] || ok=0
+				leader=$n
+			else
+				recvs[n]=$recv
+			fi
+		done
+		if ((ok)) && [[ -n $leader ]]; then
+			for n in 1 2 3; do [[ $n == "$leader" || ${recvs[n]} == "streaming:${connect[leader]}" ]] || ok=0; done
+			((ok)) && break
+		fi
+		sleep 0.5
+	done
+	((ok)) && [[ -n $leader ]] || { echo "bench-scenarios.sh: patroni replication not settled at $lat:$route" >&2; exit 1; }
+	for n in "${old[@]}"; do kill "$n"; wait "$n" 2>/dev/null || true; done
+	psql "postgres://postgres@127.0.0.1:$(pgport "$leader")/postgres?sslmode=disable" -qc "CREATE TABLE IF NOT EXISTS bench_commit_probe (x int)"
+	echo "INSERT INTO bench_commit_probe VALUES (1);" >"$out/.commit-probe.sql"
+	r=$(pgbench -n -c1 -T2 -f "$out/.commit-probe.sql" "postgres://postgres@127.0.0.1:$(pgport "$leader")/postgres?sslmode=disable" 2>&1 | sed -n 's/^latency average = //p')
+	echo "patroni replication ${lat/none/direct} each way (standbys stream from the leader's connect_address 127.0.0.1:${connect[leader]}):$route; a single-row commit on the leader: ${r:-?}" | tee -a "$out/patroni-replication.txt" >&2
 }
 
 echo "| database | db delay each way | strategy | scenario | orders/s | vs hot | vs no-op ceiling ($ceil/s, p99 $ceilp99 ms) | p99 ms | socket errors | answers |"
@@ -106,7 +183,9 @@ evrows=() obrows=()
 reps=${BENCH_REPEAT:-1}
 for db in $dbs; do
 	for lat in $latencies; do
-	[[ $lat != none && ( $db == sqlite || $db == patroni ) ]] && { echo "bench-scenarios.sh: --db-latency is for postgres and mariadb; $db skipped at $lat" >&2; continue; }
+	[[ $lat != none && $db == sqlite ]] && { echo "bench-scenarios.sh: --db-latency is for postgres, mariadb and patroni; $db skipped at $lat" >&2; continue; }
+	# Patroni: the standbys' replication goes through the same delay as orderd's connections.
+	[[ $db != patroni ]] || patroni_replication "$lat"
 	for strategy in $strategies; do
 	# One orderd per events mode (off, and nats with BENCH_EVENTS), each on a database of
 	# its own, all up at once: the modes take turns per scenario and repetition, so that
@@ -195,10 +274,10 @@ for db in $dbs; do
 		echo "audit $db $lat $strategy events $ev: ${audit:0:12}" >&2
 		kill "${opid[$ev]}"
 		wait "${opid[$ev]}" 2>/dev/null || true
-		if [[ -n ${oproxy[$ev]} ]]; then # the proxy started for this orderd
-			kill "${oproxy[$ev]}"
-			wait "${oproxy[$ev]}" 2>/dev/null || true
-		fi
+		for p in ${oproxy[$ev]}; do # the proxies started for this orderd
+			kill "$p"
+			wait "$p" 2>/dev/null || true
+		done
 	done
 	done
 	done
