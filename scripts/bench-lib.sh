@@ -29,11 +29,17 @@ waitup() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 
 # used so far by the running processes of each name that does a benchmark's server-side
 # work, and "busy" for the whole machine; cpu_split compares two such lines.
 cpu_names=(orderd orderbench postgres mariadbd redis-server nats-server)
+# orderd's process: BENCH_ORDERD's file name when it measures another build (a process's
+# name is the first 15 characters of its file's).
+orderd_process=${BENCH_ORDERD:-orderd}
+orderd_process=${orderd_process##*/}
+orderd_process=${orderd_process:0:15}
 cpu_ticks() {
-	local name pid t line=""
+	local name process pid t line=""
 	for name in "${cpu_names[@]}"; do
-		t=0
-		for pid in $(pgrep -x "$name"); do
+		t=0 process=$name
+		[[ $name == orderd ]] && process=$orderd_process
+		for pid in $(pgrep -x "$process"); do
 			# utime and stime are fields 14 and 15; the name in field 2 has no spaces here.
 			read -r -a f <"/proc/$pid/stat" 2>/dev/null || continue
 			t=$((t + f[13] + f[14]))
