@@ -72,4 +72,12 @@ echo "|---|---|---|---|---|---|"
 echo "| no-op POST (ceiling) | $ceil | 1.00 | $ceilp99 | | |"
 echo "| no-op GET (ceiling) | $gceil | 1.00 | $gceilp99 | | |"
 row "join (POST, a new user each)" "$ceil" "$ceilp99" join SKU_PREFIX=queue-join
+# The instance's polls answered from memory, all queues (the counter is per queue, and
+# counted at each admission round: read it a round after the run).
+memory_polls() { sleep 1.5; curl -s "$url/metrics" | awk '/^flashorder_queue_polls_from_memory_total[{ ]/ { n += $NF } END { printf "%d", n }'; }
+m0=$(memory_polls)
 row "poll (GET, $waiting tickets waiting)" "$gceil" "$gceilp99" poll TICKETS="$out/tickets.txt"
+# How many of the poll run's answers came from the instance's memory (the rest went to
+# Redis): the share the pre-queue's memory path took under this load.
+polled=$(sed -n 's/^requests \([0-9]*\),.*/\1/p' "$out/wrk.log" | tail -1)
+awk -v m0="${m0:-0}" -v m1="$(memory_polls)" -v n="${polled:-0}" 'BEGIN { if (n > 0) printf "polls answered from memory: %d of %d (%.1f%%)\n", m1 - m0, n, (m1 - m0) * 100 / n }' | tee -a "$out/cpu.txt" >&2
