@@ -110,7 +110,9 @@ func (v *violations) add(kind, format string, args ...any) {
 
 // audit checks the server after the run: the admin audit, the stock deltas
 // against the 201s, every (or a sample of) 201 by GET, per-user limits, and
-// that no order id answered two keys or users.
+// that no order id answered two keys or users. With Config.Events it then
+// pays and cancels the shares Config.EventsPay and EventsCancel of the 201s
+// (after the stock check: a cancel returns stock) and checks the events.
 func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[string]flashorder.AuditLine, ws []workerState) *AuditReport {
 	rep := &AuditReport{}
 	var v violations
@@ -135,10 +137,13 @@ func (r *runner) audit(ctx context.Context, admin *orderhttp.Client, before map[
 			rep.Queue = q.audit(byID, &v)
 		}
 	}
+	var moves map[string]move
 	if r.events != nil {
-		rep.Events = r.auditEvents(ctx, admin, byID, &v)
+		picked := pickMoves(byID, r.cfg.EventsPay, r.cfg.EventsCancel, r.runID)
+		moves = transition(ctx, admin, picked, &v)
+		rep.Events = r.auditEvents(ctx, admin, byID, moves, &v)
 	}
-	r.readBack(ctx, admin, byID, rep, &v)
+	r.readBack(ctx, admin, byID, moves, rep, &v)
 	rep.Violations = v.list
 	rep.OK = len(v.list) == 0
 	return rep
@@ -233,8 +238,10 @@ func (r *runner) checkStock(ctx context.Context, admin *orderhttp.Client, before
 }
 
 // readBack reads every (sampled) 201 back over the API, 16 at a time: each
-// must exist, with the same user and items, and still be active.
-func (r *runner) readBack(ctx context.Context, admin *orderhttp.Client, byID map[string]record, rep *AuditReport, v *violations) {
+// must exist, with the same user and items, and still be active, unless the
+// audit moved it (moves): then paid or cancelled as its 200 said, or
+// anything when the answer was not a 200.
+func (r *runner) readBack(ctx context.Context, admin *orderhttp.Client, byID map[string]record, moves map[string]move, rep *AuditReport, v *violations) {
 	ids := make([]string, 0, len(byID))
 	for id := range byID {
 		ids = append(ids, id)
@@ -262,7 +269,9 @@ func (r *runner) readBack(ctx context.Context, admin *orderhttp.Client, byID map
 				v.add("lost order", "read order %s: %v", id, err)
 			case o.UserID != rec.User || !sameOrderItems(o.Items, rec.Items):
 				v.add("order mismatch", "order %s is user %s items %v in the database, the 201 was for user %s items %v", id, o.UserID, o.Items, rec.User, rec.Items)
-			case !o.Status.Active():
+			case moves[id].state == moveDone && moves[id].want != "" && o.Status != movedStatus(moves[id].want):
+				v.add("order status", "order %s was answered 200 to its %s and has status %s", id, verbOf(moves[id].want), o.Status)
+			case moves[id].want == "" && !o.Status.Active():
 				v.add("order status", "order %s has status %s right after the run", id, o.Status)
 			case rep.Window != nil && !rep.Window.contains(o.CreatedAt):
 				v.add("sale window", "order %s is stored as created at %s, outside the sale window %s to %s",
@@ -272,6 +281,15 @@ func (r *runner) readBack(ctx context.Context, admin *orderhttp.Client, byID map
 		})
 	}
 	_ = g.Wait()
+}
+
+// movedStatus is the status an order has after the transition whose event
+// is t.
+func movedStatus(t flashorder.EventType) flashorder.Status {
+	if t == flashorder.EventOrderPaid {
+		return flashorder.StatusPaid
+	}
+	return flashorder.StatusCancelled
 }
 
 // checkWindow checks the created_at of every distinct 201 against the sale

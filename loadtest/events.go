@@ -41,9 +41,11 @@ const eventsSlack = 5 * time.Second
 
 // EventsAudit is the audit of the order events a run consumed (Config.Events):
 // every 201 has exactly one order.created after deduplication by event id,
-// each order's events are numbered 1..n without a gap (orderseq), and no
-// event is of an order that does not exist. Only the events of the run's
-// orders count (their users are the run's); the others are counted apart.
+// each order's events are numbered 1..n without a gap (orderseq), every
+// pay and cancel the run made after the load (Config.EventsPay,
+// EventsCancel) has its event, and no event is of an order that does not
+// exist. Only the events of the run's orders count (their users are the
+// run's); the others are counted apart.
 type EventsAudit struct {
 	// URL is where the events were consumed from.
 	URL string `json:"url"`
@@ -82,6 +84,30 @@ type EventsAudit struct {
 	// verify.
 	Mismatched  int `json:"mismatched"`
 	Undecodable int `json:"undecodable"`
+	// Paid and Cancelled count the 201s the run paid and cancelled after
+	// the load (Config.EventsPay, EventsCancel) and got 200 for; Refused
+	// those answered 409 invalid_state, which had moved already (expired),
+	// and TransitionErrors those answered otherwise or not at all (a
+	// violation; their events are not judged).
+	Paid             int `json:"paid"`
+	Cancelled        int `json:"cancelled"`
+	Refused          int `json:"transitions_refused"`
+	TransitionErrors int `json:"transition_errors"`
+	// Expired counts the distinct order.expired events of the run's orders.
+	Expired int `json:"expired"`
+	// TransitionsMissing counts the orders paid or cancelled with a 200
+	// that have no event of that type with orderseq 2, and the refused ones
+	// that have no transition event at all.
+	TransitionsMissing int `json:"transitions_missing"`
+	// TransitionsWrong counts the 201s whose transition event contradicts
+	// what the client was told: an order paid with a 200 whose event is
+	// order.cancelled or order.expired (or the reverse), or an order.paid
+	// or order.cancelled of an order the run got no such 200 for.
+	TransitionsWrong int `json:"transitions_wrong"`
+	// TransitionsRepeated counts the 201s with more than one transition
+	// event of distinct ids (two with orderseq 2, say; Gaps counts those
+	// too): an order moves out of created once.
+	TransitionsRepeated int `json:"transitions_repeated"`
 	// Lag is the publish lag of the distinct events: from the event's time
 	// (for order.created the order's created_at) to its arrival at
 	// orderbench; LagDist its distribution.
@@ -120,6 +146,7 @@ type eventLog struct {
 	mu          sync.Mutex
 	events      map[string]*receivedEvent
 	created     map[string]int // distinct order.created per order
+	moved       map[string]int // distinct other events (transitions) per order
 	deliveries  int64
 	duplicates  int64
 	foreign     int64
@@ -130,7 +157,7 @@ type eventLog struct {
 }
 
 func newEventLog(runUsers string) *eventLog {
-	return &eventLog{runUsers: runUsers, events: map[string]*receivedEvent{}, created: map[string]int{}, lag: NewHistogram()}
+	return &eventLog{runUsers: runUsers, events: map[string]*receivedEvent{}, created: map[string]int{}, moved: map[string]int{}, lag: NewHistogram()}
 }
 
 // receive takes one delivered message, the CloudEvent body, that arrived at
@@ -157,6 +184,8 @@ func (l *eventLog) receive(body []byte, at time.Time) {
 	l.events[ce.ID] = &receivedEvent{ID: ce.ID, Type: ce.Type, Order: ce.Subject, Seq: ce.OrderSeq, User: ce.Data.UserID, Items: ce.Data.Items}
 	if ce.Type == flashorder.EventOrderCreated {
 		l.created[ce.Subject]++
+	} else {
+		l.moved[ce.Subject]++
 	}
 	RecordLatency(l.lag, at.Sub(ce.Time))
 }
@@ -175,9 +204,10 @@ func (l *eventLog) rejectLocked(msg string) {
 	}
 }
 
-// missing returns the orders of ids that have no order.created yet, and
-// when the run's last event arrived.
-func (l *eventLog) missing(ids []string) (still []string, last time.Time) {
+// missing returns the orders of ids that have no order.created yet, those
+// of moved that have no transition event yet, and when the run's last
+// event arrived.
+func (l *eventLog) missing(ids, moved []string) (still, unmoved []string, last time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, id := range ids {
@@ -185,7 +215,12 @@ func (l *eventLog) missing(ids []string) (still []string, last time.Time) {
 			still = append(still, id)
 		}
 	}
-	return still, l.last
+	for _, id := range moved {
+		if l.moved[id] == 0 {
+			unmoved = append(unmoved, id)
+		}
+	}
+	return still, unmoved, l.last
 }
 
 // eventsSource consumes the events of a sink into an eventLog until closed.
@@ -313,11 +348,13 @@ func startEvents(ctx context.Context, cfg Config, runUsers string, since time.Ti
 }
 
 // drain waits until the relay delivered the run's events: every order of
-// want has its order.created, orderd's backlog (flashorder_events_backlog,
+// want has its order.created, every order of moves that moved (or had) a
+// transition event, orderd's backlog (flashorder_events_backlog,
 // read from each of urls that has it) is 0, and no event of the run came for
 // eventsQuiet; at most wait. It returns whether they were, and how long it
 // waited.
-func (e *eventsRun) drain(ctx context.Context, client *http.Client, urls []string, want map[string]record, wait time.Duration) (bool, time.Duration) {
+func (e *eventsRun) drain(ctx context.Context, client *http.Client, urls []string, want map[string]record, moves map[string]move,
+	wait time.Duration) (bool, time.Duration) {
 	start := time.Now()
 	deadline := start.Add(wait)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -325,15 +362,21 @@ func (e *eventsRun) drain(ctx context.Context, client *http.Client, urls []strin
 	var nextScrape time.Time
 	backlogZero := false
 	pending := slices.Collect(maps.Keys(want))
+	var pendingMoves []string
+	for id, m := range moves {
+		if m.state != moveUnknown {
+			pendingMoves = append(pendingMoves, id)
+		}
+	}
 	for {
 		now := time.Now()
 		var last time.Time
-		pending, last = e.log.missing(pending)
-		if len(pending) == 0 && !now.Before(nextScrape) {
+		pending, pendingMoves, last = e.log.missing(pending, pendingMoves)
+		if len(pending)+len(pendingMoves) == 0 && !now.Before(nextScrape) {
 			backlogZero = eventsBacklog(ctx, client, urls) == 0
 			nextScrape = now.Add(500 * time.Millisecond)
 		}
-		if len(pending) == 0 && backlogZero && now.Sub(last) >= eventsQuiet {
+		if len(pending)+len(pendingMoves) == 0 && backlogZero && now.Sub(last) >= eventsQuiet {
 			return true, now.Sub(start)
 		}
 		if now.After(deadline) {
@@ -381,23 +424,25 @@ func eventsBacklog(ctx context.Context, client *http.Client, urls []string) floa
 }
 
 // auditEvents waits for the relay to drain (Config.EventsWait), then checks
-// the run's events against its 201s (byID): see checkEvents. Orders with
+// the run's events against its 201s (byID) and the pays and cancels made
+// after the load (moves): see checkEvents. Orders with
 // events that the client got no 201 for are looked up with GET
 // /orders/{id}; those of 201s need not be, the read-back checks they exist.
-func (r *runner) auditEvents(ctx context.Context, admin *orderhttp.Client, byID map[string]record, v *violations) *EventsAudit {
+func (r *runner) auditEvents(ctx context.Context, admin *orderhttp.Client, byID map[string]record, moves map[string]move, v *violations) *EventsAudit {
 	e := r.events
-	drained, waited := e.drain(ctx, admin.HTTPClient, r.cfg.URLs, byID, r.cfg.EventsWait)
+	drained, waited := e.drain(ctx, admin.HTTPClient, r.cfg.URLs, byID, moves, r.cfg.EventsWait)
 	why := ""
 	if p := e.src.problem(); p != "" && !drained {
 		why = " (" + p + ")"
 	}
 	e.src.close()
-	ea := checkEvents(e.log, byID, func(ids []string) map[string]error { return lookupOrders(ctx, admin, ids) }, v)
+	ea := checkEvents(e.log, byID, moves, func(ids []string) map[string]error { return lookupOrders(ctx, admin, ids) }, v)
 	ea.URL = e.url
 	ea.Drained, ea.WaitSeconds = drained, waited.Seconds()
 	if !drained {
-		v.add("events", "the relay did not deliver the run's events within %s after the load%s: %d of %d 201s without order.created then",
-			r.cfg.EventsWait, why, ea.Missing, len(byID))
+		v.add("events", "the relay did not deliver the run's events within %s after the load%s: %d of %d 201s without order.created, "+
+			"%d of %d pays and cancels answered 200 without their event then", r.cfg.EventsWait, why, ea.Missing, len(byID),
+			ea.TransitionsMissing, ea.Paid+ea.Cancelled)
 	}
 	return ea
 }
@@ -422,14 +467,18 @@ func lookupOrders(ctx context.Context, admin *orderhttp.Client, ids []string) ma
 	return out
 }
 
-// checkEvents checks the events in log against the run's 201s (byID): each
-// 201 has exactly one order.created (distinct event ids) with the 201's
-// user and items; each order's events are numbered 1..n without a gap or a
-// repeat, order.created first and only first; every order with events that
+// checkEvents checks the events in log against the run's 201s (byID) and
+// the pays and cancels made after the load (moves, by order id): each 201
+// has exactly one order.created (distinct event ids) with the 201's user
+// and items; each order's events are numbered 1..n without a gap or a
+// repeat, order.created first and only first; each 201 has at most one
+// transition event, the one its 200 promised with orderseq 2 (any, when
+// refused as moved already), and none that the run did not make (see
+// checkTransitions); every order with events that
 // got no 201 exists (lookup, called once with those ids, returns nil for
 // an order that exists and an orderhttp.ClientError with status 404 for
 // one that does not). Repeats by event id are counted, not violations.
-func checkEvents(log *eventLog, byID map[string]record, lookup func(ids []string) map[string]error, v *violations) *EventsAudit {
+func checkEvents(log *eventLog, byID map[string]record, moves map[string]move, lookup func(ids []string) map[string]error, v *violations) *EventsAudit {
 	log.mu.Lock()
 	defer log.mu.Unlock()
 	ea := &EventsAudit{Deliveries: log.deliveries, Consumed: len(log.events), Duplicates: log.duplicates, Foreign: log.foreign,
@@ -440,6 +489,9 @@ func checkEvents(log *eventLog, byID map[string]record, lookup func(ids []string
 	perOrder := map[string][]*receivedEvent{}
 	for _, ev := range log.events {
 		perOrder[ev.Order] = append(perOrder[ev.Order], ev)
+		if ev.Type == flashorder.EventOrderExpired {
+			ea.Expired++
+		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(byID)) {
 		rec := byID[id]
@@ -465,6 +517,7 @@ func checkEvents(log *eventLog, byID map[string]record, lookup func(ids []string
 					ev.ID, id, ev.User, ev.Items, rec.User, rec.Items)
 			}
 		}
+		checkTransitions(ea, id, perOrder[id], moves, v)
 	}
 	var unanswered []string
 	for _, id := range slices.Sorted(maps.Keys(perOrder)) {
@@ -494,6 +547,86 @@ func checkEvents(log *eventLog, byID map[string]record, lookup func(ids []string
 		}
 	}
 	return ea
+}
+
+// checkTransitions checks the transition events (all but order.created) of
+// order id, one of the run's 201s, against the pay or cancel the run made
+// of it, if any (moves), into ea: a 200 must have its event with orderseq
+// 2, a 409 invalid_state some transition event; no event may contradict a
+// 200 or be a pay or cancel the run got no 200 for; at most one.
+func checkTransitions(ea *EventsAudit, id string, evs []*receivedEvent, moves map[string]move, v *violations) {
+	var moved []*receivedEvent
+	for _, ev := range evs {
+		if ev.Type != flashorder.EventOrderCreated {
+			moved = append(moved, ev)
+		}
+	}
+	slices.SortFunc(moved, func(a, b *receivedEvent) int { return int(a.Seq - b.Seq) })
+	if len(moved) > 1 {
+		ea.TransitionsRepeated++
+		v.add("events transition repeated", "order %s has %d transition events with distinct ids: %s", id, len(moved), describeEvents(moved))
+	}
+	m, made := moves[id]
+	switch {
+	case !made:
+	case m.state == moveUnknown:
+		ea.TransitionErrors++
+		return
+	case m.state == moveRefused:
+		ea.Refused++
+		if len(moved) == 0 {
+			ea.TransitionsMissing++
+			v.add("events transition missing", "order %s was refused as moved already (409 invalid_state) and has no transition event", id)
+		}
+	case m.want == flashorder.EventOrderPaid:
+		ea.Paid++
+	default:
+		ea.Cancelled++
+	}
+	if made && m.state == moveDone && !slices.ContainsFunc(moved, func(ev *receivedEvent) bool { return ev.Type == m.want && ev.Seq == 2 }) {
+		ea.TransitionsMissing++
+		v.add("events transition missing", "order %s was answered 200 to its %s and no %s with orderseq 2 came (its transition events: %s)",
+			id, verbOf(m.want), m.want, describeEvents(moved))
+	}
+	for _, ev := range moved {
+		var wrong bool
+		switch {
+		case made && m.state == moveDone:
+			wrong = ev.Type != m.want
+		default:
+			// Nothing the run got a 200 for: only the sweeper moves it.
+			wrong = ev.Type != flashorder.EventOrderExpired
+		}
+		if wrong {
+			ea.TransitionsWrong++
+			what := "the run neither paid nor cancelled it"
+			if made {
+				what = fmt.Sprintf("its %s was answered %s", verbOf(m.want), map[moveState]string{moveDone: "200", moveRefused: "409 invalid_state"}[m.state])
+			}
+			v.add("events transition wrong", "order %s has %s %s (orderseq %d), and %s", id, ev.Type, ev.ID, ev.Seq, what)
+			break
+		}
+	}
+}
+
+// verbOf names the request whose 200 promises an event of type t.
+func verbOf(t flashorder.EventType) string {
+	if t == flashorder.EventOrderPaid {
+		return "pay"
+	}
+	return "cancel"
+}
+
+// describeEvents lists evs for a violation: type, id and orderseq of each.
+func describeEvents(evs []*receivedEvent) string {
+	if len(evs) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(evs))
+	for i, ev := range evs {
+		parts[i] = fmt.Sprintf("%s %s (orderseq %d)", ev.Type, ev.ID, ev.Seq)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func countCreated(evs []*receivedEvent) int {

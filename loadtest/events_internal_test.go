@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -33,10 +34,11 @@ func eventBody(t *testing.T, id, order, user string, seq int64, typ flashorder.E
 }
 
 // TestCheckEvents feeds the events audit a stream as a sink delivers it:
-// every 201 with its order.created, one delivered twice, a paid order with
-// its second event, an order of another run; then the same stream with one
-// fault each. The clean stream passes, repeats counted; each fault fails
-// the audit under its own kind and its own counter.
+// every 201 with its order.created, one delivered twice, an order the run
+// paid (200) with its order.paid, an order of another run; then the same
+// stream with one fault each, or with another answer to a pay or cancel.
+// The clean streams pass, repeats and transitions counted; each fault
+// fails the audit under its own kind and its own counter.
 func TestCheckEvents(t *testing.T) {
 	const run = "uRUN-"
 	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
@@ -70,27 +72,56 @@ func TestCheckEvents(t *testing.T) {
 	// inDB is what GET /orders/{id} finds: the 201s, and o9, an order
 	// whose request's outcome the client does not know.
 	inDB := map[string]bool{"o1": true, "o2": true, "o3": true, "o9": true}
+	paid := map[string]move{"o2": {flashorder.EventOrderPaid, moveDone}}
+	with := func(extra map[string]move) map[string]move {
+		out := maps.Clone(paid)
+		maps.Copy(out, extra)
+		return out
+	}
 	for _, tc := range []struct {
 		name   string
 		stream []ev
-		kind   string // the violation's kind; "" for none
+		moves  map[string]move // the pays and cancels made; nil: paid
+		kind   string          // the violation's kind; "" for none
 		check  func(*EventsAudit) bool
 	}{
-		{"clean", clean, "", func(a *EventsAudit) bool {
-			return a.Consumed == 4 && a.Deliveries == 5 && a.Duplicates == 1 && a.Foreign == 1 && a.Created == 3 && a.Lag.Count == 4
+		{"clean", clean, nil, "", func(a *EventsAudit) bool {
+			return a.Consumed == 4 && a.Deliveries == 5 && a.Duplicates == 1 && a.Foreign == 1 && a.Created == 3 && a.Lag.Count == 4 &&
+				a.Paid == 1 && a.Cancelled == 0 && a.TransitionsMissing+a.TransitionsWrong+a.TransitionsRepeated == 0
 		}},
-		{"unanswered order that exists", append(clean, ev{"e9", "o9", run + "9", 1, flashorder.EventOrderCreated}), "",
+		{"a cancel and an expiry", append(clean, ev{"e10", "o3", run + "3", 2, flashorder.EventOrderCancelled},
+			ev{"e11", "o1", run + "1", 2, flashorder.EventOrderExpired}),
+			with(map[string]move{"o3": {flashorder.EventOrderCancelled, moveDone}}), "",
+			func(a *EventsAudit) bool { return a.Paid == 1 && a.Cancelled == 1 && a.Expired == 1 }},
+		{"a pay refused, the order expired", append(clean, ev{"e10", "o3", run + "3", 2, flashorder.EventOrderExpired}),
+			with(map[string]move{"o3": {flashorder.EventOrderPaid, moveRefused}}), "",
+			func(a *EventsAudit) bool { return a.Paid == 1 && a.Refused == 1 && a.Expired == 1 }},
+		{"a pay with no answer", clean, with(map[string]move{"o3": {flashorder.EventOrderPaid, moveUnknown}}), "",
+			func(a *EventsAudit) bool { return a.Paid == 1 && a.TransitionErrors == 1 && a.TransitionsMissing == 0 }},
+		{"order.paid missing", without("e3"), nil, "events transition missing",
+			func(a *EventsAudit) bool { return a.TransitionsMissing == 1 && a.Paid == 1 }},
+		{"order.cancelled missing", clean, with(map[string]move{"o3": {flashorder.EventOrderCancelled, moveDone}}), "events transition missing",
+			func(a *EventsAudit) bool { return a.TransitionsMissing == 1 && a.Cancelled == 1 }},
+		{"a refused pay without a transition event", clean, with(map[string]move{"o3": {flashorder.EventOrderPaid, moveRefused}}),
+			"events transition missing", func(a *EventsAudit) bool { return a.TransitionsMissing == 1 && a.Refused == 1 }},
+		{"a paid order cancelled", append(without("e3"), ev{"e10", "o2", run + "2", 2, flashorder.EventOrderCancelled}), nil,
+			"events transition wrong", func(a *EventsAudit) bool { return a.TransitionsWrong == 1 && a.TransitionsMissing == 1 }},
+		{"an order.paid nobody paid", append(clean, ev{"e10", "o3", run + "3", 2, flashorder.EventOrderPaid}), nil,
+			"events transition wrong", func(a *EventsAudit) bool { return a.TransitionsWrong == 1 }},
+		{"two seq-2 events, distinct ids", append(clean, ev{"e10", "o2", run + "2", 2, flashorder.EventOrderPaid}), nil,
+			"events transition repeated", func(a *EventsAudit) bool { return a.TransitionsRepeated == 1 && a.Gaps == 1 }},
+		{"unanswered order that exists", append(clean, ev{"e9", "o9", run + "9", 1, flashorder.EventOrderCreated}), nil, "",
 			func(a *EventsAudit) bool { return a.Unanswered == 1 && a.Orphans == 0 && a.Created == 4 }},
-		{"one order.created missing", without("e4"), "events missing", func(a *EventsAudit) bool { return a.Missing == 1 && a.Created == 2 }},
-		{"order.created twice, distinct ids", append(clean, ev{"e5", "o3", run + "3", 1, flashorder.EventOrderCreated}), "events repeated",
+		{"one order.created missing", without("e4"), nil, "events missing", func(a *EventsAudit) bool { return a.Missing == 1 && a.Created == 2 }},
+		{"order.created twice, distinct ids", append(clean, ev{"e5", "o3", run + "3", 1, flashorder.EventOrderCreated}), nil, "events repeated",
 			func(a *EventsAudit) bool { return a.Repeated == 1 && a.Gaps == 1 }},
-		{"a gap in an order's sequence", append(without("e3"), ev{"e6", "o2", run + "2", 3, flashorder.EventOrderCancelled}), "events gap",
+		{"a gap in an order's sequence", append(without("e3"), ev{"e6", "o2", run + "2", 3, flashorder.EventOrderCancelled}), nil, "events gap",
 			func(a *EventsAudit) bool { return a.Gaps == 1 }},
-		{"the creation not first", append(without("e1"), ev{"e7", "o1", run + "1", 1, flashorder.EventOrderPaid}), "events gap",
+		{"the creation not first", append(without("e1"), ev{"e7", "o1", run + "1", 1, flashorder.EventOrderPaid}), nil, "events gap",
 			func(a *EventsAudit) bool { return a.Gaps == 1 && a.Missing == 1 }},
-		{"an event of an order that does not exist", append(clean, ev{"e8", "o8", run + "8", 1, flashorder.EventOrderCreated}), "events orphan",
+		{"an event of an order that does not exist", append(clean, ev{"e8", "o8", run + "8", 1, flashorder.EventOrderCreated}), nil, "events orphan",
 			func(a *EventsAudit) bool { return a.Orphans == 1 }},
-		{"order.created of another user", append(without("e1"), ev{"e1", "o1", run + "7", 1, flashorder.EventOrderCreated}), "events mismatch",
+		{"order.created of another user", append(without("e1"), ev{"e1", "o1", run + "7", 1, flashorder.EventOrderCreated}), nil, "events mismatch",
 			func(a *EventsAudit) bool { return a.Mismatched == 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,7 +130,11 @@ func TestCheckEvents(t *testing.T) {
 				log.receive(eventBody(t, e.id, e.order, e.user, e.seq, e.typ, at), at.Add(time.Duration(i+1)*time.Millisecond))
 			}
 			var v violations
-			a := checkEvents(log, byID, func(ids []string) map[string]error {
+			moves := tc.moves
+			if moves == nil {
+				moves = paid
+			}
+			a := checkEvents(log, byID, moves, func(ids []string) map[string]error {
 				out := map[string]error{}
 				for _, id := range ids {
 					if !inDB[id] {
@@ -132,7 +167,7 @@ func TestEventLogUndecodable(t *testing.T) {
 	log := newEventLog("uRUN-")
 	log.receive([]byte("not json"), time.Now())
 	var v violations
-	a := checkEvents(log, nil, func([]string) map[string]error { return nil }, &v)
+	a := checkEvents(log, nil, nil, func([]string) map[string]error { return nil }, &v)
 	if a.Undecodable != 1 || v.counts["events"] != 1 {
 		t.Errorf("audit %+v, violations %q", a, v.list)
 	}
@@ -178,7 +213,7 @@ func TestWebhookReceiverVerifies(t *testing.T) {
 	}
 	webhookSource{w}.close()
 	var v violations
-	a := checkEvents(log, map[string]record{"o1": {ID: "o1", User: "uRUN-1", Items: []flashorder.ItemRequest{{SKU: "bench-0", Quantity: 1}}}},
+	a := checkEvents(log, map[string]record{"o1": {ID: "o1", User: "uRUN-1", Items: []flashorder.ItemRequest{{SKU: "bench-0", Quantity: 1}}}}, nil,
 		func([]string) map[string]error { return nil }, &v)
 	if a.Consumed != 1 || a.Created != 1 || a.Undecodable != 1 || v.counts["events"] != 1 || len(v.list) != 1 {
 		t.Errorf("audit %+v, violations %q", a, v.list)

@@ -201,6 +201,13 @@ type Config struct {
 	// EventsWait bounds the wait after the load for the relay to deliver
 	// the run's events; the default is DefaultEventsWait.
 	EventsWait time.Duration `json:"events_wait,omitempty"`
+	// EventsPay and EventsCancel are the shares (0..1, their sum at most
+	// 1) of the run's 201s that the audit pays and cancels after the load,
+	// before it waits for the events, so that every transition the client
+	// got a 200 for is checked to have its event (EventsAudit). They need
+	// Events; the default is 0, none.
+	EventsPay    float64 `json:"events_pay,omitempty"`
+	EventsCancel float64 `json:"events_cancel,omitempty"`
 }
 
 // The values Config.defaults gives zero fields; orderbench's flags show the
@@ -273,6 +280,16 @@ func (c *Config) defaults() error {
 	}
 	if (c.Events != "" || c.EventsReceiver != nil) && c.NoServer {
 		return errors.New("loadtest: events are audited against orderd: they cannot be combined with no server")
+	}
+	switch {
+	case !(c.EventsPay >= 0 && c.EventsPay <= 1):
+		return fmt.Errorf("loadtest: events pay share %v is not in 0..1", c.EventsPay)
+	case !(c.EventsCancel >= 0 && c.EventsCancel <= 1):
+		return fmt.Errorf("loadtest: events cancel share %v is not in 0..1", c.EventsCancel)
+	case c.EventsPay+c.EventsCancel > 1:
+		return fmt.Errorf("loadtest: events pay share %v and cancel share %v add up to more than 1", c.EventsPay, c.EventsCancel)
+	case c.EventsPay+c.EventsCancel > 0 && c.Events == "" && c.EventsReceiver == nil:
+		return errors.New("loadtest: events pay and cancel shares are checked against the events: they need events")
 	}
 	s := &c.Scenario
 	if s.SKUs <= 0 {

@@ -348,6 +348,7 @@ func runCeiling(ctx context.Context, cfg loadtest.Config) (*loadtest.Result, err
 	cfg.URLs = []string{url}
 	cfg.NoServer = true
 	cfg.Events, cfg.EventsReceiver = "", nil // the no-op publishes nothing
+	cfg.EventsPay, cfg.EventsCancel = 0, 0   // and has no orders to move
 	cfg.Label = "no-op ceiling"
 	return loadtest.Run(ctx, cfg)
 }

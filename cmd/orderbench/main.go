@@ -183,6 +183,10 @@ func loadFlags(fs *flag.FlagSet, cfg *loadtest.Config, out *outputs) {
 	fs.StringVar(&out.EventsListen, "events-listen", "127.0.0.1:0", "--events webhook: the receiver's address (port 0: a free one)")
 	fs.DurationVar(&cfg.EventsWait, "events-wait", loadtest.DefaultEventsWait, "with --events: the longest wait after the load "+
 		"for the relay to deliver the run's events (not delivered by then: the audit fails)")
+	fs.Float64Var(&cfg.EventsPay, "events-pay", 0, "with --events: share (0..1) of the run's 201s paid after the load, "+
+		"before the events wait; each 200 must have its order.paid (orderseq 2)")
+	fs.Float64Var(&cfg.EventsCancel, "events-cancel", 0, "with --events: share (0..1) of the run's 201s cancelled after the load "+
+		"(with --events-pay at most 1 in all); each 200 must have its order.cancelled (orderseq 2)")
 	fs.BoolVar(&cfg.StdHTTP, "std-http", false, "send orders with net/http instead of the built-in HTTP/1.1 keep-alive client")
 	fs.BoolVar(&out.Quiet, "quiet", false, "no live progress")
 	fs.StringVar(&out.CPUProfile, "cpuprofile", "", "write orderbench's own CPU profile to this file (to find the tool's limits)")
