@@ -107,13 +107,18 @@ local function goidle(t)
   setstate(t, 'x', 0)
 end
 
+-- lapse ends t's unused admission: its place goes back under the bound.
+local function lapse(t)
+  redis.call('ZREM', adm, t)
+  setstate(t, 'e', 0)
+end
+
 local function tidy()
   for _, t in ipairs(redis.call('ZRANGEBYSCORE', seen, '-inf', '(' .. (now - idle), 'LIMIT', 0, 1000)) do
     goidle(t)
   end
   for _, t in ipairs(redis.call('ZRANGEBYSCORE', adm, '-inf', now, 'LIMIT', 0, 1000)) do
-    redis.call('ZREM', adm, t)
-    setstate(t, 'e', 0)
+    lapse(t)
   end
 end
 
@@ -128,15 +133,26 @@ local function started(setstart)
   return false
 end
 
+-- timeouts applies t's own timeouts, given its state st, its admission
+-- expiry exp and, when it waits, its idle clock last; it returns t's state
+-- after them.
+local function timeouts(t, st, exp, last)
+  if st == 'w' and now - last > idle then
+    goidle(t)
+    return 'x'
+  elseif st == 'a' and exp <= now then
+    lapse(t)
+    return 'e'
+  end
+  return st
+end
+
 -- check applies the timeouts to t itself, beyond the batches of tidy.
 local function check(t)
   local st, exp = record(t)
-  if st == 'w' and now - tonumber(redis.call('ZSCORE', seen, t)) > idle then
-    goidle(t)
-  elseif st == 'a' and exp <= now then
-    redis.call('ZREM', adm, t)
-    setstate(t, 'e', 0)
-  end
+  local last
+  if st == 'w' then last = tonumber(redis.call('ZSCORE', seen, t)) end
+  timeouts(t, st, exp, last)
 end
 
 local function touch(t)
@@ -210,7 +226,8 @@ return view(t)
 // record and of its idle clock, and a write when the poll moves the clock:
 // a poll answered from memory before now keeps its ticket from the idle
 // timeout at now, and the ticket's own timeouts are applied to it (check's
-// rules, inline) before it is judged gone; tidy runs last, for the others.
+// timeouts, with what was read) before it is judged gone; tidy runs last,
+// for the others.
 // This script runs once a round for the polls a room answered from memory,
 // so its cost per ticket is what those polls cost Redis.
 var queueTouch = goredis.NewScript(queueHelpers + `
@@ -218,22 +235,15 @@ local gone = {}
 for i = 4, #ARGV, 2 do
   local t, at = ARGV[i], tonumber(ARGV[i + 1])
   local st, exp = record(t)
+  local last
   if st == 'w' then
-    local last = tonumber(redis.call('ZSCORE', seen, t))
+    last = tonumber(redis.call('ZSCORE', seen, t))
     if last and at <= now and at > last and at - last <= idle then
       redis.call('ZADD', seen, at, t)
       last = at
     end
-    if last and now - last > idle then
-      goidle(t)
-      st = 'x'
-    end
-  elseif st == 'a' and exp <= now then
-    redis.call('ZREM', adm, t)
-    setstate(t, 'e', 0)
-    st = 'e'
   end
-  if st ~= 'w' then table.insert(gone, t) end
+  if timeouts(t, st, exp, last) ~= 'w' then table.insert(gone, t) end
 end
 tidy()
 return gone
