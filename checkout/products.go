@@ -160,18 +160,23 @@ func (c *ProductCache) fresh(sku string, staleOK bool) *cachedProduct {
 	if now >= e.expires || !staleOK && e.stale.Load() {
 		return nil
 	}
-	if now >= e.refreshAt && e.refreshing.CompareAndSwap(false, true) {
-		go c.refresh(sku, e)
+	if now >= e.refreshAt {
+		c.refresh(sku, e)
 	}
 	return e
 }
 
-// refresh reads sku again in the background for its entry e; after a
-// failure the next reader past e's refreshAt tries again.
+// refresh reads sku again in the background for its entry e, unless a read
+// for e is under way; after a failure the next reader tries again.
 func (c *ProductCache) refresh(sku string, e *cachedProduct) {
-	if _, err := c.load(context.Background(), sku); err != nil {
-		e.refreshing.Store(false)
+	if !e.refreshing.CompareAndSwap(false, true) {
+		return
 	}
+	go func() {
+		if _, err := c.load(context.Background(), sku); err != nil {
+			e.refreshing.Store(false)
+		}
+	}()
 }
 
 // refreshExpired reports whether sku has an entry past its TTL, and makes
@@ -184,10 +189,7 @@ func (c *ProductCache) refreshExpired(sku string) bool {
 	if !ok {
 		return false
 	}
-	e := v.(*cachedProduct)
-	if e.refreshing.CompareAndSwap(false, true) {
-		go c.refresh(sku, e)
-	}
+	c.refresh(sku, v.(*cachedProduct))
 	return true
 }
 
