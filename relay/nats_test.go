@@ -55,26 +55,37 @@ func readStream(t *testing.T, js jetstream.JetStream, stream string) (*receiver,
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Right after a node restarted, the JetStream API may not answer for a
-	// moment (no responders): ask again.
+	// moment (no responders), to the info request or to the consumer's
+	// creation that follows it: ask again until both answer.
 	var s jetstream.Stream
 	var info *jetstream.StreamInfo
+	var cons jetstream.Consumer
 	var err error
-	testenv.WaitFor(t, "the stream's info", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the stream's info and an ordered consumer", 30*time.Second, func() bool {
 		if s, err = js.Stream(ctx, stream); err == nil {
-			info, err = s.Info(ctx)
+			if info, err = s.Info(ctx); err == nil {
+				cons, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+			}
+		}
+		if err != nil {
+			t.Logf("reading stream %s: %v (asking again)", stream, err)
 		}
 		return err == nil
 	})
 	total := int(info.State.Msgs)
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rc := &receiver{t: t, deliveries: map[string]int{}, byOrder: map[string][]float64{}, kept: map[string]bool{}}
+	// A fetch may meet the same moment after a restart: it is asked again
+	// until the context's deadline (the ordered consumer resumes after the
+	// last message it delivered, so nothing is read twice).
 	for n := 0; n < total; {
 		batch, err := cons.Fetch(min(total-n, 500), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			if ctx.Err() != nil {
+				t.Fatal(err)
+			}
+			t.Logf("fetching from stream %s: %v (asking again)", stream, err)
+			time.Sleep(200 * time.Millisecond)
+			continue
 		}
 		got := 0
 		for m := range batch.Messages() {
@@ -98,7 +109,12 @@ func readStream(t *testing.T, js jetstream.JetStream, stream string) (*receiver,
 			}
 		}
 		if err := batch.Error(); err != nil {
-			t.Fatal(err)
+			if ctx.Err() != nil {
+				t.Fatal(err)
+			}
+			t.Logf("fetching from stream %s: %v (asking again)", stream, err)
+			n += got
+			continue
 		}
 		if got == 0 {
 			t.Fatalf("read %d of the stream's %d messages, then nothing", n, total)

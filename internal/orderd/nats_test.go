@@ -56,13 +56,19 @@ func consumeCreated(t *testing.T, servers, prefix string, want int) map[string]i
 	seen := map[string]bool{}
 	perOrder := map[string]int{}
 	// A consumer made right after a node's restart may answer nothing for
-	// a while (its own group still electing a leader): an empty fetch is a
-	// failure only after 30 s without progress.
+	// a while (its own group still electing a leader) or not at all (no
+	// responders): an empty or failed fetch is a failure only after 30 s
+	// without progress.
 	progress := time.Now()
 	for len(seen) < want {
 		batch, err := cons.Fetch(min(100, want-len(seen)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			if time.Since(progress) > 30*time.Second {
+				t.Fatalf("the consumer got %d of %d events, then: %v", len(seen), want, err)
+			}
+			t.Logf("fetch: %v (asking again)", err)
+			time.Sleep(200 * time.Millisecond)
+			continue
 		}
 		n := 0
 		for m := range batch.Messages() {
