@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,6 +23,16 @@ const (
 // EventTypeFor returns the type of the event of an order entering status s.
 func EventTypeFor(s Status) EventType {
 	return EventType("order." + string(s))
+}
+
+// Status returns the status an order enters with an event of type t, the
+// inverse of EventTypeFor ("" for a type that is none of the four).
+func (t EventType) Status() Status {
+	switch t {
+	case EventOrderCreated, EventOrderPaid, EventOrderCancelled, EventOrderExpired:
+		return Status(strings.TrimPrefix(string(t), "order."))
+	}
+	return ""
 }
 
 // EventState is where an event stands in the outbox.

@@ -68,7 +68,7 @@ func TestCloudEvent(t *testing.T) {
 }
 
 // TestEventTypeFor checks that every status an order can enter names its
-// event type.
+// event type, and that EventType.Status gives the status back.
 func TestEventTypeFor(t *testing.T) {
 	for s, want := range map[flashorder.Status]flashorder.EventType{
 		flashorder.StatusCreated:   flashorder.EventOrderCreated,
@@ -78,6 +78,14 @@ func TestEventTypeFor(t *testing.T) {
 	} {
 		if got := flashorder.EventTypeFor(s); got != want {
 			t.Errorf("EventTypeFor(%s) = %s, want %s", s, got, want)
+		}
+		if got := want.Status(); got != s {
+			t.Errorf("%s.Status() = %q, want %s", want, got, s)
+		}
+	}
+	for _, bad := range []flashorder.EventType{"", "paid", "order.shipped", "com.example.order.paid"} {
+		if got := bad.Status(); got != "" {
+			t.Errorf("%q.Status() = %q, want none", bad, got)
 		}
 	}
 }

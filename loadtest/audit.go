@@ -269,7 +269,7 @@ func (r *runner) readBack(ctx context.Context, admin *orderhttp.Client, byID map
 				v.add("lost order", "read order %s: %v", id, err)
 			case o.UserID != rec.User || !sameOrderItems(o.Items, rec.Items):
 				v.add("order mismatch", "order %s is user %s items %v in the database, the 201 was for user %s items %v", id, o.UserID, o.Items, rec.User, rec.Items)
-			case moves[id].state == moveDone && moves[id].want != "" && o.Status != movedStatus(moves[id].want):
+			case moves[id].state == moveDone && moves[id].want != "" && o.Status != moves[id].want.Status():
 				v.add("order status", "order %s was answered 200 to its %s and has status %s", id, verbOf(moves[id].want), o.Status)
 			case moves[id].want == "" && !o.Status.Active():
 				v.add("order status", "order %s has status %s right after the run", id, o.Status)
@@ -281,15 +281,6 @@ func (r *runner) readBack(ctx context.Context, admin *orderhttp.Client, byID map
 		})
 	}
 	_ = g.Wait()
-}
-
-// movedStatus is the status an order has after the transition whose event
-// is t.
-func movedStatus(t flashorder.EventType) flashorder.Status {
-	if t == flashorder.EventOrderPaid {
-		return flashorder.StatusPaid
-	}
-	return flashorder.StatusCancelled
 }
 
 // checkWindow checks the created_at of every distinct 201 against the sale
