@@ -16,6 +16,10 @@ import (
 // when no change announcement arrives.
 const DefaultProductCacheTTL = time.Second
 
+// DefaultLookupGrace is how long past its TTL Lookup still serves a product
+// while a background read refreshes it (see ProductCache.LookupGrace).
+const DefaultLookupGrace = 30 * time.Second
+
 // ProductCache keeps products read from a Store for TTL, so that a crowd
 // reloading the product page, and orders refused before a sale starts, cost
 // no database round trip: one read per SKU, instance and TTL, shared by the
@@ -37,6 +41,14 @@ type ProductCache struct {
 	// TTL is how long a product is kept; the default is
 	// DefaultProductCacheTTL.
 	TTL time.Duration
+	// LookupGrace is how long past TTL Lookup still serves a product
+	// while a background read refreshes it, so that orders checking a
+	// SKU's admission never queue behind that read when the database is
+	// slow to answer it (a pool held by the row strategy's transactions
+	// may take seconds); past it Lookup reads the product itself. Product
+	// and WindowRefusal never serve an expired product. The default is
+	// DefaultLookupGrace; a negative value turns the grace off.
+	LookupGrace time.Duration
 	// Changes, when set, announces product changes between instances.
 	Changes flashorder.ProductChanges
 	// Now returns the current time; the default is time.Now.
@@ -75,21 +87,22 @@ type cachedProduct struct {
 
 // NewProductCache returns a cache of store's products.
 func NewProductCache(store flashorder.Store) *ProductCache {
-	return &ProductCache{store: store, TTL: DefaultProductCacheTTL, Now: time.Now}
+	return &ProductCache{store: store, TTL: DefaultProductCacheTTL, LookupGrace: DefaultLookupGrace, Now: time.Now}
 }
 
 // Product returns sku's product as read at most TTL ago and after this
 // instance last changed its stock (Touch), or ENOTFOUND, or the error of the
 // read: what the product page shows.
 func (c *ProductCache) Product(ctx context.Context, sku string) (*flashorder.Product, error) {
-	return c.get(ctx, sku, false)
+	return c.get(ctx, sku, false, 0)
 }
 
 // Lookup is Product for a caller that needs no current stock (the sale
-// window, the price, the limit): a product whose stock this instance changed
-// is still served from memory.
+// window, the price, the limit, the admission): a product whose stock this
+// instance changed is still served from memory, and so is one past its TTL
+// for LookupGrace while a background read refreshes it.
 func (c *ProductCache) Lookup(ctx context.Context, sku string) (*flashorder.Product, error) {
-	return c.get(ctx, sku, true)
+	return c.get(ctx, sku, true, max(c.LookupGrace, 0))
 }
 
 // Touch tells the cache that this instance changed sku's stock: the next
@@ -116,7 +129,7 @@ func (c *ProductCache) touchCount(sku string) *atomic.Uint64 {
 // reads like Lookup, but never waits for a read of a SKU it has cached:
 // past the TTL it answers ok false while a background read refreshes it.
 func (c *ProductCache) WindowRefusal(ctx context.Context, sku string, now time.Time) (refusal error, ok bool) {
-	e := c.fresh(sku, true)
+	e := c.fresh(sku, true, 0)
 	if e == nil {
 		if c.refreshExpired(sku) {
 			return nil, false // the strategy decides until the refresh lands
@@ -124,7 +137,7 @@ func (c *ProductCache) WindowRefusal(ctx context.Context, sku string, now time.T
 		if _, err := c.load(ctx, sku); err != nil {
 			return nil, false
 		}
-		if e = c.fresh(sku, true); e == nil {
+		if e = c.fresh(sku, true, 0); e == nil {
 			return nil, false // forgotten meanwhile: the strategy decides
 		}
 	}
@@ -140,24 +153,25 @@ func (c *ProductCache) WindowRefusal(ctx context.Context, sku string, now time.T
 	return nil, true
 }
 
-func (c *ProductCache) get(ctx context.Context, sku string, staleOK bool) (*flashorder.Product, error) {
-	if e := c.fresh(sku, staleOK); e != nil {
+func (c *ProductCache) get(ctx context.Context, sku string, staleOK bool, grace time.Duration) (*flashorder.Product, error) {
+	if e := c.fresh(sku, staleOK, grace); e != nil {
 		return e.p, e.err
 	}
 	return c.load(ctx, sku)
 }
 
 // fresh returns sku's entry while it may be served (see Product and
-// Lookup), starting a background refresh past refreshAt; nil when the store
+// Lookup: staleOK serves it after this instance's Touch, grace past its
+// TTL), starting a background refresh past refreshAt; nil when the store
 // must be read.
-func (c *ProductCache) fresh(sku string, staleOK bool) *cachedProduct {
+func (c *ProductCache) fresh(sku string, staleOK bool, grace time.Duration) *cachedProduct {
 	v, ok := c.entries.Load(sku)
 	if !ok {
 		return nil
 	}
 	e := v.(*cachedProduct)
 	now := c.Now().UnixNano()
-	if now >= e.expires || !staleOK && e.stale.Load() {
+	if now >= e.expires+int64(grace) || !staleOK && e.stale.Load() {
 		return nil
 	}
 	if now >= e.refreshAt {

@@ -170,6 +170,49 @@ func (s *failingOnceStore) Product(ctx context.Context, sku string) (*flashorder
 	return s.gatedStore.Product(ctx, sku)
 }
 
+// crowdDuringRefresh holds store's reads, moves the clock past the TTL
+// (pastTTL), and checks that 50 calls of check (a what) all pass without
+// waiting for the database, while one read, the background refresh, starts;
+// then it lets the refresh through. The cache must hold sku's entry, read
+// once from store.
+func crowdDuringRefresh(t *testing.T, store *gatedStore, what string, pastTTL func(), check func() error) {
+	t.Helper()
+	store.started, store.release = make(chan struct{}, 10), make(chan struct{})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(store.release)
+		}
+	}
+	defer release() // a check that waits for the read must not hang the test
+	pastTTL()
+	checked := make(chan error, 1)
+	go func() {
+		for range 50 {
+			if err := check(); err != nil {
+				checked <- err
+				return
+			}
+		}
+		checked <- nil
+	}()
+	select {
+	case err := <-checked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the %s waited for the database's read", what)
+	}
+	<-store.started
+	if n := store.products.Load(); n != 2 {
+		t.Fatalf("%d reads after 50 calls of the %s past the TTL, want 2 (the first and one refresh)", n, what)
+	}
+	release()
+	store.started = nil
+}
+
 // TestProductCacheWindowRefusalPastTTL checks that an order's window check
 // never waits for the database once the SKU is cached: past the TTL it
 // answers "the strategy decides" at once while one background read (not one
@@ -199,40 +242,12 @@ func TestProductCacheWindowRefusalPastTTL(t *testing.T) {
 
 	// Past the TTL, with the database holding the read: no wait, no refusal
 	// from the expired entry, one read for the crowd.
-	store.started, store.release = make(chan struct{}, 10), make(chan struct{})
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(store.release)
+	crowdDuringRefresh(t, &store.gatedStore, "window check", func() { nowNs.Add(int64(11 * time.Second)) }, func() error {
+		if refusal, ok := cache.WindowRefusal(ctx, "p", now); ok || refusal != nil {
+			return fmt.Errorf("past the TTL during the read: %v, %v; want the strategy to decide", refusal, ok)
 		}
-	}
-	defer release() // a check that waits for the read must not hang the test
-	nowNs.Add(int64(11 * time.Second))
-	checked := make(chan error, 1)
-	go func() {
-		for range 50 {
-			if refusal, ok := cache.WindowRefusal(ctx, "p", now); ok || refusal != nil {
-				checked <- fmt.Errorf("past the TTL during the read: %v, %v; want the strategy to decide", refusal, ok)
-				return
-			}
-		}
-		checked <- nil
-	}()
-	select {
-	case err := <-checked:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the window check waited for the database's read")
-	}
-	<-store.started
-	if n := store.products.Load(); n != 2 {
-		t.Fatalf("%d reads after 50 checks past the TTL, want 2 (the first and one refresh)", n)
-	}
-	release()
-	store.started = nil
+		return nil
+	})
 	testenv.WaitFor(t, "the refreshed entry", 5*time.Second, refused)
 
 	// A refresh that fails is tried again by the next check.
@@ -244,5 +259,63 @@ func TestProductCacheWindowRefusalPastTTL(t *testing.T) {
 	testenv.WaitFor(t, "the failed refresh tried again", 5*time.Second, refused)
 	if n := store.products.Load(); n < 4 {
 		t.Fatalf("%d reads: the failed refresh was not tried again", n)
+	}
+}
+
+// TestProductCacheLookupPastTTL checks that an order's admission lookup
+// never waits for the database within the grace: past the TTL, with the
+// database holding the read, Lookup serves the product it has at once while
+// one background read (not one per order) refreshes it; past TTL and grace
+// it reads the product itself and serves what the database holds.
+func TestProductCacheLookupPastTTL(t *testing.T) {
+	db := placertest.Open(t, testenv.SQLiteURL(t))
+	ctx := context.Background()
+	putPrice := func(cents int64) {
+		t.Helper()
+		if _, err := db.PutProduct(ctx, flashorder.Product{SKU: "p", Name: "p", PriceCents: cents, Stock: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putPrice(100)
+	store := &gatedStore{countingStore: countingStore{Store: db}}
+	cache := checkout.NewProductCache(store)
+	var nowNs atomic.Int64
+	nowNs.Store(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).UnixNano())
+	cache.Now = func() time.Time { return time.Unix(0, nowNs.Load()) }
+	cache.TTL, cache.LookupGrace = 10*time.Second, time.Minute
+	price := func() int64 {
+		t.Helper()
+		p, err := cache.Lookup(ctx, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.PriceCents
+	}
+	if got := price(); got != 100 {
+		t.Fatalf("price %d, want 100", got)
+	}
+	putPrice(200) // in the database only: the cache learns it by reading
+
+	crowdDuringRefresh(t, store, "lookup", func() { nowNs.Add(int64(11 * time.Second)) }, func() error {
+		if p, err := cache.Lookup(ctx, "p"); err != nil || p.PriceCents != 100 {
+			return fmt.Errorf("past the TTL during the read: %v, %v; want the cached product", p, err)
+		}
+		return nil
+	})
+	testenv.WaitFor(t, "the refreshed entry", 5*time.Second, func() bool { return price() == 200 })
+
+	// Past TTL and grace Lookup reads the database itself: what it answers
+	// is the database's product, not the one it had.
+	putPrice(300)
+	nowNs.Add(int64(10*time.Second + time.Minute))
+	if got := price(); got != 300 {
+		t.Fatalf("past TTL and grace: price %d, want the database's 300", got)
+	}
+
+	// Product never serves an expired entry: the page shows the database.
+	putPrice(400)
+	nowNs.Add(int64(11 * time.Second))
+	if p, err := cache.Product(ctx, "p"); err != nil || p.PriceCents != 400 {
+		t.Fatalf("Product past the TTL: %v, %v; want the database's price 400", p, err)
 	}
 }
