@@ -78,11 +78,9 @@ func transition(ctx context.Context, admin *orderhttp.Client, picked map[string]
 		want := picked[id]
 		g.Go(func() error {
 			var err error
-			verb := "pay"
 			if want == flashorder.EventOrderPaid {
 				_, err = admin.PayOrder(ctx, id)
 			} else {
-				verb = "cancel"
 				_, err = admin.CancelOrder(ctx, id)
 			}
 			m := move{want: want, state: moveDone}
@@ -98,7 +96,7 @@ func transition(ctx context.Context, admin *orderhttp.Client, picked map[string]
 			defer mu.Unlock()
 			moves[id] = m
 			if m.state == moveUnknown {
-				v.add("events transition", "%s order %s, answered 201: %v", verb, id, err)
+				v.add("events transition", "%s order %s, answered 201: %v", verbOf(want), id, err)
 			}
 			return nil
 		})
