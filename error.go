@@ -73,6 +73,11 @@ func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// ProductNotFound is the ENOTFOUND error of a SKU without a product.
+func ProductNotFound(sku string) *Error {
+	return Errorf(ENOTFOUND, "product %q not found", sku)
+}
+
 // ErrorCode returns the code of the first *Error in err's chain, EINTERNAL for
 // any other non-nil error, and "" for nil.
 func ErrorCode(err error) string {

@@ -50,6 +50,16 @@ type Store interface {
 	EventLog
 }
 
+// ProductsReader is implemented by a Store that reads many products with one
+// read: a cache refreshing a catalogue's SKUs pays one round trip for all of
+// them instead of one per SKU.
+type ProductsReader interface {
+	// Products returns the products of skus that exist, in no set order,
+	// each as Store.Product would return it; a SKU without a product is
+	// left out.
+	Products(ctx context.Context, skus []string) ([]*Product, error)
+}
+
 // Tx is the set of primitives that checkout strategies compose inside one
 // database transaction, in groups by purpose; a helper that needs one group
 // takes that group. Every method may also return a database error.

@@ -66,6 +66,16 @@ type ProductCache struct {
 	// epoch grows with every Forget: a read that started before one is
 	// not kept.
 	epoch atomic.Uint64
+
+	// due holds the entries whose background refresh waits for the
+	// refresher (a store that reads many products at once): SKU -> entry.
+	// refresher is true while its goroutine runs.
+	dueMu     sync.Mutex
+	due       map[string]*cachedProduct
+	refresher bool
+	// readsMany counts the refresher's reads, each counted once what it
+	// read is kept.
+	readsMany atomic.Uint64
 }
 
 type cachedProduct struct {
@@ -181,16 +191,103 @@ func (c *ProductCache) fresh(sku string, staleOK bool, grace time.Duration) *cac
 }
 
 // refresh reads sku again in the background for its entry e, unless a read
-// for e is under way; after a failure the next reader tries again.
+// for e is under way; after a failure the next reader tries again. A store
+// that reads many products at once (flashorder.ProductsReader) gets the SKUs
+// due within refreshGather in one read: a catalogue's SKUs, refreshed every
+// TTL/2 each, would otherwise cost a read apiece.
 func (c *ProductCache) refresh(sku string, e *cachedProduct) {
 	if !e.refreshing.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
-		if _, err := c.load(context.Background(), sku); err != nil {
+	reader, ok := c.store.(flashorder.ProductsReader)
+	if !ok {
+		go func() {
+			if _, err := c.load(context.Background(), sku); err != nil {
+				e.refreshing.Store(false)
+			}
+		}()
+		return
+	}
+	c.dueMu.Lock()
+	if c.due == nil {
+		c.due = make(map[string]*cachedProduct)
+	}
+	c.due[sku] = e
+	start := !c.refresher
+	c.refresher = true
+	c.dueMu.Unlock()
+	if start {
+		go c.refreshDue(reader)
+	}
+}
+
+// refreshGather is how long the refresher waits for more SKUs to come due
+// before it reads: SKUs read together come due together after.
+const refreshGather = 10 * time.Millisecond
+
+// refreshReadMax bounds the SKUs of one read (a statement's parameters).
+const refreshReadMax = 500
+
+// refreshDue reads the due entries' SKUs, refreshGather after the first came
+// due and refreshReadMax at a time, until none is due.
+func (c *ProductCache) refreshDue(reader flashorder.ProductsReader) {
+	for {
+		time.Sleep(refreshGather)
+		c.dueMu.Lock()
+		if len(c.due) == 0 {
+			c.refresher = false
+			c.dueMu.Unlock()
+			return
+		}
+		due := make(map[string]*cachedProduct, min(len(c.due), refreshReadMax))
+		for sku, e := range c.due {
+			if len(due) == refreshReadMax {
+				break
+			}
+			due[sku] = e
+			delete(c.due, sku)
+		}
+		c.dueMu.Unlock()
+		c.readMany(reader, due)
+		c.readsMany.Add(1)
+	}
+}
+
+// readMany reads the SKUs of due with one read and keeps each as load does
+// (a SKU the read leaves out as not found); after a failure each entry's
+// next reader tries again.
+func (c *ProductCache) readMany(reader flashorder.ProductsReader, due map[string]*cachedProduct) {
+	skus := make([]string, 0, len(due))
+	counts := make([]*atomic.Uint64, 0, len(due))
+	began := make([]uint64, 0, len(due))
+	epoch := c.epoch.Load()
+	for sku := range due {
+		touched := c.touchCount(sku)
+		skus, counts, began = append(skus, sku), append(counts, touched), append(began, touched.Load())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+	defer cancel()
+	ps, err := reader.Products(ctx, skus)
+	if err != nil {
+		for _, e := range due {
 			e.refreshing.Store(false)
 		}
-	}()
+		return
+	}
+	bySKU := make(map[string]*flashorder.Product, len(ps))
+	for _, p := range ps {
+		bySKU[p.SKU] = p
+	}
+	for i, sku := range skus {
+		p := bySKU[sku]
+		var notFound error
+		if p == nil {
+			notFound = flashorder.ProductNotFound(sku)
+		}
+		if e := c.keep(sku, p, notFound, epoch); e != nil && counts[i].Load() != began[i] {
+			e.stale.Store(true) // a Touch overtook the read
+		}
+	}
 }
 
 // refreshExpired reports whether sku has an entry past its TTL, and makes

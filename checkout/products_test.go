@@ -31,6 +31,17 @@ func (s *gatedStore) Product(ctx context.Context, sku string) (*flashorder.Produ
 	return p, err
 }
 
+// clockedCache returns a cache of store with a TTL of 10 s on a clock that
+// the test moves (unix nanoseconds).
+func clockedCache(store flashorder.Store) (*checkout.ProductCache, *atomic.Int64) {
+	cache := checkout.NewProductCache(store)
+	nowNs := new(atomic.Int64)
+	nowNs.Store(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC).UnixNano())
+	cache.Now = func() time.Time { return time.Unix(0, nowNs.Load()) }
+	cache.TTL = 10 * time.Second
+	return cache, nowNs
+}
+
 // TestProductCache checks the product cache's reads: one read for a crowd
 // of misses, a missing product remembered, Touch read again by Product but
 // not by Lookup, a background refresh past half the TTL, a read past the
@@ -39,11 +50,7 @@ func TestProductCache(t *testing.T) {
 	db := placertest.Open(t, testenv.SQLiteURL(t))
 	put(t, db, "p", 5, 0)
 	store := &gatedStore{countingStore: countingStore{Store: db}}
-	cache := checkout.NewProductCache(store)
-	var nowNs atomic.Int64
-	nowNs.Store(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC).UnixNano())
-	cache.Now = func() time.Time { return time.Unix(0, nowNs.Load()) }
-	cache.TTL = 10 * time.Second
+	cache, nowNs := clockedCache(store)
 	ctx := context.Background()
 
 	store.started, store.release = make(chan struct{}, 200), make(chan struct{})
@@ -317,5 +324,115 @@ func TestProductCacheLookupPastTTL(t *testing.T) {
 	nowNs.Add(int64(11 * time.Second))
 	if p, err := cache.Product(ctx, "p"); err != nil || p.PriceCents != 400 {
 		t.Fatalf("Product past the TTL: %v, %v; want the database's price 400", p, err)
+	}
+}
+
+// manyStore reads many products at once (flashorder.ProductsReader),
+// counting those reads; fail makes the next reads fail, and while gate is
+// set each read, once it read the database, sends on started and waits for
+// a value on release.
+type manyStore struct {
+	countingStore
+	reader           flashorder.ProductsReader
+	many, manySKUs   atomic.Int64
+	fail             atomic.Int64
+	gate             atomic.Bool
+	started, release chan struct{}
+}
+
+func (s *manyStore) Products(ctx context.Context, skus []string) ([]*flashorder.Product, error) {
+	s.many.Add(1)
+	s.manySKUs.Add(int64(len(skus)))
+	if s.fail.Add(-1) >= 0 {
+		return nil, fmt.Errorf("injected failure")
+	}
+	ps, err := s.reader.Products(ctx, skus)
+	if s.gate.Load() {
+		s.started <- struct{}{}
+		<-s.release
+	}
+	return ps, err
+}
+
+// TestProductCacheRefreshesMany checks that a store reading many products at
+// once gets a catalogue's background refreshes in one read: every SKU due
+// together is read together, a SKU the read leaves out is remembered as
+// missing (and found once it exists), a failed read is tried again by the
+// next reader, and a read that a Forget overtook is not kept.
+func TestProductCacheRefreshesMany(t *testing.T) {
+	db := placertest.Open(t, testenv.SQLiteURL(t))
+	const n = 50
+	sku := func(i int) string { return fmt.Sprintf("c-%d", i) }
+	for i := range n {
+		put(t, db, sku(i), 10, 0)
+	}
+	store := &manyStore{countingStore: countingStore{Store: db}, reader: db, started: make(chan struct{}), release: make(chan struct{})}
+	cache, nowNs := clockedCache(store)
+	ctx := context.Background()
+	lookAll := func(stock int64) (same int) {
+		for i := range n {
+			p, err := cache.Lookup(ctx, sku(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Stock == stock {
+				same++
+			}
+		}
+		if _, err := cache.Lookup(ctx, "absent"); flashorder.ErrorCode(err) != flashorder.ENOTFOUND && err != nil {
+			t.Fatal(err)
+		}
+		return same
+	}
+	if lookAll(10) != n {
+		t.Fatal("first reads")
+	}
+	if got := store.products.Load(); got != n+1 {
+		t.Fatalf("%d single reads for %d first misses, want %d", got, n+1, n+1)
+	}
+
+	for i := range n {
+		put(t, db, sku(i), 9, 0)
+	}
+	put(t, db, "absent", 3, 0)
+	nowNs.Add(int64(6 * time.Second)) // past half the TTL: served, refreshed behind
+	if lookAll(10) != n {
+		t.Fatal("past half the TTL, the kept products are served")
+	}
+	testenv.WaitFor(t, "the background refresh", 5*time.Second, func() bool { return lookAll(9) == n })
+	if m := store.many.Load(); m > 2 {
+		t.Errorf("%d reads refreshed %d SKUs due together, want 1 (2 if a gather window split them)", m, n+1)
+	}
+	if got := store.products.Load(); got != n+1 {
+		t.Errorf("%d single reads after the refresh, want still %d", got, n+1)
+	}
+	if p, err := cache.Lookup(ctx, "absent"); err != nil || p.Stock != 3 {
+		t.Errorf("a product created after its miss was kept: %+v %v", p, err)
+	}
+
+	// A failed read: the entries stay, and the next reader tries again.
+	store.fail.Store(1)
+	before := store.many.Load()
+	nowNs.Add(int64(6 * time.Second))
+	for i := range n {
+		put(t, db, sku(i), 8, 0)
+	}
+	lookAll(9)
+	testenv.WaitFor(t, "the failed read", 5*time.Second, func() bool { return store.many.Load() > before })
+	testenv.WaitFor(t, "a refresh after the failure", 5*time.Second, func() bool { return lookAll(8) == n })
+
+	// A read in flight when a product changes and is forgotten is not kept.
+	store.gate.Store(true)
+	nowNs.Add(int64(6 * time.Second))
+	lookAll(8)
+	<-store.started // the read of stock 8 is held
+	ended := checkout.RefreshReads(cache)
+	put(t, db, sku(0), 1, 0)
+	cache.Forget(sku(0))
+	store.gate.Store(false)
+	store.release <- struct{}{}
+	testenv.WaitFor(t, "the held read's end", 5*time.Second, func() bool { return checkout.RefreshReads(cache) > ended })
+	if p, err := cache.Lookup(ctx, sku(0)); err != nil || p.Stock != 1 {
+		t.Errorf("after a Forget that overtook a read of many: %+v %v, want stock 1", p, err)
 	}
 }

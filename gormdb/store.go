@@ -69,7 +69,7 @@ func (db *DB) Product(ctx context.Context, sku string) (*flashorder.Product, err
 	var row productRow
 	err := db.gorm.WithContext(ctx).Where("sku = ?", sku).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, flashorder.Errorf(flashorder.ENOTFOUND, "product %q not found", sku)
+		return nil, flashorder.ProductNotFound(sku)
 	}
 	if err != nil {
 		return nil, db.translate(fmt.Errorf("gormdb: read product %q: %w", sku, err))
@@ -87,19 +87,44 @@ func (db *DB) Product(ctx context.Context, sku string) (*flashorder.Product, err
 // stock including the stock held in segments: what the waiting room of a
 // sale admits against.
 func (db *DB) SaleProducts(ctx context.Context, sale string) ([]*flashorder.Product, error) {
+	ps, err := db.productsWhere(ctx, "sale = ?", sale)
+	if err != nil {
+		return nil, fmt.Errorf("gormdb: read the products of sale %q: %w", sale, err)
+	}
+	return ps, nil
+}
+
+// Products implements flashorder.ProductsReader: the products of skus, their
+// stock including the stock held in segments, in two statements whatever
+// their number.
+func (db *DB) Products(ctx context.Context, skus []string) ([]*flashorder.Product, error) {
+	if len(skus) == 0 {
+		return nil, nil
+	}
+	ps, err := db.productsWhere(ctx, "sku IN ?", skus)
+	if err != nil {
+		return nil, fmt.Errorf("gormdb: read %d products: %w", len(skus), err)
+	}
+	return ps, nil
+}
+
+// productsWhere reads the products that match cond (a condition on the
+// products table with its one argument), by SKU, each with the stock its
+// segments hold added.
+func (db *DB) productsWhere(ctx context.Context, cond string, arg any) ([]*flashorder.Product, error) {
 	var rows []productRow
-	if err := db.gorm.WithContext(ctx).Where("sale = ?", sale).Order("sku").Find(&rows).Error; err != nil {
-		return nil, db.translate(fmt.Errorf("gormdb: read the products of sale %q: %w", sale, err))
+	if err := db.gorm.WithContext(ctx).Where(cond, arg).Order("sku").Find(&rows).Error; err != nil {
+		return nil, db.translate(err)
 	}
 	var segmented []struct {
 		SKU   string
 		Stock int64
 	}
 	err := db.gorm.WithContext(ctx).Model(&segmentRow{}).Select("sku, COALESCE(SUM(stock), 0) AS stock").
-		Where("sku IN (?)", db.gorm.Model(&productRow{}).Select("sku").Where("sale = ?", sale)).
+		Where("sku IN (?)", db.gorm.Model(&productRow{}).Select("sku").Where(cond, arg)).
 		Group("sku").Scan(&segmented).Error
 	if err != nil {
-		return nil, db.translate(fmt.Errorf("gormdb: read the segments of sale %q: %w", sale, err))
+		return nil, db.translate(fmt.Errorf("segments: %w", err))
 	}
 	extra := make(map[string]int64, len(segmented))
 	for _, s := range segmented {
