@@ -222,8 +222,10 @@ func (c *ProductCache) refresh(sku string, e *cachedProduct) {
 }
 
 // refreshGather is how long the refresher waits for more SKUs to come due
-// before it reads: SKUs read together come due together after.
-const refreshGather = 10 * time.Millisecond
+// before it reads (a quarter of the TTL when that is shorter): SKUs read
+// together come due together after, and a SKU ordered only every few tens of
+// milliseconds (a catalogue's tail) still joins the read of the others.
+const refreshGather = 100 * time.Millisecond
 
 // refreshReadMax bounds the SKUs of one read (a statement's parameters).
 const refreshReadMax = 500
@@ -232,7 +234,7 @@ const refreshReadMax = 500
 // due and refreshReadMax at a time, until none is due.
 func (c *ProductCache) refreshDue(reader flashorder.ProductsReader) {
 	for {
-		time.Sleep(refreshGather)
+		time.Sleep(min(refreshGather, c.TTL/4))
 		c.dueMu.Lock()
 		if len(c.due) == 0 {
 			c.refresher = false
