@@ -212,6 +212,9 @@ func (c *ProductCache) refresh(sku string, e *cachedProduct) {
 	if c.due == nil {
 		c.due = make(map[string]*cachedProduct)
 	}
+	if old, ok := c.due[sku]; ok && old != e {
+		old.refreshing.Store(false) // replaced: its next reader may ask again
+	}
 	c.due[sku] = e
 	start := !c.refresher
 	c.refresher = true
@@ -231,10 +234,13 @@ const refreshGather = 100 * time.Millisecond
 const refreshReadMax = 500
 
 // refreshDue reads the due entries' SKUs, refreshGather after the first came
-// due and refreshReadMax at a time, until none is due.
+// due and refreshReadMax at a time (the rest at once after), until none is
+// due.
 func (c *ProductCache) refreshDue(reader flashorder.ProductsReader) {
-	for {
-		time.Sleep(min(refreshGather, c.TTL/4))
+	for more := false; ; {
+		if !more {
+			time.Sleep(min(refreshGather, c.TTL/4))
+		}
 		c.dueMu.Lock()
 		if len(c.due) == 0 {
 			c.refresher = false
@@ -249,20 +255,22 @@ func (c *ProductCache) refreshDue(reader flashorder.ProductsReader) {
 			due[sku] = e
 			delete(c.due, sku)
 		}
+		more = len(c.due) > 0
 		c.dueMu.Unlock()
 		c.readMany(reader, due)
 		c.readsMany.Add(1)
 	}
 }
 
-// readMany reads the SKUs of due with one read and keeps each as load does
-// (a SKU the read leaves out as not found); after a failure each entry's
+// readMany reads the SKUs of due with one read (a SKU the read leaves out is
+// not found). Each SKU's entry is replaced only if it is still the one that
+// came due: a Forget of that SKU during the read (or a newer read kept
+// meanwhile) leaves it out, and no other SKU. After a failure each entry's
 // next reader tries again.
 func (c *ProductCache) readMany(reader flashorder.ProductsReader, due map[string]*cachedProduct) {
 	skus := make([]string, 0, len(due))
 	counts := make([]*atomic.Uint64, 0, len(due))
 	began := make([]uint64, 0, len(due))
-	epoch := c.epoch.Load()
 	for sku := range due {
 		touched := c.touchCount(sku)
 		skus, counts, began = append(skus, sku), append(counts, touched), append(began, touched.Load())
@@ -286,8 +294,12 @@ func (c *ProductCache) readMany(reader flashorder.ProductsReader, due map[string
 		if p == nil {
 			notFound = flashorder.ProductNotFound(sku)
 		}
-		if e := c.keep(sku, p, notFound, epoch); e != nil && counts[i].Load() != began[i] {
+		e := c.entry(p, notFound)
+		if counts[i].Load() != began[i] {
 			e.stale.Store(true) // a Touch overtook the read
+		}
+		if old := due[sku]; !c.entries.CompareAndSwap(sku, old, e) {
+			old.refreshing.Store(false)
 		}
 	}
 }
@@ -358,6 +370,19 @@ func (c *ProductCache) Put(p *flashorder.Product, epoch uint64) {
 func (c *ProductCache) Epoch() uint64 { return c.epoch.Load() }
 
 func (c *ProductCache) keep(sku string, p *flashorder.Product, err error, epoch uint64) *cachedProduct {
+	e := c.entry(p, err)
+	c.entries.Store(sku, e)
+	// Store, then check: a Forget that ran meanwhile either deleted this
+	// entry or moved the epoch on, and then it goes here.
+	if c.epoch.Load() != epoch {
+		c.entries.CompareAndDelete(sku, e)
+		return nil
+	}
+	return e
+}
+
+// entry returns a new entry for p (or err), read now.
+func (c *ProductCache) entry(p *flashorder.Product, err error) *cachedProduct {
 	now := c.Now().UnixNano()
 	e := &cachedProduct{p: p, err: err, expires: now + int64(c.TTL), refreshAt: now + int64(c.TTL)/2}
 	if p != nil && p.StartsAt != nil {
@@ -365,13 +390,6 @@ func (c *ProductCache) keep(sku string, p *flashorder.Product, err error, epoch 
 	}
 	if p != nil && p.EndsAt != nil {
 		e.ended = p.CheckWindow(*p.EndsAt)
-	}
-	c.entries.Store(sku, e)
-	// Store, then check: a Forget that ran meanwhile either deleted this
-	// entry or moved the epoch on, and then it goes here.
-	if c.epoch.Load() != epoch {
-		c.entries.CompareAndDelete(sku, e)
-		return nil
 	}
 	return e
 }

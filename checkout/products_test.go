@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -336,6 +337,7 @@ type manyStore struct {
 	reader           flashorder.ProductsReader
 	many, manySKUs   atomic.Int64
 	fail             atomic.Int64
+	hidden           atomic.Pointer[string] // a SKU the reads leave out
 	gate             atomic.Bool
 	started, release chan struct{}
 }
@@ -347,6 +349,9 @@ func (s *manyStore) Products(ctx context.Context, skus []string) ([]*flashorder.
 		return nil, fmt.Errorf("injected failure")
 	}
 	ps, err := s.reader.Products(ctx, skus)
+	if h := s.hidden.Load(); h != nil {
+		ps = slices.DeleteFunc(ps, func(p *flashorder.Product) bool { return p.SKU == *h })
+	}
 	if s.gate.Load() {
 		s.started <- struct{}{}
 		<-s.release
@@ -421,18 +426,60 @@ func TestProductCacheRefreshesMany(t *testing.T) {
 	testenv.WaitFor(t, "the failed read", 5*time.Second, func() bool { return store.many.Load() > before })
 	testenv.WaitFor(t, "a refresh after the failure", 5*time.Second, func() bool { return lookAll(8) == n })
 
-	// A read in flight when a product changes and is forgotten is not kept.
+	// A SKU the read leaves out is remembered as not found.
+	hidden := "absent"
+	store.hidden.Store(&hidden)
+	nowNs.Add(int64(6 * time.Second))
+	lookAll(8)
+	testenv.WaitFor(t, "the left-out SKU not found", 5*time.Second, func() bool {
+		_, err := cache.Lookup(ctx, "absent")
+		return flashorder.ErrorCode(err) == flashorder.ENOTFOUND
+	})
+	store.hidden.Store(nil)
+
+	// During a held read (of stock 7), sku 0 changes and is forgotten, and
+	// sku 2 changes through this instance (Touch). The read is not kept for
+	// sku 0, marks sku 2 stale (Product reads it again, Lookup serves it),
+	// and is kept for every other SKU: no read of theirs after it.
+	waitStarted := func() {
+		t.Helper()
+		select {
+		case <-store.started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no read of many started")
+		}
+	}
+	for i := range n {
+		put(t, db, sku(i), 7, 0)
+	}
 	store.gate.Store(true)
 	nowNs.Add(int64(6 * time.Second))
 	lookAll(8)
-	<-store.started // the read of stock 8 is held
+	waitStarted()
 	ended := checkout.RefreshReads(cache)
 	put(t, db, sku(0), 1, 0)
 	cache.Forget(sku(0))
+	put(t, db, sku(2), 5, 0)
+	cache.Touch(sku(2))
 	store.gate.Store(false)
 	store.release <- struct{}{}
 	testenv.WaitFor(t, "the held read's end", 5*time.Second, func() bool { return checkout.RefreshReads(cache) > ended })
+	singles := store.products.Load()
+	for i := 3; i < n; i++ {
+		if p, err := cache.Lookup(ctx, sku(i)); err != nil || p.Stock != 7 {
+			t.Fatalf("%s after the held read: %+v %v, want stock 7", sku(i), p, err)
+		}
+	}
+	if got := store.products.Load(); got != singles {
+		t.Errorf("%d single reads of SKUs the held read kept, want 0 (a Forget of one SKU dropped the others)", got-singles)
+	}
 	if p, err := cache.Lookup(ctx, sku(0)); err != nil || p.Stock != 1 {
 		t.Errorf("after a Forget that overtook a read of many: %+v %v, want stock 1", p, err)
+	}
+	if p, _ := cache.Lookup(ctx, sku(2)); p.Stock != 7 {
+		t.Errorf("Lookup of a SKU touched during the read: stock %d, want the read's 7", p.Stock)
+	}
+	if p, _ := cache.Product(ctx, sku(2)); p.Stock != 5 {
+		t.Errorf("Product of a SKU touched during the read: stock %d, want 5 (read again)", p.Stock)
 	}
 }
