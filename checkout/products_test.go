@@ -3,8 +3,8 @@ package checkout_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
