@@ -3,6 +3,8 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -36,7 +38,52 @@ type Signer struct {
 type claims struct {
 	Queue  string `json:"q"`
 	Ticket string `json:"tid"`
+	// Expires is the admission's expiry to the microsecond: jwt's
+	// NumericDate writes whole seconds, which cut a token's life short of
+	// its admission's by up to a second (all of a 1 s admission's when it
+	// was made late in a second). It shadows RegisteredClaims' exp.
+	Expires exactDate `json:"exp"`
 	jwt.RegisteredClaims
+}
+
+// GetExpirationTime implements jwt.Claims with the exact expiry, which is
+// what the parser checks.
+func (c claims) GetExpirationTime() (*jwt.NumericDate, error) {
+	if c.Expires.IsZero() {
+		return nil, nil
+	}
+	return &jwt.NumericDate{Time: c.Expires.Time}, nil
+}
+
+// exactDate is a JWT NumericDate written with microseconds (RFC 7519 allows
+// a fraction); whole seconds, as older tokens have them, read too.
+type exactDate struct{ time.Time }
+
+// MarshalJSON writes d as seconds with six decimals.
+func (d exactDate) MarshalJSON() ([]byte, error) {
+	us := d.UnixMicro()
+	b := strconv.AppendInt(nil, us/1e6, 10)
+	return fmt.Appendf(b, ".%06d", us%1e6), nil
+}
+
+// UnmarshalJSON reads seconds, whole or with up to nine decimals (digits
+// past the sixth are dropped); an exponent or a sign is refused.
+func (d *exactDate) UnmarshalJSON(b []byte) error {
+	whole, frac, dot := strings.Cut(string(b), ".")
+	sec, err := strconv.ParseUint(whole, 10, 63)
+	var us uint64
+	if err == nil && dot {
+		if frac == "" || strings.Trim(frac, "0123456789") != "" {
+			err = errors.New("not a number")
+		} else {
+			us, err = strconv.ParseUint((frac + "000000")[:6], 10, 32)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("queue: token expiry %s: %w", b, err)
+	}
+	d.Time = time.Unix(int64(sec), int64(us)*1e3).UTC()
+	return nil
 }
 
 // NewSigner returns a Signer with secret, of at least MinSecretLen bytes.
@@ -49,10 +96,8 @@ func NewSigner(secret []byte) (*Signer, error) {
 
 // Sign returns the token of a.
 func (s *Signer) Sign(a Admission) (string, error) {
-	c := claims{Queue: a.QueueID, Ticket: a.TicketID, RegisteredClaims: jwt.RegisteredClaims{
-		Subject:   a.UserID,
-		ExpiresAt: jwt.NewNumericDate(a.ExpiresAt),
-	}}
+	c := claims{Queue: a.QueueID, Ticket: a.TicketID, Expires: exactDate{a.ExpiresAt.Truncate(time.Microsecond)},
+		RegisteredClaims: jwt.RegisteredClaims{Subject: a.UserID}}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(s.secret)
 	if err != nil {
 		return "", fmt.Errorf("queue: sign admission of ticket %q: %w", a.TicketID, err)
@@ -81,5 +126,5 @@ func (s *Signer) Verify(token, userID, queueID string, now time.Time) (Admission
 	if c.Subject != userID || c.Queue != queueID {
 		return Admission{}, ErrTokenMismatch
 	}
-	return Admission{TicketID: c.Ticket, QueueID: c.Queue, UserID: c.Subject, ExpiresAt: c.ExpiresAt.Time}, nil
+	return Admission{TicketID: c.Ticket, QueueID: c.Queue, UserID: c.Subject, ExpiresAt: c.Expires.Time}, nil
 }

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -94,6 +95,9 @@ func TestVerifyRefuses(t *testing.T) {
 		{"alg none, signature dropped", parts[0] + "." + parts[1] + ".", "u-42", hot1, before, queue.ErrTokenInvalid},
 		{"HS384 with the secret", mapToken(t, jwt.SigningMethodHS384, secret, claims()), "u-42", hot1, before, queue.ErrTokenInvalid},
 		{"no exp", mapToken(t, jwt.SigningMethodHS256, secret, noExp), "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"exp not a number", mapToken(t, jwt.SigningMethodHS256, secret, withExp(claims(), "soon")), "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"exp with an exponent", mapToken(t, jwt.SigningMethodHS256, secret, withExp(claims(), json.Number("1.89357852e+09"))), "u-42", hot1, before, queue.ErrTokenInvalid},
+		{"exp negative", mapToken(t, jwt.SigningMethodHS256, secret, withExp(claims(), -1)), "u-42", hot1, before, queue.ErrTokenInvalid},
 		{"ticket of another queue", mapToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u-42", "q": hot1, "tid": queue.NewTicketID(hot2), "exp": exp.Unix()}), "u-42", hot1, before, queue.ErrTokenInvalid},
 		{"malformed ticket", mapToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u-42", "q": hot1, "tid": hot1 + "~1", "exp": exp.Unix()}), "u-42", hot1, before, queue.ErrTokenInvalid},
 		{"empty", "", "u-42", hot1, before, queue.ErrTokenInvalid},
@@ -113,6 +117,42 @@ func TestVerifyRefuses(t *testing.T) {
 				t.Fatalf("refused token gave %+v", got)
 			}
 		})
+	}
+}
+
+// withExp returns c with its exp set to v.
+func withExp(c jwt.MapClaims, v any) jwt.MapClaims {
+	c["exp"] = v
+	return c
+}
+
+// TestTokenExpiryExact checks that a token lives exactly as long as its
+// admission, to the microsecond: an admission made late in a second keeps
+// its whole life (whole-second exp cut a 1 s admission to a tenth of a
+// second here), and a token of whole seconds, as older instances signed
+// them, still verifies until its second.
+func TestTokenExpiryExact(t *testing.T) {
+	s := signer(t, secret)
+	a := admission()
+	a.ExpiresAt = exp.Add(900*time.Millisecond + 123456*time.Nanosecond)
+	tok := sign(t, s, a)
+	want := a.ExpiresAt.Truncate(time.Microsecond)
+	got, err := s.Verify(tok, "u-42", hot1, want.Add(-time.Microsecond))
+	if err != nil {
+		t.Fatalf("a microsecond before its expiry: %v", err)
+	}
+	if !got.ExpiresAt.Equal(want) {
+		t.Fatalf("verified expiry %v, want %v", got.ExpiresAt, want)
+	}
+	if _, err := s.Verify(tok, "u-42", hot1, want); !errors.Is(err, queue.ErrTokenExpired) {
+		t.Fatalf("at its expiry: %v, want expired", err)
+	}
+	old := mapToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u-42", "q": hot1, "tid": a.TicketID, "exp": exp.Unix()})
+	if got, err := s.Verify(old, "u-42", hot1, exp.Add(-time.Millisecond)); err != nil || !got.ExpiresAt.Equal(exp) {
+		t.Fatalf("a whole-second token before its second: %+v %v", got, err)
+	}
+	if _, err := s.Verify(old, "u-42", hot1, exp); !errors.Is(err, queue.ErrTokenExpired) {
+		t.Fatalf("a whole-second token at its second: %v, want expired", err)
 	}
 }
 
