@@ -66,8 +66,8 @@ func (d exactDate) MarshalJSON() ([]byte, error) {
 	return fmt.Appendf(b, ".%06d", us%1e6), nil
 }
 
-// UnmarshalJSON reads seconds, whole or with up to nine decimals (digits
-// past the sixth are dropped); an exponent or a sign is refused.
+// UnmarshalJSON reads seconds, whole or with decimals (digits past the
+// sixth are dropped); an exponent or a sign is refused.
 func (d *exactDate) UnmarshalJSON(b []byte) error {
 	whole, frac, dot := strings.Cut(string(b), ".")
 	sec, err := strconv.ParseUint(whole, 10, 63)
